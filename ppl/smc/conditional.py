@@ -1,0 +1,287 @@
+r"""Conditional SMC and particle Gibbs (Andrieu, Doucet & Holenstein 2010).
+
+Conditional SMC (CSMC) runs a particle filter in which slot 0 is pinned to a *reference*
+trajectory :math:`x^*_{0:T-1}`; the other :math:`N-1` particles are propagated as usual, and
+they may resample the reference as an ancestor. Drawing one trajectory from the final particle
+system (index :math:`k \sim W_{T-1}`, traced back through the genealogy) defines a Markov kernel
+on whole trajectories that leaves the Feynman–Kac target
+
+.. math::
+
+    \mathbb{Q}_{T-1}(x_{0:T-1}) \propto M_0(x_0) G_0(x_0) \prod_{t \ge 1} M_t(x_t \mid x_{t-1})
+    G_t(x_{t-1}, x_t)
+
+invariant, for any :math:`N \ge 2`. Iterating it is *particle Gibbs*.
+
+With **ancestor sampling** (Lindsten, Jordan & Schön 2014) the reference's ancestor at step
+:math:`t` is not fixed to the reference's own past but drawn as
+
+.. math::
+
+    P(A_t^0 = i) \propto W_{t-1}^i \, M_t(x^*_t \mid x^i_{t-1}) \, G_t(x^i_{t-1}, x^*_t),
+
+which breaks the path degeneracy of the reference and makes the kernel mix much faster when
+:math:`N` is small relative to :math:`T`. It needs the model's transition density
+(:meth:`~ppl.core.feynman_kac.FeynmanKac.log_density`).
+
+CSMC resamples multinomially at every step (the conditional version of the other schemes is
+more involved and buys little here). A finished (``done``) particle has a point-mass
+transition: it can only be the ancestor of a reference state equal to itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from ppl.core.feynman_kac import FeynmanKac, data_at
+from ppl.smc import resampling as rs
+from ppl.smc.loop import SMCResult, _ess, _failure, _is_key_batch, _normalise, _raise_failure, _select
+from ppl.smc.loop import genealogy, run_smc, trajectory
+
+__all__ = ["conditional_smc", "particle_gibbs", "ParticleGibbsResult"]
+
+
+def _set_slot0(tree, value):
+    return jax.tree_util.tree_map(lambda leaf, v: leaf.at[0].set(v), tree, value)
+
+
+def _tree_equal(a, b):
+    eq = [jnp.all(x == y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))]
+    return jnp.all(jnp.stack(eq)) if eq else jnp.asarray(True)
+
+
+def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
+    """One CSMC sweep followed by the draw of a new reference: ``(data, key, ref) -> ...``."""
+    T = int(fk.num_steps)
+    N = int(num_particles)
+    log_n = math.log(N)
+    init_v = jax.vmap(fk.init_step, in_axes=(0, None))
+    step_v = jax.vmap(fk.step, in_axes=(0, 0, None, None))
+    done_v = jax.vmap(fk.is_done)
+    dens_v = jax.vmap(fk.log_density, in_axes=(0, None, None, None))
+
+    def sweep(data, key, ref):
+        ref_at = lambda t: jax.tree_util.tree_map(lambda leaf: leaf[t], ref)  # noqa: E731
+        k0, k_final, key = jax.random.split(key, 3)
+        data_0 = data_at(data, 0)
+        x, inc = init_v(jax.random.split(k0, N), data_0)
+        ref0 = ref_at(0)
+        x = _set_slot0(x, ref0)
+        inc = inc.at[0].set(fk.log_weight(None, ref0, 0, data_0))
+        log_w_prev = jnp.full((N,), -log_n)
+        failure0 = _failure(log_w_prev, inc)
+        lz0 = logsumexp(log_w_prev + inc)
+        log_w = log_w0 = log_w_prev + inc
+        x_init = x
+
+        def body(carry, t):
+            x, log_w, key, failure = carry
+            key, k_res, k_anc, k_move = jax.random.split(key, 4)
+            log_w_norm = _normalise(log_w)
+            anc = rs.multinomial(k_res, log_w_norm, N)
+            data_t = data_at(data, t)
+            ref_t = ref_at(t)
+            if ancestor_sampling:
+                la = log_w_norm + dens_v(x, ref_t, t, data_t)
+                same = jax.vmap(lambda xi: _tree_equal(xi, ref_t))(x)
+                la = jnp.where(done_v(x), jnp.where(same, log_w_norm, -jnp.inf), la)
+                la = jnp.where(jnp.isnan(la), -jnp.inf, la)
+                a0 = jax.random.categorical(k_anc, la).astype(jnp.int32)
+            else:
+                a0 = jnp.asarray(0, jnp.int32)
+            anc = anc.at[0].set(a0)
+            x = rs.gather(x, anc)
+            x_new, inc = step_v(jax.random.split(k_move, N), x, t, data_t)
+            x_new = _set_slot0(x_new, ref_t)
+            ref_parent = jax.tree_util.tree_map(lambda leaf: leaf[0], x)
+            inc = inc.at[0].set(fk.log_weight(ref_parent, ref_t, t, data_t))
+            finished = done_v(x)
+            x_new = _select(finished, x, x_new)
+            inc = jnp.where(finished, 0.0, inc)
+            log_w_prev = jnp.full((N,), -log_n)
+            step_failure = _failure(log_w_prev, inc)
+            failure = jnp.where(failure == 0, step_failure, failure)
+            log_w = log_w_prev + inc
+            lz = logsumexp(log_w_prev + inc)
+            out = (x_new, _normalise(log_w), anc, lz, _ess(log_w), step_failure)
+            return (x_new, log_w, key, failure), out
+
+        (x, log_w, _, failure), (hx, hw, anc, lz, ess, fails) = jax.lax.scan(
+            body, (x, log_w, key, failure0), jnp.arange(1, T))
+        cat = lambda first, rest: jnp.concatenate([first[None], rest])  # noqa: E731
+        history = jax.tree_util.tree_map(cat, x_init, hx)
+        all_fail = jnp.concatenate([failure0[None], fails])
+        fail_step = jnp.argmax(all_fail != 0).astype(jnp.int32)
+        res = SMCResult(
+            particles=x,
+            log_weights=_normalise(log_w),
+            log_evidence=lz0 + jnp.sum(lz),
+            ess=jnp.concatenate([_ess(log_w0)[None], ess]),
+            log_evidence_increments=jnp.concatenate([lz0[None], lz]),
+            resampled=jnp.concatenate([jnp.zeros((1,), bool), jnp.ones((T - 1,), bool)]),
+            ancestors=jnp.concatenate([jnp.arange(N, dtype=jnp.int32)[None], anc]),
+            num_steps=jnp.asarray(T, jnp.int32),
+            history=history,
+            history_log_weights=jnp.concatenate([_normalise(log_w0)[None], hw]),
+        )
+        k = jax.random.categorical(k_final, res.log_weights).astype(jnp.int32)
+        new_ref = trajectory(res, k)
+        return new_ref, res, failure, fail_step
+
+    return sweep
+
+
+_CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
+
+
+def _cached(kind, fk, build):
+    key = (kind, fk.static_key())
+    fn = _CACHE.get(key)
+    if fn is None:
+        fn = _CACHE[key] = build()
+        if len(_CACHE) > 32:
+            _CACHE.popitem(last=False)
+    return fn
+
+
+def _check_reference(fk, reference):
+    T = int(fk.num_steps)
+    for leaf in jax.tree_util.tree_leaves(reference):
+        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != T:
+            raise ValueError(
+                f"reference: every leaf needs a leading time axis of length T={T}, got shape "
+                f"{jnp.shape(leaf)}; use ppl.trajectory(result, i) of a keep_history run")
+
+
+def _check_n(num_particles):
+    if isinstance(num_particles, bool) or int(num_particles) != num_particles or num_particles < 2:
+        raise ValueError(f"num_particles: conditional SMC needs an integer >= 2, got {num_particles!r}")
+
+
+def conditional_smc(fk: FeynmanKac, num_particles: int, reference, *, key: jax.Array,
+                    ancestor_sampling: bool = False):
+    r"""One conditional SMC sweep given a reference trajectory; returns ``(new_reference, result)``.
+
+    Parameters
+    ----------
+    fk
+        The Feynman–Kac model.
+    num_particles
+        :math:`N \ge 2`, the reference included (it occupies slot 0).
+    reference
+        A trajectory :math:`x^*_{0:T-1}`: a state pytree whose leaves have a leading axis ``T``
+        (e.g. ``ppl.trajectory(run_smc(..., keep_history=True), i)``).
+    key
+        A ``jax.random.key``.
+    ancestor_sampling
+        Resample the reference's ancestors (PGAS) instead of keeping its own past.
+
+    Returns
+    -------
+    (new_reference, SMCResult)
+        A trajectory drawn from the conditional particle system (an MCMC step that leaves the
+        smoothing distribution invariant) and the sweep's particle system (with history).
+    """
+    _check_n(num_particles)
+    if not isinstance(fk, FeynmanKac):
+        raise TypeError(f"fk: expected a ppl.FeynmanKac model, got {type(fk).__name__}")
+    _check_reference(fk, reference)
+    fn = _cached(("csmc", int(num_particles), bool(ancestor_sampling)), fk,
+                 lambda: jax.jit(_build_csmc(fk, num_particles, ancestor_sampling)))
+    new_ref, res, failure, step = fn(fk.data, key, reference)
+    _raise_failure(failure, step, what="conditional SMC")
+    return new_ref, res
+
+
+class ParticleGibbsResult(NamedTuple):
+    """The output of :func:`particle_gibbs`.
+
+    Attributes
+    ----------
+    trajectories
+        The chain of reference trajectories: leaves ``[num_iterations, T, ...]`` (``[C, ...]``
+        in front for ``C`` chains from a batch of keys).
+    log_evidence
+        ``[num_iterations]`` the conditional sweeps' :math:`\\log \\hat Z` (a diagnostic: CSMC
+        estimates are biased upwards, cf. Zhao et al. 2024 for their use as upper bounds).
+    """
+
+    trajectories: Any
+    log_evidence: jax.Array
+
+    def to_arviz(self, **kwargs):
+        """Convert to ``arviz.InferenceData`` (iterations as draws, one chain per key)."""
+        from ppl.analysis.arviz import particle_gibbs_to_inference_data
+
+        return particle_gibbs_to_inference_data(self, **kwargs)
+
+
+def particle_gibbs(fk: FeynmanKac, num_particles: int, num_iterations: int, *, key: jax.Array,
+                   ancestor_sampling: bool = False, init_reference=None) -> ParticleGibbsResult:
+    r"""Particle Gibbs: iterate conditional SMC, keeping each drawn trajectory.
+
+    Parameters
+    ----------
+    fk
+        The Feynman–Kac model.
+    num_particles
+        :math:`N \ge 2` per sweep.
+    num_iterations
+        Number of CSMC sweeps (the chain's length; discard a burn-in yourself).
+    key
+        A ``jax.random.key``, or a 1-d batch of keys for independent chains (vmapped).
+    ancestor_sampling
+        Particle Gibbs with ancestor sampling (PGAS).
+    init_reference
+        The first reference trajectory; by default one trajectory drawn by final weight from a
+        plain SMC run (systematic resampling, every step) with the same number of particles.
+
+    Returns
+    -------
+    ParticleGibbsResult
+    """
+    _check_n(num_particles)
+    if not isinstance(fk, FeynmanKac):
+        raise TypeError(f"fk: expected a ppl.FeynmanKac model, got {type(fk).__name__}")
+    if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations or num_iterations < 1:
+        raise ValueError(f"num_iterations: expected a positive integer, got {num_iterations!r}")
+    if init_reference is not None:
+        _check_reference(fk, init_reference)
+    batched = _is_key_batch(key)
+    sweep = _build_csmc(fk, num_particles, ancestor_sampling)
+
+    def chain(data, key, ref):
+        def it(carry, k):
+            ref, failure, fail_step = carry
+            new_ref, res, f, s = sweep(data, k, ref)
+            fail_step = jnp.where(failure == 0, s, fail_step)
+            failure = jnp.where(failure == 0, f, failure)
+            return (new_ref, failure, fail_step), (new_ref, res.log_evidence)
+
+        init = (ref, jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32))
+        (_, failure, step), (trajs, lz) = jax.lax.scan(it, init, jax.random.split(key, int(num_iterations)))
+        return trajs, lz, failure, step
+
+    fn = _cached(("pg", int(num_particles), int(num_iterations), bool(ancestor_sampling), batched), fk,
+                 lambda: jax.jit(jax.vmap(chain, in_axes=(None, 0, 0)) if batched else chain))
+
+    if init_reference is None:
+        k_init, key = (jax.vmap(jax.random.split, out_axes=1)(key) if batched else jax.random.split(key))
+        smc = run_smc(fk, num_particles, key=k_init, resampling="systematic", ess_threshold=1.0,
+                      keep_history=True)
+        pick = lambda r, k: trajectory(r, jax.random.categorical(k, r.log_weights))  # noqa: E731
+        k_pick = jax.vmap(lambda k: jax.random.fold_in(k, 1))(k_init) if batched else jax.random.fold_in(k_init, 1)
+        init_reference = jax.vmap(pick)(smc, k_pick) if batched else pick(smc, k_pick)
+    elif batched:
+        n_chains = key.shape[0]
+        init_reference = jax.tree_util.tree_map(
+            lambda leaf: jnp.broadcast_to(leaf, (n_chains,) + jnp.shape(leaf)), init_reference)
+    trajs, lz, failure, step = fn(fk.data, key, init_reference)
+    _raise_failure(failure, step, what="particle Gibbs")
+    return ParticleGibbsResult(trajectories=trajs, log_evidence=lz)

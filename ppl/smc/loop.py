@@ -1,0 +1,370 @@
+r"""The SMC loop: one compiled ``lax.while_loop`` over time, particles lifted with ``vmap``.
+
+For a Feynman–Kac model (:class:`~ppl.core.feynman_kac.FeynmanKac`) and :math:`N` particles,
+:func:`run_smc` runs the generic particle filter (Chopin & Papaspiliopoulos 2020, alg. 10.1):
+
+1. :math:`x_0^n \sim M_0` (or :math:`q_0`), :math:`\log w_0^n = \log G_0(x_0^n)` (+ correction).
+2. For :math:`t = 1, \dots, T-1`:
+
+   a. with normalised weights :math:`W_{t-1}^n`, compute
+      :math:`\mathrm{ESS} = 1 / \sum_n (W_{t-1}^n)^2`; if :math:`\mathrm{ESS} < \kappa N`
+      (``ess_threshold`` :math:`=\kappa`; :math:`\kappa \ge 1` resamples at every step,
+      :math:`\kappa = 0` never), draw ancestors :math:`A^n` with the resampling scheme and set
+      :math:`W_{t-1}^n = 1/N`; otherwise :math:`A^n = n`;
+   b. move :math:`x_t^n \sim M_t(x_{t-1}^{A^n}, \cdot)` (or :math:`q_t`) and reweight
+      :math:`\log w_t^n = \log W_{t-1}^n + \log G_t^n` (+ correction).
+
+3. The log-evidence estimate is
+
+   .. math::
+
+       \log \hat Z_T = \sum_{t=0}^{T-1} \log \sum_{n=1}^N W_{t-1}^n G_t^n,
+       \qquad W_{-1}^n = 1/N,
+
+   which is unbiased for :math:`Z_T` on the natural scale (:math:`\mathbb{E}\,\hat Z_T = Z_T`)
+   for every unbiased resampling scheme.
+
+A particle whose ``done`` flag is set is neither moved nor reweighted. The loop stops after
+:math:`T` steps or as soon as every particle is done. If at some step every weight is zero
+(all log-weights :math:`-\infty`) or a potential is NaN, the loop stops there and
+:func:`run_smc` raises :class:`~ppl.core.errors.SMCError` naming the step.
+
+Compiled code is cached per model structure and static options: running the same model on new
+data of the same shape, or with a new key, does not recompile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from ppl.core.errors import SMCError
+from ppl.core.feynman_kac import FeynmanKac, data_at
+from ppl.smc import resampling as rs
+
+__all__ = ["run_smc", "SMCResult", "genealogy", "trajectory", "trajectories"]
+
+# Failure codes written by the compiled loop.
+_OK, _NAN, _ALL_ZERO = 0, 1, 2
+
+
+class SMCResult(NamedTuple):
+    """The output of :func:`run_smc` (every field gains a leading axis for a batch of keys).
+
+    Attributes
+    ----------
+    particles
+        Final states, a pytree with leaves ``[N, ...]``.
+    log_weights
+        ``[N]`` normalised final log-weights (``logsumexp == 0``).
+    log_evidence
+        :math:`\\log \\hat Z` (scalar).
+    ess
+        ``[T]`` effective sample size after reweighting at each step (NaN for steps not run).
+    log_evidence_increments
+        ``[T]`` the terms of :math:`\\log \\hat Z`.
+    resampled
+        ``[T]`` whether the particles were resampled at the start of step ``t``.
+    ancestors
+        ``[T, N]`` ancestor indices: slot ``n`` at step ``t`` descends from slot
+        ``ancestors[t, n]`` at step ``t - 1`` (identity when not resampled; row 0 is identity).
+    num_steps
+        The number of steps run (fewer than ``T`` when every particle finished early).
+    history
+        With ``keep_history=True``, the states at every step, leaves ``[T, N, ...]`` (steps not
+        run repeat the final states); else ``None``.
+    history_log_weights
+        With ``keep_history=True``, ``[T, N]`` normalised log-weights after each step.
+    """
+
+    particles: Any
+    log_weights: jax.Array
+    log_evidence: jax.Array
+    ess: jax.Array
+    log_evidence_increments: jax.Array
+    resampled: jax.Array
+    ancestors: jax.Array
+    num_steps: jax.Array
+    history: Any = None
+    history_log_weights: Optional[jax.Array] = None
+
+    def to_arviz(self, **kwargs):
+        """Convert to ``arviz.InferenceData`` (see :func:`ppl.analysis.arviz.smc_to_inference_data`)."""
+        from ppl.analysis.arviz import smc_to_inference_data
+
+        return smc_to_inference_data(self, **kwargs)
+
+
+def _normalise(log_w):
+    return log_w - logsumexp(log_w)
+
+
+def _ess(log_w):
+    return jnp.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w))
+
+
+def _failure(log_w_prev, inc):
+    """Failure code for a step: NaN potentials of live particles, or every weight zero."""
+    alive = log_w_prev > -jnp.inf
+    nan = jnp.any(alive & jnp.isnan(inc))
+    total = logsumexp(jnp.where(jnp.isnan(inc), -jnp.inf, log_w_prev + inc))
+    return jnp.where(nan, _NAN, jnp.where(total == -jnp.inf, _ALL_ZERO, _OK)).astype(jnp.int32)
+
+
+def _select(pred, on_true, on_false):
+    """Per-particle select on a pytree (``pred`` is ``[N]``)."""
+
+    def sel(a, b):
+        p = pred.reshape(pred.shape + (1,) * (a.ndim - 1))
+        return jnp.where(p, a, b)
+
+    return jax.tree_util.tree_map(sel, on_true, on_false)
+
+
+def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, keep_history: bool):
+    T = int(fk.num_steps)
+    N = int(num_particles)
+    log_n = math.log(N)
+    always = ess_threshold >= 1.0
+    never = ess_threshold <= 0.0
+
+    init_v = jax.vmap(fk.init_step, in_axes=(0, None))
+    step_v = jax.vmap(fk.step, in_axes=(0, 0, None, None))
+    done_v = jax.vmap(fk.is_done)
+
+    def run(data, key):
+        k0, key = jax.random.split(key)
+        x, inc = init_v(jax.random.split(k0, N), data_at(data, 0))
+        log_w_prev = jnp.full((N,), -log_n)
+        failure = _failure(log_w_prev, inc)
+        lz_inc = logsumexp(log_w_prev + inc)
+        log_w = log_w_prev + inc
+
+        ess = jnp.full((T,), jnp.nan).at[0].set(_ess(log_w))
+        lz_incs = jnp.zeros((T,)).at[0].set(lz_inc)
+        resampled = jnp.zeros((T,), dtype=bool)
+        ancestors = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (T, N))
+        if keep_history:
+            hist = jax.tree_util.tree_map(lambda l: jnp.zeros((T,) + l.shape, l.dtype).at[0].set(l), x)
+            hist_w = jnp.zeros((T, N)).at[0].set(_normalise(log_w))
+        else:
+            hist, hist_w = None, None
+
+        def cond(c):
+            t, _, x, _, failure, *_ = c
+            return (t < T) & (failure == _OK) & ~jnp.all(done_v(x))
+
+        def body(c):
+            t, key, x, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w = c
+            key, k_res, k_move = jax.random.split(key, 3)
+            log_w_norm = _normalise(log_w)
+            if always:
+                do_res = jnp.asarray(True)
+            elif never:
+                do_res = jnp.asarray(False)
+            else:
+                do_res = _ess(log_w_norm) < ess_threshold * N
+
+            def resample(args):
+                x, log_w_norm = args
+                anc = scheme(k_res, log_w_norm, N).astype(jnp.int32)
+                return rs.gather(x, anc), jnp.full((N,), -log_n), anc
+
+            def keep(args):
+                x, log_w_norm = args
+                return x, log_w_norm, jnp.arange(N, dtype=jnp.int32)
+
+            if always:
+                x, log_w_prev, anc = resample((x, log_w_norm))
+            elif never:
+                x, log_w_prev, anc = keep((x, log_w_norm))
+            else:
+                x, log_w_prev, anc = jax.lax.cond(do_res, resample, keep, (x, log_w_norm))
+
+            data_t = data_at(data, t)
+            x_new, inc = step_v(jax.random.split(k_move, N), x, t, data_t)
+            finished = done_v(x)
+            x_new = _select(finished, x, x_new)
+            inc = jnp.where(finished, 0.0, inc)
+            failure = _failure(log_w_prev, inc)
+            log_w = log_w_prev + inc
+
+            ess = ess.at[t].set(_ess(log_w))
+            lz_incs = lz_incs.at[t].set(logsumexp(log_w_prev + inc))
+            resampled = resampled.at[t].set(do_res)
+            ancestors = ancestors.at[t].set(anc)
+            if keep_history:
+                hist = jax.tree_util.tree_map(lambda h, l: h.at[t].set(l), hist, x_new)
+                hist_w = hist_w.at[t].set(_normalise(log_w))
+            return (t + 1, key, x_new, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w)
+
+        carry = (jnp.asarray(1, jnp.int32), key, x, log_w, failure, ess, lz_incs, resampled,
+                 ancestors, hist, hist_w)
+        t, _, x, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w = jax.lax.while_loop(
+            cond, body, carry)
+        if keep_history:
+            tail = jnp.arange(T) >= t
+            hist = jax.tree_util.tree_map(
+                lambda h, l: jnp.where(tail.reshape((T,) + (1,) * l.ndim), l[None], h), hist, x)
+            hist_w = jnp.where(tail[:, None], _normalise(log_w)[None], hist_w)
+        res = SMCResult(
+            particles=x,
+            log_weights=_normalise(log_w),
+            log_evidence=jnp.sum(lz_incs),
+            ess=ess,
+            log_evidence_increments=lz_incs,
+            resampled=resampled,
+            ancestors=ancestors,
+            num_steps=t,
+            history=hist,
+            history_log_weights=hist_w,
+        )
+        # The step at which a failure occurred is the last one run.
+        return res, failure, t - 1
+
+    return run
+
+
+_CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def _compiled(fk: FeynmanKac, num_particles, scheme, ess_threshold, keep_history, batched):
+    cache_key = (fk.static_key(), num_particles, scheme, ess_threshold, keep_history, batched)
+    fn = _CACHE.get(cache_key)
+    if fn is None:
+        run = _build(fk, num_particles, scheme, ess_threshold, keep_history)
+        if batched:
+            run = jax.vmap(run, in_axes=(None, 0))
+        fn = jax.jit(run)
+        _CACHE[cache_key] = fn
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(cache_key)
+    return fn
+
+
+def _is_key_batch(key) -> bool:
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.ndim > 1:
+            raise ValueError(f"key: expected one key or a 1-d batch of keys, got shape {key.shape}")
+        return key.ndim == 1
+    if key.dtype != jnp.uint32 or key.ndim not in (1, 2):
+        raise TypeError("key: expected a jax.random.key(...) (or a batch of them)")
+    return key.ndim == 2
+
+
+def _validate(fk, num_particles, ess_threshold, keep_history):
+    if not isinstance(fk, FeynmanKac):
+        raise TypeError(f"fk: expected a ppl.FeynmanKac model, got {type(fk).__name__}")
+    if isinstance(num_particles, bool) or int(num_particles) != num_particles or num_particles < 1:
+        raise ValueError(f"num_particles: expected a positive integer, got {num_particles!r}")
+    if not 0.0 <= float(ess_threshold) <= 1.0 or math.isnan(float(ess_threshold)):
+        raise ValueError(f"ess_threshold: expected a number in [0, 1], got {ess_threshold!r}")
+    if not isinstance(keep_history, bool):
+        raise TypeError(f"keep_history: expected a bool, got {type(keep_history).__name__}")
+
+
+def _raise_failure(failure, step, what="SMC"):
+    """Raise :class:`SMCError` for the first failed run (no-op under tracing)."""
+    if isinstance(failure, jax.core.Tracer):
+        return
+    failure = jnp.atleast_1d(failure)
+    step = jnp.atleast_1d(step)
+    bad = [i for i, f in enumerate(failure.tolist()) if f != _OK]
+    if not bad:
+        return
+    i = bad[0]
+    run = f" (run {i} of the batch)" if failure.shape[0] > 1 else ""
+    s = int(step[i])
+    if int(failure[i]) == _NAN:
+        raise SMCError(f"{what}: a log-potential was NaN at step {s}{run}; check the model's "
+                       "log_potential / observation densities for invalid values", step=s)
+    raise SMCError(f"{what}: every particle weight became zero (log-weight -inf) at step {s}{run}; "
+                   "the potentials rule out every particle — relax a hard constraint, use more "
+                   "particles or a better proposal", step=s)
+
+
+def run_smc(fk: FeynmanKac, num_particles: int, *, key: jax.Array,
+            resampling: Union[str, rs.ResamplingFn] = "systematic", ess_threshold: float = 0.5,
+            keep_history: bool = False) -> SMCResult:
+    r"""Run a particle filter on a Feynman–Kac model.
+
+    Parameters
+    ----------
+    fk
+        The model (:class:`~ppl.core.feynman_kac.FeynmanKac` or
+        :func:`~ppl.core.step_program.from_step_program`).
+    num_particles
+        :math:`N`.
+    key
+        A ``jax.random.key``; a 1-d batch of keys runs that many independent filters (vmapped in
+        one compiled call) and gives every result field a leading batch axis.
+    resampling
+        A scheme name (``"systematic"``, ``"stratified"``, ``"multinomial"``, ``"residual"``,
+        ``"killing"``), :func:`ppl.smc.resampling.top_k` (beam search; not unbiased), or a callable
+        ``(key, log_weights, n) -> indices``.
+    ess_threshold
+        Resample when :math:`\mathrm{ESS} < \kappa N`; ``1.0`` resamples at every step, ``0.0``
+        never (sequential importance sampling).
+    keep_history
+        Also return the particles and weights at every step (memory :math:`T \times N`).
+
+    Returns
+    -------
+    SMCResult
+
+    Raises
+    ------
+    SMCError
+        If every weight becomes zero or a potential is NaN; the message names the step.
+    """
+    _validate(fk, num_particles, ess_threshold, keep_history)
+    scheme = rs.get_scheme(resampling)
+    batched = _is_key_batch(key)
+    fn = _compiled(fk, int(num_particles), scheme, float(ess_threshold), keep_history, batched)
+    res, failure, step = fn(fk.data, key)
+    _raise_failure(failure, step)
+    return res
+
+
+# ------------------------------------------------------------------------------------------
+# Genealogy
+
+
+def genealogy(ancestors: jax.Array, index: jax.Array) -> jax.Array:
+    """Slot indices ``[T]`` of the ancestral line ending in final slot ``index``.
+
+    ``b[T-1] = index`` and ``b[t-1] = ancestors[t, b[t]]``.
+    """
+
+    def back(b, anc_t):
+        return anc_t[b], b
+
+    _, line = jax.lax.scan(back, jnp.asarray(index, jnp.int32), ancestors, reverse=True)
+    return line
+
+
+def trajectory(result: SMCResult, index) -> Any:
+    """The full path :math:`x_{0:T-1}` (leaves ``[T, ...]``) of final particle ``index``.
+
+    Needs a result computed with ``keep_history=True``.
+    """
+    if result.history is None:
+        raise ValueError("result: trajectories need run_smc(..., keep_history=True)")
+    line = genealogy(result.ancestors, index)
+    T = result.ancestors.shape[0]
+    return jax.tree_util.tree_map(lambda h: h[jnp.arange(T), line], result.history)
+
+
+def trajectories(result: SMCResult) -> Any:
+    """The paths of every final particle: leaves ``[N, T, ...]``."""
+    n = result.log_weights.shape[-1]
+    return jax.vmap(lambda i: trajectory(result, i))(jnp.arange(n))

@@ -1,0 +1,200 @@
+r"""Resampling schemes: from normalised weights to ancestor indices.
+
+Every scheme has the signature ``scheme(key, log_weights, num_samples) -> ancestors`` where
+``log_weights`` is a ``[N]`` array of (possibly unnormalised) log-weights and ``ancestors`` is an
+``int32[num_samples]`` array of indices into the particle set. Resampling a particle set is then
+one gather along the particle axis of the whole state pytree (:func:`gather`).
+
+Write :math:`W_i = w_i / \sum_j w_j` for the normalised weights and :math:`O_i` for the number
+of offspring of particle :math:`i`. The *unbiased* schemes satisfy
+:math:`\mathbb{E}[O_i] = N W_i`, which is what makes the SMC estimate of the normalising
+constant unbiased. They differ in the variance of :math:`O_i` (Chopin & Papaspiliopoulos 2020,
+ch. 9):
+
+============  ==================================================================  ===========
+scheme        how                                                                 variance
+============  ==================================================================  ===========
+multinomial   :math:`N` i.i.d. draws from :math:`W` (sorted uniforms, inverse CDF)  largest
+residual      :math:`\lfloor N W_i \rfloor` copies, the rest multinomial on the      smaller
+              residuals
+stratified    one uniform in each stratum :math:`[(n-1)/N, n/N)`                    smaller
+systematic    one uniform :math:`U`, points :math:`(n - 1 + U)/N`                   smallest in
+                                                                                  practice
+killing       particle :math:`n` survives with probability :math:`W_n / \max_j W_j`,  small
+              otherwise it is replaced by a multinomial draw
+============  ==================================================================  ===========
+
+:func:`top_k` is different: a *deterministic* selection of the ``k`` heaviest particles, each
+copied ``num_samples / k`` times. It is what beam search does. It is **not** unbiased: the
+weights after it are not a valid importance-sampling correction, and log-evidence estimates
+computed with it are meaningless.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "multinomial",
+    "stratified",
+    "systematic",
+    "residual",
+    "killing",
+    "top_k",
+    "get_scheme",
+    "gather",
+    "SCHEMES",
+    "ResamplingFn",
+]
+
+ResamplingFn = Callable[[jax.Array, jax.Array, int], jax.Array]
+
+
+def _normalise(log_weights: jax.Array) -> jax.Array:
+    log_weights = jnp.asarray(log_weights)
+    return jnp.exp(log_weights - jax.scipy.special.logsumexp(log_weights))
+
+
+def _inverse_cdf(sorted_uniforms: jax.Array, weights: jax.Array) -> jax.Array:
+    """Indices ``a_n`` with ``C_{a_n - 1} <= u_n < C_{a_n}`` for the cumulative weights ``C``."""
+    cdf = jnp.cumsum(weights)
+    # Guard against round-off: the last cumulative weight is exactly one.
+    cdf = cdf.at[-1].set(jnp.inf)
+    idx = jnp.searchsorted(cdf, sorted_uniforms, side="right")
+    return jnp.clip(idx, 0, weights.shape[0] - 1).astype(jnp.int32)
+
+
+def _sorted_uniforms(key: jax.Array, n: int) -> jax.Array:
+    """``n`` sorted i.i.d. uniforms in O(n) by normalised cumulative exponential spacings."""
+    e = jax.random.exponential(key, (n + 1,))
+    c = jnp.cumsum(e)
+    return c[:-1] / c[-1]
+
+
+def _iid_draws(key: jax.Array, weights: jax.Array, n: int) -> jax.Array:
+    """``n`` i.i.d. draws from ``weights`` in *random* order (slot ``j`` independent of ``j``)."""
+    return _inverse_cdf(jax.random.uniform(key, (n,)), weights)
+
+
+def multinomial(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
+    r"""Multinomial resampling: ``num_samples`` i.i.d. draws from :math:`W`.
+
+    Uses sorted uniforms (cumulative sums of exponentials) and one ``searchsorted``, so it is
+    O(N) rather than O(N log N).
+    """
+    return _inverse_cdf(_sorted_uniforms(key, num_samples), _normalise(log_weights))
+
+
+def stratified(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
+    r"""Stratified resampling: :math:`u_n = (n + U_n) / N` with independent :math:`U_n`."""
+    u = (jnp.arange(num_samples) + jax.random.uniform(key, (num_samples,))) / num_samples
+    return _inverse_cdf(u, _normalise(log_weights))
+
+
+def systematic(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
+    r"""Systematic resampling: :math:`u_n = (n + U) / N` with a single :math:`U`."""
+    u = (jnp.arange(num_samples) + jax.random.uniform(key, ())) / num_samples
+    return _inverse_cdf(u, _normalise(log_weights))
+
+
+def residual(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
+    r"""Residual resampling.
+
+    Particle :math:`i` first gets :math:`\lfloor N W_i \rfloor` deterministic copies; the
+    :math:`R = N - \sum_i \lfloor N W_i \rfloor` remaining slots are filled by multinomial
+    draws from the residual weights :math:`N W_i - \lfloor N W_i \rfloor`.
+    """
+    w = _normalise(log_weights)
+    scaled = num_samples * w
+    counts = jnp.floor(scaled).astype(jnp.int32)
+    residual_w = scaled - counts
+    slots = jnp.arange(num_samples)
+    # Slot n < sum(counts) is the particle whose cumulative count first exceeds n.
+    det = jnp.searchsorted(jnp.cumsum(counts), slots, side="right").astype(jnp.int32)
+    det = jnp.clip(det, 0, w.shape[0] - 1)
+    total = residual_w.sum()
+    log_res = jnp.where(residual_w > 0, jnp.log(residual_w), -jnp.inf)
+    # When every N W_i is an integer the residual is empty and ``rand`` is never used.
+    log_res = jnp.where(total > 0, log_res, jnp.log(w))
+    # Slots past the deterministic ones take i.i.d. draws that do not depend on the slot index.
+    rand = _iid_draws(key, _normalise(log_res), num_samples)
+    return jnp.where(slots < counts.sum(), det, rand)
+
+
+def killing(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
+    r"""Killing resampling (Del Moral 2004; Chopin & Papaspiliopoulos 2020, sec. 9.6).
+
+    Particle :math:`n` keeps its slot with probability :math:`W_n / \max_j W_j`; otherwise the
+    slot is refilled by a draw from :math:`W`. The expected offspring count is
+    :math:`W_i/W_{\max} + W_i (N - 1/W_{\max}) = N W_i`. Requires ``num_samples`` equal to the
+    number of particles.
+    """
+    n = log_weights.shape[0]
+    if num_samples != n:
+        raise ValueError(
+            f"killing resampling needs num_samples == number of particles ({n}), got {num_samples}"
+        )
+    k_keep, k_draw = jax.random.split(key)
+    log_w = log_weights - jax.scipy.special.logsumexp(log_weights)
+    log_survive = log_w - jnp.max(log_w)
+    keep = jnp.log(jax.random.uniform(k_keep, (n,))) < log_survive
+    # Refills must not depend on the slot (sorted draws would correlate with survival).
+    draws = _iid_draws(k_draw, jnp.exp(log_w), n)
+    return jnp.where(keep, jnp.arange(n, dtype=jnp.int32), draws)
+
+
+def top_k(k: int) -> ResamplingFn:
+    """Deterministic selection of the ``k`` heaviest particles (beam search). **Not unbiased.**
+
+    Returns a scheme: ``scheme(key, log_weights, num_samples)`` returns the indices of the ``k``
+    largest log-weights (largest first), each repeated ``num_samples // k`` times consecutively,
+    so that particle slots ``[j * m, (j + 1) * m)`` with ``m = num_samples // k`` descend from the
+    ``j``-th best particle — "keep the top N/M, expand each M ways". ``key`` is ignored.
+    ``num_samples`` must be a multiple of ``k``.
+    """
+    if int(k) < 1:
+        raise ValueError(f"top_k: k must be a positive integer, got {k}")
+    k = int(k)
+
+    def scheme(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
+        del key
+        if num_samples % k:
+            raise ValueError(f"top_k({k}): num_samples={num_samples} is not a multiple of k")
+        if k > log_weights.shape[0]:
+            raise ValueError(f"top_k({k}): only {log_weights.shape[0]} particles to choose from")
+        _, idx = jax.lax.top_k(log_weights, k)
+        return jnp.repeat(idx.astype(jnp.int32), num_samples // k)
+
+    scheme.__name__ = f"top_k({k})"
+    scheme.unbiased = False  # type: ignore[attr-defined]
+    return scheme
+
+
+SCHEMES: dict[str, ResamplingFn] = {
+    "multinomial": multinomial,
+    "stratified": stratified,
+    "systematic": systematic,
+    "residual": residual,
+    "killing": killing,
+}
+
+
+def get_scheme(resampling: Union[str, ResamplingFn]) -> ResamplingFn:
+    """Look up a scheme by name, or pass a callable ``(key, log_weights, num_samples)`` through."""
+    if callable(resampling):
+        return resampling
+    try:
+        return SCHEMES[resampling]
+    except KeyError:
+        raise ValueError(
+            f"resampling={resampling!r} is not a known scheme; use one of {sorted(SCHEMES)} "
+            "or ppl.smc.resampling.top_k(k), or pass a callable (key, log_weights, n) -> indices"
+        ) from None
+
+
+def gather(tree, indices: jax.Array):
+    """Resample a particle set: one gather along the leading (particle) axis of every leaf."""
+    return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), tree)

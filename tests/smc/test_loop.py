@@ -1,0 +1,193 @@
+"""The SMC loop against exact answers: Kalman filter, HMM forward pass, brute-force enumeration."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+import ppl
+from tests import exact
+from tests.smc import models as m
+
+
+@pytest.fixture(scope="module")
+def lg():
+    ys = m.simulate_lg(0)
+    log_z, means, variances = exact.kalman_1d(ys, m.A, m.Q, m.R, m.M0, m.P0)
+    return ys, log_z, means, variances
+
+
+def _weighted_mean(x, log_w):
+    w = np.exp(np.asarray(log_w, np.float64))
+    return np.sum(w * np.asarray(x, np.float64), axis=-1) / np.sum(w, axis=-1)
+
+
+@pytest.mark.parametrize("form", ["bootstrap", "guided"])
+def test_linear_gaussian_log_evidence_and_filtering_means(lg, form):
+    ys, log_z, means, variances = lg
+    fk = m.lg_bootstrap(ys) if form == "bootstrap" else m.lg_guided(ys)
+    runs = 8
+    batch = ppl.run_smc(fk, 4096, key=jax.random.split(jax.random.key(1), runs), keep_history=True)
+    # log Z-hat: sd about 0.14 (bootstrap, R = 0.25 makes weights peaked) and 0.03 (guided).
+    lz = np.asarray(batch.log_evidence, np.float64)
+    assert abs(lz.mean() - log_z) < 4 * lz.std(ddof=1) / np.sqrt(runs) + 0.01
+    assert lz.std() < (0.3 if form == "bootstrap" else 0.06)
+    # Filtering means of every run, each within a few Monte Carlo standard errors.
+    est = _weighted_mean(batch.history, batch.history_log_weights)
+    tol = 6.0 * np.sqrt(variances / np.asarray(batch.ess)) + 1e-3
+    np.testing.assert_array_less(np.abs(est - means), tol)
+    assert (np.asarray(batch.num_steps) == len(ys)).all()
+
+
+@pytest.mark.parametrize("form", ["bootstrap", "guided"])
+def test_evidence_estimate_is_unbiased(lg, form):
+    """Over independent runs, the mean of Z-hat / Z is 1 within Monte Carlo error."""
+    ys, log_z, _, _ = lg
+    fk = m.lg_bootstrap(ys) if form == "bootstrap" else m.lg_guided(ys)
+    runs = 400
+    res = ppl.run_smc(fk, 64, key=jax.random.split(jax.random.key(2), runs))
+    ratio = np.exp(np.asarray(res.log_evidence, np.float64) - log_z)
+    se = ratio.std(ddof=1) / np.sqrt(runs)
+    assert se < 0.1, "too noisy to be a test"
+    assert abs(ratio.mean() - 1.0) < 4.0 * se
+    # log Z-hat itself is biased downwards (Jensen), Z-hat is not.
+    assert np.mean(np.asarray(res.log_evidence, np.float64)) < log_z
+
+
+def test_guided_filter_has_lower_variance(lg):
+    ys = lg[0]
+    keys = jax.random.split(jax.random.key(3), 50)
+    boot = ppl.run_smc(m.lg_bootstrap(ys), 64, key=keys).log_evidence
+    guided = ppl.run_smc(m.lg_guided(ys), 64, key=keys).log_evidence
+    assert float(jnp.var(guided)) < 0.5 * float(jnp.var(boot))
+
+
+def test_new_data_does_not_recompile(lg):
+    ys = lg[0]
+    fk = m.lg_bootstrap(ys)
+    ppl.run_smc(fk, 128, key=jax.random.key(0))
+    from ppl.smc import loop
+    before = len(loop._CACHE)
+    fn = loop._compiled(fk, 128, ppl.resampling.systematic, 0.5, False, False)
+    n_compiled = fn._cache_size()
+    ppl.run_smc(fk.with_data(jnp.asarray(ys) + 1.0), 128, key=jax.random.key(1))
+    assert len(loop._CACHE) == before
+    assert fn._cache_size() == n_compiled
+
+
+def test_hmm_against_forward_algorithm():
+    K, T = 3, 30
+    rng = np.random.default_rng(5)
+    trans = np.array([[0.8, 0.15, 0.05], [0.1, 0.8, 0.1], [0.05, 0.15, 0.8]])
+    p0 = np.array([0.6, 0.3, 0.1])
+    mus, sd = np.array([-2.0, 0.0, 2.0]), 1.0
+    x = rng.choice(K, p=p0)
+    ys = []
+    for t in range(T):
+        if t:
+            x = rng.choice(K, p=trans[x])
+        ys.append(rng.normal(mus[x], sd))
+    ys = np.array(ys)
+    log_lik = -0.5 * ((ys[:, None] - mus[None]) / sd) ** 2 - 0.5 * np.log(2 * np.pi * sd**2)
+    log_z, filt = exact.hmm_forward(np.log(p0), np.log(trans), log_lik)
+
+    log_trans = jnp.log(jnp.asarray(trans, jnp.float32))
+    mus_j = jnp.asarray(mus, jnp.float32)
+    fk = ppl.FeynmanKac(
+        init=dist.Categorical(probs=jnp.asarray(p0, jnp.float32)),
+        transition=lambda x, t, y: dist.Categorical(logits=log_trans[x]),
+        log_potential=lambda xp, x, t, y: dist.Normal(mus_j[x], sd).log_prob(y),
+        data=jnp.asarray(ys, jnp.float32))
+    runs = 8
+    res = ppl.run_smc(fk, 4000, key=jax.random.split(jax.random.key(7), runs))
+    lz = np.asarray(res.log_evidence, np.float64)
+    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(runs), 0.02)
+    w = np.exp(np.asarray(res.log_weights, np.float64))
+    marg = np.stack([(w * (np.asarray(res.particles) == k)).sum(1) for k in range(K)], 1).mean(0)
+    np.testing.assert_allclose(marg, filt[-1], atol=0.02)
+
+
+@pytest.mark.parametrize("scheme", ["multinomial", "stratified", "systematic", "residual", "killing"])
+def test_discrete_chain_against_enumeration(scheme):
+    log_z, last, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D)
+    runs = 8
+    res = ppl.run_smc(m.discrete_fk(), 4000, key=jax.random.split(jax.random.key(11), runs),
+                      resampling=scheme, ess_threshold=1.0)
+    lz = np.asarray(res.log_evidence, np.float64)
+    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(runs), 0.01)
+    w = np.exp(np.asarray(res.log_weights, np.float64))
+    marg = np.stack([(w * (np.asarray(res.particles) == k)).sum(1) for k in range(m.K)], 1).mean(0)
+    np.testing.assert_allclose(marg, last, atol=0.015)
+
+
+def test_done_particles_stop_moving_and_keep_their_weight():
+    """State 2 is absorbing via ``done``: the engine must match enumeration with that semantics."""
+    log_z, last, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D, absorbing=2)
+    runs = 8
+    res = ppl.run_smc(m.discrete_fk(done=lambda x: x == 2), 4000,
+                      key=jax.random.split(jax.random.key(12), runs), ess_threshold=0.5)
+    lz = np.asarray(res.log_evidence, np.float64)
+    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(runs), 0.01)
+    w = np.exp(np.asarray(res.log_weights, np.float64))
+    marg = np.stack([(w * (np.asarray(res.particles) == k)).sum(1) for k in range(m.K)], 1).mean(0)
+    np.testing.assert_allclose(marg, last, atol=0.015)
+
+
+def test_stops_early_when_every_particle_is_done():
+    fk = ppl.FeynmanKac(init=dist.Normal(0.0, 1.0), transition=lambda x, t, d: dist.Normal(x, 1.0),
+                        log_potential=lambda xp, x, t, d: 0.0 * x, num_steps=10,
+                        done=lambda x: jnp.asarray(True))
+    res = ppl.run_smc(fk, 16, key=jax.random.key(0), keep_history=True)
+    assert int(res.num_steps) == 1
+    assert np.isnan(np.asarray(res.ess[1:])).all()
+    # Steps that were not run repeat the final particles.
+    np.testing.assert_array_equal(np.asarray(res.history[-1]), np.asarray(res.particles))
+
+
+def test_ess_threshold_controls_resampling(lg):
+    fk = m.lg_bootstrap(lg[0])
+    every = ppl.run_smc(fk, 256, key=jax.random.key(0), ess_threshold=1.0)
+    never = ppl.run_smc(fk, 256, key=jax.random.key(0), ess_threshold=0.0)
+    some = ppl.run_smc(fk, 256, key=jax.random.key(0), ess_threshold=0.5)
+    assert bool(every.resampled[1:].all()) and not bool(every.resampled[0])
+    assert not bool(never.resampled.any())
+    assert 0 < int(some.resampled.sum()) < m.T_LG - 1
+    # Without resampling ancestors are the identity.
+    np.testing.assert_array_equal(np.asarray(never.ancestors), np.broadcast_to(np.arange(256), (m.T_LG, 256)))
+
+
+def test_same_key_same_result(lg):
+    fk = m.lg_bootstrap(lg[0])
+    a = ppl.run_smc(fk, 128, key=jax.random.key(4))
+    b = ppl.run_smc(fk, 128, key=jax.random.key(4))
+    np.testing.assert_array_equal(np.asarray(a.particles), np.asarray(b.particles))
+    assert float(a.log_evidence) == float(b.log_evidence)
+
+
+def test_all_weights_zero_raises_with_step():
+    fk = ppl.FeynmanKac(init=dist.Normal(0.0, 1.0), transition=lambda x, t, d: dist.Normal(x, 1.0),
+                        log_potential=lambda xp, x, t, d: jnp.where(t == 3, -jnp.inf, 0.0), num_steps=6)
+    with pytest.raises(ppl.SMCError, match="step 3") as info:
+        ppl.run_smc(fk, 32, key=jax.random.key(0))
+    assert info.value.step == 3
+
+
+def test_nan_potential_raises_with_step():
+    fk = ppl.FeynmanKac(init=dist.Normal(0.0, 1.0), transition=lambda x, t, d: dist.Normal(x, 1.0),
+                        log_potential=lambda xp, x, t, d: jnp.where(t == 2, jnp.nan, 0.0), num_steps=6)
+    with pytest.raises(ppl.SMCError, match="NaN at step 2"):
+        ppl.run_smc(fk, 32, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_particles=0), "num_particles"),
+    (dict(num_particles=2.5), "num_particles"),
+    (dict(ess_threshold=1.5), "ess_threshold"),
+    (dict(resampling="bogus"), "resampling"),
+])
+def test_bad_arguments_are_named(lg, kwargs, match):
+    args = dict(num_particles=16, key=jax.random.key(0))
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        ppl.run_smc(m.lg_bootstrap(lg[0]), **args)

@@ -2,27 +2,44 @@
 
 The engine: Feynman–Kac models (:class:`FeynmanKac`, :func:`from_step_program`), particle
 filters (:func:`run_smc`), conditional SMC and particle Gibbs, tempered SMC and NUTS for static
-numpyro models, and conversion of every result to ``arviz.InferenceData``.
+numpyro models (:func:`infer`), and conversion of every result to ``arviz.InferenceData``.
 """
 
 __version__ = "0.1.0"
 
+from ppl.analysis.results import PosteriorResult
 from ppl.core import FeynmanKac, PointMass, ProgramState, SMCError, from_step_program
-from ppl.smc import ParticleGibbsResult, SMCResult, conditional_smc, particle_gibbs, resampling, run_smc, trajectories, trajectory
+from ppl.infer import infer
+from ppl.mcmc import nuts
+from ppl.smc import (
+    ParticleGibbsResult,
+    SMCResult,
+    conditional_smc,
+    particle_gibbs,
+    resampling,
+    run_smc,
+    tempered_smc,
+    trajectories,
+    trajectory,
+)
 
 __all__ = [
-    "ParticleGibbsResult",
-    "conditional_smc",
-    "particle_gibbs",
     "FeynmanKac",
+    "ParticleGibbsResult",
     "PointMass",
+    "PosteriorResult",
     "ProgramState",
     "SMCError",
     "SMCResult",
     "__version__",
+    "conditional_smc",
     "from_step_program",
+    "infer",
+    "nuts",
+    "particle_gibbs",
     "resampling",
     "run_smc",
+    "tempered_smc",
     "trajectories",
     "trajectory",
 ]

@@ -1,4 +1,6 @@
-"""Exact answers the tests compare inference against: Kalman filter, HMM forward pass, enumeration.
+"""Exact answers the tests compare inference against: HMM forward pass, enumeration.
+
+(The Kalman filter lives with its model, in ``models.state_space``.)
 
 Written in numpy/float64, independently of the engine.
 """
@@ -9,25 +11,6 @@ import itertools
 
 import numpy as np
 from scipy.special import logsumexp
-
-
-def kalman_1d(ys, a, q, r, m0, p0):
-    """Log-evidence and filtering means/variances of x_0 ~ N(m0, p0), x_t = a x_{t-1} + N(0, q),
-    y_t = x_t + N(0, r)."""
-    ys = np.asarray(ys, dtype=np.float64)
-    m_pred, p_pred = m0, p0
-    log_z, means, variances = 0.0, [], []
-    for t, y in enumerate(ys):
-        if t > 0:
-            m_pred, p_pred = a * m, a * a * p + q
-        s = p_pred + r
-        log_z += -0.5 * (np.log(2 * np.pi * s) + (y - m_pred) ** 2 / s)
-        k = p_pred / s
-        m = m_pred + k * (y - m_pred)
-        p = (1 - k) * p_pred
-        means.append(m)
-        variances.append(p)
-    return log_z, np.array(means), np.array(variances)
 
 
 def hmm_forward(log_p0, log_trans, log_lik):

@@ -1,10 +1,20 @@
 """Sequential Monte Carlo: resampling, the SMC loop, conditional SMC, tempering."""
 
-from ppl.smc import resampling
+from ppl.smc import kernels, resampling
 from ppl.smc.conditional import ParticleGibbsResult, conditional_smc, particle_gibbs
 from ppl.smc.loop import SMCResult, genealogy, run_smc, trajectories, trajectory
+from ppl.smc.tempering import tempered_smc
 
 __all__ = [
     "ParticleGibbsResult",
+    "SMCResult",
     "conditional_smc",
-    "particle_gibbs","SMCResult", "genealogy", "resampling", "run_smc", "trajectories", "trajectory"]
+    "genealogy",
+    "kernels",
+    "particle_gibbs",
+    "resampling",
+    "run_smc",
+    "tempered_smc",
+    "trajectories",
+    "trajectory",
+]

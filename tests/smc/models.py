@@ -2,63 +2,25 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 import numpyro.distributions as dist
 
 import ppl
+from models.state_space import LinearGaussian
 
 # ---------------------------------------------------------------- linear-Gaussian state space
-A, Q, R, M0, P0 = 0.9, 1.0, 0.25, 0.0, 1.0
+LG = LinearGaussian(a=0.9, q=1.0, r=0.25, m0=0.0, p0=1.0)
+A, Q, R, M0, P0 = LG.a, LG.q, LG.r, LG.m0, LG.p0
 T_LG = 20
 
 
 def simulate_lg(seed=0, T=T_LG):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(M0, np.sqrt(P0))
-    ys = []
-    for t in range(T):
-        if t:
-            x = A * x + rng.normal(0, np.sqrt(Q))
-        ys.append(x + rng.normal(0, np.sqrt(R)))
-    return np.array(ys, dtype=np.float32)
+    return LG.simulate(T, seed)
 
 
-def lg_transition(x, t, y):
-    return dist.Normal(A * x, np.sqrt(Q))
-
-
-def lg_potential(x_prev, x, t, y):
-    return dist.Normal(x, np.sqrt(R)).log_prob(y)
-
-
-def lg_optimal_proposal(x_prev, t, y):
-    """p(x_t | x_{t-1}, y_t): the locally optimal (guided) proposal."""
-    if x_prev is None:
-        prior_m, prior_v = M0, P0
-    else:
-        prior_m, prior_v = A * x_prev, Q
-    v = 1.0 / (1.0 / prior_v + 1.0 / R)
-    return dist.Normal(v * (prior_m / prior_v + y / R), jnp.sqrt(v))
-
-
-def lg_bootstrap(ys):
-    return ppl.FeynmanKac(init=dist.Normal(M0, np.sqrt(P0)), transition=lg_transition,
-                          log_potential=lg_potential, data=jnp.asarray(ys))
-
-
-def lg_guided(ys):
-    return ppl.FeynmanKac(init=dist.Normal(M0, np.sqrt(P0)), transition=lg_transition,
-                          log_potential=lg_potential, proposal=lg_optimal_proposal,
-                          data=jnp.asarray(ys))
-
-
-def lg_step(x_prev, y):
-    x = numpyro.sample("x", dist.Normal(A * x_prev, np.sqrt(Q)))
-    numpyro.sample("y", dist.Normal(x, np.sqrt(R)), obs=y)
-    return x
+lg_transition, lg_potential, lg_step = LG.transition, LG.log_potential, LG.step
+lg_bootstrap, lg_guided = LG.bootstrap, LG.guided
 
 
 # ---------------------------------------------------------------- a small discrete chain

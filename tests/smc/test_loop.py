@@ -14,8 +14,8 @@ from tests.smc import models as m
 @pytest.fixture(scope="module")
 def lg():
     ys = m.simulate_lg(0)
-    log_z, means, variances = exact.kalman_1d(ys, m.A, m.Q, m.R, m.M0, m.P0)
-    return ys, log_z, means, variances
+    kf = m.LG.kalman_filter(ys)
+    return ys, kf.log_evidence, kf.means, kf.variances
 
 
 def _weighted_mean(x, log_w):

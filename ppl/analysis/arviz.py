@@ -1,0 +1,191 @@
+"""Conversion of ppl results to :class:`arviz.InferenceData`."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["particle_gibbs_to_inference_data", "posterior_to_inference_data", "smc_to_inference_data"]
+
+# NUTS diagnostics -> ArviZ's conventional sample_stats names.
+_NUTS_STATS = {
+    "diverging": "diverging",
+    "accept_prob": "acceptance_rate",
+    "num_steps": "n_steps",
+    "step_size": "step_size",
+    "energy": "energy",
+    "tree_depth": "tree_depth",
+}
+
+
+def posterior_to_inference_data(result):
+    """Convert a :class:`ppl.analysis.results.PosteriorResult` to :class:`arviz.InferenceData`.
+
+    Groups:
+        posterior: every sample site, dims ``(chain, draw, <site>_dim_0, ...)``.
+        sample_stats: ``log_weight (chain, draw)`` (uniform ``-log(draws)`` for MCMC),
+            ``log_evidence (chain, draw)`` (the per-chain estimate repeated over draws; only when
+            the method estimates it), and per-draw method statistics: for NUTS ``diverging``,
+            ``acceptance_rate``, ``n_steps``, ``tree_depth``, ``step_size``, ``energy`` and
+            ``lp`` (the unnormalised log posterior density, ``-potential_energy``); for tempered
+            SMC the per-particle ``log_likelihood`` and ``lp`` (log prior + log likelihood in
+            the unconstrained space), plus the tempering trace ``temperature``, ``ess``,
+            ``tempering_acceptance_rate`` and ``log_evidence_increment`` along the dimension
+            ``tempering_step``.
+
+    ``az.summary(idata)`` and ``az.plot_posterior(idata)`` work on the result. For tempered
+    SMC the particles are equally weighted after the final resampling, so ArviZ's unweighted
+    statistics are the right ones; ``r_hat`` is not meaningful with one chain.
+    """
+    import arviz as az
+    import xarray as xr
+
+    samples = {k: np.asarray(v) for k, v in result.samples.items()}
+    chains, draws = result.num_chains, result.num_draws
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    posterior = xr.Dataset(_vars_with_dims(samples), coords=coords)
+
+    stats: dict = {}
+    if result.log_weights is not None:
+        stats["log_weight"] = (["chain", "draw"], np.asarray(result.log_weights))
+    else:
+        stats["log_weight"] = (["chain", "draw"], np.full((chains, draws), -np.log(draws)))
+    if result.log_evidence is not None:
+        lz = np.asarray(result.log_evidence).reshape(chains, 1)
+        stats["log_evidence"] = (["chain", "draw"], np.broadcast_to(lz, (chains, draws)).copy())
+
+    diag = {k: np.asarray(v) for k, v in (result.diagnostics or {}).items()}
+    if result.method == "nuts":
+        for src, dst in _NUTS_STATS.items():
+            if src in diag and diag[src].shape[:2] == (chains, draws):
+                stats[dst] = (["chain", "draw"], diag[src])
+        if "potential_energy" in diag:
+            stats["lp"] = (["chain", "draw"], -diag["potential_energy"])
+    else:
+        if "log_likelihood" in diag:
+            stats["log_likelihood"] = (["chain", "draw"], diag["log_likelihood"])
+            if "log_prior" in diag:
+                stats["lp"] = (["chain", "draw"], diag["log_prior"] + diag["log_likelihood"])
+        for src, dst in (
+            ("temperatures", "temperature"),
+            ("ess", "ess"),
+            ("acceptance_rate", "tempering_acceptance_rate"),
+            ("log_evidence_increments", "log_evidence_increment"),
+        ):
+            if src in diag and diag[src].ndim == 1:
+                stats[dst] = (["tempering_step"], diag[src])
+
+    sample_stats = xr.Dataset(stats, coords=coords)
+    attrs = {"inference_library": "ppl", "method": result.method}
+    posterior.attrs.update(attrs)
+    sample_stats.attrs.update(attrs)
+    return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
+
+
+# ------------------------------------------------------------------------------------------
+# Feynman–Kac results: SMC runs and particle Gibbs chains
+
+
+def _state_variables(tree, lead: int) -> dict:
+    """Name the leaves of a particle-state pytree for ArviZ.
+
+    An array is ``x``; a dict or NamedTuple gives its keys / fields; a
+    :class:`~ppl.core.step_program.ProgramState` gives its latent sites (by site name) and its
+    return value (``value`` or ``value.<key>``). ``lead`` leading axes are (chain, draw, ...).
+    """
+    from ppl.core.step_program import INIT_SITE, ProgramState
+
+    if isinstance(tree, ProgramState):
+        out = {k: v for k, v in tree.sites.items() if k != INIT_SITE}
+        for name, v in _state_variables(tree.value, lead).items():
+            out["value" if name == "x" else f"value.{name}"] = v
+        return out
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    if len(leaves) == 1 and not leaves[0][0]:
+        return {"x": leaves[0][1]}
+    out = {}
+    for path, leaf in leaves:
+        name = ".".join(str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path)
+        out[name] = leaf
+    return out
+
+
+def _vars_with_dims(values: dict, extra: tuple = ()) -> dict:
+    data_vars = {}
+    for name, v in values.items():
+        v = np.asarray(v)
+        dims = ["chain", "draw", *extra]
+        dims += [f"{name}_dim_{i}" for i in range(v.ndim - len(dims))]
+        data_vars[name] = (dims, v)
+    return data_vars
+
+
+def smc_to_inference_data(result, *, resample_key=None):
+    """Convert a :class:`ppl.smc.loop.SMCResult` to :class:`arviz.InferenceData`.
+
+    One chain per SMC run (a batch of keys gives several chains); the draws are the final
+    particles — or, for a run with ``keep_history=True``, their whole ancestral paths, with a
+    ``time`` dimension. Groups:
+
+    posterior
+        the state's variables (see :func:`_state_variables`), ``(chain, draw[, time], ...)``.
+    sample_stats
+        ``log_weight (chain, draw)`` — the normalised SMC weights; ``log_evidence (chain, draw)``
+        — each run's :math:`\\log \\hat Z`, repeated over draws; per-step diagnostics
+        ``ess``, ``log_evidence_increment`` and ``resampled`` along ``step``.
+
+    ArviZ's summaries treat draws as equally weighted. Pass ``resample_key`` to turn the weighted
+    particles into equally weighted draws first (multinomial resampling), so that ``az.summary``
+    estimates posterior expectations; the ``log_weight`` then reported are uniform.
+    """
+    import arviz as az
+    import xarray as xr
+
+    from ppl.smc.loop import trajectories
+    from ppl.smc.resampling import gather, multinomial
+
+    batched = np.ndim(result.log_evidence) == 1
+    res = result if batched else jax.tree_util.tree_map(lambda a: a[None], result)
+    draws_tree = jax.vmap(trajectories)(res) if res.history is not None else res.particles
+    log_w = res.log_weights
+    n = log_w.shape[-1]
+    if resample_key is not None:
+        keys = jax.random.split(resample_key, log_w.shape[0])
+        idx = jax.vmap(lambda k, lw: multinomial(k, lw, n))(keys, log_w)
+        draws_tree = jax.vmap(gather)(draws_tree, idx)
+        log_w = jnp.full_like(log_w, -np.log(n))
+    chains = log_w.shape[0]
+    coords = {"chain": np.arange(chains), "draw": np.arange(n)}
+    extra = ("time",) if res.history is not None else ()
+    posterior = xr.Dataset(_vars_with_dims(_state_variables(draws_tree, 2), extra), coords=coords)
+    lz = np.asarray(res.log_evidence).reshape(chains, 1)
+    stats = {
+        "log_weight": (["chain", "draw"], np.asarray(log_w)),
+        "log_evidence": (["chain", "draw"], np.broadcast_to(lz, (chains, n)).copy()),
+        "ess": (["chain", "step"], np.asarray(res.ess)),
+        "log_evidence_increment": (["chain", "step"], np.asarray(res.log_evidence_increments)),
+        "resampled": (["chain", "step"], np.asarray(res.resampled)),
+    }
+    sample_stats = xr.Dataset(stats, coords=coords)
+    return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
+
+
+def particle_gibbs_to_inference_data(result):
+    """Convert a :class:`ppl.smc.conditional.ParticleGibbsResult` to :class:`arviz.InferenceData`.
+
+    Iterations are draws (one chain per key of a batch), each draw a whole trajectory with a
+    ``time`` dimension; ``sample_stats.log_evidence`` holds each conditional sweep's estimate.
+    Discard a burn-in with ``idata.sel(draw=slice(burn, None))``.
+    """
+    import arviz as az
+    import xarray as xr
+
+    batched = np.ndim(result.log_evidence) == 2
+    res = result if batched else jax.tree_util.tree_map(lambda a: a[None], result)
+    chains, draws = res.log_evidence.shape
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    posterior = xr.Dataset(_vars_with_dims(_state_variables(res.trajectories, 2), ("time",)), coords=coords)
+    sample_stats = xr.Dataset({"log_evidence": (["chain", "draw"], np.asarray(res.log_evidence))},
+                              coords=coords)
+    return az.InferenceData(posterior=posterior, sample_stats=sample_stats)

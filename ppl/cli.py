@@ -1,0 +1,92 @@
+"""The ``ppl`` command line.
+
+``ppl --help`` and ``ppl --version`` work now. The subcommands arrive with later issues and
+plug into :data:`SUBCOMMANDS`, a dict from a subcommand name to a *setup function*
+``setup(parser: argparse.ArgumentParser) -> None`` that adds the subcommand's arguments and
+sets ``parser.set_defaults(func=handler)``, where ``handler(args) -> int`` does the work:
+
+- ``ppl scale``          the main job: inference-time scaling of the bundled LM on a task
+- ``ppl rank FILE``      Bayesian judge / ranking models on a file of comparisons
+- ``ppl analyze FILE``   posterior analysis (ArviZ) of a saved result
+- ``ppl train lm|prm``   train the bundled LM or process reward model
+
+This is the one module of ``ppl`` allowed to import ``models/``; it does so lazily, inside
+the handlers, so that ``ppl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional, Sequence
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+#: Subcommand name -> setup function that fills in its ``argparse`` sub-parser.
+SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+_DESCRIPTION = (
+    "ppl: inference-time scaling of language models as probabilistic programs in JAX "
+    "(SMC, particle Gibbs, tempering and NUTS on Feynman-Kac models)."
+)
+
+
+def _version() -> str:
+    """The package version, without importing anything heavy if ``ppl`` is not importable."""
+    try:
+        from ppl import __version__
+
+        return str(__version__)
+    except ImportError:  # pragma: no cover - only while ppl/__init__.py is missing
+        try:
+            from importlib.metadata import version
+
+            return version("ppl")
+        except Exception:
+            return "0.1.0"
+
+
+class _VersionAction(argparse.Action):
+    """``--version`` that resolves the version only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ppl {_version()}")
+        parser.exit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per entry of :data:`SUBCOMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="ppl",
+        description=_DESCRIPTION,
+        epilog=(
+            "Subcommands (scale, rank, analyze, train) come with later issues. "
+            "Library use: import ppl; see README.md and the docs."
+        ),
+    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    if SUBCOMMANDS:
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        for name, setup in SUBCOMMANDS.items():
+            doc = (setup.__doc__ or "").strip().splitlines()
+            help_ = doc[0] if doc else None
+            setup(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``ppl`` console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""MCMC for static models: NUTS through numpyro (:func:`ppl.mcmc.nuts.nuts`)."""
+
+from ppl.mcmc.nuts import nuts
+
+__all__ = ["nuts"]

@@ -1,0 +1,79 @@
+"""The ``ppl`` console script: ``--help`` and ``--version``, in process and as a subprocess."""
+
+import subprocess
+import sys
+
+import pytest
+
+from ppl import cli
+
+
+def _expected_version():
+    try:
+        from ppl import __version__
+    except ImportError:  # ppl/__init__.py not written yet
+        return "0.1.0"
+    return __version__
+
+
+def test_version_in_process(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"ppl {_expected_version()}"
+    assert out.strip() == "ppl 0.1.0"
+
+
+def test_help_in_process(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ppl")
+    assert "--version" in out
+    assert "Feynman-Kac" in out
+
+
+def test_no_arguments_prints_help(capsys):
+    assert cli.main([]) == 0
+    assert capsys.readouterr().out.startswith("usage: ppl")
+
+
+def test_unknown_option_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--no-such-option"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_subcommand_registry(monkeypatch, capsys):
+    """A setup function in SUBCOMMANDS becomes a working subcommand."""
+
+    def setup(parser):
+        """Say hello."""
+        parser.add_argument("name")
+        parser.set_defaults(func=lambda args: print(f"hello {args.name}") or 3)
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "hello", setup)
+    assert cli.main(["hello", "world"]) == 3
+    assert capsys.readouterr().out == "hello world\n"
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "hello" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [(["--version"], "ppl 0.1.0"), (["--help"], "usage: ppl")],
+)
+def test_module_subprocess(args, expected):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppl.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(expected)

@@ -37,11 +37,10 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
 from ppl.core.feynman_kac import FeynmanKac, data_at
 from ppl.smc import resampling as rs
-from ppl.smc.loop import SMCResult, _ess, _failure, _is_key_batch, _normalise, _raise_failure, _select
+from ppl.smc.loop import SMCResult, _is_key_batch, _raise_failure, _reweight, _select
 from ppl.smc.loop import genealogy, run_smc, trajectory
 
 __all__ = ["conditional_smc", "particle_gibbs", "ParticleGibbsResult"]
@@ -74,16 +73,14 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
         ref0 = ref_at(0)
         x = _set_slot0(x, ref0)
         inc = inc.at[0].set(fk.log_weight(None, ref0, 0, data_0))
-        log_w_prev = jnp.full((N,), -log_n)
-        failure0 = _failure(log_w_prev, inc)
-        lz0 = logsumexp(log_w_prev + inc)
-        log_w = log_w0 = log_w_prev + inc
+        log_w, lz0, ess0, failure0 = _reweight(jnp.full((N,), -log_n), inc)
+        log_w0 = log_w
         x_init = x
 
         def body(carry, t):
             x, log_w, key, failure = carry
             key, k_res, k_anc, k_move = jax.random.split(key, 4)
-            log_w_norm = _normalise(log_w)
+            log_w_norm = log_w  # normalised
             anc = rs.multinomial(k_res, log_w_norm, N)
             data_t = data_at(data, t)
             ref_t = ref_at(t)
@@ -104,12 +101,9 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
             finished = done_v(x)
             x_new = _select(finished, x, x_new)
             inc = jnp.where(finished, 0.0, inc)
-            log_w_prev = jnp.full((N,), -log_n)
-            step_failure = _failure(log_w_prev, inc)
+            log_w, lz, ess, step_failure = _reweight(jnp.full((N,), -log_n), inc)
             failure = jnp.where(failure == 0, step_failure, failure)
-            log_w = log_w_prev + inc
-            lz = logsumexp(log_w_prev + inc)
-            out = (x_new, _normalise(log_w), anc, lz, _ess(log_w), step_failure)
+            out = (x_new, log_w, anc, lz, ess, step_failure)
             return (x_new, log_w, key, failure), out
 
         (x, log_w, _, failure), (hx, hw, anc, lz, ess, fails) = jax.lax.scan(
@@ -120,15 +114,15 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
         fail_step = jnp.argmax(all_fail != 0).astype(jnp.int32)
         res = SMCResult(
             particles=x,
-            log_weights=_normalise(log_w),
+            log_weights=log_w,
             log_evidence=lz0 + jnp.sum(lz),
-            ess=jnp.concatenate([_ess(log_w0)[None], ess]),
+            ess=jnp.concatenate([ess0[None], ess]),
             log_evidence_increments=jnp.concatenate([lz0[None], lz]),
             resampled=jnp.concatenate([jnp.zeros((1,), bool), jnp.ones((T - 1,), bool)]),
             ancestors=jnp.concatenate([jnp.arange(N, dtype=jnp.int32)[None], anc]),
             num_steps=jnp.asarray(T, jnp.int32),
             history=history,
-            history_log_weights=jnp.concatenate([_normalise(log_w0)[None], hw]),
+            history_log_weights=jnp.concatenate([log_w0[None], hw]),
         )
         k = jax.random.categorical(k_final, res.log_weights).astype(jnp.int32)
         new_ref = trajectory(res, k)

@@ -100,20 +100,21 @@ class SMCResult(NamedTuple):
         return smc_to_inference_data(self, **kwargs)
 
 
-def _normalise(log_w):
-    return log_w - logsumexp(log_w)
+def _reweight(log_w_prev, inc):
+    """Add incremental log-weights to normalised ones, with two reductions in all.
 
-
-def _ess(log_w):
-    return jnp.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w))
-
-
-def _failure(log_w_prev, inc):
-    """Failure code for a step: NaN potentials of live particles, or every weight zero."""
-    alive = log_w_prev > -jnp.inf
-    nan = jnp.any(alive & jnp.isnan(inc))
-    total = logsumexp(jnp.where(jnp.isnan(inc), -jnp.inf, log_w_prev + inc))
-    return jnp.where(nan, _NAN, jnp.where(total == -jnp.inf, _ALL_ZERO, _OK)).astype(jnp.int32)
+    Returns the normalised new log-weights, the log-evidence increment
+    ``log sum_n W_prev^n G^n``, the ESS and a failure code (NaN potentials of live particles, or
+    every weight zero).
+    """
+    nan = jnp.isnan(inc)
+    log_w = log_w_prev + jnp.where(nan, -jnp.inf, inc)
+    lz_inc = logsumexp(log_w)
+    log_w = log_w - lz_inc
+    ess = jnp.exp(-logsumexp(2.0 * log_w))
+    bad_nan = jnp.any(nan & (log_w_prev > -jnp.inf))
+    failure = jnp.where(bad_nan, _NAN, jnp.where(lz_inc == -jnp.inf, _ALL_ZERO, _OK)).astype(jnp.int32)
+    return log_w, lz_inc, ess, failure
 
 
 def _select(pred, on_true, on_false):
@@ -140,18 +141,15 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
     def run(data, key):
         k0, key = jax.random.split(key)
         x, inc = init_v(jax.random.split(k0, N), data_at(data, 0))
-        log_w_prev = jnp.full((N,), -log_n)
-        failure = _failure(log_w_prev, inc)
-        lz_inc = logsumexp(log_w_prev + inc)
-        log_w = log_w_prev + inc
+        log_w, lz_inc, ess0, failure = _reweight(jnp.full((N,), -log_n), inc)
 
-        ess = jnp.full((T,), jnp.nan).at[0].set(_ess(log_w))
+        ess = jnp.full((T,), jnp.nan).at[0].set(ess0)
         lz_incs = jnp.zeros((T,)).at[0].set(lz_inc)
         resampled = jnp.zeros((T,), dtype=bool)
         ancestors = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (T, N))
         if keep_history:
             hist = jax.tree_util.tree_map(lambda l: jnp.zeros((T,) + l.shape, l.dtype).at[0].set(l), x)
-            hist_w = jnp.zeros((T, N)).at[0].set(_normalise(log_w))
+            hist_w = jnp.zeros((T, N)).at[0].set(log_w)
         else:
             hist, hist_w = None, None
 
@@ -162,13 +160,13 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
         def body(c):
             t, key, x, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w = c
             key, k_res, k_move = jax.random.split(key, 3)
-            log_w_norm = _normalise(log_w)
+            log_w_norm = log_w  # normalised, and ess[t - 1] is its ESS
             if always:
                 do_res = jnp.asarray(True)
             elif never:
                 do_res = jnp.asarray(False)
             else:
-                do_res = _ess(log_w_norm) < ess_threshold * N
+                do_res = ess[t - 1] < ess_threshold * N
 
             def resample(args):
                 x, log_w_norm = args
@@ -191,16 +189,15 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             finished = done_v(x)
             x_new = _select(finished, x, x_new)
             inc = jnp.where(finished, 0.0, inc)
-            failure = _failure(log_w_prev, inc)
-            log_w = log_w_prev + inc
+            log_w, lz_inc, ess_t, failure = _reweight(log_w_prev, inc)
 
-            ess = ess.at[t].set(_ess(log_w))
-            lz_incs = lz_incs.at[t].set(logsumexp(log_w_prev + inc))
+            ess = ess.at[t].set(ess_t)
+            lz_incs = lz_incs.at[t].set(lz_inc)
             resampled = resampled.at[t].set(do_res)
             ancestors = ancestors.at[t].set(anc)
             if keep_history:
                 hist = jax.tree_util.tree_map(lambda h, l: h.at[t].set(l), hist, x_new)
-                hist_w = hist_w.at[t].set(_normalise(log_w))
+                hist_w = hist_w.at[t].set(log_w)
             return (t + 1, key, x_new, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w)
 
         carry = (jnp.asarray(1, jnp.int32), key, x, log_w, failure, ess, lz_incs, resampled,
@@ -211,10 +208,10 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             tail = jnp.arange(T) >= t
             hist = jax.tree_util.tree_map(
                 lambda h, l: jnp.where(tail.reshape((T,) + (1,) * l.ndim), l[None], h), hist, x)
-            hist_w = jnp.where(tail[:, None], _normalise(log_w)[None], hist_w)
+            hist_w = jnp.where(tail[:, None], log_w[None], hist_w)
         res = SMCResult(
             particles=x,
-            log_weights=_normalise(log_w),
+            log_weights=log_w,
             log_evidence=jnp.sum(lz_incs),
             ess=ess,
             log_evidence_increments=lz_incs,

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from ppl.analysis.results import PosteriorResult
 from ppl.core import FeynmanKac, PointMass, ProgramState, SMCError, from_step_program
+from ppl import lm
 from ppl.infer import infer
 from ppl.mcmc import nuts
 from ppl.smc import (
@@ -35,6 +36,7 @@ __all__ = [
     "conditional_smc",
     "from_step_program",
     "infer",
+    "lm",
     "nuts",
     "particle_gibbs",
     "resampling",

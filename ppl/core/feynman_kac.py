@@ -27,9 +27,12 @@ so that the target is unchanged. A per-particle ``done`` flag marks finished par
 (for instance a generation that emitted end-of-sequence): a done particle is not moved any more
 and its incremental log-weight is zero, so it keeps its weight.
 
-The engine only uses three methods of a model — :meth:`FeynmanKac.init_step`,
-:meth:`FeynmanKac.step` and :meth:`FeynmanKac.log_density` — each written for *one* particle
-and lifted with ``jax.vmap``. Models written as numpyro step programs
+The engine only uses a few methods of a model — :meth:`FeynmanKac.init_step`,
+:meth:`FeynmanKac.step`, :meth:`FeynmanKac.is_done` and, for conditional SMC,
+:meth:`FeynmanKac.log_weight` and :meth:`FeynmanKac.log_density` — each written for *one*
+particle and lifted with ``jax.vmap`` by :meth:`FeynmanKac.init_batch`,
+:meth:`FeynmanKac.step_batch` and :meth:`FeynmanKac.done_batch`. A model whose natural form is
+batched (a language model decoding every particle at once) overrides those three instead. Models written as numpyro step programs
 (:func:`ppl.from_step_program`) provide the same three methods.
 """
 
@@ -141,6 +144,10 @@ class FeynmanKac:
     proposal: Optional[Callable] = None
     done: Optional[Callable] = None
 
+    #: Whether ``data`` has a leading time axis (``data_t = data[t]``). Models whose data are
+    #: constant over time (an LM program's weights and prompt) set this to ``False``.
+    time_indexed = True
+
     def __post_init__(self):
         if not (_is_distribution(self.init) or callable(self.init)):
             raise TypeError(
@@ -154,6 +161,9 @@ class FeynmanKac:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise TypeError(f"{name}: expected a callable or None, got {type(value).__name__}")
+        if not self.time_indexed:
+            _check_horizon(None, self.num_steps)
+            return
         _check_horizon(self.data, self.num_steps)
         if self.data is not None and self.num_steps is None:
             object.__setattr__(self, "num_steps", num_steps_of(self.data))
@@ -163,6 +173,10 @@ class FeynmanKac:
         """Everything but the data: models with equal keys share compiled code."""
         return (type(self), self.init, self.transition, self.log_potential, self.proposal, self.done,
                 self.num_steps, self.data is None)
+
+    def data_at(self, data, t):
+        """``data_t``, what step ``t`` receives: ``data[t]`` (the whole ``data`` if not time-indexed)."""
+        return data_at(data, t) if self.time_indexed else data
 
     def with_data(self, data) -> "FeynmanKac":
         """The same model on other data (same shapes: no recompilation)."""
@@ -218,6 +232,23 @@ class FeynmanKac:
         if self.done is None:
             return jnp.zeros((), dtype=bool)
         return jnp.asarray(self.done(x), dtype=bool)
+
+    # ----------------------------------------------------------------- the particle system
+    # The engine calls these three on the whole particle set. By default they lift the
+    # one-particle methods with ``vmap`` (one key per particle, split from ``key``); a model
+    # whose natural form is batched (an LM decoding all particles at once) overrides them.
+    def init_batch(self, key: jax.Array, num_particles: int, data_0) -> tuple[Any, jax.Array]:
+        """:meth:`init_step` for ``num_particles`` particles: states ``[N, ...]``, log-weights ``[N]``."""
+        return jax.vmap(self.init_step, in_axes=(0, None))(jax.random.split(key, num_particles), data_0)
+
+    def step_batch(self, key: jax.Array, x, t, data_t) -> tuple[Any, jax.Array]:
+        """:meth:`step` for every particle of ``x`` (leaves ``[N, ...]``)."""
+        n = jax.tree_util.tree_leaves(x)[0].shape[0]
+        return jax.vmap(self.step, in_axes=(0, 0, None, None))(jax.random.split(key, n), x, t, data_t)
+
+    def done_batch(self, x) -> jax.Array:
+        """:meth:`is_done` for every particle: ``bool[N]``."""
+        return jax.vmap(self.is_done)(x)
 
 
 def _check_horizon(data, num_steps):

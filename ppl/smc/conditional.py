@@ -38,7 +38,8 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ppl.core.feynman_kac import FeynmanKac, data_at
+from ppl.core.errors import SMCError
+from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import resampling as rs
 from ppl.smc.loop import SMCResult, _is_key_batch, _raise_failure, _reweight, _select
 from ppl.smc.loop import genealogy, run_smc, trajectory
@@ -60,16 +61,14 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
     T = int(fk.num_steps)
     N = int(num_particles)
     log_n = math.log(N)
-    init_v = jax.vmap(fk.init_step, in_axes=(0, None))
-    step_v = jax.vmap(fk.step, in_axes=(0, 0, None, None))
-    done_v = jax.vmap(fk.is_done)
+    done_v = fk.done_batch
     dens_v = jax.vmap(fk.log_density, in_axes=(0, None, None, None))
 
     def sweep(data, key, ref):
         ref_at = lambda t: jax.tree_util.tree_map(lambda leaf: leaf[t], ref)  # noqa: E731
         k0, k_final, key = jax.random.split(key, 3)
-        data_0 = data_at(data, 0)
-        x, inc = init_v(jax.random.split(k0, N), data_0)
+        data_0 = fk.data_at(data, 0)
+        x, inc = fk.init_batch(k0, N, data_0)
         ref0 = ref_at(0)
         x = _set_slot0(x, ref0)
         inc = inc.at[0].set(fk.log_weight(None, ref0, 0, data_0))
@@ -82,7 +81,7 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
             key, k_res, k_anc, k_move = jax.random.split(key, 4)
             log_w_norm = log_w  # normalised
             anc = rs.multinomial(k_res, log_w_norm, N)
-            data_t = data_at(data, t)
+            data_t = fk.data_at(data, t)
             ref_t = ref_at(t)
             if ancestor_sampling:
                 la = log_w_norm + dens_v(x, ref_t, t, data_t)
@@ -94,7 +93,7 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
                 a0 = jnp.asarray(0, jnp.int32)
             anc = anc.at[0].set(a0)
             x = rs.gather(x, anc)
-            x_new, inc = step_v(jax.random.split(k_move, N), x, t, data_t)
+            x_new, inc = fk.step_batch(k_move, x, t, data_t)
             x_new = _set_slot0(x_new, ref_t)
             ref_parent = jax.tree_util.tree_map(lambda leaf: leaf[0], x)
             inc = inc.at[0].set(fk.log_weight(ref_parent, ref_t, t, data_t))
@@ -267,8 +266,13 @@ def particle_gibbs(fk: FeynmanKac, num_particles: int, num_iterations: int, *, k
 
     if init_reference is None:
         k_init, key = (jax.vmap(jax.random.split, out_axes=1)(key) if batched else jax.random.split(key))
-        smc = run_smc(fk, num_particles, key=k_init, resampling="systematic", ess_threshold=1.0,
-                      keep_history=True)
+        try:
+            smc = run_smc(fk, num_particles, key=k_init, resampling="systematic", ess_threshold=1.0,
+                          keep_history=True)
+        except SMCError as err:
+            raise SMCError(f"particle_gibbs: the SMC run that draws the first reference failed ({err}); "
+                           "pass init_reference, e.g. a trajectory from a run with more particles",
+                           step=err.step) from err
         pick = lambda r, k: trajectory(r, jax.random.categorical(k, r.log_weights))  # noqa: E731
         k_pick = jax.vmap(lambda k: jax.random.fold_in(k, 1))(k_init) if batched else jax.random.fold_in(k_init, 1)
         init_reference = jax.vmap(pick)(smc, k_pick) if batched else pick(smc, k_pick)

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from ppl.core.errors import SMCError
-from ppl.core.feynman_kac import FeynmanKac, data_at
+from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import resampling as rs
 
 __all__ = ["run_smc", "SMCResult", "genealogy", "trajectory", "trajectories"]
@@ -134,13 +134,11 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
     always = ess_threshold >= 1.0
     never = ess_threshold <= 0.0
 
-    init_v = jax.vmap(fk.init_step, in_axes=(0, None))
-    step_v = jax.vmap(fk.step, in_axes=(0, 0, None, None))
-    done_v = jax.vmap(fk.is_done)
+    done_v = fk.done_batch
 
     def run(data, key):
         k0, key = jax.random.split(key)
-        x, inc = init_v(jax.random.split(k0, N), data_at(data, 0))
+        x, inc = fk.init_batch(k0, N, fk.data_at(data, 0))
         log_w, lz_inc, ess0, failure = _reweight(jnp.full((N,), -log_n), inc)
 
         ess = jnp.full((T,), jnp.nan).at[0].set(ess0)
@@ -184,8 +182,8 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             else:
                 x, log_w_prev, anc = jax.lax.cond(do_res, resample, keep, (x, log_w_norm))
 
-            data_t = data_at(data, t)
-            x_new, inc = step_v(jax.random.split(k_move, N), x, t, data_t)
+            data_t = fk.data_at(data, t)
+            x_new, inc = fk.step_batch(k_move, x, t, data_t)
             finished = done_v(x)
             x_new = _select(finished, x, x_new)
             inc = jnp.where(finished, 0.0, inc)

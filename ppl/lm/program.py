@@ -1,0 +1,218 @@
+r"""LM programs: an LM as the transition of a Feynman–Kac model, potentials as its weights.
+
+:class:`LMProgram` is the Feynman–Kac model
+
+.. math::
+
+    x_0 = \text{prompt}, \qquad
+    x_t \sim q(\cdot \mid x_{t-1}) \ \text{(one reasoning step)}, \qquad
+    \log w_t = \log G_t(x_{t-1}, x_t) + \big[\log p(x_t \mid x_{t-1}) - \log q(x_t \mid x_{t-1})\big],
+
+where :math:`p` is the LM, :math:`q` the proposal that actually draws the tokens (the LM after
+temperature / top-k / top-p; :math:`q = p` by default) and the bracket is there when
+``correct_proposal=True`` (the default), so that the target is
+:math:`p(x) \prod_t G_t / Z` whatever the proposal. With ``correct_proposal=False`` the
+proposal itself is the transition and the target is :math:`q(x) \prod_t G_t / Z`.
+
+Every particle set decodes in one batched LM call per token; resampling gathers the whole
+state (token buffer and KV cache) along the particle axis. The program's data — the LM's
+weights and the padded prompt — are traced, so a new prompt of similar length or new weights
+do not recompile.
+
+The same model can be written as a numpyro step program with :class:`LMStep`, a distribution
+over the next state::
+
+    def step(state, data):
+        new = numpyro.sample("step", ppl.lm.LMStep(lm, state, config))
+        numpyro.factor("g", potential(state, new))
+        return new
+
+    fk = ppl.from_step_program(step, init=ppl.lm.prompt_state(lm, prompt, max_length),
+                               num_steps=max_steps, done=lambda s: s.done)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as numpyro_dist
+
+from ppl.core.feynman_kac import FeynmanKac, PointMass
+from ppl.lm.potentials import Potential, _as_potential
+from ppl.lm.sampling import StepConfig, sample_step, score_step
+from ppl.lm.state import LMState, check_lm, pad_prompt, prefill
+
+__all__ = ["LMProgram", "LMStep", "prompt_state"]
+
+
+def _broadcast(state, n):
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), state)
+
+
+def _one(state):
+    return jax.tree_util.tree_map(lambda a: a[None], state)
+
+
+def _unone(state):
+    return jax.tree_util.tree_map(lambda a: a[0], state)
+
+
+class LMProgram(FeynmanKac):
+    """A Feynman–Kac model whose transition is "generate one reasoning step with the LM".
+
+    Parameters
+    ----------
+    lm
+        An LM following the protocol of :mod:`ppl.lm.state`.
+    prompt
+        1-d token ids.
+    potential
+        ``(prev, state) -> log G`` for one particle (see :mod:`ppl.lm.potentials`), or ``None``.
+    max_steps
+        :math:`T`: the number of reasoning steps at most.
+    step_delimiter
+        Token id or ids that end a step (e.g. a newline); ``()`` for steps of ``max_step_tokens``.
+    max_step_tokens
+        Tokens per step at most.
+    max_length
+        Token buffer length (prompt + generation); default: padded prompt + ``max_steps *
+        max_step_tokens`` (+1).
+    temperature, top_k, top_p
+        The proposal :math:`q`.
+    correct_proposal
+        Weight by :math:`p/q` so that the target uses the LM itself.
+    """
+
+    time_indexed = False
+
+    def __init__(self, lm, prompt, potential: Optional[Callable] = None, *, max_steps: int,
+                 step_delimiter=(), max_step_tokens: int = 32, max_length: Optional[int] = None,
+                 temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 correct_proposal: bool = True):
+        check_lm(lm)
+        cfg = StepConfig(delimiter=step_delimiter, max_step_tokens=max_step_tokens,
+                         temperature=temperature, top_k=top_k, top_p=top_p)
+        if max_length is None:
+            max_length = len(prompt) + int(max_steps) * cfg.max_step_tokens + 1
+        padded, length = pad_prompt(prompt, max_length=max_length)
+        pot = None if potential is None else _as_potential(potential)
+        super().__init__(init=PointMass(None), transition=sample_step, log_potential=pot or (lambda p, s: 0.0),
+                         data={"params": lm.params, "prompt": padded, "prompt_length": length},
+                         num_steps=int(max_steps))
+        for name, value in (("lm", lm), ("config", cfg), ("potential", pot), ("max_length", int(max_length)),
+                            ("correct_proposal", bool(correct_proposal))):
+            object.__setattr__(self, name, value)
+
+    def static_key(self) -> tuple:
+        return (type(self), self.lm, self.config, self.potential, self.max_length, self.correct_proposal,
+                self.num_steps, self.data["prompt"].shape)
+
+    def with_data(self, data) -> "LMProgram":
+        raise TypeError("LMProgram: use with_prompt(prompt) for a new prompt")
+
+    def with_prompt(self, prompt) -> "LMProgram":
+        """The same program on another prompt (no recompilation if it fits the padded length)."""
+        padded, length = pad_prompt(prompt, max_length=self.max_length)
+        width = self.data["prompt"].shape[0]
+        if padded.shape[0] <= width:
+            padded = jnp.zeros((width,), jnp.int32).at[:padded.shape[0]].set(padded)
+        new = object.__new__(LMProgram)
+        new.__dict__.update(self.__dict__)
+        object.__setattr__(new, "data", {"params": self.data["params"], "prompt": padded, "prompt_length": length})
+        return new
+
+    # --------------------------------------------------------------------------------------
+    def prompt_state(self, data) -> LMState:
+        """The prompt's state (one particle): :math:`x_{-1}`."""
+        return prefill(self.lm, data["params"], data["prompt"], data["prompt_length"], self.max_length)
+
+    def _log_w(self, prev, new, log_p, log_q):
+        log_w = jnp.zeros_like(log_p)
+        if self.potential is not None:
+            log_w = log_w + jax.vmap(self.potential)(prev, new)
+        if self.correct_proposal and not self.config.is_exact:
+            log_w = log_w + log_p - log_q
+        return log_w
+
+    def init_batch(self, key, num_particles, data):
+        prev = _broadcast(self.prompt_state(data), num_particles)
+        new, log_p, log_q = sample_step(self.lm, data["params"], key, prev, self.config)
+        return new, self._log_w(prev, new, log_p, log_q)
+
+    def step_batch(self, key, x, t, data):
+        new, log_p, log_q = sample_step(self.lm, data["params"], key, x, self.config)
+        return new, self._log_w(x, new, log_p, log_q)
+
+    def done_batch(self, x):
+        return x.done
+
+    # One-particle forms (conditional SMC and ancestor sampling re-score given steps).
+    def init_step(self, key, data):
+        x, log_w = self.init_batch(key, 1, data)
+        return _unone(x), log_w[0]
+
+    def step(self, key, x_prev, t, data):
+        x, log_w = self.step_batch(key, _one(x_prev), t, data)
+        return _unone(x), log_w[0]
+
+    def is_done(self, x):
+        return x.done
+
+    def _score(self, x_prev, x, data):
+        prev = self.prompt_state(data) if x_prev is None else x_prev
+        log_p, log_q = score_step(self.lm, data["params"], _one(prev), _one(x), self.config)
+        return prev, log_p[0], log_q[0]
+
+    def log_weight(self, x_prev, x, t, data):
+        prev, log_p, log_q = self._score(x_prev, x, data)
+        return self._log_w(_one(prev), _one(x), log_p[None], log_q[None])[0]
+
+    def log_density(self, x_prev, x, t, data):
+        prev, log_p, _ = self._score(x_prev, x, data)
+        pot = self.potential(prev, x) if self.potential is not None else 0.0
+        return log_p + pot
+
+
+def prompt_state(lm, prompt, max_length: int, params=None) -> LMState:
+    """The state of one particle that has read ``prompt`` (the ``init`` of a step program)."""
+    check_lm(lm)
+    padded, length = pad_prompt(prompt, max_length=max_length)
+    return prefill(lm, lm.params if params is None else params, padded, length, int(max_length))
+
+
+class LMStep(numpyro_dist.Distribution):
+    """The distribution of the next state of one particle: one reasoning step drawn from ``q``.
+
+    ``sample(key)`` generates a step (see :func:`ppl.lm.sampling.sample_step`); ``log_prob(new)``
+    is :math:`\\log q` of the step that leads to ``new``, recomputed teacher-forced. The drawn
+    state also carries ``step_log_p`` and ``step_log_q``, so a step program targeting the LM
+    itself under a tempered proposal adds ``numpyro.factor("p_over_q", new.step_log_p -
+    new.step_log_q)``. Usable with ``numpyro.sample`` inside :func:`ppl.from_step_program`.
+    """
+
+    arg_constraints: dict = {}
+    support = numpyro_dist.constraints.real  # values are LMState pytrees; never validated
+    has_enumerate_support = False
+    pytree_data_fields = ()
+
+    def __init__(self, lm, state: LMState, config: StepConfig = StepConfig(), params=None):
+        self.lm = lm
+        self.state = state
+        self.config = config
+        self.params = lm.params if params is None else params
+        super().__init__(batch_shape=(), event_shape=(), validate_args=False)
+
+    def sample(self, key, sample_shape=()):
+        if sample_shape:
+            raise ValueError("LMStep: sample_shape is not supported; vmap over particles instead")
+        new, _, _ = sample_step(self.lm, self.params, key, _one(self.state), self.config)
+        return _unone(new)
+
+    def log_prob(self, value: LMState):
+        _, log_q = score_step(self.lm, self.params, _one(self.state), _one(value), self.config)
+        return log_q[0]
+
+
+__all__ += ["Potential"]

@@ -1,0 +1,133 @@
+r"""The LM state: what a particle of an LM program carries.
+
+An LM is any object with the small protocol below (``ppl`` never imports a particular LM):
+
+``lm.vocab_size``, ``lm.eos_token_id``
+    sizes and the end-of-sequence token (``None`` if there is none);
+``lm.params``
+    a pytree of arrays, passed to ``apply`` as data (new weights do not recompile);
+``lm.init_cache(batch_size, max_length)``
+    a KV-cache pytree whose leaves all have the batch axis first;
+``lm.apply(params, tokens[B, S], positions[B, S], cache) -> (logits[B, S, V], cache)``
+    writes the keys and values of the tokens at their positions and attends, for a query at
+    position :math:`p`, to cache entries at positions :math:`\le p` only.
+
+A particle is an :class:`LMState`: the token buffer (prompt and generation), its length, the
+KV cache, the number of reasoning steps generated, where the current step starts, and a done
+flag. **Invariant:** the cache holds the keys and values of positions ``< length - 1``; the last
+token (at ``length - 1``) is *pending* — it is fed to the LM when the next token is sampled. So
+no logits need to be stored, and resampling a particle set is one gather along the particle
+axis of every leaf, the KV cache included: a resampled particle continues from its parent's
+cache with no recomputation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["LMState", "check_lm", "pad_prompt", "prefill", "step_tokens", "text_of"]
+
+
+class LMState(NamedTuple):
+    """One particle of an LM program (leaves get a leading particle axis in a particle set).
+
+    Attributes
+    ----------
+    tokens
+        ``int32[L]`` the token buffer: prompt, then generated tokens; entries past ``length`` are
+        padding.
+    length
+        Number of valid tokens.
+    cache
+        The LM's KV cache (positions ``< length - 1`` are filled).
+    num_steps
+        Reasoning steps generated so far.
+    step_start
+        Buffer index where the latest step starts: its tokens are ``tokens[step_start:length]``.
+    prompt_length
+        Length of the prompt.
+    done
+        Finished: end-of-sequence emitted, or the buffer is full.
+    step_log_p, step_log_q
+        Log-probability of the latest step under the LM and under the proposal that drew it
+        (equal when the proposal is the LM), so potentials and corrections need no re-scoring.
+    """
+
+    tokens: jax.Array
+    length: jax.Array
+    cache: Any
+    num_steps: jax.Array
+    step_start: jax.Array
+    prompt_length: jax.Array
+    done: jax.Array
+    step_log_p: jax.Array
+    step_log_q: jax.Array
+
+
+def check_lm(lm) -> None:
+    """Raise a clear error if ``lm`` does not follow the LM protocol."""
+    missing = [name for name in ("vocab_size", "eos_token_id", "params", "init_cache", "apply")
+               if not hasattr(lm, name)]
+    if missing:
+        raise TypeError(
+            f"lm: {type(lm).__name__} lacks {missing}; an LM needs vocab_size, eos_token_id, params, "
+            "init_cache(batch_size, max_length) and apply(params, tokens, positions, cache) "
+            "(see ppl.lm.state)")
+
+
+def pad_prompt(prompt, multiple: int = 16, max_length=None):
+    """``(padded int32[P_pad], length)``: the prompt padded with zeros to a multiple of ``multiple``
+    (capped at ``max_length``).
+
+    Programs take the padded prompt as traced data, so prompts of similar length share one
+    compiled program.
+    """
+    prompt = jnp.asarray(prompt, jnp.int32)
+    if prompt.ndim != 1 or prompt.shape[0] < 1:
+        raise ValueError(f"prompt: expected a non-empty 1-d array of token ids, got shape {prompt.shape}")
+    p = int(prompt.shape[0])
+    if max_length is not None and p >= int(max_length):
+        raise ValueError(f"max_length={max_length} leaves no room after a prompt of {p} tokens")
+    p_pad = -(-p // multiple) * multiple
+    if max_length is not None:
+        p_pad = min(p_pad, int(max_length))
+    return jnp.zeros((p_pad,), jnp.int32).at[:p].set(prompt), jnp.asarray(p, jnp.int32)
+
+
+def prefill(lm, params, prompt_padded, prompt_length, max_length: int) -> LMState:
+    """The state of one particle after reading a prompt: all but its last token in the cache.
+
+    ``prompt_padded`` is ``int32[P_pad]`` (see :func:`pad_prompt`) and ``prompt_length`` the true
+    length (traced). One forward pass over the padded prompt, batch size one; the entries it
+    writes at positions ``>= prompt_length - 1`` are overwritten before they are read. Broadcast
+    to a particle set with ``jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), state)``.
+    """
+    p_pad = int(prompt_padded.shape[0])
+    if p_pad > max_length:
+        raise ValueError(f"max_length={max_length} is shorter than the padded prompt ({p_pad} tokens)")
+    cache = lm.init_cache(1, max_length)
+    _, cache = lm.apply(params, prompt_padded[None], jnp.arange(p_pad, dtype=jnp.int32)[None], cache)
+    cache = jax.tree_util.tree_map(lambda a: a[0], cache)
+    keep = jnp.arange(max_length) < prompt_length
+    tokens = jnp.where(keep, jnp.zeros((max_length,), jnp.int32).at[:p_pad].set(prompt_padded), 0)
+    zero = jnp.zeros((), jnp.float32)
+    return LMState(tokens=tokens, length=jnp.asarray(prompt_length, jnp.int32), cache=cache,
+                   num_steps=jnp.asarray(0, jnp.int32), step_start=jnp.asarray(prompt_length, jnp.int32),
+                   prompt_length=jnp.asarray(prompt_length, jnp.int32), done=jnp.asarray(False),
+                   step_log_p=zero, step_log_q=zero)
+
+
+def step_tokens(state: LMState) -> np.ndarray:
+    """The latest step's tokens of one particle, as a numpy array (host side)."""
+    return np.asarray(state.tokens)[int(state.step_start):int(state.length)]
+
+
+def text_of(state: LMState, tokenizer=None, include_prompt: bool = False):
+    """The generated tokens of one particle (host side), decoded with ``tokenizer`` if given."""
+    start = 0 if include_prompt else int(state.prompt_length)
+    ids = np.asarray(state.tokens)[start:int(state.length)].tolist()
+    return tokenizer.decode(ids) if tokenizer is not None else ids

@@ -1,0 +1,56 @@
+"""A tiny LM that follows ppl's LM protocol, for exact tests (independent of models/lm).
+
+Vocabulary of 5 tokens (0 = end of sequence). The logits for the token after position p are
+
+    emb[tok_p] + pos[p] + (mean over j <= p of onehot(tok_j)) @ ctx,
+
+so they depend on the whole prefix, which the "KV cache" (the token history) must supply: it is
+read for positions <= p only, as the protocol requires.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class TinyLM:
+    vocab_size = 5
+    eos_token_id = 0
+    tokenizer = None
+
+    def __init__(self, seed: int = 0, max_positions: int = 32, scale: float = 1.5):
+        rng = np.random.default_rng(seed)
+        v = self.vocab_size
+        self.params = {
+            "emb": jnp.asarray(scale * rng.normal(size=(v, v)), jnp.float32),
+            "pos": jnp.asarray(0.5 * rng.normal(size=(max_positions, v)), jnp.float32),
+            "ctx": jnp.asarray(scale * rng.normal(size=(v, v)), jnp.float32),
+        }
+        self.max_positions = max_positions
+
+    def init_cache(self, batch_size, max_length):
+        return {"tok": jnp.zeros((batch_size, max_length), jnp.int32)}
+
+    def apply(self, params, tokens, positions, cache):
+        hist = cache["tok"]
+        b, s = tokens.shape
+        rows = jnp.arange(b)[:, None]
+        hist = hist.at[rows, positions].set(tokens)
+        L = hist.shape[1]
+        onehot = jax.nn.one_hot(hist, self.vocab_size)  # [B, L, V]
+        mask = (jnp.arange(L)[None, None, :] <= positions[:, :, None]).astype(jnp.float32)  # [B, S, L]
+        mean = jnp.einsum("bsl,blv->bsv", mask, onehot) / (positions[:, :, None] + 1.0)
+        logits = params["emb"][tokens] + params["pos"][positions] + mean @ params["ctx"]
+        return logits, {"tok": hist}
+
+    def log_prob_sequence(self, prompt, generated):
+        """log p(generated | prompt) by one full forward pass (numpy float64 sum)."""
+        seq = np.concatenate([prompt, generated]).astype(np.int32)
+        logits, _ = self.apply(self.params, jnp.asarray(seq[None, :-1]),
+                               jnp.arange(len(seq) - 1, dtype=jnp.int32)[None],
+                               self.init_cache(1, len(seq)))
+        lp = np.asarray(jax.nn.log_softmax(logits[0], -1), np.float64)
+        p = len(prompt)
+        return float(sum(lp[p - 1 + i, tok] for i, tok in enumerate(generated)))

@@ -20,7 +20,34 @@ from tests.lm.tiny import TinyLM
 
 PROMPT = np.array([2, 3])
 MAX_LEN, MAX_STEPS, MAX_STEP_TOKENS, DELIM, EOS = 7, 3, 2, 1, 0
-LM = TinyLM(seed=1)
+
+
+def _transformer():
+    from models.lm import LMConfig, random_lm
+
+    cfg = LMConfig(vocab_size=5, hidden_size=16, num_layers=2, num_heads=2, num_kv_heads=1,
+                   max_position_embeddings=16, eos_token_id=0)
+    return random_lm(cfg, seed=0, std=0.5)
+
+
+LMS = {"tiny": lambda: TinyLM(seed=1), "transformer": _transformer}
+
+
+@pytest.fixture(scope="module", params=sorted(LMS))
+def lm(request):
+    return LMS[request.param]()
+
+
+def log_prob_sequences(lm, prompt, gens):
+    """log p(gen | prompt) for equally long ``gens`` [M, k]: one batched full forward pass, no cache."""
+    gens = np.asarray(gens, np.int32)
+    seqs = np.concatenate([np.broadcast_to(prompt, (len(gens), len(prompt))), gens], 1).astype(np.int32)
+    m, length = seqs.shape
+    logits, _ = lm.apply(lm.params, jnp.asarray(seqs[:, :-1]),
+                         jnp.broadcast_to(jnp.arange(length - 1, dtype=jnp.int32), (m, length - 1)),
+                         lm.init_cache(m, length))
+    lp = np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32), -1), np.float64)[:, len(prompt) - 1:]
+    return np.take_along_axis(lp, gens[..., None], -1)[..., 0].sum(1)
 
 
 # ------------------------------------------------------------------ the potentials, in jnp
@@ -65,17 +92,14 @@ def log_g(gen, bounds):
 
 
 @pytest.fixture(scope="module")
-def exact():
+def exact(lm):
     log_terms, seqs, total_p = [], [], []
     for k in range(1, MAX_LEN - len(PROMPT) + 1):
-        for gen in itertools.product(range(LM.vocab_size), repeat=k):
-            bounds = segment(list(gen))
-            if bounds is None:
-                continue
-            lp = LM.log_prob_sequence(PROMPT, list(gen))
+        gens = [g for g in itertools.product(range(lm.vocab_size), repeat=k) if segment(list(g)) is not None]
+        for gen, lp in zip(gens, log_prob_sequences(lm, PROMPT, gens)):
             total_p.append(lp)
             seqs.append(gen)
-            log_terms.append(lp + log_g(list(gen), bounds))
+            log_terms.append(lp + log_g(list(gen), segment(list(gen))))
     assert abs(logsumexp(total_p)) < 1e-4, "the generation process must be a distribution"
     log_terms = np.array(log_terms)
     log_z = logsumexp(log_terms)
@@ -117,24 +141,24 @@ def _check(res, exact, runs):
 
 
 @pytest.mark.parametrize("proposal", [dict(), dict(temperature=0.7)])
-def test_lm_program_matches_enumeration(exact, proposal):
-    prog = ppl.lm.LMProgram(LM, PROMPT, POTENTIAL, max_steps=MAX_STEPS, step_delimiter=DELIM,
+def test_lm_program_matches_enumeration(lm, exact, proposal):
+    prog = ppl.lm.LMProgram(lm, PROMPT, POTENTIAL, max_steps=MAX_STEPS, step_delimiter=DELIM,
                             max_step_tokens=MAX_STEP_TOKENS, max_length=MAX_LEN, **proposal)
     runs = 8
     res = ppl.run_smc(prog, 2000, key=jax.random.split(jax.random.key(0), runs), ess_threshold=1.0)
     _check(res, exact, runs)
 
 
-def test_step_program_form_matches_enumeration(exact):
+def test_step_program_form_matches_enumeration(lm, exact):
     cfg = ppl.lm.StepConfig(delimiter=DELIM, max_step_tokens=MAX_STEP_TOKENS, temperature=0.8)
 
     def step(state, data):
-        new = numpyro.sample("step", ppl.lm.LMStep(LM, state, cfg))
+        new = numpyro.sample("step", ppl.lm.LMStep(lm, state, cfg))
         numpyro.factor("p_over_q", new.step_log_p - new.step_log_q)
         numpyro.factor("g", POTENTIAL(state, new))
         return new
 
-    init = ppl.lm.prompt_state(LM, PROMPT, MAX_LEN)
+    init = ppl.lm.prompt_state(lm, PROMPT, MAX_LEN)
     fk = ppl.from_step_program(step, init=init, num_steps=MAX_STEPS, done=lambda s: s.done)
     runs = 8
     res = ppl.run_smc(fk, 2000, key=jax.random.split(jax.random.key(1), runs), ess_threshold=1.0)
@@ -142,14 +166,19 @@ def test_step_program_form_matches_enumeration(exact):
     _check(res, exact, runs)
 
 
-def test_particle_gibbs_on_an_lm_program(exact):
+def test_particle_gibbs_says_when_no_first_reference_can_be_drawn():
+    impossible = ppl.lm.LMProgram(TinyLM(), PROMPT, ppl.lm.constraint(lambda s: s.length < 0), max_steps=2,
+                                  step_delimiter=DELIM, max_step_tokens=2, max_length=MAX_LEN)
+    with pytest.raises(ppl.SMCError, match="init_reference"):
+        ppl.particle_gibbs(impossible, 4, 5, key=jax.random.key(5))
+
+
+def test_particle_gibbs_on_an_lm_program(lm, exact):
     """Conditional SMC re-scores reference steps through the KV cache: PG must be exact too."""
     _, target = exact
-    prog = ppl.lm.LMProgram(LM, PROMPT, POTENTIAL, max_steps=MAX_STEPS, step_delimiter=DELIM,
+    prog = ppl.lm.LMProgram(lm, PROMPT, POTENTIAL, max_steps=MAX_STEPS, step_delimiter=DELIM,
                             max_step_tokens=MAX_STEP_TOKENS, max_length=MAX_LEN)
-    # 8 particles rarely all meet the constraint, so the first reference comes from a larger run.
-    with pytest.raises(ppl.SMCError, match="init_reference"):
-        ppl.particle_gibbs(prog, 2, 5, key=jax.random.key(5))
+    # With few particles the constraint may kill every one, so the first reference comes from a larger run.
     big = ppl.run_smc(prog, 256, key=jax.random.key(3), keep_history=True)
     ref = ppl.trajectory(big, int(np.argmax(np.asarray(big.log_weights))))
     out = ppl.particle_gibbs(prog, 8, 250, key=jax.random.split(jax.random.key(2), 4), ancestor_sampling=True,

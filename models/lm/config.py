@@ -1,0 +1,363 @@
+"""``LMConfig``: the hyper-parameters of a decoder-only transformer, and the mapping to and from
+Hugging Face ``config.json`` files of model type ``gpt2``, ``llama`` and ``qwen2``.
+
+One frozen dataclass covers both families:
+
+* GPT-2: ``position="learned"``, ``norm="layernorm"``, ``activation="gelu_new"`` with a plain
+  MLP, ``num_kv_heads == num_heads``, biases on every projection, tied embeddings.
+* Llama: ``position="rotary"`` (``rope_theta``), ``norm="rmsnorm"``, SiLU-gated MLP,
+  grouped-query attention (``num_kv_heads <= num_heads``), no biases (unless
+  ``attention_bias`` / ``mlp_bias``), tied or untied head.
+* Qwen2: Llama with a bias on the query/key/value projections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["LMConfig", "SUPPORTED_MODEL_TYPES"]
+
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen2")
+_POSITIONS = ("learned", "rotary")
+_NORMS = ("layernorm", "rmsnorm")
+_ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
+# Hugging Face names of the activations we implement -> ours.
+_HF_ACTIVATIONS = {
+    "gelu_new": "gelu_new",
+    "gelu_pytorch_tanh": "gelu_new",
+    "gelu": "gelu",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Hyper-parameters of a decoder-only transformer LM (hashable, so usable as static data).
+
+    Attributes:
+      vocab_size: number of token ids ``V``.
+      hidden_size: model width ``D``.
+      num_layers: number of transformer blocks.
+      num_heads: number of query heads ``H``.
+      num_kv_heads: number of key/value heads ``H_kv`` (``H % H_kv == 0``; ``H_kv < H`` is
+        grouped-query attention, query head ``h`` reads key/value head ``h // (H / H_kv)``).
+      head_dim: per-head width ``D_h`` (``None``: ``D / H``).
+      intermediate_size: MLP width (``None``: ``4 D``).
+      max_position_embeddings: longest sequence; the size of the learned position table.
+      position: ``"learned"`` (absolute position table) or ``"rotary"`` (RoPE, ``rope_theta``).
+      rope_theta: RoPE base ``theta``.
+      norm: ``"layernorm"`` or ``"rmsnorm"``; ``norm_eps`` its epsilon.
+      activation: ``"gelu_new"`` (tanh-approximate GELU), ``"gelu"``, ``"relu"`` or ``"silu"``.
+      gated_mlp: ``down(act(gate(x)) * up(x))`` (Llama) instead of ``down(act(up(x)))`` (GPT-2).
+      qkv_bias, o_bias, mlp_bias: whether those projections carry a bias.
+      tie_word_embeddings: the output head is the transposed token embedding.
+      bos_token_id, eos_token_id: special token ids (``None`` if the model has none).
+      model_type: ``"gpt2"``, ``"llama"``, ``"qwen2"`` (selects the Hugging Face tensor names
+        used by :func:`models.lm.load_pretrained` / :func:`models.lm.save_pretrained`), or
+        ``None`` for a custom architecture that is not saved in HF format.
+    """
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    intermediate_size: int | None = None
+    max_position_embeddings: int = 2048
+    position: str = "rotary"
+    rope_theta: float = 10000.0
+    norm: str = "rmsnorm"
+    norm_eps: float = 1e-6
+    activation: str = "silu"
+    gated_mlp: bool = True
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    model_type: str | None = "llama"
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "max_position_embeddings"):
+            _check_positive_int(name, getattr(self, name))
+        if self.num_kv_heads is None:
+            object.__setattr__(self, "num_kv_heads", self.num_heads)
+        _check_positive_int("num_kv_heads", self.num_kv_heads)
+        if self.head_dim is None:
+            if self.hidden_size % self.num_heads:
+                raise ValueError(
+                    f"LMConfig: hidden_size={self.hidden_size} is not divisible by num_heads="
+                    f"{self.num_heads}; pass head_dim explicitly."
+                )
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+        _check_positive_int("head_dim", self.head_dim)
+        if self.intermediate_size is None:
+            object.__setattr__(self, "intermediate_size", 4 * self.hidden_size)
+        _check_positive_int("intermediate_size", self.intermediate_size)
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"LMConfig: num_heads={self.num_heads} must be a multiple of num_kv_heads="
+                f"{self.num_kv_heads} (grouped-query attention)."
+            )
+        _check_choice("position", self.position, _POSITIONS)
+        _check_choice("norm", self.norm, _NORMS)
+        _check_choice("activation", self.activation, _ACTIVATIONS)
+        if self.position == "rotary" and self.head_dim % 2:
+            raise ValueError(f"LMConfig: rotary positions need an even head_dim, got {self.head_dim}.")
+        if not self.rope_theta > 0:
+            raise ValueError(f"LMConfig: rope_theta must be > 0, got {self.rope_theta}.")
+        if not self.norm_eps > 0:
+            raise ValueError(f"LMConfig: norm_eps must be > 0, got {self.norm_eps}.")
+        for name in ("bos_token_id", "eos_token_id"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and 0 <= v < self.vocab_size):
+                raise ValueError(f"LMConfig: {name}={v!r} is not a token id in [0, {self.vocab_size}).")
+        if self.model_type is not None:
+            _check_choice("model_type", self.model_type, SUPPORTED_MODEL_TYPES)
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def gpt2(cls, **overrides) -> LMConfig:
+        """A GPT-2 style config (GPT-2 small by default); keyword arguments override fields."""
+        base = dict(
+            vocab_size=50257, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=None,
+            max_position_embeddings=1024, position="learned", norm="layernorm", norm_eps=1e-5,
+            activation="gelu_new", gated_mlp=False, qkv_bias=True, o_bias=True, mlp_bias=True,
+            tie_word_embeddings=True, bos_token_id=50256, eos_token_id=50256, model_type="gpt2",
+        )
+        return cls(**_preset(base, overrides))
+
+    @classmethod
+    def llama(cls, **overrides) -> LMConfig:
+        """A Llama style config (rotary, RMSNorm, SiLU-gated MLP, no biases)."""
+        base = dict(
+            vocab_size=32000, hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=None,
+            intermediate_size=11008, max_position_embeddings=2048, position="rotary",
+            rope_theta=10000.0, norm="rmsnorm", norm_eps=1e-6, activation="silu", gated_mlp=True,
+            qkv_bias=False, o_bias=False, mlp_bias=False, tie_word_embeddings=False,
+            bos_token_id=1, eos_token_id=2, model_type="llama",
+        )
+        return cls(**_preset(base, overrides))
+
+    @classmethod
+    def qwen2(cls, **overrides) -> LMConfig:
+        """A Qwen2 style config: Llama with a bias on the q/k/v projections."""
+        base = dict(
+            vocab_size=151936, hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2,
+            intermediate_size=4864, max_position_embeddings=32768, position="rotary",
+            rope_theta=1000000.0, norm="rmsnorm", norm_eps=1e-6, activation="silu", gated_mlp=True,
+            qkv_bias=True, o_bias=False, mlp_bias=False, tie_word_embeddings=True,
+            bos_token_id=None, eos_token_id=None, model_type="qwen2",
+        )
+        return cls(**_preset(base, overrides))
+
+    # ------------------------------------------------------------------ Hugging Face
+    @classmethod
+    def from_hf(cls, config: Mapping[str, Any]) -> LMConfig:
+        """Map a Hugging Face ``config.json`` dict of model type gpt2, llama or qwen2.
+
+        Raises ``ValueError`` naming the field for an unsupported ``model_type``, a missing
+        required key, or a feature we do not implement (RoPE scaling, sliding-window attention,
+        GPT-2 attention variants).
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(f"LMConfig.from_hf expects a dict (parsed config.json), got {type(config).__name__}.")
+        model_type = config.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"config.json: model_type={model_type!r} is not supported; supported model types are "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}."
+            )
+        if model_type == "gpt2":
+            return _from_hf_gpt2(config)
+        return _from_hf_llama(config, model_type)
+
+    def to_hf(self) -> dict[str, Any]:
+        """The Hugging Face ``config.json`` dict of this config (inverse of :meth:`from_hf`).
+
+        Raises ``ValueError`` if the config does not fit its ``model_type`` family (e.g. a
+        GPT-2 with rotary positions cannot be written in HF GPT-2 format).
+        """
+        self.check_hf_family()
+        common = dict(
+            vocab_size=self.vocab_size,
+            bos_token_id=self.bos_token_id,
+            eos_token_id=self.eos_token_id,
+            tie_word_embeddings=self.tie_word_embeddings,
+            dtype="float32",
+        )
+        if self.model_type == "gpt2":
+            return dict(
+                model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=self.hidden_size,
+                n_layer=self.num_layers, n_head=self.num_heads, n_inner=self.intermediate_size,
+                n_positions=self.max_position_embeddings, activation_function=self.activation,
+                layer_norm_epsilon=self.norm_eps, scale_attn_weights=True,
+                scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False, **common,
+            )
+        arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[self.model_type]
+        out = dict(
+            model_type=self.model_type, architectures=[arch], hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_kv_heads, head_dim=self.head_dim,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.max_position_embeddings, hidden_act=self.activation,
+            rms_norm_eps=self.norm_eps, rope_theta=self.rope_theta,
+            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta}, **common,
+        )
+        if self.model_type == "llama":
+            out.update(attention_bias=self.qkv_bias, mlp_bias=self.mlp_bias)
+        else:
+            out.update(use_sliding_window=False)
+        return out
+
+    def check_hf_family(self) -> None:
+        """Raise ``ValueError`` if this config cannot be expressed as its HF ``model_type``."""
+        if self.model_type is None:
+            raise ValueError("LMConfig: model_type=None has no Hugging Face format; set model_type.")
+        if self.model_type == "gpt2":
+            want = dict(position="learned", norm="layernorm", gated_mlp=False, qkv_bias=True,
+                        o_bias=True, mlp_bias=True, num_kv_heads=self.num_heads,
+                        head_dim=self.hidden_size // self.num_heads)
+        else:
+            want = dict(position="rotary", norm="rmsnorm", gated_mlp=True)
+            if self.model_type == "llama":
+                want.update(o_bias=self.qkv_bias)
+            else:
+                want.update(qkv_bias=True, o_bias=False, mlp_bias=False)
+        for name, value in want.items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"LMConfig: model_type={self.model_type!r} needs {name}={value!r}, got "
+                    f"{getattr(self, name)!r}."
+                )
+        if self.model_type == "gpt2" and self.hidden_size % self.num_heads:
+            raise ValueError("LMConfig: model_type='gpt2' needs hidden_size divisible by num_heads.")
+
+    @property
+    def num_params(self) -> int:
+        """Number of parameters of the transformer with this config."""
+        d, h, kv, dh, f = self.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim, self.intermediate_size
+        attn = d * h * dh + 2 * d * kv * dh + h * dh * d
+        attn += (h * dh + 2 * kv * dh) * self.qkv_bias + d * self.o_bias
+        mlp = (3 if self.gated_mlp else 2) * d * f + (((2 if self.gated_mlp else 1) * f + d) * self.mlp_bias)
+        norm = d * (2 if self.norm == "layernorm" else 1)
+        per_layer = attn + mlp + 2 * norm
+        total = self.num_layers * per_layer + norm + self.vocab_size * d
+        if self.position == "learned":
+            total += self.max_position_embeddings * d
+        if not self.tie_word_embeddings:
+            total += self.vocab_size * d
+        return total
+
+
+# ---------------------------------------------------------------------- helpers
+def _preset(base, overrides):
+    out = {**base, **overrides}
+    for name in ("bos_token_id", "eos_token_id"):  # preset ids that do not fit a smaller vocabulary
+        if name not in overrides and out[name] is not None and out[name] >= out["vocab_size"]:
+            out[name] = None
+    return out
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"LMConfig: {name} must be a positive int, got {value!r}.")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"LMConfig: {name}={value!r} is not one of {choices}.")
+
+
+def _require(config, key, model_type):
+    if key not in config or config[key] is None:
+        raise ValueError(f"config.json (model_type={model_type!r}): missing required key {key!r}.")
+    return config[key]
+
+
+def _token_id(config, key):
+    v = config.get(key)
+    if isinstance(v, (list, tuple)):  # e.g. Llama 3 lists several EOS ids: keep the first
+        v = v[0] if v else None
+    return v
+
+
+def _activation(config, key, model_type, default):
+    name = config.get(key, default)
+    if name not in _HF_ACTIVATIONS:
+        raise ValueError(
+            f"config.json (model_type={model_type!r}): {key}={name!r} is not supported; "
+            f"supported: {sorted(_HF_ACTIVATIONS)}."
+        )
+    return _HF_ACTIVATIONS[name]
+
+
+def _from_hf_gpt2(c):
+    mt = "gpt2"
+    for key, ok in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                    ("reorder_and_upcast_attn", False), ("add_cross_attention", False)):
+        if key in c and bool(c[key]) != ok:
+            raise ValueError(f"config.json (model_type='gpt2'): {key}={c[key]!r} is not supported (need {ok}).")
+    hidden = _require(c, "n_embd", mt)
+    return LMConfig.gpt2(
+        vocab_size=_require(c, "vocab_size", mt),
+        hidden_size=hidden,
+        num_layers=_require(c, "n_layer", mt),
+        num_heads=_require(c, "n_head", mt),
+        intermediate_size=c.get("n_inner") or 4 * hidden,
+        max_position_embeddings=_require(c, "n_positions", mt),
+        norm_eps=float(c.get("layer_norm_epsilon", 1e-5)),
+        activation=_activation(c, "activation_function", mt, "gelu_new"),
+        tie_word_embeddings=bool(c.get("tie_word_embeddings", True)),
+        bos_token_id=_token_id(c, "bos_token_id"),
+        eos_token_id=_token_id(c, "eos_token_id"),
+    )
+
+
+def _rope_theta(c, mt):
+    params = c.get("rope_parameters") or {}
+    scaling = c.get("rope_scaling") or {}
+    for src_name, src in (("rope_parameters", params), ("rope_scaling", scaling)):
+        kind = src.get("rope_type", src.get("type", "default"))
+        if kind != "default":
+            raise ValueError(
+                f"config.json (model_type={mt!r}): {src_name} with rope_type={kind!r} is not "
+                "supported (only the default RoPE)."
+            )
+    if "rope_theta" in params:
+        return float(params["rope_theta"])
+    return float(c.get("rope_theta", 10000.0))
+
+
+def _from_hf_llama(c, mt):
+    if c.get("use_sliding_window", False) and "sliding_attention" in (c.get("layer_types") or ["sliding_attention"]):
+        raise ValueError(f"config.json (model_type={mt!r}): use_sliding_window=True is not supported.")
+    act = _activation(c, "hidden_act", mt, "silu")
+    heads = _require(c, "num_attention_heads", mt)
+    hidden = _require(c, "hidden_size", mt)
+    kw = dict(
+        vocab_size=_require(c, "vocab_size", mt),
+        hidden_size=hidden,
+        num_layers=_require(c, "num_hidden_layers", mt),
+        num_heads=heads,
+        num_kv_heads=c.get("num_key_value_heads") or heads,
+        head_dim=c.get("head_dim") or hidden // heads,
+        intermediate_size=_require(c, "intermediate_size", mt),
+        max_position_embeddings=c.get("max_position_embeddings", 2048),
+        rope_theta=_rope_theta(c, mt),
+        norm_eps=float(c.get("rms_norm_eps", 1e-6)),
+        activation=act,
+        tie_word_embeddings=bool(c.get("tie_word_embeddings", False)),
+        bos_token_id=_token_id(c, "bos_token_id"),
+        eos_token_id=_token_id(c, "eos_token_id"),
+    )
+    if mt == "llama":
+        bias = bool(c.get("attention_bias", False))
+        return LMConfig.llama(qkv_bias=bias, o_bias=bias, mlp_bias=bool(c.get("mlp_bias", False)), **kw)
+    return LMConfig.qwen2(**kw)

@@ -1,0 +1,26 @@
+"""Tiny configs of each family, shared by the LM tests."""
+
+import pytest
+
+from models.lm import LMConfig
+
+TINY = dict(vocab_size=29, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+            max_position_embeddings=32)
+
+
+def tiny_config(family: str) -> LMConfig:
+    if family == "gpt2":
+        return LMConfig.gpt2(**TINY, bos_token_id=0, eos_token_id=1)
+    if family == "llama":  # grouped-query attention, head_dim != hidden / heads, untied head
+        return LMConfig.llama(**TINY, num_kv_heads=2, head_dim=16, bos_token_id=0, eos_token_id=1)
+    if family == "qwen2":  # q/k/v biases, tied head
+        return LMConfig.qwen2(**TINY, num_kv_heads=2, tie_word_embeddings=True, eos_token_id=1)
+    raise ValueError(family)
+
+
+FAMILIES = ("gpt2", "llama", "qwen2")
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request):
+    return request.param

@@ -1,0 +1,84 @@
+"""Logits parity with the PyTorch models of Hugging Face transformers (skipped without them).
+
+Install with the ``hf`` extra: ``pip install -e .[hf]`` (torch==2.13.0, transformers 5).
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from models.lm import load_pretrained, random_lm, save_pretrained  # noqa: E402
+
+from .conftest import tiny_config  # noqa: E402
+
+B, S = 3, 9
+
+
+def _hf_model(family):
+    kw = dict(vocab_size=29, bos_token_id=0, eos_token_id=1)
+    if family == "gpt2":
+        cfg = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=32, n_inner=48, **kw)
+        cls = transformers.GPT2LMHeadModel
+    elif family == "llama":  # GQA and head_dim != hidden / heads; untied head
+        cfg = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=2, head_dim=16, intermediate_size=48,
+                                       max_position_embeddings=32, rope_theta=500.0,
+                                       tie_word_embeddings=False, **kw)
+        cls = transformers.LlamaForCausalLM
+    else:  # GQA, q/k/v bias, tied head
+        cfg = transformers.Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=2, intermediate_size=48,
+                                       max_position_embeddings=32, tie_word_embeddings=True, **kw)
+        cls = transformers.Qwen2ForCausalLM
+    torch.manual_seed(0)
+    model = cls(cfg).eval()
+    with torch.no_grad():  # randomize everything (biases, norm scales) so any mis-mapping shows
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm" in name or "ln_" in name and name.endswith("weight") else 0.0))
+    return model
+
+
+def _tokens():
+    return np.random.default_rng(0).integers(0, 29, (B, S)).astype(np.int32)
+
+
+def _ours(lm, tokens):
+    pos = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+    return np.asarray(jax.jit(lm.apply)(lm.params, jnp.asarray(tokens), pos, None)[0])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_load_transformers_checkpoint(family, tmp_path):
+    model = _hf_model(family)
+    model.save_pretrained(tmp_path)
+    lm = load_pretrained(tmp_path)
+    tokens = _tokens()
+    with torch.no_grad():
+        ref = model(torch.as_tensor(tokens, dtype=torch.long)).logits.numpy()
+    np.testing.assert_allclose(_ours(lm, tokens), ref, atol=1e-4, rtol=1e-4)
+    # and with the KV cache: prefill 4 then decode one by one
+    cache = lm.init_cache(B, 16)
+    step = jax.jit(lm.apply)
+    pos = np.broadcast_to(np.arange(S, dtype=np.int32), (B, S))
+    out, cache = step(lm.params, jnp.asarray(tokens[:, :4]), jnp.asarray(pos[:, :4]), cache)
+    outs = [np.asarray(out)]
+    for t in range(4, S):
+        out, cache = step(lm.params, jnp.asarray(tokens[:, t : t + 1]), jnp.asarray(pos[:, t : t + 1]), cache)
+        outs.append(np.asarray(out))
+    np.testing.assert_allclose(np.concatenate(outs, 1), ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_save_pretrained_loads_in_transformers(family, tmp_path):
+    lm = random_lm(tiny_config(family), seed=7, std=0.2)
+    save_pretrained(lm, tmp_path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    tokens = _tokens()
+    with torch.no_grad():
+        ref = model(torch.as_tensor(tokens, dtype=torch.long)).logits.numpy()
+    np.testing.assert_allclose(_ours(lm, tokens), ref, atol=1e-4, rtol=1e-4)

@@ -147,6 +147,9 @@ class FeynmanKac:
     #: Whether ``data`` has a leading time axis (``data_t = data[t]``). Models whose data are
     #: constant over time (an LM program's weights and prompt) set this to ``False``.
     time_indexed = True
+    #: Whether :meth:`step_batch` already leaves finished particles unchanged, so the engine can
+    #: skip its per-particle select over the whole state (which copies a KV cache).
+    freezes_done = False
 
     def __post_init__(self):
         if not (_is_distribution(self.init) or callable(self.init)):

@@ -86,6 +86,7 @@ class LMProgram(FeynmanKac):
     """
 
     time_indexed = False
+    freezes_done = True  # sample_step does not move finished particles
 
     def __init__(self, lm, prompt, potential: Optional[Callable] = None, *, max_steps: int,
                  step_delimiter=(), max_step_tokens: int = 32, max_length: Optional[int] = None,

@@ -98,7 +98,8 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
             ref_parent = jax.tree_util.tree_map(lambda leaf: leaf[0], x)
             inc = inc.at[0].set(fk.log_weight(ref_parent, ref_t, t, data_t))
             finished = done_v(x)
-            x_new = _select(finished, x, x_new)
+            if not fk.freezes_done:
+                x_new = _select(finished, x, x_new)
             inc = jnp.where(finished, 0.0, inc)
             log_w, lz, ess, step_failure = _reweight(jnp.full((N,), -log_n), inc)
             failure = jnp.where(failure == 0, step_failure, failure)

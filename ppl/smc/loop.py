@@ -185,7 +185,8 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             data_t = fk.data_at(data, t)
             x_new, inc = fk.step_batch(k_move, x, t, data_t)
             finished = done_v(x)
-            x_new = _select(finished, x, x_new)
+            if not fk.freezes_done:
+                x_new = _select(finished, x, x_new)
             inc = jnp.where(finished, 0.0, inc)
             log_w, lz_inc, ess_t, failure = _reweight(log_w_prev, inc)
 

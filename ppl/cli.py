@@ -25,6 +25,12 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 #: Subcommand name -> setup function that fills in its ``argparse`` sub-parser.
 SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
+#: The package's own subcommands: name -> module of ``models`` with ``setup(parser)``, imported
+#: when the parser is built (each module imports its heavy dependencies lazily, in ``run``).
+BUILTIN_SUBCOMMANDS: dict[str, str] = {
+    "analyze": "models.scaling.cli",
+}
+
 _DESCRIPTION = (
     "ppl: inference-time scaling of language models as probabilistic programs in JAX "
     "(SMC, particle Gibbs, tempering and NUTS on Feynman-Kac models)."
@@ -68,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    import importlib
+
+    for name, module in BUILTIN_SUBCOMMANDS.items():
+        SUBCOMMANDS.setdefault(name, importlib.import_module(module).setup)
     if SUBCOMMANDS:
         sub = parser.add_subparsers(dest="command", metavar="COMMAND")
         for name, setup in SUBCOMMANDS.items():

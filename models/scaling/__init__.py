@@ -1,0 +1,58 @@
+"""Inference-scaling laws as Bayesian models (see docs/scaling-laws.md).
+
+- :mod:`~models.scaling.passk`: the unbiased pass@k estimator and its average over problems.
+- :mod:`~models.scaling.coverage`: hierarchical Beta–Binomial coverage and the exp(a k^b) law.
+- :mod:`~models.scaling.verifiers`: imperfect-verifier ceiling, utility and optimal K.
+- :mod:`~models.scaling.saturation`: F(N) = F_max (1 - (1-p)^N) and the saturation budget.
+- :mod:`~models.scaling.allocation`: compute-optimal allocation across difficulty bins.
+
+- :mod:`~models.scaling.data`, :mod:`~models.scaling.cli`: input files and ``ppl analyze``.
+"""
+
+from models.scaling.allocation import (
+    Allocation,
+    allocate,
+    allocate_from_posterior,
+    difficulty_bins,
+)
+from models.scaling.coverage import (
+    BetaBinomialFit,
+    PowerLawFit,
+    beta_binomial_model,
+    beta_coverage,
+    fit_beta_binomial,
+    fit_coverage_power_law,
+    fit_power_law_to_pass_at_k,
+    power_law_model,
+)
+from models.scaling.data import InputError, read_samples_csv, read_scale_json
+from models.scaling.passk import PassAtK, pass_at_k, pass_at_k_curve
+from models.scaling.saturation import (
+    SaturationFit,
+    fit_saturation,
+    saturation_budget,
+    saturation_curve,
+    saturation_model,
+)
+from models.scaling.verifiers import (
+    VerifierFit,
+    accuracy_at_k,
+    accuracy_ceiling,
+    expected_utility,
+    fit_verifier,
+    marginal_utility,
+    optimal_k,
+    verifier_data,
+    verifier_model,
+)
+
+__all__ = [
+    "Allocation", "BetaBinomialFit", "InputError", "PassAtK", "PowerLawFit", "SaturationFit",
+    "VerifierFit", "accuracy_at_k", "accuracy_ceiling", "allocate", "allocate_from_posterior",
+    "beta_binomial_model", "beta_coverage", "difficulty_bins", "expected_utility",
+    "fit_beta_binomial", "fit_coverage_power_law", "fit_power_law_to_pass_at_k",
+    "fit_saturation", "fit_verifier", "marginal_utility", "optimal_k", "pass_at_k",
+    "pass_at_k_curve", "power_law_model", "read_samples_csv", "read_scale_json",
+    "saturation_budget", "saturation_curve", "saturation_model", "verifier_data",
+    "verifier_model",
+]

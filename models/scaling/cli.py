@@ -1,0 +1,379 @@
+"""``ppl analyze RESULTS``: scaling-law analysis of per-sample results or of ``ppl scale`` JSON.
+
+Wired into ``ppl.cli.SUBCOMMANDS["analyze"] = models.scaling.cli.setup``.
+
+For a CSV (``problem_id, sample, correct[, accepted][, tokens][, task_type]``) it prints the
+pass@k curve with an interval over problems, the Beta–Binomial coverage curve with credible
+bands (extrapolated beyond the samples drawn), the exp(a k^b) coverage law, the verifier ceiling
+and optimal K (with ``accepted``), the saturation fit and budget, and a compute-optimal
+allocation across difficulty bins. For ``ppl scale`` JSON it fits the saturation law per method
+and recommends the best method per budget. Plots go to ``--plots DIR``; ``--json PATH`` writes
+everything as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["setup", "run", "analyze_samples", "analyze_scale"]
+
+
+def setup(parser: argparse.ArgumentParser) -> None:
+    """Scaling-law analysis (pass@k, coverage, verifier ceiling, saturation, allocation) of results."""
+    parser.add_argument("results", metavar="RESULTS",
+                        help="per-sample CSV (problem_id, sample, correct[, accepted, tokens, "
+                             "task_type]) or the JSON written by `ppl scale --json`")
+    parser.add_argument("--json", dest="json_path", metavar="PATH",
+                        help="write all curves and fits as JSON to PATH")
+    parser.add_argument("--plots", metavar="DIR",
+                        help="directory for PNG plots (default: RESULTS without suffix + "
+                             "'_plots')")
+    parser.add_argument("--no-plots", action="store_true", help="write no plots")
+    parser.add_argument("--level", type=float, default=0.9,
+                        help="probability of credible bands and of the pass@k interval "
+                             "(default 0.9)")
+    parser.add_argument("--eps", type=float, default=1e-3,
+                        help="saturation: stop when one more sample gains less than EPS "
+                             "(default 1e-3)")
+    parser.add_argument("--max-k", type=int, default=None,
+                        help="extrapolate coverage up to this k (default 16 x the samples per "
+                             "problem)")
+    parser.add_argument("--value-correct", type=float, default=1.0,
+                        help="verifier utility of an accepted correct answer (default 1)")
+    parser.add_argument("--value-false-positive", type=float, default=-1.0,
+                        help="verifier utility of an accepted wrong answer, <= 0 (default -1)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="allocation: average samples per problem (default: the samples "
+                             "per problem in RESULTS)")
+    parser.add_argument("--bins", type=int, default=5, help="allocation: difficulty bins (5)")
+    parser.add_argument("--zero-inflated", action="store_true",
+                        help="coverage model with a fraction of unsolvable problems")
+    parser.add_argument("--method", choices=("nuts", "tempered_smc"), default="nuts",
+                        help="posterior inference algorithm (default nuts)")
+    parser.add_argument("--chains", type=int, default=2, help="NUTS chains (default 2)")
+    parser.add_argument("--draws", type=int, default=500,
+                        help="NUTS warm-up and kept draws per chain (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.set_defaults(func=run)
+
+
+def _fmt_iv(d, digits=3):
+    m = d.get("mean", d.get("median"))
+    return f"{m:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
+
+
+def _table(rows, header):
+    w = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).rjust(n) for x, n in zip(r, w))  # noqa: E731
+    return "\n".join([line(header)] + [line(r) for r in rows])
+
+
+def _infer_options(args):
+    if args.method == "nuts":
+        return {"num_chains": args.chains, "num_warmup": args.draws, "num_samples": args.draws}
+    return {}
+
+
+def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
+    """The CSV analysis: returns ``(report_dict, curves_for_plots)``."""
+    import jax
+
+    from models.scaling.allocation import allocate_from_posterior
+    from models.scaling.coverage import fit_beta_binomial, fit_power_law_to_pass_at_k
+    from models.scaling.passk import pass_at_k_curve
+    from models.scaling.saturation import fit_saturation
+    from models.scaling.verifiers import fit_verifier, verifier_data
+
+    key = jax.random.key(args.seed)
+    k_bb, k_pl, k_ver, k_sat = jax.random.split(key, 4)
+    opts = dict(method=args.method, **_infer_options(args))
+    level = args.level
+    n, c = table.counts()
+    P = table.num_problems
+    report: dict = {"input": {"kind": "samples", "problems": P, "samples": int(n.sum()),
+                              "samples_per_problem": {"min": int(n.min()), "max": int(n.max())},
+                              "correct": int(c.sum())}}
+    plots: dict = {}
+    out(f"{P} problems, {int(n.sum())} samples ({int(n.min())}-{int(n.max())} per problem), "
+        f"{int(c.sum())} correct")
+
+    # pass@k: the unbiased estimator averaged over problems.
+    pk = pass_at_k_curve(n, c, level=level)
+    report["pass_at_k"] = pk.to_dict()
+    plots["pass_at_k"] = pk
+    out(f"\npass@k (unbiased estimator, mean over problems; {level:.0%} t-interval over problems)")
+    out(_table([(int(k), f"{e:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+                for k, e, lo, hi in zip(pk.k, pk.estimate, pk.ci_low, pk.ci_high)],
+               ("k", "pass@k", "interval")))
+
+    # Beta-Binomial coverage, extrapolated.
+    max_k = args.max_k or 16 * int(n.max())
+    kx = np.unique(np.round(np.geomspace(1, max_k, 40)).astype(np.int64))
+    bb = fit_beta_binomial(n, c, key=k_bb, zero_inflated=args.zero_inflated, **opts)
+    bench, popu = bb.coverage(kx, level=level), bb.coverage(kx, population=True, level=level)
+    report["coverage_beta_binomial"] = {"parameters": bb.summary(level),
+                                        "benchmark": bench.to_dict("k"),
+                                        "population": popu.to_dict("k")}
+    plots["beta_binomial"] = bench
+    out("\nBeta-Binomial coverage model: p_i ~ Beta(alpha, beta)"
+        + (" with an unsolvable fraction" if args.zero_inflated else ""))
+    for name, d in bb.summary(level).items():
+        out(f"  {name:>14s} = {_fmt_iv(d)}")
+    show = [k for k in (1, 10, 100, 1000, 10000) if k <= max_k] + [max_k]
+    sb = bb.coverage(sorted(set(show)), level=level)
+    out(_table([(int(k), f"{m:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+                for k, m, lo, hi in zip(sb.x, sb.mean, sb.lo, sb.hi)],
+               ("k", "coverage", f"{level:.0%} band")))
+
+    # The exp(a k^b) law.
+    try:
+        pl = fit_power_law_to_pass_at_k(pk, key=k_pl, **opts)
+        band = pl.coverage(kx, level=level)
+        report["coverage_power_law"] = {"parameters": pl.summary(level), "curve": band.to_dict()}
+        plots["power_law"] = band
+        s = pl.summary(level)
+        out(f"\ncoverage law exp(a k^b): a = {_fmt_iv(s['a'])}, b = {_fmt_iv(s['b'])}")
+        out(f"  extrapolated coverage at k={max_k}: {band.mean[-1]:.4f} "
+            f"[{band.lo[-1]:.4f}, {band.hi[-1]:.4f}]")
+    except ValueError as e:
+        report["coverage_power_law"] = {"error": str(e)}
+        out(f"\ncoverage law exp(a k^b): not fitted ({e})")
+
+    # Imperfect verifier.
+    if table.accepted is not None:
+        groups = table.task_type if table.task_type is not None else table.problem
+        vd = verifier_data(groups, table.correct, table.accepted)
+        vf = fit_verifier(vd, key=k_ver, **opts)
+        ceil = vf.ceiling(level)
+        kopt = vf.optimal_k(level, value_correct=args.value_correct,
+                            value_false_positive=args.value_false_positive)
+        Ks = np.arange(0, 33)
+        util = vf.utility(Ks, level=level, value_correct=args.value_correct,
+                          value_false_positive=args.value_false_positive)
+        accb = vf.accuracy(Ks[1:], level=level)
+        report["verifier"] = {"parameters": vf.summary(level), "ceiling": ceil,
+                              "optimal_k": kopt, "utility": util.to_dict("K"),
+                              "accuracy": accb.to_dict("K"),
+                              "types": "task_type" if table.task_type is not None else "problem",
+                              "value_correct": args.value_correct,
+                              "value_false_positive": args.value_false_positive}
+        plots["verifier"] = (util, accb, ceil)
+        s = vf.summary(level)
+        out(f"\nverifier: true-positive rate c = {_fmt_iv(s['c'])}, specificity s = "
+            f"{_fmt_iv(s['s'])}")
+        out(f"  accuracy ceiling of resampling until accepted A_inf = {_fmt_iv(ceil)}")
+        out(f"  optimal attempts K (V_c={args.value_correct}, V_fp={args.value_false_positive}): "
+            f"median {kopt['median']:g}, {level:.0%} interval [{kopt['ci_low']:g}, "
+            f"{kopt['ci_high']:g}]")
+
+    # Saturation of coverage.
+    # The pass@k points share their problems: their over-problem errors move together and say
+    # little about the curve's shape, so the fit's own noise scale absorbs the misfit instead.
+    sat = fit_saturation(pk.k, pk.estimate, 0.0, key=k_sat, **opts)
+    nstar = sat.budget(args.eps, level)
+    report["saturation"] = {"fitted_to": "pass_at_k (noise scale fitted)", "parameters": sat.summary(level),
+                            "budget": nstar, "curve": sat.curve(kx, level).to_dict("N")}
+    plots["saturation"] = sat.curve(kx, level)
+    s = sat.summary(level)
+    out(f"\nsaturation F(N) = F_max (1 - (1-p)^N) fitted to pass@k: F_max = {_fmt_iv(s['f_max'])}"
+        f", p = {_fmt_iv(s['p'])}")
+    out(f"  budget N* beyond which one more sample gains < {args.eps:g}: median "
+        f"{nstar['median']:g} [{nstar['ci_low']:g}, {nstar['ci_high']:g}]")
+
+    # Allocation across difficulty bins.
+    total = args.budget if args.budget is not None else float(n.min())
+    budgets = np.unique(np.concatenate([[0], 2 ** np.arange(0, int(np.log2(max(total, 1) * 8)) + 1)]))
+    try:
+        alloc, _ = allocate_from_posterior(bb, budgets, total, num_bins=args.bins, level=level)
+        labels = [f"q{b + 1} ({'hardest' if b == 0 else 'easiest' if b == args.bins - 1 else ''})"
+                  .replace(" ()", "") for b in range(args.bins)]
+        report["allocation"] = {"total_budget_per_problem": total, "budgets": budgets.tolist(),
+                                "objective": "coverage with a perfect checker",
+                                **alloc.to_dict(["repeated_sampling"], labels)}
+        out(f"\nallocation of {total:g} samples per problem across {args.bins} difficulty bins "
+            "(posterior coverage with a perfect checker):")
+        out("  " + ", ".join(f"{lab}: {int(bn)}" for lab, bn in zip(labels, alloc.budget)))
+        out(f"  expected coverage {alloc.accuracy:.4f} vs uniform N={alloc.uniform_budget:g}: "
+            f"{alloc.uniform_accuracy:.4f}; gain {alloc.gain:+.4f} "
+            f"[{alloc.gain_interval[0]:+.4f}, {alloc.gain_interval[1]:+.4f}]")
+    except ValueError as e:
+        report["allocation"] = {"error": str(e)}
+    return report, plots
+
+
+def analyze_scale(methods: dict, args, out=print) -> tuple[dict, dict]:
+    """The ``ppl scale`` JSON analysis: saturation per method, best method per budget."""
+    import jax
+
+    from models.scaling.saturation import fit_saturation
+
+    level = args.level
+    report: dict = {"input": {"kind": "ppl scale", "methods": list(methods)}, "methods": {}}
+    plots: dict = {"methods": {}}
+    keys = jax.random.split(jax.random.key(args.seed), len(methods))
+    for key, (name, m) in zip(keys, methods.items()):
+        entry = {"budgets": m.budgets.tolist(), "accuracy": m.accuracy.tolist()}
+        out(f"\n{name}:")
+        out(_table([(f"{b:g}", f"{a:.4f}",
+                     "" if m.ci_low is None else f"[{m.ci_low[i]:.4f}, {m.ci_high[i]:.4f}]",
+                     "" if m.tokens is None else f"{m.tokens[i]:g}")
+                    for i, (b, a) in enumerate(zip(m.budgets, m.accuracy))],
+                   ("budget", "accuracy", "95% interval", "tokens")))
+        band = None
+        if m.budgets.size >= 2:
+            try:
+                sat = fit_saturation(m.budgets, m.accuracy, m.standard_error(0.95), key=key,
+                                     method=args.method, **_infer_options(args))
+                s = sat.summary(level)
+                entry["saturation"] = {"parameters": s, "budget": sat.budget(args.eps, level)}
+                grid = np.unique(np.round(np.geomspace(1, 16 * m.budgets.max(), 40)))
+                band = sat.curve(grid, level)
+                entry["saturation"]["curve"] = band.to_dict("N")
+                nb = entry["saturation"]["budget"]
+                out(f"  saturation: F_max = {_fmt_iv(s['f_max'])}, p = {_fmt_iv(s['p'])}; "
+                    f"N*(eps={args.eps:g}) = {nb['median']:g} [{nb['ci_low']:g}, "
+                    f"{nb['ci_high']:g}]")
+            except ValueError as e:
+                entry["saturation"] = {"error": str(e)}
+        report["methods"][name] = entry
+        plots["methods"][name] = (m, band)
+    budgets = sorted({float(b) for m in methods.values() for b in m.budgets})
+    best = []
+    for b in budgets:
+        cand = [(m.accuracy[list(m.budgets).index(b)], name) for name, m in methods.items()
+                if b in list(m.budgets)]
+        acc, name = max(cand)
+        best.append({"budget": b, "method": name, "accuracy": float(acc)})
+    report["best_method_per_budget"] = best
+    out("\nrecommendation (highest measured accuracy per budget):")
+    out(_table([(f"{d['budget']:g}", d["method"], f"{d['accuracy']:.4f}") for d in best],
+               ("budget", "method", "accuracy")))
+    return report, plots
+
+
+def _plot(plots: dict, outdir: Path, kind: str) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    if kind == "samples":
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        pk = plots["pass_at_k"]
+        ax.errorbar(pk.k, pk.estimate, yerr=[pk.estimate - pk.ci_low, pk.ci_high - pk.estimate],
+                    fmt="o", ms=3, color="k", label="pass@k (unbiased)")
+        for name, color in (("beta_binomial", "C0"), ("power_law", "C1"), ("saturation", "C2")):
+            band = plots.get(name)
+            if band is None:
+                continue
+            label = {"beta_binomial": "Beta-Binomial coverage", "power_law": "exp(a k^b)",
+                     "saturation": "F_max(1-(1-p)^N)"}[name]
+            ax.plot(band.x, band.mean, color=color, label=label)
+            ax.fill_between(band.x, band.lo, band.hi, color=color, alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("k (samples)")
+        ax.set_ylabel("coverage")
+        ax.legend()
+        fig.tight_layout()
+        p = outdir / "coverage.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        written.append(p)
+        if "verifier" in plots:
+            util, accb, ceil = plots["verifier"]
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+            a1.plot(util.x, util.mean, color="C0")
+            a1.fill_between(util.x, util.lo, util.hi, color="C0", alpha=0.2)
+            a1.set_xlabel("attempts K")
+            a1.set_ylabel("expected utility U(K)")
+            a2.plot(accb.x, accb.mean, color="C1", label="resample until accepted")
+            a2.fill_between(accb.x, accb.lo, accb.hi, color="C1", alpha=0.2)
+            a2.axhline(ceil["mean"], color="k", ls="--", label="ceiling A_inf")
+            a2.axhspan(ceil["ci_low"], ceil["ci_high"], color="k", alpha=0.1)
+            a2.set_xlabel("attempts K")
+            a2.set_ylabel("accuracy")
+            a2.legend()
+            fig.tight_layout()
+            p = outdir / "verifier.png"
+            fig.savefig(p, dpi=120)
+            plt.close(fig)
+            written.append(p)
+    else:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for i, (name, (m, band)) in enumerate(plots["methods"].items()):
+            color = f"C{i % 10}"
+            ax.plot(m.budgets, m.accuracy, "o", color=color, label=name)
+            if m.ci_low is not None:
+                ax.vlines(m.budgets, m.ci_low, m.ci_high, color=color)
+            if band is not None:
+                ax.plot(band.x, band.mean, color=color, lw=1)
+                ax.fill_between(band.x, band.lo, band.hi, color=color, alpha=0.15)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("budget")
+        ax.set_ylabel("accuracy")
+        ax.legend()
+        fig.tight_layout()
+        p = outdir / "saturation.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        written.append(p)
+    return written
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if np.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else None)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    return x
+
+
+def run(args) -> int:
+    """Handler of ``ppl analyze``: 0 on success, 2 on bad input."""
+    from models.scaling.data import InputError, read_samples_csv, read_scale_json
+
+    path = Path(args.results)
+    if not 0 < args.level < 1:
+        print(f"ppl analyze: --level must be in (0, 1), got {args.level}", file=sys.stderr)
+        return 2
+    if args.eps <= 0 or args.value_false_positive > 0 or args.value_correct <= 0:
+        print("ppl analyze: need --eps > 0, --value-correct > 0, --value-false-positive <= 0",
+              file=sys.stderr)
+        return 2
+    try:
+        if path.suffix.lower() == ".json":
+            kind = "scale"
+            data = read_scale_json(path)
+        else:
+            kind = "samples"
+            data = read_samples_csv(path)
+    except InputError as e:
+        print(f"ppl analyze: {e}", file=sys.stderr)
+        return 2
+    if kind == "samples":
+        report, plots = analyze_samples(data, args)
+    else:
+        report, plots = analyze_scale(data, args)
+    if not args.no_plots:
+        outdir = Path(args.plots) if args.plots else path.with_name(path.stem + "_plots")
+        written = _plot(plots, outdir, kind)
+        report["plots"] = [str(p) for p in written]
+        print("\nplots: " + ", ".join(str(p) for p in written))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(_jsonable(report), indent=1))
+        print(f"JSON: {args.json_path}")
+    return 0

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 #: The package's own subcommands: name -> module of ``models`` with ``setup(parser)``, imported
 #: when the parser is built (each module imports its heavy dependencies lazily, in ``run``).
 BUILTIN_SUBCOMMANDS: dict[str, str] = {
+    "rank": "models.judges.cli",
     "analyze": "models.scaling.cli",
 }
 
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ppl",
         description=_DESCRIPTION,
         epilog=(
-            "Subcommands (scale, rank, analyze, train) come with later issues. "
+            "More subcommands (scale, train) come with later issues. "
             "Library use: import ppl; see README.md and the docs."
         ),
     )

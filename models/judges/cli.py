@@ -1,0 +1,167 @@
+"""``ppl rank FILE``: a Bayesian ranking of models from a battle log.
+
+Reads CSV / TSV / JSONL / JSON battle logs in the Chatbot Arena convention (columns
+``model_a``, ``model_b``, ``winner`` in {``model_a``, ``model_b``, ``tie``, ``tie (bothbad)``};
+optional ``judge``, ``count``/``weight``, soft outcomes ``p_model_a``/``p_model_b``/``p_tie``,
+numeric covariates named with ``--covariate``; see :mod:`models.judges.data`), validates every
+row before any compute, fits a Bradley–Terry-family model with NUTS (or tempered SMC), prints
+a ranked table with credible intervals, and writes ``--json`` and ``--plot`` outputs.
+
+Exit status: 0 on success, 2 on bad input or options (the message names the line and field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+__all__ = ["setup", "run"]
+
+
+def setup(parser: argparse.ArgumentParser) -> None:
+    """Bayesian ranking of models from a battle log (Bradley-Terry family with intervals)."""
+    from models.judges.fit import PRESETS
+
+    parser.add_argument("file", help="battle log: .csv, .tsv, .jsonl or .json (Arena columns model_a, model_b, winner)")
+    parser.add_argument("--format", choices=["csv", "tsv", "jsonl"], help="override the format guessed from the extension")
+    parser.add_argument("--model", default="davidson", choices=sorted(PRESETS),
+                        help="bt: logit, ties as half wins (Arena recipe); bt-noties: ties dropped; "
+                             "thurstone: probit, ties half; davidson (default): logit with Davidson ties; "
+                             "rao-kupper: logit with Rao-Kupper ties; glenn-david: probit with thresholds")
+    parser.add_argument("--ties", choices=["none", "half", "davidson", "rao_kupper"], help="override the tie model of --model")
+    parser.add_argument("--position-bias", action="store_true", help="model a first-position (model_a) advantage")
+    parser.add_argument("--judges", action="store_true", help="per-judge bias and discrimination (needs a 'judge' column)")
+    parser.add_argument("--covariate", action="append", default=[], metavar="COLUMN",
+                        help="numeric column entering the outcome linearly (style control); repeatable")
+    parser.add_argument("--ignore-extra-columns", action="store_true", help="skip columns that are not recognised instead of failing")
+    parser.add_argument("--models", help="comma-separated list of all models (models with no battles are reported)")
+    parser.add_argument("--method", default="nuts", choices=["nuts", "tempered_smc"])
+    parser.add_argument("--chains", type=int, default=4, help="NUTS chains (vectorized)")
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=500, help="NUTS draws per chain")
+    parser.add_argument("--particles", type=int, default=2000, help="tempered SMC particles")
+    parser.add_argument("--prior-scale", type=float, default=2.0, help="prior sd of ratings (logit units)")
+    parser.add_argument("--anchor", help="model shown at --base on the display scale (default: the mean)")
+    parser.add_argument("--base", type=float, default=1000.0, help="display rating of the anchor (default 1000)")
+    parser.add_argument("--latent", action="store_true", help="show latent (logit/probit) units instead of the Elo-like scale")
+    parser.add_argument("--ci", type=float, default=0.95, help="credible interval mass (default 0.95)")
+    parser.add_argument("--tie-level", type=float, default=0.95, help="posterior probability that separates tied groups")
+    parser.add_argument("--top", type=int, help="print only the top N rows")
+    parser.add_argument("--json", metavar="PATH", help="write the ranking as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="write the forest plot (PNG)")
+    parser.add_argument("--rank-plot", metavar="PATH", help="write the rank-probability heatmap (PNG)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.set_defaults(func=run)
+
+
+def _err(msg: str) -> int:
+    print(f"ppl rank: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    """Handler of ``ppl rank``; returns the exit status."""
+    t0 = time.perf_counter()
+    say = (lambda *a: None) if args.quiet else (lambda m: print(f"[{time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr))
+    from models.judges.data import BattleLogError, aggregate, read_battles
+    from models.judges.fit import PRESETS
+
+    for name, v, lo in (("--chains", args.chains, 1), ("--samples", args.samples, 1), ("--warmup", args.warmup, 0),
+                        ("--particles", args.particles, 2)):
+        if v < lo:
+            return _err(f"{name} must be >= {lo}, got {v}")
+    if not 0 < args.ci < 1 or not 0 < args.tie_level < 1:
+        return _err("--ci and --tie-level must be in (0, 1)")
+    models = [m.strip() for m in args.models.split(",")] if args.models else None
+    say(f"reading {args.file}")
+    try:
+        battles = read_battles(
+            args.file,
+            format=args.format,
+            models=models,
+            covariates=args.covariate,
+            extra_columns="ignore" if args.ignore_extra_columns else "error",
+        )
+    except BattleLogError as e:
+        return _err(str(e))
+    comps = aggregate(battles)
+    say(f"{battles.num_battles:g} battles, {len(battles.models)} models, {len(battles.judges)} judges "
+        f"-> {comps.num_rows} aggregated rows")
+    if len(comps.models) < 2:
+        return _err("need at least 2 models")
+    unused = comps.unused_models()
+    if unused:
+        print(f"ppl rank: note: models with no battles (prior-only ratings): {', '.join(unused)}", file=sys.stderr)
+    if args.judges and not comps.judges:
+        return _err("--judges needs a 'judge' column in the battle log")
+    if args.anchor is not None and args.anchor not in comps.models:
+        return _err(f"--anchor {args.anchor!r} is not a model in the log")
+    opts = dict(PRESETS[args.model])
+    if args.ties:
+        opts["ties"] = args.ties
+    if opts["ties"] == "davidson" and opts["link"] != "logit":
+        return _err("Davidson ties need the logit link; use --model glenn-david or --ties rao_kupper")
+    if args.method == "nuts":
+        inf = dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples)
+        say(f"NUTS: {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), model {args.model} {opts}")
+    else:
+        inf = dict(num_particles=args.particles)
+        say(f"tempered SMC: {args.particles} particles, model {args.model} {opts}")
+    import warnings
+
+    import jax
+
+    from models.judges.fit import rank
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unused models / dropped ties are reported above
+        try:
+            ranking = rank(
+                comps,
+                key=jax.random.key(args.seed),
+                method=args.method,
+                position_bias=args.position_bias,
+                judge_effects=args.judges,
+                prior_scale=args.prior_scale,
+                display="latent" if args.latent else "elo",
+                anchor=args.anchor,
+                base=args.base if not args.latent else 0.0,
+                ci=args.ci,
+                level=args.tie_level,
+                **opts,
+                **inf,
+            )
+        except (ValueError, FloatingPointError) as e:
+            return _err(str(e))
+    d = ranking.diagnostics
+    say(f"inference {d['inference_s']:.1f}s, summaries {d['summary_s']:.1f}s")
+    print(f"# {args.file}: {d['num_battles']:g} battles, {len(ranking.models)} models; {ranking.scale}")
+    print(ranking.table(top=args.top))
+    if ranking.params:
+        for k, v in ranking.params.items():
+            if isinstance(v.get("mean"), float):
+                print(f"# {k}: {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
+    if "max_r_hat" in d:
+        print(f"# max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
+              f"divergences {d.get('divergences', 0)}")
+        if d["max_r_hat"] > 1.05:
+            print("ppl rank: warning: R-hat > 1.05, run more --warmup/--samples", file=sys.stderr)
+    if args.json:
+        ranking.to_json(args.json, indent=1)
+        say(f"wrote {args.json}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ranking.plot_forest(args.plot, top=args.top)
+        say(f"wrote {args.plot}")
+    if args.rank_plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ranking.plot_rank_heatmap(args.rank_plot, top=args.top)
+        say(f"wrote {args.rank_plot}")
+    say("done")
+    return 0

@@ -5,6 +5,7 @@
 - :mod:`~models.scaling.verifiers`: imperfect-verifier ceiling, utility and optimal K.
 - :mod:`~models.scaling.saturation`: F(N) = F_max (1 - (1-p)^N) and the saturation budget.
 - :mod:`~models.scaling.allocation`: compute-optimal allocation across difficulty bins.
+- :mod:`~models.scaling.judge_selection`: the LLM-as-a-judge selection model, simulated exactly.
 
 - :mod:`~models.scaling.data`, :mod:`~models.scaling.cli`: input files and ``ppl analyze``.
 """
@@ -26,6 +27,19 @@ from models.scaling.coverage import (
     power_law_model,
 )
 from models.scaling.data import InputError, read_samples_csv, read_scale_json
+from models.scaling.judge_selection import (
+    GaussianPosterior,
+    JudgeDecayFit,
+    JudgeOptimum,
+    JudgeSelectionResult,
+    blr_posterior,
+    blr_predictive,
+    fit_judge_decay,
+    judge_optimal_k,
+    judge_optimal_temperature,
+    selection_errors,
+    simulate_judge_selection,
+)
 from models.scaling.passk import PassAtK, pass_at_k, pass_at_k_curve
 from models.scaling.saturation import (
     SaturationFit,
@@ -55,4 +69,8 @@ __all__ = [
     "pass_at_k_curve", "power_law_model", "read_samples_csv", "read_scale_json",
     "saturation_budget", "saturation_curve", "saturation_model", "verifier_data",
     "verifier_model",
+    # judge selection
+    "GaussianPosterior", "JudgeDecayFit", "JudgeOptimum", "JudgeSelectionResult",
+    "blr_posterior", "blr_predictive", "fit_judge_decay", "judge_optimal_k",
+    "judge_optimal_temperature", "selection_errors", "simulate_judge_selection",
 ]

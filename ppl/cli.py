@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 BUILTIN_SUBCOMMANDS: dict[str, str] = {
     "rank": "models.judges.cli",
     "analyze": "models.scaling.cli",
+    "train": "models.train.cli",
 }
 
 _DESCRIPTION = (
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ppl",
         description=_DESCRIPTION,
         epilog=(
-            "More subcommands (scale, train) come with later issues. "
+            "More subcommands (scale) come with later issues. "
             "Library use: import ppl; see README.md and the docs."
         ),
     )

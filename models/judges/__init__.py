@@ -7,7 +7,11 @@
 - :mod:`models.judges.ranking`: rank distributions, pairwise probabilities, tied groups,
   ArviZ output and plots; :mod:`models.judges.fit`: :func:`rank`, log to ranking in one call.
 - :mod:`models.judges.mode`: posterior mode (maximum likelihood under a flat prior).
-- :mod:`models.judges.dawid_skene`: Dawid–Skene judges and the judge-on-a-simplex model.
+- :mod:`models.judges.dawid_skene`: Dawid–Skene judges and the judge-on-a-simplex model;
+  :mod:`models.judges.scores`: score logs from files and candidate rankings under it;
+  :mod:`models.judges.sensitivity`: its prior-sensitivity sweep.
+- :mod:`models.judges.irt`: IRT 1PL / 2PL for per-item benchmark correctness.
+- :mod:`models.judges.plackett_luce`: Plackett–Luce for full or partial rankings.
 
 Every model is a plain numpyro function usable with :func:`ppl.infer` (NUTS or tempered SMC).
 """
@@ -40,10 +44,53 @@ from models.judges.dawid_skene import (
     simulate_judgments,
 )
 from models.judges.fit import PRESETS, pairwise_win_probability, rank
+from models.judges.irt import (
+    IRT_KINDS,
+    Responses,
+    irt,
+    rank_irt,
+    read_responses,
+    responses_from_matrix,
+    responses_from_records,
+    simulate_responses,
+)
 from models.judges.mode import ModeNotFound, posterior_mode
+from models.judges.plackett_luce import (
+    Rankings,
+    plackett_luce,
+    plackett_luce_log_prob,
+    rank_plackett_luce,
+    rankings_from_lists,
+    read_rankings,
+    simulate_rankings,
+)
 from models.judges.ranking import Ranking, rank_draws, summarize, tied_groups
+from models.judges.scores import rank_simplex, read_scores, scores_from_records
+from models.judges.sensitivity import DEFAULT_PRIORS, SensitivityReport, kendall_tau, prior_sensitivity
 
 __all__ = [
+    "DEFAULT_PRIORS",
+    "IRT_KINDS",
+    "Rankings",
+    "Responses",
+    "SensitivityReport",
+    "irt",
+    "kendall_tau",
+    "plackett_luce",
+    "plackett_luce_log_prob",
+    "prior_sensitivity",
+    "rank_irt",
+    "rank_plackett_luce",
+    "rank_simplex",
+    "rankings_from_lists",
+    "read_rankings",
+    "read_responses",
+    "read_scores",
+    "responses_from_matrix",
+    "responses_from_records",
+    "scores_from_records",
+    "simulate_rankings",
+    "simulate_responses",
     "LINKS",
     "PRESETS",
     "TIES",

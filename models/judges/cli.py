@@ -7,6 +7,13 @@ numeric covariates named with ``--covariate``; see :mod:`models.judges.data`), v
 row before any compute, fits a Bradley–Terry-family model with NUTS (or tempered SMC), prints
 a ranked table with credible intervals, and writes ``--json`` and ``--plot`` outputs.
 
+Other inputs (``--input``): ``responses`` (per-item benchmark results, columns ``model``,
+``item``, ``correct``; IRT ``--irt 1pl|2pl``, see :mod:`models.judges.irt`), ``rankings``
+(full or partial rankings, column ``ranking`` as ``a>b>c``; Plackett–Luce, see
+:mod:`models.judges.plackett_luce`) and ``scores`` (graded judge scores, columns
+``candidate``, ``item``, ``judge``, ``score``; the judge-on-a-simplex model, see
+:mod:`models.judges.scores`, with ``--prior-sweep`` for the prior-sensitivity analysis).
+
 Exit status: 0 on success, 2 on bad input or options (the message names the line and field).
 """
 
@@ -24,6 +31,16 @@ def setup(parser: argparse.ArgumentParser) -> None:
     from models.judges.fit import PRESETS
 
     parser.add_argument("file", help="battle log: .csv, .tsv, .jsonl or .json (Arena columns model_a, model_b, winner)")
+    parser.add_argument("--input", default="battles", choices=["battles", "responses", "rankings", "scores"],
+                        help="battles (default: pairwise battle log); responses: per-item correctness (IRT); "
+                             "rankings: full/partial rankings (Plackett-Luce); scores: graded judge scores "
+                             "(judge-on-a-simplex / Dawid-Skene)")
+    parser.add_argument("--irt", default="2pl", choices=["1pl", "2pl"], help="IRT model for --input responses")
+    parser.add_argument("--levels", type=int, help="number of score levels for --input scores (default: max score + 1)")
+    parser.add_argument("--confusion-prior", default="2,1", metavar="DIAG,OFF",
+                        help="Dirichlet prior of judge confusion rows for --input scores (default 2,1)")
+    parser.add_argument("--prior-sweep", action="store_true",
+                        help="--input scores: refit under judge-quality priors 1,1 2,1 5,1 10,1 and report how the ranking moves")
     parser.add_argument("--format", choices=["csv", "tsv", "jsonl"], help="override the format guessed from the extension")
     parser.add_argument("--model", default="davidson", choices=sorted(PRESETS),
                         help="bt: logit, ties as half wins (Arena recipe); bt-noties: ties dropped; "
@@ -75,6 +92,8 @@ def run(args) -> int:
     if not 0 < args.ci < 1 or not 0 < args.tie_level < 1:
         return _err("--ci and --tie-level must be in (0, 1)")
     models = [m.strip() for m in args.models.split(",")] if args.models else None
+    if args.input != "battles":
+        return _run_other(args, models, say)
     say(f"reading {args.file}")
     try:
         battles = read_battles(
@@ -163,5 +182,119 @@ def run(args) -> int:
         matplotlib.use("Agg")
         ranking.plot_rank_heatmap(args.rank_plot, top=args.top)
         say(f"wrote {args.rank_plot}")
+    say("done")
+    return 0
+
+
+def _print_table(ranking, top, digits: int = 3) -> None:
+    g = ranking.group_of()
+    lo = f"{100 * ranking.ci:g}% interval"
+    head = f"{'rank':>4} {'grp':>3}  {'name':<28} {'value':>8}  {lo:>19}  {'P(rank=1)':>9}"
+    print(head)
+    print("-" * len(head))
+    for n, i in enumerate(ranking.order):
+        if top is not None and n >= top:
+            print(f"... ({len(ranking.models) - top} more)")
+            break
+        print(f"{ranking.display_rank[i]:>4} {g[i]:>3}  {ranking.models[i][:28]:<28} {ranking.mean[i]:>8.{digits}f}  "
+              f"[{ranking.ci_low[i]:>8.{digits}f}, {ranking.ci_high[i]:>8.{digits}f}]  {ranking.rank_probs[i, 0]:>9.3f}")
+
+
+def _run_other(args, models, say) -> int:
+    """``--input responses|rankings|scores``."""
+    import json
+    import warnings
+
+    import jax
+
+    from models.judges.data import BattleLogError
+
+    inf = (dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples)
+           if args.method == "nuts" else dict(num_particles=args.particles))
+    key = jax.random.key(args.seed)
+    common = dict(key=key, method=args.method, ci=args.ci, level=args.tie_level, **inf)
+    report = None
+    say(f"reading {args.file} as {args.input}")
+    try:
+        if args.input == "responses":
+            from models.judges.irt import rank_irt, read_responses
+
+            data = read_responses(args.file, format=args.format, models=models,
+                                  extra_columns="ignore" if args.ignore_extra_columns else "error")
+            say(f"{data.num_models} models, {data.num_items} items, {data.num_rows} (model, item) rows; IRT {args.irt}")
+            fit = lambda: rank_irt(data, kind=args.irt, **common)  # noqa: E731
+            digits = 2
+        elif args.input == "rankings":
+            from models.judges.plackett_luce import rank_plackett_luce, read_rankings
+
+            data = read_rankings(args.file, format=args.format, models=models)
+            say(f"{data.num_models} models, {data.num_rows} distinct rankings; Plackett-Luce")
+            fit = lambda: rank_plackett_luce(data, prior_scale=args.prior_scale,  # noqa: E731
+                                             display="latent" if args.latent else "elo", **common)
+            digits = 1 if not args.latent else 2
+        else:
+            from models.judges.scores import rank_simplex, read_scores
+            from models.judges.sensitivity import DEFAULT_PRIORS, prior_sensitivity
+
+            try:
+                cp = tuple(float(v) for v in args.confusion_prior.split(","))
+                if len(cp) != 2 or min(cp) <= 0:
+                    raise ValueError
+            except ValueError:
+                return _err(f"--confusion-prior must be two positive numbers DIAG,OFF, got {args.confusion_prior!r}")
+            if args.levels is not None and args.levels < 2:
+                return _err(f"--levels must be >= 2, got {args.levels}")
+            data = read_scores(args.file, format=args.format, num_levels=args.levels,
+                               extra_columns="ignore" if args.ignore_extra_columns else "error")
+            say(f"{len(data.candidates)} candidates, {data.num_items} items, {data.num_judges} judges, "
+                f"{data.num_levels} levels; judge-on-a-simplex")
+            digits = 3
+            if args.prior_sweep:
+                priors = list(DEFAULT_PRIORS) if cp in DEFAULT_PRIORS else [cp] + list(DEFAULT_PRIORS)
+                fit = lambda: prior_sensitivity(data, priors, reference=priors.index(cp), **common)  # noqa: E731
+            else:
+                fit = lambda: rank_simplex(data, confusion_prior=cp, **common)  # noqa: E731
+    except BattleLogError as e:
+        return _err(str(e))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = fit()
+        except (ValueError, FloatingPointError) as e:
+            return _err(str(e))
+    for w in caught:
+        if "not identifiable" in str(w.message):
+            print(f"ppl rank: warning: {w.message}", file=sys.stderr)
+            break
+    if args.input == "scores" and args.prior_sweep:
+        report, ranking = out, out.rankings[out.reference]
+    else:
+        ranking = out
+    print(f"# {args.file}: {ranking.scale}")
+    _print_table(ranking, args.top, digits)
+    d = ranking.diagnostics
+    if "max_r_hat" in d:
+        print(f"# max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, divergences {d.get('divergences', 0)}")
+    if report is not None:
+        print("# prior sensitivity of the ranking (judge-quality prior a_diag, a_off):")
+        print(report.table())
+    if args.json:
+        payload = ranking.to_dict()
+        payload["input"] = args.input
+        if report is not None:
+            payload["prior_sensitivity"] = report.to_dict()
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(json.dumps(payload, indent=1, allow_nan=False) + "\n")
+        say(f"wrote {args.json}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ranking.plot_forest(args.plot, top=args.top)
+    if args.rank_plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ranking.plot_rank_heatmap(args.rank_plot, top=args.top)
     say("done")
     return 0

@@ -40,6 +40,7 @@ def test_likelihood_equals_brute_force_enumeration_of_true_labels():
     assert ll == pytest.approx(np.log(total), rel=1e-10)
 
 
+@pytest.mark.slow  # NUTS compile dominates: ~10-20 s on 2 shared cores
 def test_nuts_recovers_known_confusion_matrices():
     rng = np.random.default_rng(1)
     conf = _confusions(3, [0.85, 0.7, 0.55, 0.9])

@@ -1,0 +1,23 @@
+"""Reward models for LM programs: a learned process reward model (PRM) and an oracle PRM.
+
+* :class:`~models.rewards.prm.ProcessRewardModel` — a small flax nnx transformer scoring every
+  step-boundary prefix (its last-step score is the outcome reward); :func:`load_prm` /
+  :func:`save_prm`; :meth:`~models.rewards.prm.ProcessRewardModel.step_potential` turns it into a
+  :class:`ppl.lm.Potential`.
+* :class:`~models.rewards.oracle.OraclePRM` — exact step checking from the task's checker.
+* :func:`load_bundled_prm` — the PRM shipped in ``models/bundled/prm``.
+"""
+
+from .oracle import OraclePRM
+from .prm import PRMConfig, PRMNet, ProcessRewardModel, load_prm, random_prm, save_prm
+
+
+def load_bundled_prm() -> ProcessRewardModel:
+    """The bundled PRM (trained on rollouts of the bundled LM); no training, no network."""
+    from models.bundled import load_prm as _load
+
+    return _load()
+
+
+__all__ = ["OraclePRM", "PRMConfig", "PRMNet", "ProcessRewardModel", "load_prm", "random_prm", "save_prm",
+           "load_bundled_prm"]

@@ -1,0 +1,88 @@
+r"""The oracle process reward model: exact step checking, for controlled experiments.
+
+For an arithmetic chain the reference chain of thought is unique, so a prefix that ends at a
+step boundary is *correct* iff it equals the reference solution's prefix
+(:func:`models.tasks.arithmetic.step_correctness`). The oracle scores a prefix
+
+.. math::
+
+    r(x_{1:t}) = \begin{cases} 1 & \text{every step so far is right} \\
+                               \varepsilon & \text{otherwise} \end{cases}
+
+(:math:`\varepsilon = 0` by default: a hard constraint). Inside an LM program it compares the
+particle's token buffer with the reference token ids, in JAX, so it jits and vmaps like any
+potential; on the host, :meth:`OraclePRM.step_scores` uses the text checker.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from models.tasks import arithmetic
+from models.tasks.tokenizer import EOS, encode
+
+__all__ = ["OraclePRM"]
+
+
+class OraclePRM:
+    """Exact PRM for one :class:`~models.tasks.arithmetic.Problem`.
+
+    Args:
+      problem: the problem whose reference solution defines correctness.
+      tokenizer: the LM's tokenizer (to compare token buffers in programs).
+      epsilon: score of a wrong prefix (``0``: log-score ``-inf``).
+    """
+
+    def __init__(self, problem: arithmetic.Problem, tokenizer=None, epsilon: float = 0.0):
+        if not 0.0 <= epsilon < 1.0:
+            raise ValueError(f"OraclePRM: epsilon must lie in [0, 1), got {epsilon}.")
+        self.problem = problem
+        self.tokenizer = tokenizer
+        self.epsilon = float(epsilon)
+        self._log_eps = -math.inf if epsilon == 0.0 else math.log(epsilon)
+        if tokenizer is not None:
+            self.reference_ids = np.asarray(encode(tokenizer, problem.solution) + [tokenizer.token_to_id(EOS)], np.int32)
+
+    # ----------------------------------------------------------------- host side
+    def step_scores(self, solution: str) -> np.ndarray:
+        """1 or ``epsilon`` per complete line of ``solution`` (never raises)."""
+        ok = arithmetic.step_correctness(self.problem, solution)
+        return np.where(np.asarray(ok, bool), 1.0, self.epsilon) if ok else np.zeros((0,))
+
+    def final_score(self, solution: str) -> float:
+        """1 if the final answer is right, else ``epsilon`` (the outcome oracle: the checker)."""
+        return 1.0 if arithmetic.check(self.problem, solution) else self.epsilon
+
+    # ----------------------------------------------------------------- in programs
+    def log_prefix_score(self, state):
+        """``0`` if the particle's generated tokens are a prefix of the reference, else ``log epsilon``."""
+        if self.tokenizer is None:
+            raise ValueError("OraclePRM: pass the tokenizer to score token buffers.")
+        ref = jnp.asarray(self.reference_ids)
+        n_ref = ref.shape[0]
+        buf = state.tokens
+        idx = jnp.arange(buf.shape[0])
+        gen_len = state.length - state.prompt_length
+        rel = idx - state.prompt_length
+        in_gen = (rel >= 0) & (idx < state.length)
+        ref_tok = jnp.take(ref, jnp.clip(rel, 0, n_ref - 1))
+        match = jnp.all(jnp.where(in_gen, (buf == ref_tok) & (rel < n_ref), True)) & (gen_len <= n_ref)
+        return jnp.where(match, 0.0, self._log_eps)
+
+    def step_potential(self, kind: str = "prefix", max_steps: int | None = None):
+        """A :class:`ppl.lm.Potential` (``"prefix"``, ``"twist"`` or ``"last"``, as for the learned PRM)."""
+        from ppl.lm import potentials
+
+        score = self.log_prefix_score
+        if kind == "prefix":
+            return potentials.on_prefix(score)
+        if kind == "twist":
+            return potentials.twist(score)
+        if kind == "last":
+            if max_steps is None:
+                raise ValueError("step_potential(kind='last') needs max_steps.")
+            return potentials.when_finished(potentials.on_prefix(score), int(max_steps))
+        raise ValueError(f"step_potential: kind={kind!r}; expected 'prefix', 'twist' or 'last'.")

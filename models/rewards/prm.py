@@ -1,0 +1,270 @@
+r"""A learned process reward model (PRM): a small causal transformer scoring every prefix.
+
+The network reads ``prompt + partial solution`` and outputs one logit per position; the score
+of the prefix that ends at position :math:`i` is :math:`r_i = \sigma(\mathrm{logit}_i)`, read at
+step boundaries (the newline that ends a step, or the end-of-sequence token that ends the
+answer line). Because attention is causal, one forward pass scores every prefix of a solution.
+
+It is trained (:mod:`models.train.prm`) with binary cross-entropy on soft labels: the label of
+a prefix is the fraction of the LM's continuations from it that reach the right answer (a Monte
+Carlo estimate of the prefix's value :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})`), and
+the label at the end-of-sequence token is the exact correctness of the finished solution, so
+the last-step score doubles as an outcome reward model (ORM).
+
+As potentials of an LM program (:meth:`ProcessRewardModel.step_potential`):
+
+* ``"prefix"``: :math:`\log G_t = \log r(x_{1:t})` at every step (particle filtering à la Puri
+  et al. 2025);
+* ``"twist"``: :math:`\log G_t = \log r(x_{1:t}) - \log r(x_{1:t-1})` — intermediate targets
+  :math:`p(x_{1:t})\,r(x_{1:t})`, final target :math:`p(x)\,r(x)`;
+* ``"last"``: the outcome score only, when the particle finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from models.lm import LMConfig
+from models.lm.transformer import Block, Norm
+
+__all__ = ["PRMConfig", "PRMNet", "ProcessRewardModel", "random_prm", "save_prm", "load_prm", "lm_token_features",
+           "NUM_LM_FEATURES"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PRMConfig:
+    """Architecture of the PRM network (a Llama-style causal transformer with a scalar head)."""
+
+    vocab_size: int
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 192
+    max_length: int = 256
+    newline_token_id: int = 17
+    eos_token_id: int = 1
+    lm_features: bool = False
+
+    def lm_config(self) -> LMConfig:
+        return LMConfig.llama(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                              num_heads=self.num_heads, num_kv_heads=self.num_heads,
+                              intermediate_size=self.intermediate_size, max_position_embeddings=self.max_length,
+                              bos_token_id=None, eos_token_id=self.eos_token_id)
+
+    @property
+    def num_params(self) -> int:
+        c = self.lm_config()
+        n = c.num_params - c.vocab_size * c.hidden_size + c.hidden_size + 1  # scalar head instead of lm_head
+        return n + (NUM_LM_FEATURES + 1) * c.hidden_size if self.lm_features else n
+
+
+#: Per-position features read from the LM when ``PRMConfig.lm_features``: the log-probability
+#: the LM gave the token at this position, and the entropy of that prediction.
+NUM_LM_FEATURES = 2
+
+
+def lm_token_features(lm, lm_params, tokens):
+    """``f32[B, S, 2]``: ``log p_LM(token_t | tokens_<t)`` and the entropy of that prediction
+    (zeros at ``t = 0``), from one full forward pass of the (frozen) LM."""
+    b, s = tokens.shape
+    pos = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+    logits, _ = lm.apply(lm_params, tokens, pos, None)
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    tok_lp = jnp.take_along_axis(logp[:, :-1], tokens[:, 1:, None], axis=-1)[..., 0]
+    ent = -jnp.sum(jnp.exp(logp[:, :-1]) * logp[:, :-1], axis=-1)
+    feats = jnp.stack([tok_lp, ent], axis=-1)
+    feats = jnp.concatenate([jnp.zeros((b, 1, NUM_LM_FEATURES), jnp.float32), feats], axis=1)
+    return jax.lax.stop_gradient(feats)
+
+
+class PRMNet(nnx.Module):
+    """Embedding, causal pre-norm blocks (from :mod:`models.lm`), final RMSNorm, scalar head.
+
+    With ``config.lm_features`` the input of each position also carries the LM's token features
+    (:func:`lm_token_features`), projected to the model width and added to the embedding.
+    """
+
+    def __init__(self, config: PRMConfig, *, rngs: nnx.Rngs):
+        c = config.lm_config()
+        self.config = config
+        self.embed = nnx.Embed(c.vocab_size, c.hidden_size, embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
+        self.features = (nnx.Linear(NUM_LM_FEATURES, c.hidden_size, kernel_init=nnx.initializers.normal(0.1), rngs=rngs)
+                         if config.lm_features else None)
+        self.layers = nnx.List([Block(c, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+                                for _ in range(c.num_layers)])
+        self.final_norm = Norm(c.hidden_size, "rmsnorm", c.norm_eps)
+        self.head = nnx.Linear(c.hidden_size, 1, kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
+
+    def __call__(self, tokens, positions, features=None):
+        """Logits ``f32[B, S]`` of the prefixes ending at each position of ``tokens: int[B, S]``."""
+        h = self.embed(tokens)
+        if self.features is not None:
+            if features is None:
+                raise ValueError("PRMNet: this PRM reads LM features; pass features=lm_token_features(...).")
+            h = h + self.features(features)
+        for block in self.layers:
+            h, _ = block(h, positions, None)
+        return self.head(self.final_norm(h))[..., 0].astype(jnp.float32)
+
+
+class ProcessRewardModel:
+    """A PRM as data (``params``) plus pure functions, like :class:`models.lm.LanguageModel`.
+
+    ``apply(params, tokens[B, S], positions[B, S]) -> logits[B, S]``; prefix scores are
+    ``sigmoid(logits)`` at step boundaries.
+    """
+
+    def __init__(self, module: PRMNet, tokenizer=None, lm=None):
+        self.config: PRMConfig = module.config
+        self.graphdef, self.params = nnx.split(module)
+        self.tokenizer = tokenizer
+        if self.config.lm_features and lm is None:
+            raise ValueError("ProcessRewardModel: this PRM reads the LM's token features; pass lm=... "
+                             "(the LM whose rollouts it was trained on, e.g. models.bundled.load_lm()).")
+        self.lm = lm
+        graphdef = self.graphdef
+        use_lm = self.config.lm_features
+
+        def apply(params, tokens, positions):
+            feats = lm_token_features(lm, lm.params, tokens) if use_lm else None
+            return nnx.merge(graphdef, params)(tokens, positions, feats)
+
+        self.apply = apply
+        self._jit_logits = jax.jit(lambda params, tokens: apply(
+            params, tokens, jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)))
+
+    def with_params(self, params) -> "ProcessRewardModel":
+        return ProcessRewardModel(nnx.merge(self.graphdef, params), tokenizer=self.tokenizer, lm=self.lm)
+
+    # ----------------------------------------------------------------- host-side scoring
+    def _encode(self, text: str) -> list[int]:
+        from models.tasks.tokenizer import encode
+
+        if self.tokenizer is None:
+            raise ValueError("ProcessRewardModel: no tokenizer; pass token ids instead of text.")
+        return encode(self.tokenizer, text)
+
+    def step_scores(self, prompts, solutions, finished=None) -> list[np.ndarray]:
+        """Scores in ``(0, 1)`` of every step-boundary prefix of each ``prompt + solution`` text.
+
+        The boundaries are the newlines of the solution and, if the solution is ``finished``
+        (default: it contains an ``answer:`` line), its end (the end-of-sequence token); the
+        last entry is then the outcome score.
+        """
+        if isinstance(prompts, str):
+            prompts, solutions = [prompts], [solutions]
+        rows, bounds = [], []
+        nl, eos = self.config.newline_token_id, self.config.eos_token_id
+        for i, (p, s) in enumerate(zip(prompts, solutions)):
+            ip, isol = self._encode(p), self._encode(s)
+            fin = ("answer:" in s) if finished is None else bool(finished[i] if not isinstance(finished, bool) else finished)
+            ids = ip + isol + ([eos] if fin else [])
+            ids = ids[: self.config.max_length]
+            b = [j for j in range(len(ip), len(ids)) if ids[j] == nl or (fin and j == len(ids) - 1 and ids[j] == eos)]
+            rows.append(ids)
+            bounds.append(b)
+        width = -(-max(len(r) for r in rows) // 16) * 16
+        tokens = np.zeros((len(rows), width), np.int32)
+        for i, r in enumerate(rows):
+            tokens[i, :len(r)] = r
+        logits = np.asarray(self._jit_logits(self.params, jnp.asarray(tokens)))
+        return [1.0 / (1.0 + np.exp(-logits[i, b])) for i, b in enumerate(bounds)]
+
+    def final_score(self, prompts, solutions) -> np.ndarray:
+        """The outcome score (last step-boundary score) of each finished solution (``nan`` if none)."""
+        scores = self.step_scores(prompts, solutions, finished=True)
+        return np.array([s[-1] if len(s) else np.nan for s in scores])
+
+    # ----------------------------------------------------------------- in-program scoring
+    def log_prefix_score(self, state) -> jax.Array:
+        """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token."""
+        tokens = state.tokens
+        length = tokens.shape[0]
+        width = min(length, self.config.max_length)
+        pos = jnp.arange(width, dtype=jnp.int32)
+        logits = self.apply(self.params, tokens[None, :width], pos[None])[0]
+        last = jnp.clip(state.length - 1, 0, width - 1)
+        return jax.nn.log_sigmoid(logits[last])
+
+    def step_potential(self, kind: str = "prefix", max_steps: int | None = None):
+        """A :class:`ppl.lm.Potential`: ``"prefix"``, ``"twist"`` or ``"last"`` (see the module doc)."""
+        from ppl.lm import potentials
+
+        score = self.log_prefix_score
+        if kind == "prefix":
+            return potentials.on_prefix(score)
+        if kind == "twist":
+            return potentials.twist(score)
+        if kind == "last":
+            if max_steps is None:
+                raise ValueError("step_potential(kind='last') needs max_steps (the program's max_steps).")
+            return potentials.when_finished(potentials.on_prefix(score), int(max_steps))
+        raise ValueError(f"step_potential: kind={kind!r}; expected 'prefix', 'twist' or 'last'.")
+
+
+def random_prm(config: PRMConfig, seed: int = 0, tokenizer=None, lm=None) -> ProcessRewardModel:
+    """A randomly initialized PRM (deterministic in ``seed``)."""
+    return ProcessRewardModel(PRMNet(config, rngs=nnx.Rngs(seed)), tokenizer=tokenizer, lm=lm)
+
+
+def _flat(params) -> dict[str, np.ndarray]:
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        out[name] = np.asarray(leaf, np.float32)
+    return out
+
+
+def save_prm(prm: ProcessRewardModel, path) -> Path:
+    """Write ``prm_config.json``, ``prm.safetensors`` and ``tokenizer.json`` (if any) to a folder."""
+    from safetensors.numpy import save_file
+
+    folder = Path(os.fspath(path))
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "prm_config.json", "w") as fh:
+        json.dump(dataclasses.asdict(prm.config), fh, indent=2)
+    save_file(_flat(prm.params), str(folder / "prm.safetensors"))
+    if prm.tokenizer is not None:
+        prm.tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def load_prm(path, lm=None) -> ProcessRewardModel:
+    """Load a folder written by :func:`save_prm`; checks every tensor's presence and shape.
+
+    A PRM with ``lm_features`` needs its LM (``lm=``)."""
+    from safetensors.numpy import load_file
+
+    folder = Path(os.fspath(path))
+    cfg_path = folder / "prm_config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"load_prm: missing {cfg_path}.")
+    with open(cfg_path) as fh:
+        config = PRMConfig(**json.load(fh))
+    abstract = nnx.eval_shape(lambda: PRMNet(config, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    tensors = load_file(str(folder / "prm.safetensors"))
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+    values = []
+    for path_, leaf in leaves:
+        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path_)
+        if name not in tensors:
+            raise ValueError(f"{folder}: missing tensor {name!r} (expected shape {tuple(leaf.shape)}).")
+        if tuple(tensors[name].shape) != tuple(leaf.shape):
+            raise ValueError(f"{folder}: tensor {name!r} has shape {tensors[name].shape}, expected {tuple(leaf.shape)}.")
+        values.append(jnp.asarray(tensors[name]))
+    params = jax.tree_util.tree_unflatten(treedef, values)
+    tokenizer = None
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    return ProcessRewardModel(nnx.merge(graphdef, params), tokenizer=tokenizer, lm=lm)

@@ -1,0 +1,14 @@
+"""Bundled synthetic reasoning tasks with exact checkers.
+
+* :mod:`models.tasks.arithmetic` — modular arithmetic chains, one reasoning step per line,
+  difficulty presets ``easy`` / ``medium`` / ``hard``, hash-based train/test splits,
+  :func:`~models.tasks.arithmetic.check` and :func:`~models.tasks.arithmetic.extract_answer`.
+* :mod:`models.tasks.tokenizer` — the character-level tokenizer (``tokenizers`` library).
+"""
+
+from . import arithmetic, tokenizer
+from .arithmetic import DIFFICULTIES, NO_ANSWER, Difficulty, Problem, check, extract_answer, generate, sample
+from .tokenizer import build_tokenizer, load_tokenizer
+
+__all__ = ["arithmetic", "tokenizer", "Difficulty", "DIFFICULTIES", "Problem", "NO_ANSWER", "check",
+           "extract_answer", "generate", "sample", "build_tokenizer", "load_tokenizer"]

@@ -1,0 +1,87 @@
+"""``ppl rank --input responses|rankings|scores``: errors naming the line and field before any
+compute, and (slow) end-to-end runs with JSON output."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from models.judges import cli
+from models.judges.dawid_skene import simulate_judgments
+
+
+def _run(argv):
+    p = argparse.ArgumentParser(prog="ppl rank")
+    cli.setup(p)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.mark.parametrize(
+    "inp, name, text, msg",
+    [
+        ("responses", "r.csv", "model,item,correct\na,q1,1\nb,q1,2\n", "r.csv: line 3, field 'correct'"),
+        ("responses", "r.csv", "model,item\na,q1\n", "missing column(s) ['correct']"),
+        ("rankings", "k.csv", "ranking\na>b\nc>c\n", "k.csv: line 3, field 'ranking[1]'"),
+        ("rankings", "k.jsonl", '{"ranking": ["a", "b"], "count": -2}\n', "k.jsonl: line 1, field 'count': negative"),
+        ("scores", "s.csv", "candidate,item,judge,score\nA,1,j1,0\nA,2,j1,1.5\n", "s.csv: line 3, field 'score'"),
+        ("scores", "s.csv", "candidate,item,judge,score,gold\nA,1,j1,0,1\nA,1,j2,0,0\n", "line 3, field 'gold'"),
+        ("scores", "s.csv", "", "the file is empty"),
+    ],
+)
+def test_bad_inputs_fail_before_compute(tmp_path, capsys, inp, name, text, msg):
+    p = tmp_path / name
+    p.write_text(text)
+    assert _run([str(p), "--input", inp]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_bad_confusion_prior(tmp_path, capsys):
+    p = tmp_path / "s.csv"
+    p.write_text("candidate,item,judge,score\nA,1,j1,0\n")
+    assert _run([str(p), "--input", "scores", "--confusion-prior", "2"]) == 2
+    assert "--confusion-prior" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_scores_with_prior_sweep_end_to_end(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    cand = np.repeat(np.arange(2), 50)
+    conf = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.8, 0.2], [0.2, 0.8]], [[0.75, 0.25], [0.25, 0.75]]])
+    _, it, jd, lb = simulate_judgments(rng, conf, len(cand), prevalence=np.array([[0.2, 0.8], [0.7, 0.3]]),
+                                       candidate=cand)
+    p = tmp_path / "s.csv"
+    rows = ["candidate,item,judge,score"] + [f"{'AB'[cand[i]]},{i},j{j},{l}" for i, j, l in zip(it, jd, lb)]
+    p.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "o.json"
+    rc = _run([str(p), "--input", "scores", "--prior-sweep", "--chains", "2", "--warmup", "150", "--samples", "150",
+               "--json", str(out), "--quiet"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    d = json.loads(out.read_text())
+    assert [m["name"] for m in d["models"]] == ["A", "B"]
+    assert d["prior_sensitivity"]["stable"] is True and len(d["prior_sensitivity"]["priors"]) == 4
+    assert "prior sensitivity" in cap.out
+
+
+@pytest.mark.slow
+def test_responses_and_rankings_end_to_end(tmp_path, capsys):
+    p = tmp_path / "r.jsonl"
+    rng = np.random.default_rng(1)
+    lines = []
+    for m, th in (("strong", 1.5), ("weak", -1.5), ("mid", 0.0)):
+        for i in range(30):
+            lines.append(json.dumps({"model": m, "item": f"q{i}", "correct": int(rng.random() < 1 / (1 + np.exp(-th)))}))
+    p.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.json"
+    assert _run([str(p), "--input", "responses", "--irt", "1pl", "--chains", "2", "--warmup", "150", "--samples", "150",
+                 "--json", str(out), "--quiet"]) == 0
+    assert [m["name"] for m in json.loads(out.read_text())["models"]] == ["strong", "mid", "weak"]
+    k = tmp_path / "k.csv"
+    k.write_text("ranking,count\na>b>c,20\nb>c,10\na>c,10\nb>a>c,5\n")
+    assert _run([str(k), "--input", "rankings", "--chains", "2", "--warmup", "150", "--samples", "150",
+                 "--json", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    assert [m["name"] for m in d["models"]] == ["a", "b", "c"] and d["input"] == "rankings"
+    capsys.readouterr()

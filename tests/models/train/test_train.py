@@ -1,0 +1,138 @@
+"""Training pieces: batches, pass@k, deterministic training, the CLI parser."""
+
+import argparse
+import dataclasses
+import itertools
+
+import jax
+import numpy as np
+import pytest
+
+from models.tasks import arithmetic as A
+from models.tasks.tokenizer import build_tokenizer, decode
+from models.train.data import batch_for_step, make_batch
+from models.train.evaluate import pass_at_k
+
+
+def test_pass_at_k_matches_brute_enumeration():
+    # pass@k = P(a uniformly random k-subset of the n samples contains a correct one)
+    for n, c, k in [(5, 2, 1), (5, 2, 3), (6, 0, 2), (6, 6, 1), (7, 3, 4), (4, 1, 4)]:
+        samples = [1] * c + [0] * (n - c)
+        subsets = list(itertools.combinations(range(n), k))
+        brute = sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+        assert pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        pass_at_k(3, 4, 1)
+
+
+def test_batch_masks_solution_tokens_only():
+    tok = build_tokenizer()
+    p = A.make_problem(34, [("+", 21), ("*", 3)], 97)
+    b = make_batch(tok, [p, A.make_problem(1, [("+", 1)], 23)])
+    assert b.tokens.shape == b.targets.shape == b.mask.shape and b.tokens.shape[1] % 16 == 0
+    n_prompt = len(p.prompt)
+    row_t, row_y, row_m = b.tokens[0], b.targets[0], b.mask[0]
+    assert decode(tok, row_t[:n_prompt]) == p.prompt
+    # targets are the inputs shifted by one
+    assert np.array_equal(row_y[:-1][row_t[1:] != 0], row_t[1:][row_t[1:] != 0])
+    masked_targets = row_y[row_m > 0]
+    assert decode(tok, masked_targets) == p.solution
+    assert masked_targets[-1] == tok.token_to_id("<eos>")
+    assert row_m.sum() == len(p.solution) + 1
+
+
+def test_training_batches_are_deterministic_and_from_train_split():
+    tok = build_tokenizer()
+    mix = A.training_mixture()
+    a = batch_for_step(tok, 5, 0, 8, mix)
+    b = batch_for_step(tok, 5, 0, 8, mix)
+    c = batch_for_step(tok, 5, 1, 8, mix)
+    assert np.array_equal(a.tokens, b.tokens) and not np.array_equal(a.tokens, c.tokens)
+    for row in a.tokens:
+        prompt = decode(tok, row).split("\n")[0] + "\n"
+        assert A.split_of(prompt) == "train"
+
+
+def test_training_is_deterministic_and_learns():
+    from models.train.lm import TrainConfig, train_lm
+
+    cfg = TrainConfig(steps=6, batch_size=8, warmup_steps=2, hidden_size=32, num_layers=1, num_heads=2,
+                      intermediate_size=64, max_steps_in_mixture=1, moduli=(23,))
+    lm1, h1 = train_lm(cfg, progress=False, log_every=1)
+    lm2, h2 = train_lm(cfg, progress=False, log_every=1)
+    assert h1["loss"] == h2["loss"]
+    for a, b in zip(jax.tree.leaves(lm1.params), jax.tree.leaves(lm2.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert h1["loss"][-1] < h1["loss"][0]
+
+
+def test_cli_parses_train_lm():
+    from models.train import cli
+
+    parser = argparse.ArgumentParser()
+    cli.setup(parser)
+    args = parser.parse_args(["lm", "--out", "x", "--steps", "3", "--eval-problems", "0"])
+    assert args.func is cli.run and args.steps == 3 and args.out == "x"
+    args.steps = 0
+    assert cli.run(args) == 2
+
+
+def test_checkpoint_of_long_run_equals_short_run(tmp_path):
+    # constant rate after warm-up: the weights after n steps do not depend on the total steps,
+    # so the shipped checkpoint (taken from a longer run) is what `ppl train lm --steps n` makes
+    from models.lm import load_pretrained
+    from models.train.lm import TrainConfig, train_lm
+
+    small = dict(batch_size=4, warmup_steps=2, hidden_size=32, num_layers=1, num_heads=2,
+                 intermediate_size=64, max_steps_in_mixture=2, moduli=(23,))
+    train_lm(TrainConfig(steps=5, **small), progress=False, checkpoint_every=3, checkpoint_dir=str(tmp_path))
+    short, _ = train_lm(TrainConfig(steps=3, **small), progress=False)
+    ckpt = load_pretrained(tmp_path / "step_3")
+    for a, b in zip(jax.tree.leaves(ckpt.params), jax.tree.leaves(short.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cli_parses_train_prm():
+    from models.train import cli
+
+    parser = argparse.ArgumentParser()
+    cli.setup(parser)
+    args = parser.parse_args(["prm", "--out", "y", "--rollouts", "2"])
+    assert args.func is cli.run and args.rollouts == 2 and args.lm is None
+    args.rollouts = 0
+    assert cli.run(args) == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args([])  # a model is required
+
+
+def test_prm_rollout_data_and_training_from_lm():
+    from models.lm import LMConfig, random_lm
+    from models.train.prm import PRMTrainConfig, make_rollout_data, train_prm
+
+    tok = build_tokenizer()
+    lm = random_lm(LMConfig.llama(vocab_size=32, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                  max_position_embeddings=256, eos_token_id=1), seed=0, tokenizer=tok)
+    cfg = PRMTrainConfig(problems_per_difficulty=2, difficulties=((2, 23),), num_rollouts=2, num_continuations=2,
+                         steps=5, batch_size=4, warmup_steps=1)
+    data = make_rollout_data(lm, cfg, jax.random.key(0), progress=False)
+    assert data.tokens.shape[0] == 4
+    w = data.weights > 0
+    nl, eos = tok.token_to_id("\n"), tok.token_to_id("<eos>")
+    assert np.all(np.isin(data.tokens[w], [nl, eos]))  # labels sit on step boundaries only
+    assert np.all((data.labels >= 0) & (data.labels <= 1)) and np.all(data.labels[~w] == 0)
+    # default: a small network reading the LM's token features
+    small = dataclasses.replace(cfg, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    prm, h = train_prm(data, small, tok, lm=lm, progress=False)
+    assert prm.config.lm_features and prm.lm is lm and prm.config.hidden_size == 16 and np.isfinite(h["loss"][-1])
+    s = prm.step_scores("1+2 mod 23\n", "1+2=3=3\nanswer: 3")[0]
+    assert s.shape == (2,) and np.all((s > 0) & (s < 1))
+    with pytest.raises(ValueError, match="LM"):
+        train_prm(data, small, tok, lm=None, progress=False)
+    # init_from_lm: the trunk starts from the LM; with a negligible step the embedding is the LM's
+    cfg = dataclasses.replace(cfg, init_from_lm=True)
+    prm, h = train_prm(data, cfg, tok, lm=lm, progress=False)
+    assert prm.config.hidden_size == 32 and np.isfinite(h["loss"][-1])
+    prm0, _ = train_prm(data, dataclasses.replace(cfg, steps=1, learning_rate=1e-12), tok, lm=lm, progress=False)
+    np.testing.assert_allclose(np.asarray(prm0.params["embed"]["embedding"][...]),
+                               np.asarray(lm.params["embed"]["embedding"][...]), atol=1e-6)

@@ -32,3 +32,13 @@ __all__ = [
     "init_cache",
     "gather_cache",
 ]
+
+
+def load_bundled() -> LanguageModel:
+    """The tiny LM shipped with the package (trained on ``models.tasks.arithmetic``; no network)."""
+    from models.bundled import load_lm
+
+    return load_lm()
+
+
+__all__.append("load_bundled")

@@ -329,7 +329,7 @@ def irt(data: Responses, *, kind: str = "2pl", ability_prior: str = "normal"):
     if kind == "2pl":
         la = numpyro.sample("log_discrimination", dist.Normal(jnp.zeros(n), 0.5).to_event(1))
         a = numpyro.deterministic("discrimination", jnp.exp(la))
-        eta = a[i] + eta
+        eta = a[i] * eta
     s_, t_ = jnp.asarray(data.successes), jnp.asarray(data.trials)
     ll = s_ * jax.nn.log_sigmoid(eta) + (t_ - s_) * jax.nn.log_sigmoid(-eta)
     numpyro.factor("log_likelihood", jnp.sum(ll))

@@ -474,3 +474,31 @@ def aggregate(battles: Battles, *, merge: bool = True) -> Comparisons:
         judges=tuple(battles.judges),
         covariate_names=tuple(battles.covariate_names),
     )
+
+
+def read_records(path, format: Optional[str] = None, what: str = "rows"):
+    """Read a CSV / TSV / JSONL file into ``(records, locations)``; errors name the file and line.
+
+    ``format`` is taken from the extension when ``None``; ``what`` names the rows in messages.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise BattleLogError(f"{path}: no such file")
+    if format is None:
+        ext = os.path.splitext(path)[1].lower()
+        format = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(ext)
+        if format is None:
+            raise BattleLogError(f"{path}: cannot tell the format from the extension {ext!r}; pass format=")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if not text.strip():
+        raise BattleLogError(f"{path}: the file is empty: no {what}")
+    if format in ("csv", "tsv"):
+        records, locs = _read_csv(text, path, delimiter="," if format == "csv" else "\t")
+    elif format == "jsonl":
+        records, locs = _read_jsonl(text, path)
+    else:
+        raise BattleLogError(f"format must be 'csv', 'tsv' or 'jsonl', got {format!r}")
+    if not records:
+        raise BattleLogError(f"{path}: the file has no rows")
+    return records, locs

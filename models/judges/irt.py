@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -51,7 +50,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models.judges.data import BattleLogError, _name, _number, _read_csv, _read_jsonl
+from models.judges.data import BattleLogError, _name, _number, read_records
 from models.judges.ranking import Ranking, summarize
 
 __all__ = [
@@ -254,26 +253,7 @@ def read_responses(
 ) -> Responses:
     """Read per-item results (columns ``model``, ``item``, ``correct``, optional ``count``)
     from a CSV / TSV / JSONL / JSON file; errors name the file, line and field."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise BattleLogError(f"{path}: no such file")
-    if format is None:
-        ext = os.path.splitext(path)[1].lower()
-        format = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(ext)
-        if format is None:
-            raise BattleLogError(f"{path}: cannot tell the format from the extension {ext!r}; pass format=")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if not text.strip():
-        raise BattleLogError(f"{path}: the file is empty: no responses")
-    if format in ("csv", "tsv"):
-        records, locs = _read_csv(text, path, delimiter="," if format == "csv" else "\t")
-    elif format == "jsonl":
-        records, locs = _read_jsonl(text, path)
-    else:
-        raise BattleLogError(f"format must be 'csv', 'tsv' or 'jsonl', got {format!r}")
-    if not records:
-        raise BattleLogError(f"{path}: the file has no rows (only a header or blank lines)")
+    records, locs = read_records(path, format, what="responses")
     return responses_from_records(records, models=models, extra_columns=extra_columns, locations=locs)
 
 

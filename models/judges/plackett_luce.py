@@ -28,7 +28,6 @@ Sites: ``rating_free [K-1]`` (sum-to-zero coordinates, ``Normal(0, prior_scale)`
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Optional, Sequence
 
@@ -39,7 +38,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from models.judges.bradley_terry import _basis, elo_scale
-from models.judges.data import BattleLogError, _is_missing, _name, _number, _read_csv, _read_jsonl
+from models.judges.data import BattleLogError, _is_missing, _name, _number, read_records
 from models.judges.ranking import Ranking, summarize
 
 __all__ = [
@@ -196,26 +195,7 @@ def read_rankings(path, *, format: Optional[str] = None, models: Optional[Sequen
     optional ``unranked``: a list, optional ``count``) or CSV / TSV (column ``ranking`` with
     names separated by ``>``, optional ``unranked`` separated by ``,``, optional ``count``).
     Errors name the file, line and field."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise BattleLogError(f"{path}: no such file")
-    if format is None:
-        ext = os.path.splitext(path)[1].lower()
-        format = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(ext)
-        if format is None:
-            raise BattleLogError(f"{path}: cannot tell the format from the extension {ext!r}; pass format=")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if not text.strip():
-        raise BattleLogError(f"{path}: the file is empty: no rankings")
-    if format in ("csv", "tsv"):
-        records, locs = _read_csv(text, path, delimiter="," if format == "csv" else "\t")
-    elif format == "jsonl":
-        records, locs = _read_jsonl(text, path)
-    else:
-        raise BattleLogError(f"format must be 'csv', 'tsv' or 'jsonl', got {format!r}")
-    if not records:
-        raise BattleLogError(f"{path}: the file has no rows")
+    records, locs = read_records(path, format, what="rankings")
     rk, un, cn = [], [], []
     for rec, where in zip(records, locs):
         if not isinstance(rec, dict):

@@ -12,7 +12,6 @@ ranks candidates by their expected true score :math:`\sum_m m\,\pi_{km}`.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from typing import Iterable, Mapping, Optional, Sequence
@@ -20,7 +19,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from models.judges.data import BattleLogError, _is_missing, _name, _number, _read_csv, _read_jsonl
+from models.judges.data import BattleLogError, _is_missing, _name, _number, read_records
 from models.judges.dawid_skene import IdentifiabilityWarning, Judgments, dawid_skene, judgments_from_records, relabel
 from models.judges.ranking import Ranking, summarize
 
@@ -122,26 +121,7 @@ def scores_from_records(
 def read_scores(path, *, format: Optional[str] = None, num_levels: Optional[int] = None,
                 extra_columns: str = "error") -> Judgments:
     """Read a score log from CSV / TSV / JSONL (see the module docstring)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise BattleLogError(f"{path}: no such file")
-    if format is None:
-        ext = os.path.splitext(path)[1].lower()
-        format = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(ext)
-        if format is None:
-            raise BattleLogError(f"{path}: cannot tell the format from the extension {ext!r}; pass format=")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if not text.strip():
-        raise BattleLogError(f"{path}: the file is empty: no judgments")
-    if format in ("csv", "tsv"):
-        records, locs = _read_csv(text, path, delimiter="," if format == "csv" else "\t")
-    elif format == "jsonl":
-        records, locs = _read_jsonl(text, path)
-    else:
-        raise BattleLogError(f"format must be 'csv', 'tsv' or 'jsonl', got {format!r}")
-    if not records:
-        raise BattleLogError(f"{path}: the file has no rows")
+    records, locs = read_records(path, format, what="judgments")
     return scores_from_records(records, num_levels=num_levels, locations=locs, extra_columns=extra_columns)
 
 

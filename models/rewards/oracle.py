@@ -36,15 +36,35 @@ class OraclePRM:
       epsilon: score of a wrong prefix (``0``: log-score ``-inf``).
     """
 
-    def __init__(self, problem: arithmetic.Problem, tokenizer=None, epsilon: float = 0.0):
+    def __init__(self, problem: arithmetic.Problem, tokenizer=None, epsilon: float = 0.0, width: int = 256):
         if not 0.0 <= epsilon < 1.0:
             raise ValueError(f"OraclePRM: epsilon must lie in [0, 1), got {epsilon}.")
         self.problem = problem
         self.tokenizer = tokenizer
         self.epsilon = float(epsilon)
+        self.width = int(width)
         self._log_eps = -math.inf if epsilon == 0.0 else math.log(epsilon)
+        self.params = None
         if tokenizer is not None:
             self.reference_ids = np.asarray(encode(tokenizer, problem.solution) + [tokenizer.token_to_id(EOS)], np.int32)
+            if self.reference_ids.shape[0] > self.width:
+                raise ValueError(f"OraclePRM: the reference solution has {self.reference_ids.shape[0]} tokens, "
+                                 f"more than width={self.width}.")
+            ref = np.zeros((self.width,), np.int32)
+            ref[: self.reference_ids.shape[0]] = self.reference_ids
+            # Traced data for ppl.scaling: a new problem of the same width does not recompile.
+            self.params = {"reference": ref, "length": np.int32(self.reference_ids.shape[0])}
+
+    def with_problem(self, problem: arithmetic.Problem) -> "OraclePRM":
+        """The oracle of another problem (same tokenizer, epsilon and width)."""
+        return OraclePRM(problem, self.tokenizer, self.epsilon, self.width)
+
+    # The reward protocol of ppl.scaling: params, log_score(params, state), static_key().
+    def static_key(self):
+        return ("OraclePRM", id(self.tokenizer), self.epsilon, self.width)
+
+    #: The oracle costs no model compute.
+    flops_per_token = 0.0
 
     # ----------------------------------------------------------------- host side
     def step_scores(self, solution: str) -> np.ndarray:
@@ -61,14 +81,20 @@ class OraclePRM:
         """``0`` if the particle's generated tokens are a prefix of the reference, else ``log epsilon``."""
         if self.tokenizer is None:
             raise ValueError("OraclePRM: pass the tokenizer to score token buffers.")
-        ref = jnp.asarray(self.reference_ids)
-        n_ref = ref.shape[0]
+        return self.log_score(self.params, state)
+
+    def log_score(self, params, state):
+        """:meth:`log_prefix_score` with the reference as traced data ``params``."""
+        if params is None:
+            raise ValueError("OraclePRM: pass the tokenizer to score token buffers.")
+        ref = jnp.asarray(params["reference"])
+        n_ref = jnp.asarray(params["length"])
         buf = state.tokens
         idx = jnp.arange(buf.shape[0])
         gen_len = state.length - state.prompt_length
         rel = idx - state.prompt_length
         in_gen = (rel >= 0) & (idx < state.length)
-        ref_tok = jnp.take(ref, jnp.clip(rel, 0, n_ref - 1))
+        ref_tok = jnp.take(ref, jnp.clip(rel, 0, ref.shape[0] - 1))
         match = jnp.all(jnp.where(in_gen, (buf == ref_tok) & (rel < n_ref), True)) & (gen_len <= n_ref)
         return jnp.where(match, 0.0, self._log_eps)
 

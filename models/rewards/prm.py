@@ -184,15 +184,35 @@ class ProcessRewardModel:
         return np.array([s[-1] if len(s) else np.nan for s in scores])
 
     # ----------------------------------------------------------------- in-program scoring
-    def log_prefix_score(self, state) -> jax.Array:
-        """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token."""
+    # The reward protocol of ppl.scaling: params (traced data), log_score(params, state),
+    # static_key() and flops_per_token.
+    def static_key(self):
+        """What compiled programs that use this PRM depend on besides ``params`` (the PRM itself)."""
+        return ("ProcessRewardModel", id(self))
+
+    @property
+    def flops_per_token(self) -> float:
+        """Forward FLOPs per token read: :math:`2P` of the PRM, plus :math:`2P` of the LM whose
+        features it reads."""
+        from ppl.scaling.compute import flops_per_token, num_params
+
+        own = 2.0 * num_params(self.params)
+        return own + (flops_per_token(self.lm) if self.config.lm_features else 0.0)
+
+    def log_score(self, params, state) -> jax.Array:
+        """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token,
+        with the PRM weights ``params`` (traced)."""
         tokens = state.tokens
         length = tokens.shape[0]
         width = min(length, self.config.max_length)
         pos = jnp.arange(width, dtype=jnp.int32)
-        logits = self.apply(self.params, tokens[None, :width], pos[None])[0]
+        logits = self.apply(params, tokens[None, :width], pos[None])[0]
         last = jnp.clip(state.length - 1, 0, width - 1)
         return jax.nn.log_sigmoid(logits[last])
+
+    def log_prefix_score(self, state) -> jax.Array:
+        """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token."""
+        return self.log_score(self.params, state)
 
     def step_potential(self, kind: str = "prefix", max_steps: int | None = None):
         """A :class:`ppl.lm.Potential`: ``"prefix"``, ``"twist"`` or ``"last"`` (see the module doc)."""

@@ -48,6 +48,7 @@ __all__ = [
     "solution_text",
     "solution_steps",
     "extract_answer",
+    "answer_fn",
     "check",
     "step_correctness",
     "parse_step",
@@ -288,6 +289,20 @@ def extract_answer(text) -> int | None:
         return int(m.group(1)) if m else NO_ANSWER
     except Exception:  # pragma: no cover - defensive: the checker must never crash
         return NO_ANSWER
+
+
+def answer_fn(tokenizer):
+    """``fn(token_ids) -> int | None``: the answer of a generation given as token ids (decoded with
+    ``tokenizer``, special tokens dropped), for :mod:`ppl.scaling`'s ``answer_fn``. Never raises."""
+
+    def fn(token_ids):
+        try:
+            text = tokenizer.decode([int(i) for i in token_ids], skip_special_tokens=True)
+        except Exception:  # pragma: no cover - defensive
+            return NO_ANSWER
+        return extract_answer(text)
+
+    return fn
 
 
 def check(problem: Problem, text) -> bool:

@@ -1,0 +1,23 @@
+r"""Inference-time scaling methods as inference on one LM-state Feynman–Kac model.
+
+Every method takes an :class:`~ppl.lm.LMProgram` (the LM, the prompt, how a step is generated),
+a reward model with ``log_prefix_score(state) -> log r`` for one particle (a PRM), an
+``answer_fn(token_ids) -> answer`` and a key, and returns a
+:class:`~ppl.scaling.result.ScalingResult` with the compute spent counted exactly.
+"""
+
+from ppl.scaling.aggregate import SELECT_RULES, answer_posterior, select_answer, whole_generation
+from ppl.scaling.compute import Compute, flops_per_token
+from ppl.scaling.result import ScalingResult, finish, generations
+
+__all__ = [
+    "Compute",
+    "SELECT_RULES",
+    "ScalingResult",
+    "answer_posterior",
+    "finish",
+    "flops_per_token",
+    "generations",
+    "select_answer",
+    "whole_generation",
+]

@@ -1,0 +1,92 @@
+r"""Compute accounting for inference-time scaling methods.
+
+Every method of :mod:`ppl.scaling` counts what it spends, exactly, as it runs:
+
+``generated_tokens``
+    tokens sampled from the LM (every particle's tokens, those of particles later discarded by
+    resampling or pruning included);
+``lm_forward_tokens``
+    tokens fed through the LM: the prompt once (prefill), one per generated token (decoding
+    with the KV cache), and the tokens re-scored teacher-forced (conditional SMC, MH);
+``prm_calls``
+    prefix scorings by the reward model (one per particle and scored prefix);
+``prm_forward_tokens``
+    tokens the reward model reads: the length of each scored prefix (prompt included), since a
+    reward model without a cache reads the whole prefix at every call.
+
+The FLOP estimate is the usual :math:`2P` per token and forward pass (Kaplan et al. 2020),
+attention ignored:
+
+.. math::
+
+    \mathrm{FLOPs} \approx 2 P_{\mathrm{LM}} \cdot \text{lm\_forward\_tokens}
+                     + 2 P_{\mathrm{RM}} \cdot \text{prm\_forward\_tokens},
+
+with :math:`P` the parameter counts (:func:`flops_per_token`). A reward model that reads the
+LM's features (the bundled PRM) reports its own ``flops_per_token`` including the LM's.
+
+Budgets are stated, as in Puri et al. (2025), in *rollouts*: a budget of :math:`B` is the
+compute of :math:`B` full generations from the LM. :meth:`Compute.rollouts` converts tokens
+to that unit given the mean length of one rollout.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import numpy as np
+
+__all__ = ["Compute", "flops_per_token", "num_params"]
+
+
+def num_params(params) -> int:
+    """The number of scalars in a parameter pytree."""
+    return int(sum(np.prod(np.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def flops_per_token(model) -> float:
+    """Forward FLOPs per token of an LM or reward model: ``model.flops_per_token`` if it has
+    one, else :math:`2 \\times` the number of scalars in ``model.params``; 0 for ``None``."""
+    if model is None:
+        return 0.0
+    own = getattr(model, "flops_per_token", None)
+    if own is not None:
+        return float(own() if callable(own) else own)
+    params = getattr(model, "params", None)
+    return 2.0 * num_params(params) if params is not None else 0.0
+
+
+class Compute(NamedTuple):
+    """What one run of a method spent (host-side integers; ``a + b`` adds two runs)."""
+
+    generated_tokens: int = 0
+    lm_forward_tokens: int = 0
+    prm_calls: int = 0
+    prm_forward_tokens: int = 0
+    flops: float = 0.0
+
+    def __add__(self, other: "Compute") -> "Compute":  # type: ignore[override]
+        if not isinstance(other, Compute):
+            return NotImplemented
+        return Compute(*(a + b for a, b in zip(self, other)))
+
+    @classmethod
+    def count(cls, *, generated_tokens=0, lm_forward_tokens=0, prm_calls=0, prm_forward_tokens=0,
+              lm=None, reward=None) -> "Compute":
+        """Build from (possibly JAX) counters, with FLOPs estimated from the models' sizes."""
+        g, f, c, r = (int(np.asarray(v)) for v in (generated_tokens, lm_forward_tokens, prm_calls,
+                                                   prm_forward_tokens))
+        flops = flops_per_token(lm) * f + flops_per_token(reward) * r
+        return cls(g, f, c, r, float(flops))
+
+    def rollouts(self, tokens_per_rollout: float) -> float:
+        """The budget in full rollouts: generated tokens / the mean tokens of one rollout."""
+        if not tokens_per_rollout > 0:
+            raise ValueError(f"tokens_per_rollout: expected a positive number, got {tokens_per_rollout!r}")
+        return self.generated_tokens / float(tokens_per_rollout)
+
+    def as_dict(self) -> dict:
+        return self._asdict()
+
+

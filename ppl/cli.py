@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 #: The package's own subcommands: name -> module of ``models`` with ``setup(parser)``, imported
 #: when the parser is built (each module imports its heavy dependencies lazily, in ``run``).
 BUILTIN_SUBCOMMANDS: dict[str, str] = {
+    "scale": "models.scale.cli",
     "rank": "models.judges.cli",
     "analyze": "models.scaling.cli",
     "train": "models.train.cli",
@@ -71,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ppl",
         description=_DESCRIPTION,
         epilog=(
-            "More subcommands (scale) come with later issues. "
             "Library use: import ppl; see README.md and the docs."
         ),
     )

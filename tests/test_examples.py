@@ -28,3 +28,12 @@ def test_constrained_generation_example(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "acceptance rate" in out and "weighted fraction meeting the constraint 1.000" in out
+
+
+def test_scaling_sampling_example(capsys):
+    pytest.importorskip("models.lm")
+    code = _load("scaling_sampling").main(["--problems", "3", "--rollouts", "4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for rule in ("pass@B", "best-of-N", "weighted BoN", "self-consistency", "weighted majority", "RPC"):
+        assert rule in out

@@ -5,9 +5,12 @@
   :func:`save_prm`; :meth:`~models.rewards.prm.ProcessRewardModel.step_potential` turns it into a
   :class:`ppl.lm.Potential`.
 * :class:`~models.rewards.oracle.OraclePRM` — exact step checking from the task's checker.
+* :class:`~models.rewards.noisy.NoisyReward` — any reward with deterministic logit noise (robustness
+  studies).
 * :func:`load_bundled_prm` — the PRM shipped in ``models/bundled/prm``.
 """
 
+from .noisy import NoisyReward
 from .oracle import OraclePRM
 from .prm import PRMConfig, PRMNet, ProcessRewardModel, load_prm, random_prm, save_prm
 
@@ -19,5 +22,5 @@ def load_bundled_prm() -> ProcessRewardModel:
     return _load()
 
 
-__all__ = ["OraclePRM", "PRMConfig", "PRMNet", "ProcessRewardModel", "load_prm", "random_prm", "save_prm",
+__all__ = ["NoisyReward", "OraclePRM", "PRMConfig", "PRMNet", "ProcessRewardModel", "load_prm", "random_prm", "save_prm",
            "load_bundled_prm"]

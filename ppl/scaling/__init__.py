@@ -9,6 +9,19 @@ a reward model with ``log_prefix_score(state) -> log r`` for one particle (a PRM
 from ppl.scaling.aggregate import SELECT_RULES, answer_posterior, select_answer, whole_generation
 from ppl.scaling.compute import Compute, flops_per_token
 from ppl.scaling.result import ScalingResult, finish, generations
+from ppl.scaling.sampling import (
+    Rollouts,
+    best_of_n,
+    best_of_n_from,
+    rollouts,
+    self_consistency,
+    self_consistency_from,
+    weighted_best_of_n,
+    weighted_best_of_n_from,
+    weighted_majority,
+    weighted_majority_from,
+)
+from ppl.scaling.consistency import WeibullMixture, fit_weibull_mixture, perplexity_consistency, reasoning_pruning, rpc
 
 __all__ = [
     "Compute",
@@ -20,4 +33,21 @@ __all__ = [
     "generations",
     "select_answer",
     "whole_generation",
+    # independent rollouts and selection (ppl.scaling.sampling)
+    "Rollouts",
+    "best_of_n",
+    "best_of_n_from",
+    "rollouts",
+    "self_consistency",
+    "self_consistency_from",
+    "weighted_best_of_n",
+    "weighted_best_of_n_from",
+    "weighted_majority",
+    "weighted_majority_from",
+    # perplexity consistency and reasoning pruning (ppl.scaling.consistency)
+    "WeibullMixture",
+    "fit_weibull_mixture",
+    "perplexity_consistency",
+    "reasoning_pruning",
+    "rpc",
 ]

@@ -55,6 +55,8 @@ def answer_posterior(answers: Sequence[Optional[Hashable]], log_weights=None) ->
         lw = np.asarray(log_weights, np.float64)
         if lw.shape != (n,):
             raise ValueError(f"log_weights: expected shape ({n},), got {lw.shape}")
+        if np.isnan(lw).any():
+            raise FloatingPointError("log_weights: NaN entries; a weight must be a number or -inf")
         m = np.max(lw)
         if not np.isfinite(m):
             w = np.full(n, 1.0 / n)

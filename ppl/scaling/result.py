@@ -121,6 +121,9 @@ def finish(method: str, particles, log_weights, *, scores=None, answer_fn: Optio
     lw = np.asarray(log_weights, np.float64).reshape(-1)
     if lw.shape != (n,):
         raise ValueError(f"log_weights: expected shape ({n},), got {lw.shape}")
+    if np.isnan(lw).any():
+        raise FloatingPointError(f"{method}: {int(np.isnan(lw).sum())} of {n} log-weights are NaN; "
+                                 "check the reward model's scores")
     m = np.max(lw)
     lw = lw - (m + np.log(np.sum(np.exp(lw - m)))) if np.isfinite(m) else np.full(n, -np.log(n))
     sc = np.full(n, np.nan) if scores is None else np.asarray(scores, np.float64).reshape(-1)

@@ -1,0 +1,342 @@
+r"""Methods × budgets on the bundled task: the computation behind ``ppl scale``.
+
+For every test problem, every method and every budget :math:`B` (in the reference's unit, full
+rollouts), the job runs the method of :mod:`ppl.scaling` on the program "the LM writes one
+reasoning step per line" and checks the chosen answer with the task's exact checker. Accuracy is
+the fraction of problems solved, with a 95% Wilson interval over problems; compute is the mean
+per problem of the tokens generated, LM forward tokens, PRM calls and FLOPs.
+
+How a budget :math:`B` is spent:
+
+========================  ==================================================================
+best_of_n, weighted_best_of_n, majority_vote, weighted_majority, rpc
+                          :math:`B` independent rollouts. The rollouts of a problem are drawn
+                          once (:math:`\max B` of them) and budget :math:`B` uses the first
+                          :math:`B` (nested subsets: exact, and much cheaper than fresh draws)
+particle_filter           :math:`B` particles
+beam_search, dvts         :math:`B` beams of width :math:`M = \min(\text{beam\_width}, B)`
+particle_gibbs            :math:`B / I` particles × :math:`I` iterations (``pg_iterations``)
+power_sampling            :math:`B / 2` chains × ``power_steps`` Metropolis–Hastings steps (an
+                          MH step regenerates a suffix: about half a rollout on average)
+========================  ==================================================================
+
+A method is skipped at budgets it cannot use (e.g. particle Gibbs with fewer than 2 particles).
+Keys are derived from the seed, the problem's index and the method, so results are deterministic
+for a given seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable, Optional, Sequence
+
+import jax
+import numpy as np
+
+__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "ScaleConfig", "ScaleResults", "run_scale", "wilson"]
+
+#: Methods that select among independent rollouts (one shared pool per problem).
+POOL_METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "weighted_majority", "rpc")
+#: Methods that run once per budget.
+RUN_METHODS = ("particle_filter", "beam_search", "dvts", "particle_gibbs", "parallel_tempering", "power_sampling")
+METHODS = POOL_METHODS + RUN_METHODS
+DEFAULT_METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "beam_search", "dvts", "particle_filter")
+QUICK_METHODS = DEFAULT_METHODS
+PRM_KINDS = ("learned", "oracle", "noisy")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleConfig:
+    """What ``ppl scale`` runs (every field is a command-line option)."""
+
+    methods: tuple = DEFAULT_METHODS
+    budgets: tuple = (1, 2, 4, 8, 16, 32, 64)
+    num_problems: int = 48
+    difficulty: str = "hard"
+    seed: int = 0
+    prm: str = "learned"
+    prm_noise: float = 1.0
+    temperature: float = 0.8
+    tau: float = 1.0
+    beam_width: int = 4
+    pg_iterations: int = 4
+    power_steps: int = 4
+    power_alpha: float = 4.0
+    max_steps: int = 8
+    max_step_tokens: int = 24
+    checkpoint: Optional[str] = None
+    prm_checkpoint: Optional[str] = None
+
+    def validate(self) -> "ScaleConfig":
+        bad = [m for m in self.methods if m not in METHODS]
+        if not self.methods or bad:
+            raise ValueError(f"methods: unknown {bad}; choose from {', '.join(METHODS)}")
+        if not self.budgets or any(int(b) != b or b < 1 for b in self.budgets):
+            raise ValueError(f"budgets: expected positive integers, got {list(self.budgets)}")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ValueError(f"budgets: repeated budget in {list(self.budgets)}")
+        if self.num_problems < 1:
+            raise ValueError(f"num_problems: expected a positive integer, got {self.num_problems}")
+        if self.prm not in PRM_KINDS:
+            raise ValueError(f"prm: expected one of {PRM_KINDS}, got {self.prm!r}")
+        if not self.prm_noise >= 0:
+            raise ValueError(f"prm_noise: expected a number >= 0, got {self.prm_noise}")
+        for name in ("temperature", "tau", "power_alpha"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        for name in ("beam_width", "pg_iterations", "power_steps", "max_steps", "max_step_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        from models.tasks.arithmetic import DIFFICULTIES
+
+        if self.difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty: expected one of {list(DIFFICULTIES)}, got {self.difficulty!r}")
+        return dataclasses.replace(self, budgets=tuple(sorted(int(b) for b in self.budgets)),
+                                   methods=tuple(dict.fromkeys(self.methods)))
+
+
+@dataclasses.dataclass
+class MethodCurve:
+    """Per-budget outcomes of one method (lists aligned with ``budgets``)."""
+
+    budgets: list
+    correct: list  # number of problems solved
+    generated_tokens: list  # mean per problem
+    lm_forward_tokens: list
+    prm_calls: list
+    flops: list
+    seconds: list  # wall time summed over problems
+
+
+@dataclasses.dataclass
+class ScaleResults:
+    """The job's outcome: a :class:`MethodCurve` per method, plus coverage of the rollout pool."""
+
+    config: ScaleConfig
+    num_problems: int
+    methods: dict
+    coverage: dict  # {"budgets": [...], "correct": [...]}: some rollout among the first B is right
+    tokens_per_rollout: float
+    seconds: float
+
+    def accuracy(self, name: str) -> np.ndarray:
+        return np.asarray(self.methods[name].correct, float) / self.num_problems
+
+    def to_json(self) -> dict:
+        """``{"methods": {name: {"budgets", "accuracy", "ci_low", "ci_high", "tokens", ...}}, ...}``."""
+        out = {}
+        n = self.num_problems
+        for name, c in self.methods.items():
+            lo, hi = zip(*(wilson(k, n) for k in c.correct)) if c.budgets else ((), ())
+            out[name] = {"budgets": list(c.budgets), "accuracy": [k / n for k in c.correct],
+                         "ci_low": list(lo), "ci_high": list(hi), "tokens": list(c.generated_tokens),
+                         "lm_forward_tokens": list(c.lm_forward_tokens), "prm_calls": list(c.prm_calls),
+                         "flops": list(c.flops), "seconds": list(c.seconds), "correct": list(c.correct)}
+        cov = self.coverage
+        lo, hi = zip(*(wilson(k, n) for k in cov["correct"])) if cov["budgets"] else ((), ())
+        return {"methods": out,
+                "coverage": {"budgets": list(cov["budgets"]), "accuracy": [k / n for k in cov["correct"]],
+                             "ci_low": list(lo), "ci_high": list(hi)},
+                "num_problems": n, "tokens_per_rollout": self.tokens_per_rollout,
+                "config": {k: (list(v) if isinstance(v, tuple) else v)
+                           for k, v in dataclasses.asdict(self.config).items()},
+                "seconds": self.seconds}
+
+
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) for ``k`` successes in ``n`` trials."""
+    if n <= 0:
+        raise ValueError(f"wilson: n must be positive, got {n}")
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# ----------------------------------------------------------------------------------- setup
+@dataclasses.dataclass
+class _Setup:
+    lm: object
+    tokenizer: object
+    program: object
+    problems: list
+    prompts: list
+    reward_for: Callable  # problem -> reward
+    answer_fn: Callable
+
+
+def _setup(cfg: ScaleConfig) -> _Setup:
+    import ppl
+    from models import bundled
+    from models.lm import load_pretrained
+    from models.rewards import NoisyReward, OraclePRM
+    from models.rewards.prm import load_prm
+    from models.tasks import arithmetic
+    from models.tasks.tokenizer import encode, newline_id
+
+    lm = load_pretrained(cfg.checkpoint) if cfg.checkpoint else bundled.load_lm()
+    tok = lm.tokenizer
+    if tok is None:
+        raise ValueError(f"checkpoint: {cfg.checkpoint} has no tokenizer.json; ppl scale needs the tokenizer "
+                         "to write prompts and read answers.")
+    problems = arithmetic.generate(cfg.num_problems, cfg.difficulty, "test", seed=cfg.seed)
+    prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
+    width = max(len(p) for p in prompts)
+    max_length = -(-width // 16) * 16 + cfg.max_steps * cfg.max_step_tokens + 1
+    program = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=cfg.max_steps, step_delimiter=newline_id(tok),
+                               max_step_tokens=cfg.max_step_tokens, max_length=max_length,
+                               temperature=cfg.temperature)
+    if cfg.prm == "oracle":
+        base = OraclePRM(problems[0], tok, epsilon=1e-4, width=max_length)
+        reward_for = base.with_problem
+    else:
+        prm = load_prm(cfg.prm_checkpoint, lm=lm) if cfg.prm_checkpoint else bundled.load_prm()
+        if cfg.prm == "noisy":
+            noisy = NoisyReward(prm, cfg.prm_noise, seed=cfg.seed)
+            reward_for = lambda problem: noisy  # noqa: E731
+        else:
+            reward_for = lambda problem: prm  # noqa: E731
+    return _Setup(lm, tok, program, problems, prompts, reward_for, arithmetic.answer_fn(tok))
+
+
+# ----------------------------------------------------------------------------------- methods
+def _run_method(name: str, cfg: ScaleConfig, program, reward, answer_fn, budget: int, key):
+    """One run of a non-pool method at one budget (``None`` where the budget does not fit)."""
+    from ppl import scaling
+
+    if name == "particle_filter":
+        return scaling.particle_filter(program, budget, key=key, reward=reward, answer_fn=answer_fn, tau=cfg.tau)
+    if name in ("beam_search", "dvts"):
+        width = min(cfg.beam_width, budget)
+        if budget % width:
+            return None
+        fn = scaling.beam_search if name == "beam_search" else scaling.dvts
+        return fn(program, budget, beam_width=width, key=key, reward=reward, answer_fn=answer_fn)
+    if name == "particle_gibbs":
+        n = budget // cfg.pg_iterations
+        if n < 2:
+            return None
+        return scaling.particle_gibbs(program, n, cfg.pg_iterations, key=key, reward=reward, answer_fn=answer_fn,
+                                      tau=cfg.tau)
+    if name == "parallel_tempering":
+        n = budget // (2 * cfg.pg_iterations)
+        if n < 2:
+            return None
+        return scaling.parallel_tempering(program, n, cfg.pg_iterations, temperatures=(2.0, 1.0), key=key,
+                                          reward=reward, answer_fn=answer_fn)
+    if name == "power_sampling":
+        chains = budget // 2
+        if chains < 1:
+            return None
+        return scaling.power_sampling(program, chains, cfg.power_steps, key=key, alpha=cfg.power_alpha,
+                                      answer_fn=answer_fn)
+    raise ValueError(f"methods: unknown method {name!r}")
+
+
+def _select_from_pool(name: str, cfg: ScaleConfig, pool, k: int, answer_fn):
+    from ppl import scaling
+
+    if name == "best_of_n":
+        return scaling.best_of_n_from(pool, k, answer_fn=answer_fn)
+    if name == "weighted_best_of_n":
+        return scaling.weighted_best_of_n_from(pool, k, answer_fn=answer_fn)
+    if name == "majority_vote":
+        return scaling.self_consistency_from(pool, k, answer_fn=answer_fn)
+    if name == "weighted_majority":
+        return scaling.weighted_majority_from(pool, k, answer_fn=answer_fn, tau=cfg.tau)
+    if name == "rpc":
+        return scaling.rpc(pool, k, answer_fn=answer_fn)
+    raise ValueError(f"methods: unknown method {name!r}")
+
+
+def _new_curve() -> MethodCurve:
+    return MethodCurve([], [], [], [], [], [], [])
+
+
+def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
+              log: Optional[Callable[[str], None]] = None) -> ScaleResults:
+    """Run ``cfg.methods`` × ``cfg.budgets`` on ``cfg.num_problems`` test problems."""
+    from ppl import scaling
+
+    cfg = cfg.validate()
+    t_start = time.perf_counter()
+    s = _setup(cfg)
+    root = jax.random.key(cfg.seed)
+    pool_methods = [m for m in cfg.methods if m in POOL_METHODS]
+    run_methods = [m for m in cfg.methods if m in RUN_METHODS]
+    max_b = max(cfg.budgets)
+    # Per method and budget: sums over problems.
+    sums = {m: {b: None for b in cfg.budgets} for m in cfg.methods}
+    secs = {m: {b: 0.0 for b in cfg.budgets} for m in cfg.methods}
+    cov_correct = {b: 0 for b in cfg.budgets}
+    tokens_per_rollout = []
+    total = len(s.problems) * (1 + sum(len(cfg.budgets) for _ in run_methods))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="ppl scale", unit="run", dynamic_ncols=True)
+
+    def record(m, b, res, correct, seconds):
+        comp = res.compute
+        row = np.array([float(correct), comp.generated_tokens, comp.lm_forward_tokens, comp.prm_calls, comp.flops])
+        sums[m][b] = row if sums[m][b] is None else sums[m][b] + row
+        secs[m][b] += seconds
+
+    for i, (problem, prompt) in enumerate(zip(s.problems, s.prompts)):
+        program = s.program.with_prompt(prompt)
+        reward = s.reward_for(problem)
+        key = jax.random.fold_in(root, i)
+        # One pool of rollouts per problem, shared by the selection methods and the coverage line.
+        t0 = time.perf_counter()
+        pool = scaling.rollouts(program, max_b, key=jax.random.fold_in(key, 0), reward=reward)
+        t_pool = time.perf_counter() - t0
+        answers = [s.answer_fn(g) for g in scaling.generations(pool.particles)]
+        right = np.array([a is not None and a == problem.answer for a in answers])
+        tokens_per_rollout.append(float(np.mean(np.asarray(pool.generated_tokens))))
+        for b in cfg.budgets:
+            cov_correct[b] += int(right[:b].any())
+        for m in pool_methods:
+            for b in cfg.budgets:
+                t0 = time.perf_counter()
+                res = _select_from_pool(m, cfg, pool, b, s.answer_fn)
+                record(m, b, res, res.answer is not None and res.answer == problem.answer,
+                       time.perf_counter() - t0 + t_pool * b / max_b)
+        if bar is not None:
+            bar.update(1)
+        for j, m in enumerate(run_methods):
+            mkey = jax.random.fold_in(key, 1 + METHODS.index(m))
+            for b in cfg.budgets:
+                t0 = time.perf_counter()
+                res = _run_method(m, cfg, program, reward, s.answer_fn, b, jax.random.fold_in(mkey, b))
+                if res is not None:
+                    record(m, b, res, res.answer is not None and res.answer == problem.answer,
+                           time.perf_counter() - t0)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"problem {i + 1}/{len(s.problems)} {m} B={b}")
+    if bar is not None:
+        bar.close()
+
+    n = len(s.problems)
+    curves = {}
+    for m in cfg.methods:
+        c = _new_curve()
+        for b in cfg.budgets:
+            row = sums[m][b]
+            if row is None:
+                continue
+            c.budgets.append(b)
+            c.correct.append(int(round(row[0])))
+            c.generated_tokens.append(row[1] / n)
+            c.lm_forward_tokens.append(row[2] / n)
+            c.prm_calls.append(row[3] / n)
+            c.flops.append(row[4] / n)
+            c.seconds.append(secs[m][b])
+        curves[m] = c
+    coverage = {"budgets": list(cfg.budgets), "correct": [cov_correct[b] for b in cfg.budgets]}
+    return ScaleResults(cfg, n, curves, coverage, float(np.mean(tokens_per_rollout)),
+                        time.perf_counter() - t_start)

@@ -1,0 +1,133 @@
+"""The outputs of ``ppl scale``: the accuracy table, the JSON file and the plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from models.scale.job import ScaleResults, wilson
+
+__all__ = ["format_table", "write_json", "plot", "summary"]
+
+
+def _fmt_tokens(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def format_table(res: ScaleResults) -> str:
+    """Accuracy with 95% intervals per method (rows) and budget (columns), then tokens spent."""
+    budgets = list(res.config.budgets)
+    n = res.num_problems
+    name_w = max([len("coverage (pass@B)")] + [len(m) for m in res.methods]) + 2
+    col_w = 17
+    head = "method".ljust(name_w) + "".join(f"B={b}".rjust(col_w) for b in budgets)
+    lines = [f"accuracy on {n} {res.config.difficulty} test problems, 95% Wilson intervals "
+             f"(reward: {res.config.prm}; temperature {res.config.temperature})", head, "-" * len(head)]
+
+    def row(name, bs, correct):
+        cells = []
+        for b in budgets:
+            if b in bs:
+                k = correct[bs.index(b)]
+                lo, hi = wilson(k, n)
+                cells.append(f"{k / n:.2f} [{lo:.2f},{hi:.2f}]".rjust(col_w))
+            else:
+                cells.append("-".rjust(col_w))
+        return name.ljust(name_w) + "".join(cells)
+
+    for m, c in res.methods.items():
+        lines.append(row(m, list(c.budgets), list(c.correct)))
+    lines.append(row("coverage (pass@B)", list(res.coverage["budgets"]), list(res.coverage["correct"])))
+    lines.append("")
+    lines.append("generated tokens per problem (mean; one rollout = "
+                 f"{res.tokens_per_rollout:.0f} tokens)")
+    lines.append(head)
+    lines.append("-" * len(head))
+    for m, c in res.methods.items():
+        bs = list(c.budgets)
+        cells = [(_fmt_tokens(c.generated_tokens[bs.index(b)]) if b in bs else "-").rjust(col_w) for b in budgets]
+        lines.append(m.ljust(name_w) + "".join(cells))
+    lines.append("")
+    lines.append("reward-model calls per problem (mean)")
+    for m, c in res.methods.items():
+        bs = list(c.budgets)
+        cells = [(f"{c.prm_calls[bs.index(b)]:.0f}" if b in bs else "-").rjust(col_w) for b in budgets]
+        lines.append(m.ljust(name_w) + "".join(cells))
+    lines.append(f"\n{res.seconds:.0f} s in all")
+    return "\n".join(lines)
+
+
+def summary(res: ScaleResults, reference: str = "best_of_n", method: str = "particle_filter") -> dict:
+    """Where ``method`` first reaches ``reference``'s accuracy at its largest budget, and the
+    budgets at which ``method`` is at or above each other method."""
+    out: dict = {}
+    if reference in res.methods and method in res.methods:
+        ref, m = res.methods[reference], res.methods[method]
+        if ref.budgets and m.budgets:
+            target = ref.correct[-1]
+            first = next((b for b, k in zip(m.budgets, m.correct) if k >= target), None)
+            out["reference"] = {"method": reference, "budget": ref.budgets[-1], "accuracy": target / res.num_problems}
+            out["first_budget_reaching_reference"] = first
+            out["budget_ratio"] = (ref.budgets[-1] / first) if first else None
+    if method in res.methods:
+        m = res.methods[method]
+        at_or_above = {}
+        for other, c in res.methods.items():
+            if other == method:
+                continue
+            common = [b for b in m.budgets if b in c.budgets and b >= 4]
+            at_or_above[other] = [b for b in common
+                                  if m.correct[m.budgets.index(b)] >= c.correct[c.budgets.index(b)]]
+        out["budgets_at_or_above"] = at_or_above
+    return out
+
+
+def write_json(res: ScaleResults, path) -> Path:
+    """Write :meth:`ScaleResults.to_json` (plus :func:`summary`) to ``path``."""
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = res.to_json()
+    obj["summary"] = summary(res)
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def plot(res: ScaleResults, path) -> Path:
+    """Accuracy against budget (log2 axis), one line per method with its 95% band, and the
+    coverage of the rollout pool (pass@B) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = res.num_problems
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for m, c in res.methods.items():
+        if not c.budgets:
+            continue
+        b = np.asarray(c.budgets, float)
+        acc = np.asarray(c.correct, float) / n
+        lo, hi = np.array([wilson(k, n) for k in c.correct]).T
+        (line,) = ax.plot(b, acc, marker="o", lw=1.8, label=m)
+        ax.fill_between(b, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
+    cb = np.asarray(res.coverage["budgets"], float)
+    ax.plot(cb, np.asarray(res.coverage["correct"], float) / n, ls="--", color="0.4", lw=1.2,
+            label="coverage (pass@B)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(res.config.budgets))
+    ax.set_xticklabels([str(b) for b in res.config.budgets])
+    ax.set_xlabel("budget (full rollouts)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{res.config.difficulty} arithmetic chains, {n} problems, reward: {res.config.prm}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

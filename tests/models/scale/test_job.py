@@ -1,0 +1,110 @@
+"""The main job (`ppl scale`): configuration, intervals, outputs, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from models.scale import ScaleConfig, run_scale
+from models.scale.cli import config_from_args
+from models.scale.job import METHODS, wilson
+from models.scale.report import format_table, plot, summary, write_json
+
+
+def test_wilson_matches_closed_form_and_covers():
+    # Hand value: k=10, n=20 -> centre 0.5, half-width z*sqrt(0.25/20 + z^2/1600)/(1+z^2/20).
+    z = 1.959963984540054
+    lo, hi = wilson(10, 20)
+    half = z * math.sqrt(0.25 / 20 + z * z / 1600) / (1 + z * z / 20)
+    assert lo == pytest.approx(0.5 - half) and hi == pytest.approx(0.5 + half)
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+    # Coverage of the 95% interval over binomial draws is near nominal.
+    rng = np.random.default_rng(0)
+    p, n = 0.3, 48
+    ks = rng.binomial(n, p, size=4000)
+    cover = np.mean([lo <= p <= hi for lo, hi in (wilson(int(k), n) for k in ks)])
+    assert 0.93 < cover < 0.975
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("methods", ("best_of_n", "nope"), "methods"),
+    ("budgets", (1, 0), "budgets"),
+    ("budgets", (2, 2), "budgets"),
+    ("num_problems", 0, "num_problems"),
+    ("prm", "magic", "prm"),
+    ("temperature", 0.0, "temperature"),
+    ("difficulty", "impossible", "difficulty"),
+])
+def test_bad_config_is_named(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(ScaleConfig(), **{field: value}).validate()
+
+
+def test_cli_options_map_to_config():
+    from ppl.cli import build_parser
+
+    args = build_parser().parse_args(["scale", "--quick", "--methods", "best_of_n,particle_filter",
+                                      "--prm", "oracle", "--seed", "3"])
+    cfg = config_from_args(args)
+    assert cfg.methods == ("best_of_n", "particle_filter")
+    assert cfg.budgets == (1, 4, 16) and cfg.num_problems == 16 and cfg.prm == "oracle" and cfg.seed == 3
+    args = build_parser().parse_args(["scale", "--budgets", "8,2", "--problems", "5"])
+    cfg = config_from_args(args)
+    assert cfg.budgets == (2, 8) and cfg.num_problems == 5
+    assert set(cfg.methods) <= set(METHODS)
+
+
+def test_cli_bad_option_exits_2(capsys):
+    from ppl.cli import main
+
+    assert main(["scale", "--methods", "nope", "--quiet"]) == 2
+    assert "methods" in capsys.readouterr().err
+    assert main(["scale", "--checkpoint", "/nonexistent/folder", "--quiet"]) == 2
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    cfg = ScaleConfig(methods=("best_of_n", "majority_vote", "particle_filter", "beam_search"), budgets=(1, 2, 4),
+                      num_problems=3, prm="oracle", seed=1)
+    return run_scale(cfg, progress=False)
+
+
+def test_small_run_outputs(small_run, tmp_path):
+    from models.scaling.data import read_scale_json
+
+    res = small_run
+    assert res.num_problems == 3
+    for name, c in res.methods.items():
+        assert list(c.budgets) == [1, 2, 4] or name == "beam_search"
+        assert all(0 <= k <= 3 for k in c.correct)
+        assert all(t > 0 for t in c.generated_tokens)
+    # Best-of-n draws nested subsets of one pool: its tokens grow linearly with the budget.
+    bon = res.methods["best_of_n"]
+    assert bon.generated_tokens[2] == pytest.approx(4 * res.tokens_per_rollout, rel=0.5)
+    # Coverage of the pool is monotone in the budget and bounds best-of-n (same pool).
+    cov = res.coverage["correct"]
+    assert cov == sorted(cov) and all(b <= c for b, c in zip(bon.correct, cov))
+    path = write_json(res, tmp_path / "scale.json")
+    curves = read_scale_json(path)  # the reader of `ppl analyze` accepts it
+    assert set(curves) == set(res.methods)
+    obj = json.loads(path.read_text())
+    for m in obj["methods"].values():
+        assert len(m["budgets"]) == len(m["accuracy"]) == len(m["ci_low"]) == len(m["ci_high"]) == len(m["tokens"])
+        assert all(lo <= a <= hi for a, lo, hi in zip(m["accuracy"], m["ci_low"], m["ci_high"]))
+    assert "summary" in obj and "coverage" in obj
+    png = plot(res, tmp_path / "scale.png")
+    assert png.stat().st_size > 10_000
+    table = format_table(res)
+    assert "particle_filter" in table and "coverage" in table
+    assert "budgets_at_or_above" in summary(res)
+
+
+def test_run_is_deterministic_for_a_seed(small_run):
+    again = run_scale(small_run.config, progress=False)
+    for name, c in small_run.methods.items():
+        d = again.methods[name]
+        assert c.correct == d.correct and c.generated_tokens == d.generated_tokens and c.prm_calls == d.prm_calls

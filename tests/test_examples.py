@@ -37,3 +37,13 @@ def test_scaling_sampling_example(capsys):
     assert code == 0, out
     for rule in ("pass@B", "best-of-N", "weighted BoN", "self-consistency", "weighted majority", "RPC"):
         assert rule in out
+
+
+def test_scaling_mcmc_example(capsys):
+    pytest.importorskip("models.lm")
+    code = _load("scaling_mcmc").main(["--problems", "2", "--budget", "4", "--iterations", "1", "--max-steps", "4",
+                                       "--power-steps", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for method in ("self-consistency", "particle Gibbs", "parallel tempering", "power sampling", "swap acceptance"):
+        assert method in out

@@ -120,6 +120,10 @@ class ScaleResults:
     coverage: dict  # {"budgets": [...], "correct": [...]}: some rollout among the first B is right
     tokens_per_rollout: float
     seconds: float
+    #: Per problem: the fraction of its rollout pool that is right (a pass@1 estimate, i.e. how
+    #: easy the problem is for the LM), and per method and budget whether it was solved.
+    pool_success: list = dataclasses.field(default_factory=list)
+    solved: dict = dataclasses.field(default_factory=dict)  # {method: {budget: [0/1 per problem]}}
 
     def accuracy(self, name: str) -> np.ndarray:
         return np.asarray(self.methods[name].correct, float) / self.num_problems
@@ -140,6 +144,8 @@ class ScaleResults:
                 "coverage": {"budgets": list(cov["budgets"]), "accuracy": [k / n for k in cov["correct"]],
                              "ci_low": list(lo), "ci_high": list(hi)},
                 "num_problems": n, "tokens_per_rollout": self.tokens_per_rollout,
+                "problems": {"pool_success": list(self.pool_success),
+                             "solved": {m: {str(b): v for b, v in d.items()} for m, d in self.solved.items()}},
                 "config": {k: (list(v) if isinstance(v, tuple) else v)
                            for k, v in dataclasses.asdict(self.config).items()},
                 "seconds": self.seconds}
@@ -272,6 +278,8 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     sums = {m: {b: None for b in cfg.budgets} for m in cfg.methods}
     secs = {m: {b: 0.0 for b in cfg.budgets} for m in cfg.methods}
     cov_correct = {b: 0 for b in cfg.budgets}
+    solved = {m: {b: [] for b in cfg.budgets} for m in cfg.methods}
+    pool_success = []
     tokens_per_rollout = []
     total = len(s.problems) * (1 + sum(len(cfg.budgets) for _ in run_methods))
     bar = None
@@ -281,6 +289,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
         bar = tqdm(total=total, desc="ppl scale", unit="run", dynamic_ncols=True)
 
     def record(m, b, res, correct, seconds):
+        solved[m][b].append(int(correct))
         comp = res.compute
         row = np.array([float(correct), comp.generated_tokens, comp.lm_forward_tokens, comp.prm_calls, comp.flops])
         sums[m][b] = row if sums[m][b] is None else sums[m][b] + row
@@ -297,6 +306,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
         answers = [s.answer_fn(g) for g in scaling.generations(pool.particles)]
         right = np.array([a is not None and a == problem.answer for a in answers])
         tokens_per_rollout.append(float(np.mean(np.asarray(pool.generated_tokens))))
+        pool_success.append(float(np.mean(right)))
         for b in cfg.budgets:
             cov_correct[b] += int(right[:b].any())
         for m in pool_methods:
@@ -338,5 +348,6 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
             c.seconds.append(secs[m][b])
         curves[m] = c
     coverage = {"budgets": list(cfg.budgets), "correct": [cov_correct[b] for b in cfg.budgets]}
+    solved = {m: {b: v for b, v in d.items() if len(v) == n} for m, d in solved.items()}
     return ScaleResults(cfg, n, curves, coverage, float(np.mean(tokens_per_rollout)),
-                        time.perf_counter() - t_start)
+                        time.perf_counter() - t_start, pool_success, solved)

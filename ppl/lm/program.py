@@ -59,6 +59,17 @@ def _unone(state):
     return jax.tree_util.tree_map(lambda a: a[0], state)
 
 
+def _extends(prev: LMState, x: LMState):
+    """Whether ``x`` is ``prev`` followed by one step (or ``prev`` itself if ``prev`` is done):
+    the transition density is zero otherwise (ancestor sampling must not join a state to a
+    parent with another prefix)."""
+    idx = jnp.arange(x.tokens.shape[-1])
+    same_prefix = jnp.all(jnp.where(idx < prev.length, x.tokens == prev.tokens, True))
+    one_step = (x.step_start == prev.length) & (x.num_steps == prev.num_steps + 1) & (x.length > prev.length)
+    unchanged = prev.done & (x.length == prev.length) & (x.num_steps == prev.num_steps)
+    return same_prefix & jnp.where(prev.done, unchanged, one_step)
+
+
 class LMProgram(FeynmanKac):
     """A Feynman–Kac model whose transition is "generate one reasoning step with the LM".
 
@@ -173,7 +184,7 @@ class LMProgram(FeynmanKac):
     def log_density(self, x_prev, x, t, data):
         prev, log_p, _ = self._score(x_prev, x, data)
         pot = self.potential(prev, x) if self.potential is not None else 0.0
-        return log_p + pot
+        return jnp.where(_extends(prev, x), log_p + pot, -jnp.inf)
 
 
 def prompt_state(lm, prompt, max_length: int, params=None) -> LMState:

@@ -22,6 +22,8 @@ from ppl.scaling.sampling import (
     weighted_majority_from,
 )
 from ppl.scaling.consistency import WeibullMixture, fit_weibull_mixture, perplexity_consistency, reasoning_pruning, rpc
+from ppl.scaling.gibbs import parallel_tempering, particle_gibbs, swap_log_ratio
+from ppl.scaling.power import power_sampling
 
 __all__ = [
     "Compute",
@@ -50,4 +52,9 @@ __all__ = [
     "perplexity_consistency",
     "reasoning_pruning",
     "rpc",
+    # MCMC over whole generations (ppl.scaling.gibbs, ppl.scaling.power)
+    "parallel_tempering",
+    "particle_gibbs",
+    "power_sampling",
+    "swap_log_ratio",
 ]

@@ -80,7 +80,9 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
             x, log_w, key, failure = carry
             key, k_res, k_anc, k_move = jax.random.split(key, 4)
             log_w_norm = log_w  # normalised
-            anc = rs.multinomial(k_res, log_w_norm, N)
+            # i.i.d. draws in random order: slot 0 is overwritten below, so the draws must not be
+            # sorted (sorted draws would drop the smallest one and bias the other slots).
+            anc = rs._iid_draws(k_res, rs._normalise(log_w_norm), N).astype(jnp.int32)
             data_t = fk.data_at(data, t)
             ref_t = ref_at(t)
             if ancestor_sampling:

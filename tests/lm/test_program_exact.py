@@ -191,3 +191,24 @@ def test_particle_gibbs_on_an_lm_program(lm, exact):
     top = sorted(target, key=target.get, reverse=True)[:5]
     for k in top:
         assert abs(hist[k] / total - target[k]) < 0.06, (k, hist[k] / total, target[k])
+
+
+def test_transition_density_is_zero_for_a_parent_with_another_prefix():
+    # Ancestor sampling scores "x_t extends candidate parent x_{t-1}"; a parent whose tokens are
+    # not a prefix of x_t must get density zero, else PGAS would join inconsistent trajectories.
+    lm = TinyLM(seed=3)
+    program = ppl.lm.LMProgram(lm, PROMPT, None, max_steps=3, step_delimiter=1, max_step_tokens=2)
+    res = ppl.run_smc(program, 64, key=jax.random.key(0), ess_threshold=0.0, keep_history=True)
+    h = res.history
+    take = lambda t, i: jax.tree_util.tree_map(lambda a: a[t, i], h)  # noqa: E731
+    lens0 = np.asarray(h.length[0])
+    toks0 = np.asarray(h.tokens[0])
+    live = np.asarray(~h.done[0])
+    # A particle i alive after step 0, and a particle j whose first step differs from i's.
+    i = int(np.argmax(live))
+    others = [j for j in range(64) if lens0[j] != lens0[i] or not np.array_equal(toks0[j, :lens0[j]], toks0[i, :lens0[i]])]
+    assert others, "the sampler should produce at least two different first steps"
+    j = others[0]
+    own = program.log_density(take(0, i), take(1, i), 1, program.data)
+    other = program.log_density(take(0, j), take(1, i), 1, program.data)
+    assert np.isfinite(float(own)) and float(other) == -np.inf

@@ -1,0 +1,354 @@
+r"""Power sampling: Metropolis–Hastings over whole generations, targeting :math:`p(x)^\alpha`.
+
+Karan & Du (2025, "Reasoning with Sampling") sample from the *power distribution* of the LM,
+
+.. math::
+
+    \pi_\alpha(x) = \frac{p(x)^\alpha}{Z_\alpha}, \qquad
+    p(x) = \prod_{i=1}^{K(x)} p(x_i \mid x_{<i}) ,
+
+where :math:`x = (x_1, \dots, x_{K(x)})` is a generation split into its :math:`K(x)` reasoning
+steps and :math:`p` is the LM itself at temperature 1. Unlike low-temperature sampling, which
+sharpens every *token* distribution, :math:`p^\alpha` sharpens the distribution of whole
+*sequences*: it prefers prefixes from which the LM's continuations are likely overall.
+
+The sampler is Metropolis–Hastings whose proposal picks a step boundary :math:`j` uniformly among
+the current generation's :math:`K` steps and regenerates the suffix from there with the
+program's sampler :math:`q` (set the program's ``temperature`` to :math:`1/\alpha` to follow the
+reference; any :math:`q` is exact):
+
+.. math::
+
+    j \sim \mathcal{U}\{0, \dots, K - 1\}, \qquad
+    x'_{<j} = x_{<j}, \qquad x'_{\ge j} \sim q(\cdot \mid x_{<j}) .
+
+With :math:`j` an auxiliary variable that the reverse move reuses (it picks the same :math:`j`
+with probability :math:`1/K'`), the move is accepted with probability :math:`\min(1, e^{\log
+a})`,
+
+.. math::
+
+    \log a = \alpha \sum_{i \ge j} \big(\log p(x'_i) - \log p(x_i)\big)
+        + \sum_{i \ge j} \log q(x_i) - \sum_{i \ge j} \log q(x'_i)
+        + \log K - \log K' ,
+
+the terms of the shared prefix cancelling (:math:`\log p(x_i)` is the log-probability of step
+:math:`i` given the steps before it). Every chain starts from a full generation from :math:`q`.
+The per-step :math:`\log p` and :math:`\log q` and the step-boundary lengths live in the chain
+state, so nothing is ever re-scored: truncating an :class:`~ppl.lm.LMState` back to a step
+boundary is valid as it stands (its KV cache entries past the boundary are overwritten before
+they are read).
+
+Chains are a batch: the regeneration is one ``lax.while_loop`` of batched
+:func:`~ppl.lm.sample_step` calls (one step for every chain still generating) and the MH steps
+a ``lax.scan``, all in one compiled function.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.lm.program import LMProgram
+from ppl.lm.sampling import sample_step
+from ppl.lm.state import LMState
+from ppl.scaling._cache import cached_jit, reward_key
+from ppl.scaling.aggregate import SELECT_RULES
+from ppl.scaling.compute import Compute
+from ppl.scaling.result import ScalingResult, finish
+
+__all__ = ["power_sampling"]
+
+
+# ----------------------------------------------------------------------------- shared helpers
+class Path(NamedTuple):
+    """A generation with its step structure (leaves get a leading batch axis for many).
+
+    Attributes
+    ----------
+    state
+        The final :class:`~ppl.lm.LMState` (token buffer and KV cache of the whole generation).
+    bounds
+        ``int32[T + 1]``: the buffer length after each step (``bounds[0]`` is the prompt length;
+        entries past ``state.num_steps`` are stale).
+    log_p, log_q
+        ``f32[T]``: each step's log-probability under the LM and under the sampler.
+    """
+
+    state: LMState
+    bounds: jax.Array
+    log_p: jax.Array
+    log_q: jax.Array
+
+
+def _check_program(program, method: str) -> None:
+    if not isinstance(program, LMProgram):
+        raise TypeError(f"program: {method} expects a ppl.lm.LMProgram, got {type(program).__name__}")
+    if program.potential is not None:
+        raise ValueError(
+            f"program: {method} builds its own target and needs a program without a potential "
+            f"(got {program.potential!r}); construct the LMProgram with potential=None")
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+    return v
+
+
+def _check_key(key) -> None:
+    arr = key if isinstance(key, jax.Array) else None
+    if arr is None:
+        raise TypeError(f"key: expected a jax.random.key(...), got {type(key).__name__}")
+    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
+        ok = arr.ndim == 0
+    else:
+        ok = arr.dtype == jnp.uint32 and arr.shape == (2,)
+    if not ok:
+        raise ValueError(f"key: expected one jax.random.key(...), got an array of shape {arr.shape} "
+                         f"and dtype {arr.dtype}; run one call per key")
+
+
+def _check_reward(reward, required: bool, method: str) -> None:
+    if reward is None:
+        if required:
+            raise TypeError(f"reward: {method} needs a reward model (an object with params and "
+                            "log_score(params, state) -> log r)")
+        return
+    if not callable(getattr(reward, "log_score", None)) or not hasattr(reward, "params"):
+        raise TypeError(f"reward: expected an object with params and log_score(params, state) -> log r "
+                        f"for one particle, got {type(reward).__name__}")
+
+
+def _check_select(select) -> None:
+    if select not in SELECT_RULES:
+        raise ValueError(f"select: expected one of {SELECT_RULES}, got {select!r}")
+
+
+def _broadcast(tree, n: int):
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)), tree)
+
+
+def _where_rows(pred, on_true, on_false):
+    """Per-row select on two pytrees with a leading batch axis (``pred`` is ``[B]``)."""
+    def sel(a, b):
+        return jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree_util.tree_map(sel, on_true, on_false)
+
+
+def empty_paths(prompt: LMState, n: int, num_steps: int) -> Path:
+    """``n`` copies of the prompt as paths with no step yet."""
+    t = int(num_steps)
+    return Path(state=_broadcast(prompt, n),
+                bounds=jnp.broadcast_to(prompt.length.astype(jnp.int32), (n, t + 1)),
+                log_p=jnp.zeros((n, t), jnp.float32), log_q=jnp.zeros((n, t), jnp.float32))
+
+
+def truncate(path: Path, j) -> LMState:
+    r"""The state of one path after its first ``j`` steps (``j`` clipped to ``[0, K]``).
+
+    Only the scalar fields change: the token buffer and KV cache past the boundary are left as
+    they are (stale cache entries are overwritten before they are read, by the pending-token
+    invariant of :class:`~ppl.lm.LMState`). The state is ``done`` only at :math:`j \ge K` of a
+    generation that finished (end of sequence or a full buffer)."""
+    s = path.state
+    k = s.num_steps
+    i = jnp.clip(j, 0, k)
+    prev = jnp.maximum(i - 1, 0)
+    return s._replace(
+        length=path.bounds[i],
+        step_start=jnp.where(i > 0, path.bounds[prev], s.prompt_length),
+        num_steps=i.astype(s.num_steps.dtype),
+        done=s.done & (i >= k),
+        step_log_p=jnp.where(i > 0, path.log_p[prev], 0.0),
+        step_log_q=jnp.where(i > 0, path.log_q[prev], 0.0),
+    )
+
+
+def extend(program: LMProgram, params, key, paths: Path):
+    """Generate every path of a batch step by step until it is done or has ``T`` steps.
+
+    Returns the extended paths and the number of tokens sampled (one ``lax.while_loop`` of
+    batched :func:`~ppl.lm.sample_step` calls; a path that is finished is not touched)."""
+    lm, cfg, T = program.lm, program.config, int(program.num_steps)
+    n = paths.bounds.shape[0]
+    rows = jnp.arange(n)
+
+    def cond(c):
+        s = c[1].state
+        return jnp.any(~s.done & (s.num_steps < T))
+
+    def body(c):
+        key, p, ntok = c
+        key, sub = jax.random.split(key)
+        s = p.state
+        live = ~s.done & (s.num_steps < T)
+        new, lp, lq = sample_step(lm, params, sub, s._replace(done=~live), cfg)
+        new = new._replace(done=jnp.where(live, new.done, s.done))
+        i = jnp.clip(s.num_steps, 0, T - 1)
+        log_p = p.log_p.at[rows, i].set(jnp.where(live, lp, p.log_p[rows, i]))
+        log_q = p.log_q.at[rows, i].set(jnp.where(live, lq, p.log_q[rows, i]))
+        bounds = p.bounds.at[rows, i + 1].set(jnp.where(live, new.length, p.bounds[rows, i + 1]))
+        ntok = ntok + jnp.sum(jnp.where(live, new.length - s.length, 0))
+        return key, Path(new, bounds, log_p, log_q), ntok
+
+    _, paths, ntok = jax.lax.while_loop(cond, body, (key, paths, jnp.asarray(0, jnp.int32)))
+    return paths, ntok
+
+
+def step_mask(num_steps_total: int, start, stop):
+    """``[B, T]`` mask of the steps ``start <= i < stop`` (``start``, ``stop`` are ``[B]``)."""
+    idx = jnp.arange(int(num_steps_total))
+    return (idx >= start[:, None]) & (idx < stop[:, None])
+
+
+def lite(state: LMState) -> LMState:
+    """A state without its KV cache (what results keep of pooled particles)."""
+    return state._replace(cache=None)
+
+
+# ----------------------------------------------------------------------------- the sampler
+def _build(program: LMProgram, num_chains: int, num_mh_steps: int, reward):
+    T = int(program.num_steps)
+    C = int(num_chains)
+
+    def run(data, reward_params, key, alpha):
+        params = data["params"]
+        prompt = program.prompt_state(data)
+        k_init, k_mh = jax.random.split(key)
+        paths, ntok0 = extend(program, params, k_init, empty_paths(prompt, C, T))
+
+        def mh(carry, key):
+            paths, ntok = carry
+            k_j, k_gen, k_u = jax.random.split(key, 3)
+            K = paths.state.num_steps
+            j = jax.random.randint(k_j, (C,), 0, K)  # uniform over the K steps
+            start = jax.vmap(truncate)(paths, j)
+            prop, n_new = extend(program, params, k_gen, paths._replace(state=start))
+            K1 = prop.state.num_steps
+            old = step_mask(T, j, K)
+            new = step_mask(T, j, K1)
+            d_log_p = jnp.sum(jnp.where(new, prop.log_p, 0.0), 1) - jnp.sum(jnp.where(old, paths.log_p, 0.0), 1)
+            d_log_q = jnp.sum(jnp.where(new, prop.log_q, 0.0), 1) - jnp.sum(jnp.where(old, paths.log_q, 0.0), 1)
+            log_a = alpha * d_log_p - d_log_q + jnp.log(K.astype(jnp.float32)) - jnp.log(K1.astype(jnp.float32))
+            accept = jnp.log(jax.random.uniform(k_u, (C,))) < log_a
+            paths = _where_rows(accept, prop, paths)
+            log_p_total = jnp.sum(jnp.where(step_mask(T, jnp.zeros_like(K1), paths.state.num_steps),
+                                            paths.log_p, 0.0), 1)
+            out = (jnp.mean(accept.astype(jnp.float32)), jnp.mean(jnp.minimum(1.0, jnp.exp(log_a))),
+                   jnp.mean(log_p_total))
+            return (paths, ntok + n_new), out
+
+        (paths, ntok), (acc, acc_prob, log_p_trace) = jax.lax.scan(
+            mh, (paths, ntok0), jax.random.split(k_mh, int(num_mh_steps)))
+        K = paths.state.num_steps
+        log_p_total = jnp.sum(jnp.where(step_mask(T, jnp.zeros_like(K), K), paths.log_p, 0.0), 1)
+        out = {"state": paths.state, "generated": ntok, "accept": acc, "accept_prob": acc_prob,
+               "log_p_trace": log_p_trace, "log_p": log_p_total}
+        if reward is not None:
+            out["log_r"] = jax.vmap(lambda s: reward.log_score(reward_params, s))(paths.state)
+            out["prm_tokens"] = jnp.sum(paths.state.length)
+        return out
+
+    return run
+
+
+def power_sampling(program: LMProgram, num_chains: int, num_mh_steps: int, *, key: jax.Array,
+                   alpha: float = 4.0, answer_fn: Optional[Callable] = None, select: Optional[str] = None,
+                   reward=None) -> ScalingResult:
+    r"""Power sampling (Karan & Du 2025): MH chains targeting :math:`p(x)^\alpha / Z_\alpha`.
+
+    Parameters
+    ----------
+    program
+        A :class:`~ppl.lm.LMProgram` without a potential. Its sampler (temperature, top-k,
+        top-p) is the proposal :math:`q`; the target is the LM :math:`p` at temperature 1 raised
+        to :math:`\alpha` whatever :math:`q` is (the reference uses temperature :math:`1/\alpha`).
+    num_chains
+        :math:`C \ge 1` independent chains, run as one batch.
+    num_mh_steps
+        :math:`S \ge 0` Metropolis–Hastings steps per chain (``0``: the initial draws from
+        :math:`q`).
+    key
+        A ``jax.random.key``.
+    alpha
+        The power :math:`\alpha > 0` (traced: a new value does not recompile).
+    answer_fn
+        ``token_ids -> answer or None`` (default: the whole generation).
+    select
+        How the final answer is chosen from the chains' final states. ``None`` (default):
+        ``"vote"`` — majority over the chains, all weighted equally — or, when a ``reward`` is
+        given, ``"argmax"`` — the answer of the final state the reward scores highest. Any of
+        :data:`~ppl.scaling.aggregate.SELECT_RULES` may be given explicitly.
+    reward
+        Optional reward model (``params``, ``log_score(params, state)``): it only scores the
+        chains' final states (``scores``); it does not change the target.
+
+    Returns
+    -------
+    ScalingResult
+        ``particles`` are the chains' final states (uniform weights). ``diagnostics``:
+        ``acceptance_rate`` (fraction of accepted moves), ``acceptance`` and
+        ``acceptance_prob`` (per MH step, the fraction accepted and the mean
+        :math:`\min(1, a)` over chains), ``log_p_trace`` (per MH step, the chains' mean
+        :math:`\log p(x)`), ``log_p`` (each final state's :math:`\log p(x)`), ``num_steps``
+        (each final state's :math:`K`). ``budget`` is ``None``: the cost is in ``compute``
+        (every regenerated token is counted; an MH step costs about half a rollout).
+
+    Notes
+    -----
+    The chains' final states are (approximately, for large :math:`S`) independent draws from
+    :math:`\pi_\alpha`, so the vote estimates the mode of the answer's marginal under
+    :math:`\pi_\alpha`.
+    """
+    _check_program(program, "power_sampling")
+    C = _check_int("num_chains", num_chains, 1)
+    S = _check_int("num_mh_steps", num_mh_steps, 0)
+    a = _check_positive("alpha", alpha)
+    _check_key(key)
+    _check_reward(reward, False, "power_sampling")
+    if answer_fn is not None and not callable(answer_fn):
+        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
+    if select is None:
+        select = "argmax" if reward is not None else "vote"
+    _check_select(select)
+
+    cache_key = ("power_sampling", program.static_key(), reward_key(reward), C, S)
+    fn = cached_jit(cache_key, lambda: _build(program, C, S, reward))
+    out = fn(program.data, None if reward is None else reward.params, key, jnp.asarray(a, jnp.float32))
+
+    generated = int(out["generated"])
+    prompt_len = int(np.asarray(program.data["prompt_length"]))
+    compute = Compute.count(
+        generated_tokens=generated, lm_forward_tokens=prompt_len + generated,
+        prm_calls=C if reward is not None else 0,
+        prm_forward_tokens=int(out["prm_tokens"]) if reward is not None else 0,
+        lm=program.lm, reward=reward)
+    acc = np.asarray(out["accept"], np.float64)
+    diagnostics = {
+        "acceptance_rate": float(acc.mean()) if S else float("nan"),
+        "acceptance": acc,
+        "acceptance_prob": np.asarray(out["accept_prob"], np.float64),
+        "log_p_trace": np.asarray(out["log_p_trace"], np.float64),
+        "log_p": np.asarray(out["log_p"], np.float64),
+        "num_steps": np.asarray(out["state"].num_steps),
+        "alpha": a,
+    }
+    scores = None if reward is None else np.exp(np.asarray(out["log_r"], np.float64))
+    return finish("power_sampling", out["state"], np.zeros(C), scores=scores, answer_fn=answer_fn,
+                  select=select, compute=compute, budget=None, diagnostics=diagnostics)

@@ -16,8 +16,9 @@ best_of_n, weighted_best_of_n, majority_vote, weighted_majority, rpc
 particle_filter           :math:`B` particles
 beam_search, dvts         :math:`B` beams of width :math:`M = \min(\text{beam\_width}, B)`
 particle_gibbs            :math:`B / I` particles × :math:`I` iterations (``pg_iterations``)
-power_sampling            :math:`B / 2` chains × ``power_steps`` Metropolis–Hastings steps (an
-                          MH step regenerates a suffix: about half a rollout on average)
+power_sampling            :math:`B / (1 + S/2)` chains (rounded) × :math:`S` = ``power_steps``
+                          Metropolis–Hastings steps (an MH step regenerates a suffix: about half
+                          a rollout on average)
 ========================  ==================================================================
 
 A method is skipped at budgets it cannot use (e.g. particle Gibbs with fewer than 2 particles).
@@ -234,7 +235,8 @@ def _run_method(name: str, cfg: ScaleConfig, program, reward, answer_fn, budget:
         return scaling.parallel_tempering(program, n, cfg.pg_iterations, temperatures=(2.0, 1.0), key=key,
                                           reward=reward, answer_fn=answer_fn)
     if name == "power_sampling":
-        chains = budget // 2
+        # A chain costs its first rollout plus about half a rollout per MH step.
+        chains = int(round(budget / (1 + cfg.power_steps / 2)))
         if chains < 1:
             return None
         return scaling.power_sampling(program, chains, cfg.power_steps, key=key, alpha=cfg.power_alpha,

@@ -106,7 +106,7 @@ def plot(res: ScaleResults, path) -> Path:
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     n = res.num_problems
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(9.0, 4.8))
     for m, c in res.methods.items():
         if not c.budgets:
             continue
@@ -114,7 +114,7 @@ def plot(res: ScaleResults, path) -> Path:
         acc = np.asarray(c.correct, float) / n
         lo, hi = np.array([wilson(k, n) for k in c.correct]).T
         (line,) = ax.plot(b, acc, marker="o", lw=1.8, label=m)
-        ax.fill_between(b, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
+        ax.fill_between(b, lo, hi, color=line.get_color(), alpha=0.07, lw=0)
     cb = np.asarray(res.coverage["budgets"], float)
     ax.plot(cb, np.asarray(res.coverage["correct"], float) / n, ls="--", color="0.4", lw=1.2,
             label="coverage (pass@B)")
@@ -126,7 +126,7 @@ def plot(res: ScaleResults, path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_title(f"{res.config.difficulty} arithmetic chains, {n} problems, reward: {res.config.prm}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

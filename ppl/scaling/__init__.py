@@ -1,9 +1,38 @@
 r"""Inference-time scaling methods as inference on one LM-state Feynman–Kac model.
 
-Every method takes an :class:`~ppl.lm.LMProgram` (the LM, the prompt, how a step is generated),
-a reward model with ``log_prefix_score(state) -> log r`` for one particle (a PRM), an
-``answer_fn(token_ids) -> answer`` and a key, and returns a
-:class:`~ppl.scaling.result.ScalingResult` with the compute spent counted exactly.
+Every method takes an :class:`~ppl.lm.LMProgram` without potential (the LM, the prompt, the
+step delimiter and the sampler :math:`q`), a budget, a reward model, an ``answer_fn`` and a key,
+and returns a :class:`~ppl.scaling.result.ScalingResult`: the chosen answer, the posterior over
+answers, the weighted particles, diagnostics and the compute spent, counted exactly
+(:class:`~ppl.scaling.compute.Compute`).
+
+==========================  ====================================================================
+method                      is, on the Feynman–Kac model :math:`q(x) \prod_t G_t`
+==========================  ====================================================================
+:func:`best_of_n`           importance sampling with :math:`G` = the final score; argmax
+:func:`weighted_best_of_n`  the same, answers scored by their summed scores
+:func:`self_consistency`    the unweighted posterior marginal of the answer (majority vote)
+:func:`weighted_majority`   the answer marginal under the one-step Puri target (odds :math:`^{1/\tau}`)
+:func:`rpc`                 perplexity consistency after reasoning pruning (Zhou et al. 2025)
+:func:`beam_search`         SMC with deterministic top-:math:`N/M` selection instead of resampling
+:func:`dvts`                :math:`N/M` independent greedy subtrees (diverse verifier tree search)
+:func:`particle_filter`     SMC with PRM potentials, softmax of log-odds (Puri et al. 2025)
+:func:`particle_gibbs`      conditional SMC as an MCMC kernel over whole reasoning chains
+:func:`parallel_tempering`  CSMC chains at several temperatures with swap moves
+:func:`power_sampling`      Metropolis–Hastings over suffixes targeting :math:`p(x)^\alpha`
+==========================  ====================================================================
+
+**Reward protocol.** A reward model is any object with ``params`` (a pytree, passed to compiled
+code as data, so a new problem's oracle or new weights do not recompile) and
+``log_score(params, state) -> log r`` for *one* particle (an :class:`~ppl.lm.LMState`), with
+:math:`r \in [0, 1]` the score of the particle's current prefix (its outcome score once it has
+finished); optionally ``static_key()`` (what compiled code depends on besides ``params``) and
+``flops_per_token`` (for the FLOP estimate). :class:`models.rewards.ProcessRewardModel`,
+:class:`models.rewards.OraclePRM` and :class:`models.rewards.NoisyReward` follow it.
+
+**Answers.** ``answer_fn(token_ids) -> answer | None`` maps a generation (prompt excluded) to a
+hashable answer (default: the whole generation); :mod:`ppl.scaling.aggregate` forms the answer
+posterior and applies the selection rule.
 """
 
 from ppl.scaling.aggregate import SELECT_RULES, answer_posterior, select_answer, whole_generation
@@ -23,9 +52,14 @@ from ppl.scaling.sampling import (
 )
 from ppl.scaling.consistency import WeibullMixture, fit_weibull_mixture, perplexity_consistency, reasoning_pruning, rpc
 from ppl.scaling.gibbs import parallel_tempering, particle_gibbs, swap_log_ratio
+from ppl.scaling.particle_filter import particle_filter
 from ppl.scaling.power import power_sampling
+from ppl.scaling.search import beam_search, dvts
 
 __all__ = [
+    "beam_search",
+    "dvts",
+    "particle_filter",
     "Compute",
     "SELECT_RULES",
     "ScalingResult",

@@ -1,0 +1,238 @@
+r"""Particle filtering for inference-time scaling (Puri et al. 2025).
+
+The state-space model of Puri, Sudalairaj, Xu, Xu & Srivastava (2025): the state :math:`x_t` is
+the prompt plus :math:`t` reasoning steps, the transition is the LM generating one step (the
+program's sampler :math:`q`, e.g. temperature 0.8), and the emission is a reward model's score of
+the prefix, :math:`o_t \sim \mathrm{Bernoulli}(r(x_{1:t}))`, observed as :math:`o_t = 1`.
+
+**Prefix score** :math:`a_t` (``aggregate``), from the reward's scores
+:math:`r_s = r(x_{1:s})` of the prefixes at the steps so far:
+
+* ``"last"`` — :math:`a_t = r_t`, the score of the current prefix;
+* ``"min"`` — :math:`a_t = \min_{s \le t} r_s`;
+* ``"product"`` — :math:`a_t = \prod_{s \le t} r_s` (penalises long chains);
+* ``"model"`` — one reward call on the whole prefix. For reward models that read the whole
+  prefix causally (the bundled PRM, the oracle) this *is* the last-step score: the same
+  computation as ``"last"``.
+
+**Weights** (``weighting``):
+
+* ``"softmax"`` (the reference implementation): the resampling probabilities are
+  :math:`\mathrm{softmax}(\operatorname{logit}(a_t)/\tau)`, i.e. every particle — finished or
+  not — is weighted by :math:`G_t = (a_t / (1 - a_t))^{1/\tau}` of its *current* prefix at every
+  step (:math:`a_t` clipped to :math:`[\varepsilon, 1-\varepsilon]`). With resampling at every
+  step (``ess_threshold=1``) the weights are recomputed, not accumulated, exactly as in the
+  reference; with ESS-triggered resampling they accumulate between resampling steps. The
+  filter then targets the Feynman–Kac model
+
+  .. math::
+
+      \pi(x) \propto q(x) \prod_{t=1}^{T} G\big(a_{\min(t, K(x))}\big),
+
+  :math:`K(x)` the step at which :math:`x` finished: a finished particle is *absorbing* — kept in
+  the pool with its final score, duplicated by resampling but never extended — and its final
+  score counts once per remaining step. (So that this target is well defined, the filter runs
+  all :math:`T` steps in this mode; steps after every particle has finished cost no LM or reward
+  call.)
+* ``"ratio"``: the incremental weight is :math:`G_t = a_t / a_{t-1}` (:math:`a_0 = 1`) for a
+  particle that moved and 1 for a finished one. The product telescopes: the target is
+  :math:`\pi(x) \propto q(x)\, a_{K(x)}(x)`, the *final* score only, the intermediate scores
+  acting as look-ahead (a twisted SMC), and
+  :math:`\hat Z = \prod_t \sum_n W^n_{t-1} G^n_t` is an unbiased estimate of
+  :math:`Z = \mathbb{E}_q[a_{K(x)}]`. The filter stops when every particle has finished.
+
+**Resampling**: at every step (``ess_threshold=1``, the reference) or when the ESS falls below
+:math:`\kappa N`, with any scheme of :mod:`ppl.smc.resampling` (multinomial by default, as in the
+reference); a resampling is one gather of the whole particle set, KV caches included.
+
+**The answer** (``select``): ``"argmax"`` — the answer of the particle with the highest final
+score :math:`a` (the reference's rule) — or ``"vote"`` — the weighted majority under the final
+weights, :math:`\arg\max_a \sum_n W^n \mathbb{1}[a(x^n) = a]`.
+
+The budget is :math:`N` particles: about :math:`N` full rollouts of tokens, plus one reward call
+per particle and step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from ppl.core.errors import SMCError
+from ppl.lm.sampling import sample_step
+from ppl.scaling._cache import cached_jit, reward_key
+from ppl.scaling.compute import Compute
+from ppl.scaling.power import _check_int, _check_key, _check_positive, _check_program, _check_reward
+from ppl.scaling.result import ScalingResult, finish
+from ppl.smc import resampling as rs
+
+__all__ = ["particle_filter", "AGGREGATES", "WEIGHTINGS"]
+
+AGGREGATES = ("last", "min", "product", "model")
+WEIGHTINGS = ("softmax", "ratio")
+#: Scores are clipped to ``[EPS, 1 - EPS]`` before taking log-odds.
+EPS = 1e-6
+
+
+def _aggregate(kind, last, low, total):
+    if kind in ("last", "model"):
+        return last
+    if kind == "min":
+        return low
+    return total
+
+
+def _log_odds(log_a):
+    a = jnp.clip(jnp.exp(log_a), EPS, 1.0 - EPS)
+    return jnp.log(a) - jnp.log1p(-a)
+
+
+def _build(program, reward, N: int, aggregate: str, weighting: str, ess_threshold: float, scheme):
+    T = int(program.num_steps)
+    lm, cfg = program.lm, program.config
+    log_n = math.log(N)
+    score_v = jax.vmap(reward.log_score, in_axes=(None, 0))
+    always = ess_threshold >= 1.0
+    run_all = weighting == "softmax"
+
+    def run(data, rparams, key, tau):
+        x = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (N,) + a.shape), program.prompt_state(data))
+        zeros = jnp.zeros((N,), jnp.float32)
+        # Aggregates of log scores: last, min, sum (product); log a of the previous step (ratio).
+        agg = (zeros, jnp.full((N,), jnp.inf), zeros)
+        log_w = jnp.full((N,), -log_n)
+        ess = jnp.full((T,), jnp.nan)
+        resampled = jnp.zeros((T,), bool)
+        lz = jnp.zeros((), jnp.float32)
+        counts = jnp.zeros((3,), jnp.int32)  # generated tokens, reward calls, reward tokens
+        nan_seen = jnp.asarray(False)
+
+        def cond(c):
+            t, x, bad = c[0], c[2], c[-1]
+            more = (t < T) & ~bad
+            return more if run_all else more & ~jnp.all(x.done)
+
+        def body(c):
+            t, key, x, agg, log_w, ess, resampled, lz, counts, bad = c
+            key, k_res, k_move = jax.random.split(key, 3)
+            if always:
+                do_res = t > 0
+            else:
+                do_res = (t > 0) & (jnp.exp(-logsumexp(2.0 * log_w)) < ess_threshold * N)
+
+            def resample(args):
+                x, agg, log_w = args
+                anc = scheme(k_res, log_w, N).astype(jnp.int32)
+                return rs.gather(x, anc), rs.gather(agg, anc), jnp.full((N,), -log_n)
+
+            x, agg, log_w = jax.lax.cond(do_res, resample, lambda a: a, (x, agg, log_w))
+            live = ~x.done
+            new, _, _ = sample_step(lm, data["params"], k_move, x, cfg)
+            log_r = score_v(rparams, new)
+            bad = bad | jnp.any(live & jnp.isnan(log_r))
+            last, low, total = agg
+            prev_a = jnp.where(t > 0, _aggregate(aggregate, last, low, total), 0.0)
+            last = jnp.where(live, log_r, last)
+            low = jnp.where(live, jnp.minimum(low, log_r), low)
+            total = jnp.where(live, total + log_r, total)
+            a = _aggregate(aggregate, last, low, total)
+            if weighting == "softmax":
+                inc = _log_odds(a) / tau
+            else:
+                inc = jnp.where(live, a - prev_a, 0.0)
+            inc = jnp.where(jnp.isnan(inc), -jnp.inf, inc)
+            unnorm = log_w + inc
+            lz_t = logsumexp(unnorm)
+            log_w = unnorm - lz_t
+            ess = ess.at[t].set(jnp.exp(-logsumexp(2.0 * log_w)))
+            resampled = resampled.at[t].set(do_res)
+            grown = jnp.sum(new.length - x.length)
+            calls = jnp.sum(live.astype(jnp.int32))
+            read = jnp.sum(jnp.where(live, new.length, 0))
+            counts = counts + jnp.stack([grown, calls, read]).astype(jnp.int32)
+            bad = bad | (lz_t == -jnp.inf)
+            return (t + 1, key, new, (last, low, total), log_w, ess, resampled, lz + lz_t, counts, bad)
+
+        carry = (jnp.asarray(0, jnp.int32), key, x, agg, log_w, ess, resampled, lz, counts, nan_seen)
+        t, _, x, agg, log_w, ess, resampled, lz, counts, bad = jax.lax.while_loop(cond, body, carry)
+        a = _aggregate(aggregate, *agg)
+        return x, log_w, a, ess, resampled, lz, counts, t, bad
+
+    return run
+
+
+def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
+                    aggregate: str = "last", weighting: str = "softmax", tau: float = 1.0,
+                    ess_threshold: float = 1.0, resampling: Union[str, Callable] = "multinomial",
+                    select: str = "argmax") -> ScalingResult:
+    r"""Particle filtering with a process reward model (Puri et al. 2025); see the module doc.
+
+    Parameters
+    ----------
+    program
+        A :class:`~ppl.lm.LMProgram` without potential: the LM, prompt, step delimiter and
+        sampler (temperature) that generate one reasoning step per transition.
+    num_particles
+        :math:`N`, the budget in rollouts.
+    key
+        A ``jax.random.key``.
+    reward
+        The reward model (``params`` and ``log_score(params, state)``).
+    answer_fn
+        ``token_ids -> answer`` (default: the whole generation).
+    aggregate
+        ``"last"``, ``"min"``, ``"product"`` or ``"model"``: the prefix score :math:`a_t`.
+    weighting
+        ``"softmax"`` (log-odds over :math:`\tau`, recomputed each step) or ``"ratio"``
+        (:math:`a_t / a_{t-1}`, targets the final score).
+    tau
+        Temperature :math:`\tau` of the softmax weighting.
+    ess_threshold
+        Resample when :math:`\mathrm{ESS} < \kappa N`; 1 resamples at every step.
+    resampling
+        A scheme of :mod:`ppl.smc.resampling` (name or callable).
+    select
+        ``"argmax"`` (highest final score) or ``"vote"`` (weighted majority).
+
+    Returns
+    -------
+    ScalingResult
+        ``diagnostics``: ``ess`` and ``resampled`` per step, ``num_steps``, ``log_evidence``
+        (:math:`\log\hat Z`; unbiased on the natural scale in ``"ratio"`` mode).
+    """
+    _check_program(program, "particle_filter")
+    n = _check_int("num_particles", num_particles, 1)
+    _check_key(key)
+    _check_reward(reward, True, "particle_filter")
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate: expected one of {AGGREGATES}, got {aggregate!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
+    tau = _check_positive("tau", tau)
+    if not 0.0 <= float(ess_threshold) <= 1.0:
+        raise ValueError(f"ess_threshold: expected a number in [0, 1], got {ess_threshold!r}")
+    if select not in ("argmax", "vote"):
+        raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")
+    if answer_fn is not None and not callable(answer_fn):
+        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
+    scheme = rs.get_scheme(resampling)
+    cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting,
+                 float(ess_threshold), scheme)
+    fn = cached_jit(cache_key, lambda: _build(program, reward, n, aggregate, weighting, float(ess_threshold), scheme))
+    x, log_w, log_a, ess, resampled, lz, counts, steps, bad = fn(program.data, reward.params, key,
+                                                                 jnp.float32(tau))
+    if bool(bad):
+        raise SMCError(f"particle_filter: every weight became zero or a reward score was NaN by step "
+                       f"{int(steps) - 1}; check the reward model", step=int(steps) - 1)
+    gen, calls, read = (int(v) for v in counts)
+    prompt_len = int(program.data["prompt_length"])
+    compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
+                            prm_forward_tokens=read, lm=program.lm, reward=reward)
+    diagnostics = {"ess": jax.device_get(ess), "resampled": jax.device_get(resampled), "num_steps": int(steps),
+                   "log_evidence": float(lz), "aggregate": aggregate, "weighting": weighting, "tau": tau}
+    return finish("particle_filter", x, log_w, scores=jnp.exp(log_a), answer_fn=answer_fn, select=select,
+                  compute=compute, budget=n, diagnostics=diagnostics)

@@ -47,3 +47,12 @@ def test_scaling_mcmc_example(capsys):
     assert code == 0, out
     for method in ("self-consistency", "particle Gibbs", "parallel tempering", "power sampling", "swap acceptance"):
         assert method in out
+
+
+def test_scaling_search_example(capsys):
+    code = _load("scaling_search").main(["--problems", "2", "--budget", "4", "--beam-width", "2",
+                                         "--max-steps", "4", "--prm", "oracle"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for name in ("particle filter", "beam search", "DVTS"):
+        assert name in out

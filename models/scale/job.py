@@ -54,7 +54,7 @@ class ScaleConfig:
 
     methods: tuple = DEFAULT_METHODS
     budgets: tuple = (1, 2, 4, 8, 16, 32, 64)
-    num_problems: int = 48
+    num_problems: int = 32
     difficulty: str = "hard"
     seed: int = 0
     prm: str = "learned"

@@ -23,17 +23,20 @@ the prefix, :math:`o_t \sim \mathrm{Bernoulli}(r(x_{1:t}))`, observed as :math:`
   step (:math:`a_t` clipped to :math:`[\varepsilon, 1-\varepsilon]`). With resampling at every
   step (``ess_threshold=1``) the weights are recomputed, not accumulated, exactly as in the
   reference; with ESS-triggered resampling they accumulate between resampling steps. The
-  filter then targets the Feynman–Kac model
+  filter targets the Feynman–Kac model
 
   .. math::
 
       \pi(x) \propto q(x) \prod_{t=1}^{T} G\big(a_{\min(t, K(x))}\big),
 
-  :math:`K(x)` the step at which :math:`x` finished: a finished particle is *absorbing* — kept in
-  the pool with its final score, duplicated by resampling but never extended — and its final
-  score counts once per remaining step. (So that this target is well defined, the filter runs
-  all :math:`T` steps in this mode; steps after every particle has finished cost no LM or reward
-  call.)
+  :math:`T` the program's ``max_steps`` and :math:`K(x)` the step at which :math:`x` finished:
+  a finished particle is *absorbing* — kept in the pool with its final score, duplicated by
+  resampling but never extended — and its final score counts once per remaining step. Like the
+  reference, the filter stops as soon as every particle has finished, at a step :math:`S \le T`;
+  the factors of the steps :math:`S+1, \dots, T` are then known, :math:`G(a_K)^{T-S}` for every
+  particle, and are applied to the final weights (and to :math:`\hat Z`) in closed form instead
+  of by running idle steps, so the weighted particles target :math:`\pi` above whatever
+  :math:`S` is.
 * ``"ratio"``: the incremental weight is :math:`G_t = a_t / a_{t-1}` (:math:`a_0 = 1`) for a
   particle that moved and 1 for a finished one. The product telescopes: the target is
   :math:`\pi(x) \propto q(x)\, a_{K(x)}(x)`, the *final* score only, the intermediate scores
@@ -50,7 +53,14 @@ score :math:`a` (the reference's rule) — or ``"vote"`` — the weighted majori
 weights, :math:`\arg\max_a \sum_n W^n \mathbb{1}[a(x^n) = a]`.
 
 The budget is :math:`N` particles: about :math:`N` full rollouts of tokens, plus one reward call
-per particle and step.
+per live particle and step (a finished particle keeps its stored score: no call).
+
+**Implementation.** One compiled ``lax.while_loop`` of resample (one gather of the particle set,
+KV caches and the per-particle running aggregates included) → :func:`~ppl.lm.sampling.sample_step`
+→ a ``vmap``-ed reward call → reweight. It is not :func:`ppl.run_smc` because the engine neither
+moves nor reweights a finished particle, while the softmax weighting reweights absorbing ones;
+the aggregates and the exact compute counters ride along in the same loop. The LM's weights,
+the prompt, the reward's ``params`` and :math:`\tau` are traced: new problems do not recompile.
 """
 
 from __future__ import annotations
@@ -97,27 +107,26 @@ def _build(program, reward, N: int, aggregate: str, weighting: str, ess_threshol
     log_n = math.log(N)
     score_v = jax.vmap(reward.log_score, in_axes=(None, 0))
     always = ess_threshold >= 1.0
-    run_all = weighting == "softmax"
+    softmax = weighting == "softmax"
 
     def run(data, rparams, key, tau):
         x = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (N,) + a.shape), program.prompt_state(data))
         zeros = jnp.zeros((N,), jnp.float32)
-        # Aggregates of log scores: last, min, sum (product); log a of the previous step (ratio).
+        # Per-particle running aggregates of the log scores: last, min, sum (= log product).
         agg = (zeros, jnp.full((N,), jnp.inf), zeros)
         log_w = jnp.full((N,), -log_n)
         ess = jnp.full((T,), jnp.nan)
         resampled = jnp.zeros((T,), bool)
+        ancestors = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (T, N))
         lz = jnp.zeros((), jnp.float32)
         counts = jnp.zeros((3,), jnp.int32)  # generated tokens, reward calls, reward tokens
-        nan_seen = jnp.asarray(False)
 
         def cond(c):
             t, x, bad = c[0], c[2], c[-1]
-            more = (t < T) & ~bad
-            return more if run_all else more & ~jnp.all(x.done)
+            return (t < T) & ~bad & ~jnp.all(x.done)
 
         def body(c):
-            t, key, x, agg, log_w, ess, resampled, lz, counts, bad = c
+            t, key, x, agg, log_w, ess, resampled, ancestors, lz, counts, bad = c
             key, k_res, k_move = jax.random.split(key, 3)
             if always:
                 do_res = t > 0
@@ -125,42 +134,51 @@ def _build(program, reward, N: int, aggregate: str, weighting: str, ess_threshol
                 do_res = (t > 0) & (jnp.exp(-logsumexp(2.0 * log_w)) < ess_threshold * N)
 
             def resample(args):
-                x, agg, log_w = args
+                x, agg, _ = args
                 anc = scheme(k_res, log_w, N).astype(jnp.int32)
-                return rs.gather(x, anc), rs.gather(agg, anc), jnp.full((N,), -log_n)
+                return rs.gather(x, anc), rs.gather(agg, anc), anc
 
-            x, agg, log_w = jax.lax.cond(do_res, resample, lambda a: a, (x, agg, log_w))
+            x, agg, anc = jax.lax.cond(do_res, resample, lambda a: a, (x, agg, jnp.arange(N, dtype=jnp.int32)))
+            log_w = jnp.where(do_res, -log_n, log_w)
             live = ~x.done
             new, _, _ = sample_step(lm, data["params"], k_move, x, cfg)
-            log_r = score_v(rparams, new)
+            log_r = score_v(rparams, new).astype(jnp.float32)
             bad = bad | jnp.any(live & jnp.isnan(log_r))
             last, low, total = agg
             prev_a = jnp.where(t > 0, _aggregate(aggregate, last, low, total), 0.0)
+            # Finished particles keep their stored score (their reward call is not counted).
             last = jnp.where(live, log_r, last)
             low = jnp.where(live, jnp.minimum(low, log_r), low)
             total = jnp.where(live, total + log_r, total)
             a = _aggregate(aggregate, last, low, total)
-            if weighting == "softmax":
-                inc = _log_odds(a) / tau
-            else:
-                inc = jnp.where(live, a - prev_a, 0.0)
+            inc = _log_odds(a) / tau if softmax else jnp.where(live, a - prev_a, 0.0)
             inc = jnp.where(jnp.isnan(inc), -jnp.inf, inc)
             unnorm = log_w + inc
             lz_t = logsumexp(unnorm)
             log_w = unnorm - lz_t
             ess = ess.at[t].set(jnp.exp(-logsumexp(2.0 * log_w)))
             resampled = resampled.at[t].set(do_res)
+            ancestors = ancestors.at[t].set(anc)
             grown = jnp.sum(new.length - x.length)
             calls = jnp.sum(live.astype(jnp.int32))
             read = jnp.sum(jnp.where(live, new.length, 0))
             counts = counts + jnp.stack([grown, calls, read]).astype(jnp.int32)
             bad = bad | (lz_t == -jnp.inf)
-            return (t + 1, key, new, (last, low, total), log_w, ess, resampled, lz + lz_t, counts, bad)
+            return (t + 1, key, new, (last, low, total), log_w, ess, resampled, ancestors, lz + lz_t, counts, bad)
 
-        carry = (jnp.asarray(0, jnp.int32), key, x, agg, log_w, ess, resampled, lz, counts, nan_seen)
-        t, _, x, agg, log_w, ess, resampled, lz, counts, bad = jax.lax.while_loop(cond, body, carry)
+        carry = (jnp.asarray(0, jnp.int32), key, x, agg, log_w, ess, resampled, ancestors, lz, counts,
+                 jnp.asarray(False))
+        t, _, x, agg, log_w, ess, resampled, ancestors, lz, counts, bad = jax.lax.while_loop(cond, body, carry)
         a = _aggregate(aggregate, *agg)
-        return x, log_w, a, ess, resampled, lz, counts, t, bad
+        if softmax:
+            # Every particle has finished at step t <= T: the factors of the idle steps t+1..T are
+            # G(a_K)^(T - t), applied in closed form (no resampling needed: the target is the same).
+            extra = (T - t).astype(jnp.float32) * (_log_odds(a) / tau)
+            unnorm = log_w + jnp.where(t < T, extra, 0.0)
+            lz_extra = logsumexp(unnorm)
+            log_w = unnorm - lz_extra
+            lz = lz + lz_extra
+        return x, log_w, a, ess, resampled, ancestors, lz, counts, t, bad
 
     return run
 
@@ -201,8 +219,24 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
     Returns
     -------
     ScalingResult
-        ``diagnostics``: ``ess`` and ``resampled`` per step, ``num_steps``, ``log_evidence``
-        (:math:`\log\hat Z`; unbiased on the natural scale in ``"ratio"`` mode).
+        The final particles with their normalised ``log_weights`` (under the target of the
+        weighting) and ``scores`` :math:`a` (the final aggregate). ``diagnostics``: ``ess``,
+        ``resampled`` and ``ancestors`` (``[S, N]``, the identity where no resampling happened)
+        for each of the ``num_steps`` :math:`S` steps run, ``final_ess`` of the returned weights,
+        and ``log_evidence`` :math:`\log\hat Z` (in ``"ratio"`` mode :math:`\hat Z` is an unbiased
+        estimate of :math:`\mathbb{E}_q[a_{K(x)}]`).
+
+    Raises
+    ------
+    SMCError
+        If every weight becomes zero (e.g. ``"ratio"`` with every score 0) or the reward returns
+        NaN for a live particle.
+
+    Examples
+    --------
+    >>> out = particle_filter(program, 16, key=jax.random.key(0), reward=prm,
+    ...                       answer_fn=arithmetic.answer_fn(tok))          # doctest: +SKIP
+    >>> out.answer, out.answer_posterior, out.compute.prm_calls            # doctest: +SKIP
     """
     _check_program(program, "particle_filter")
     n = _check_int("num_particles", num_particles, 1)
@@ -223,8 +257,8 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
     cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting,
                  float(ess_threshold), scheme)
     fn = cached_jit(cache_key, lambda: _build(program, reward, n, aggregate, weighting, float(ess_threshold), scheme))
-    x, log_w, log_a, ess, resampled, lz, counts, steps, bad = fn(program.data, reward.params, key,
-                                                                 jnp.float32(tau))
+    x, log_w, log_a, ess, resampled, ancestors, lz, counts, steps, bad = fn(program.data, reward.params, key,
+                                                                            jnp.float32(tau))
     if bool(bad):
         raise SMCError(f"particle_filter: every weight became zero or a reward score was NaN by step "
                        f"{int(steps) - 1}; check the reward model", step=int(steps) - 1)
@@ -232,7 +266,10 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
     prompt_len = int(program.data["prompt_length"])
     compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
                             prm_forward_tokens=read, lm=program.lm, reward=reward)
-    diagnostics = {"ess": jax.device_get(ess), "resampled": jax.device_get(resampled), "num_steps": int(steps),
-                   "log_evidence": float(lz), "aggregate": aggregate, "weighting": weighting, "tau": tau}
+    steps = int(steps)
+    diagnostics = {"ess": jax.device_get(ess)[:steps], "resampled": jax.device_get(resampled)[:steps],
+                   "ancestors": jax.device_get(ancestors)[:steps], "num_steps": steps,
+                   "final_ess": float(jnp.exp(-logsumexp(2.0 * log_w))), "log_evidence": float(lz),
+                   "aggregate": aggregate, "weighting": weighting, "tau": tau}
     return finish("particle_filter", x, log_w, scores=jnp.exp(log_a), answer_fn=answer_fn, select=select,
                   compute=compute, budget=n, diagnostics=diagnostics)

@@ -79,6 +79,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, metavar="PATH", help="PNG path (default OUT/scale.png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plot")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--from-json", default=None, metavar="PATH",
+                        help="run nothing: re-print the table and re-draw the plot of a saved scale.json")
     parser.set_defaults(func=run)
 
 
@@ -106,8 +108,30 @@ def config_from_args(args):
     return dataclasses.replace(cfg).validate()
 
 
+def _replot(args) -> int:
+    import json
+    from pathlib import Path
+
+    from models.scale.job import ScaleResults
+    from models.scale.report import format_table, plot
+
+    try:
+        res = ScaleResults.from_json(json.loads(Path(args.from_json).read_text(encoding="utf-8")))
+    except OSError as e:
+        return _err(f"--from-json {args.from_json}: cannot read ({e.strerror})")
+    except ValueError as e:
+        return _err(f"--from-json {args.from_json}: {e}")
+    print(format_table(res))
+    if not args.no_plot:
+        print(f"wrote {plot(res, args.plot or Path(args.out) / 'scale.png')}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    if getattr(args, "from_json", None):
+        return _replot(args)
 
     try:
         cfg = config_from_args(args)

@@ -126,6 +126,29 @@ class ScaleResults:
     pool_success: list = dataclasses.field(default_factory=list)
     solved: dict = dataclasses.field(default_factory=dict)  # {method: {budget: [0/1 per problem]}}
 
+    @classmethod
+    def from_json(cls, obj: dict) -> "ScaleResults":
+        """Rebuild from :meth:`to_json`'s output (to re-print the table or re-draw the plot)."""
+        try:
+            conf = dict(obj["config"])
+            for k in ("methods", "budgets"):
+                conf[k] = tuple(conf[k])
+            cfg = ScaleConfig(**conf)
+            n = int(obj["num_problems"])
+            methods = {}
+            for name, m in obj["methods"].items():
+                methods[name] = MethodCurve(list(m["budgets"]), [int(c) for c in m["correct"]], list(m["tokens"]),
+                                            list(m["lm_forward_tokens"]), list(m["prm_calls"]), list(m["flops"]),
+                                            list(m["seconds"]))
+            cov = obj["coverage"]
+            coverage = {"budgets": list(cov["budgets"]), "correct": [int(round(a * n)) for a in cov["accuracy"]]}
+            probs = obj.get("problems", {})
+            solved = {m: {int(b): v for b, v in d.items()} for m, d in probs.get("solved", {}).items()}
+            return cls(cfg, n, methods, coverage, float(obj["tokens_per_rollout"]), float(obj["seconds"]),
+                       list(probs.get("pool_success", [])), solved)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a `ppl scale` JSON file ({type(e).__name__}: {e})") from None
+
     def accuracy(self, name: str) -> np.ndarray:
         return np.asarray(self.methods[name].correct, float) / self.num_problems
 

@@ -108,3 +108,18 @@ def test_run_is_deterministic_for_a_seed(small_run):
     for name, c in small_run.methods.items():
         d = again.methods[name]
         assert c.correct == d.correct and c.generated_tokens == d.generated_tokens and c.prm_calls == d.prm_calls
+
+
+def test_json_round_trip_and_replot(small_run, tmp_path, capsys):
+    from models.scale import ScaleResults
+    from ppl.cli import main
+
+    obj = small_run.to_json()
+    again = ScaleResults.from_json(json.loads(json.dumps(obj))).to_json()
+    assert again == json.loads(json.dumps(obj))
+    path = write_json(small_run, tmp_path / "s.json")
+    assert main(["scale", "--from-json", str(path), "--plot", str(tmp_path / "re.png")]) == 0
+    assert "particle_filter" in capsys.readouterr().out and (tmp_path / "re.png").is_file()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"methods": {}}')
+    assert main(["scale", "--from-json", str(bad)]) == 2

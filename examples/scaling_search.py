@@ -3,10 +3,12 @@
     python examples/scaling_search.py [--problems 16] [--budget 8] [--beam-width 4] [--prm learned|oracle]
 
 For each test problem of the bundled arithmetic task, each method spends a budget of B full
-rollouts: particle filtering (Puri et al. 2025) with B particles, weights softmax(logit(r)/tau)
-of the PRM's score of each prefix and resampling at every step; beam search with B beams of
-width M (keep the top B/M prefixes by PRM score, expand each M ways); DVTS with B/M independent
-subtrees. The table prints accuracy (exact checker), generated tokens and PRM calls per problem.
+rollouts: best-of-N (B independent rollouts, the highest final PRM score wins) as the baseline;
+particle filtering (Puri et al. 2025) with B particles, weights softmax(logit(r)/tau) of the
+PRM's score of each prefix and resampling at every step; beam search with B beams of width M
+(keep the top B/M prefixes by PRM score, expand each M ways; finished beams set aside); DVTS with
+B/M independent subtrees. The table prints accuracy (exact checker), generated tokens and PRM
+calls per problem (a PRM call reads the whole prefix).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main(argv=None) -> int:
     prm = bundled.load_prm() if args.prm == "learned" else OraclePRM(problems[0], tok, epsilon=1e-4,
                                                                       width=max_length)
     methods = {
+        "best-of-N": lambda prog, r, k: scaling.best_of_n(prog, args.budget, key=k, reward=r, answer_fn=answer_fn),
         "particle filter": lambda prog, r, k: scaling.particle_filter(prog, args.budget, key=k, reward=r,
                                                                       answer_fn=answer_fn, tau=args.tau),
         "beam search": lambda prog, r, k: scaling.beam_search(prog, args.budget, beam_width=args.beam_width,

@@ -50,9 +50,10 @@ def test_scaling_mcmc_example(capsys):
 
 
 def test_scaling_search_example(capsys):
+    pytest.importorskip("models.lm")
     code = _load("scaling_search").main(["--problems", "2", "--budget", "4", "--beam-width", "2",
                                          "--max-steps", "4", "--prm", "oracle"])
     out = capsys.readouterr().out
-    assert code == 0
-    for name in ("particle filter", "beam search", "DVTS"):
+    assert code == 0, out
+    for name in ("best-of-N", "particle filter", "beam search", "DVTS"):
         assert name in out

@@ -50,7 +50,9 @@ reference); a resampling is one gather of the whole particle set, KV caches incl
 
 **The answer** (``select``): ``"argmax"`` — the answer of the particle with the highest final
 score :math:`a` (the reference's rule) — or ``"vote"`` — the weighted majority under the final
-weights, :math:`\arg\max_a \sum_n W^n \mathbb{1}[a(x^n) = a]`.
+weights, :math:`\arg\max_a \sum_n W^n \mathbb{1}[a(x^n) = a]`. Unlike the reference, the pool is
+not resampled once more after the last step: the particles are returned with their weights, and
+the best-scored particle is always among them.
 
 The budget is :math:`N` particles: about :math:`N` full rollouts of tokens, plus one reward call
 per live particle and step (a finished particle keeps its stored score: no call).
@@ -247,16 +249,19 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
     tau = _check_positive("tau", tau)
-    if not 0.0 <= float(ess_threshold) <= 1.0:
+    try:
+        kappa = float(ess_threshold)
+    except (TypeError, ValueError):
+        kappa = math.nan
+    if not 0.0 <= kappa <= 1.0:
         raise ValueError(f"ess_threshold: expected a number in [0, 1], got {ess_threshold!r}")
     if select not in ("argmax", "vote"):
         raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")
     if answer_fn is not None and not callable(answer_fn):
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
     scheme = rs.get_scheme(resampling)
-    cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting,
-                 float(ess_threshold), scheme)
-    fn = cached_jit(cache_key, lambda: _build(program, reward, n, aggregate, weighting, float(ess_threshold), scheme))
+    cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting, kappa, scheme)
+    fn = cached_jit(cache_key, lambda: _build(program, reward, n, aggregate, weighting, kappa, scheme))
     x, log_w, log_a, ess, resampled, ancestors, lz, counts, steps, bad = fn(program.data, reward.params, key,
                                                                             jnp.float32(tau))
     if bool(bad):

@@ -1,27 +1,42 @@
 r"""Beam search and diverse verifier tree search (DVTS) with a process reward model.
 
 Both are SMC on the LM-state Feynman–Kac model with the resampling step replaced by a
-*deterministic selection* (Snell et al. 2024; the search-and-learn reference):
+*deterministic selection* (Snell et al. 2024; the search-and-learn reference). The transition is
+the program's sampler :math:`q` generating one reasoning step; the score of a prefix is the
+reward's score :math:`r(x_{1:t})` of the current prefix (the last-step score).
 
-* **Beam search** with :math:`N` beams and width :math:`M`: sample one step for each of the
-  :math:`N` beams, score every prefix with the reward model, keep the :math:`N/M` highest-scored
-  prefixes and expand each :math:`M` ways (:math:`M` independent next steps) — the scheme
-  :func:`ppl.smc.resampling.top_k` with :math:`k = N/M`.
-* **DVTS** splits the :math:`N` beams into :math:`N/M` independent subtrees of :math:`M`; each
-  subtree keeps its single best prefix and expands it :math:`M` ways. Subtrees never exchange
-  particles, which keeps the search diverse.
+**Beam search** with :math:`N` beams and width :math:`M`. Every step, each of the :math:`N`
+active slots generates one step and is scored. Beams that have just finished (end of sequence,
+or a full buffer) leave the active set for a pool of *completed* beams, as in the reference; of
+the beams still active, the :math:`k = \min(N/M, \#\text{active})` highest-scored are kept and
+the :math:`N` slots are refilled with copies of them — slots
+:math:`[\lfloor jN/k \rfloor, \lfloor (j+1)N/k \rfloor)` continue the :math:`j`-th best, i.e.
+"keep the top :math:`N/M`, expand each :math:`M` ways" (as
+:func:`ppl.smc.resampling.top_k`), with fewer survivors each getting more copies, so that a
+finished beam never costs the search any slot. The completed pool holds the :math:`N`
+best-scored completed beams (the reference keeps all and takes the top :math:`N` at the end:
+the same set). The search stops when no beam is active or after the program's ``max_steps``
+steps; the final beams are the :math:`N` best of the completed pool and the beams still active
+at the step limit, sorted by score (fewer than :math:`N` candidates leave empty slots, with
+weight 0 and score NaN).
 
-The score of a prefix is the reward's score of the current prefix (the last-step score).
-**Finished beams** (end of sequence, or the step limit) compete with their final score and are
-never extended; when a finished beam is selected, one copy of it is kept and its other
-:math:`M - 1` slots are retired (no tokens, no reward calls), as the reference moves completed
-beams out of the active set. The search stops when every beam has finished or after the
-program's ``max_steps`` steps; the answer is that of the best final beam (``select="argmax"``) or
-the score-weighted vote over the final beams (``select="vote"``, weighted best-of-N).
+**DVTS** splits the :math:`N` slots into :math:`N/M` independent subtrees of :math:`M`. Every
+step each subtree's :math:`M` candidates are scored; if the best one has finished, the subtree
+stops, its :math:`M` candidates frozen (never extended or re-scored); otherwise all :math:`M`
+slots continue the best one. The final beams are the :math:`N` candidates of the subtrees' last
+expansions, as in the reference. Subtrees never exchange particles, which keeps the search
+diverse; a stopped subtree's slots are not given to the others.
 
-Selection is not unbiased: these are search methods, not samplers. Given the sampled steps the
-selection is deterministic (ties go to the lower slot). The budget is :math:`N` beams: about
-:math:`N` rollouts of tokens.
+Selection is deterministic given the sampled steps (score ties go to the lower slot). These are
+search methods, not samplers: the final ``log_weights`` are the beams' log-scores, so
+``select="argmax"`` returns the answer of the best-scored final beam and ``select="vote"`` the
+score-weighted vote over the final beams (weighted best-of-N). The budget is :math:`N` beams:
+about :math:`N` rollouts of tokens and :math:`N` reward calls per step.
+
+**Implementation.** One compiled ``lax.while_loop``: select (one gather of the beam set, KV
+caches included) → :func:`~ppl.lm.sampling.sample_step` → a ``vmap``-ed reward call. For beam
+search the completed pool is a second set of :math:`N` states, merged with the newly finished
+beams by a top-:math:`N` over :math:`2N` candidates (only at steps where a beam finished).
 """
 
 from __future__ import annotations
@@ -40,66 +55,135 @@ from ppl.smc import resampling as rs
 
 __all__ = ["beam_search", "dvts"]
 
-
-def select_top(scores: jax.Array, groups: int, keep: int) -> jax.Array:
-    """Ancestors ``[N]`` for "in each of ``groups`` consecutive groups of slots, keep the ``keep``
-    best and repeat each ``N / (groups * keep)`` times" (deterministic; ties to the lower slot)."""
-    n = scores.shape[0]
-    size = n // groups
-    per = size // keep
-    g = scores.reshape(groups, size)
-    _, idx = jax.lax.top_k(g, keep)  # [groups, keep], best first
-    idx = idx + (jnp.arange(groups) * size)[:, None]
-    return jnp.repeat(idx.reshape(-1), per).astype(jnp.int32)
+_LOWEST = float(jnp.finfo(jnp.float32).min)
 
 
-def _build(program, reward, N: int, M: int, groups: int):
+def _rank(log_s: jax.Array, valid: jax.Array) -> jax.Array:
+    """Selection keys: the log-score of a valid entry (a score of 0 — log-score ``-inf`` — still
+    ranks above every invalid entry), ``-inf`` for an invalid one."""
+    return jnp.where(valid, jnp.maximum(log_s, _LOWEST), -jnp.inf)
+
+
+def expand_top(log_s: jax.Array, active: jax.Array, keep: int) -> jax.Array:
+    r"""Ancestors ``int32[N]`` of beam search's selection: the :math:`k = \min(\text{keep},
+    \#\text{active})` best active slots (ties to the lower slot), slot :math:`j` continuing the
+    :math:`\lfloor jk/N \rfloor`-th best. At least one slot must be active."""
+    n = log_s.shape[0]
+    _, idx = jax.lax.top_k(_rank(log_s, active), keep)
+    k = jnp.minimum(jnp.sum(active.astype(jnp.int32)), keep)
+    return idx[(jnp.arange(n) * k) // n].astype(jnp.int32)
+
+
+def subtree_best(log_s: jax.Array, done: jax.Array, stopped: jax.Array, width: int):
+    """DVTS's selection: ``(ancestors int32[N], stopped bool[N])``. In each group of ``width``
+    consecutive slots, every slot continues the best-scored one (ties to the lower slot), unless
+    the group had stopped or its best has finished: then the group stops and keeps its slots."""
+    n = log_s.shape[0]
+    g = n // width
+    best = jnp.argmax(_rank(log_s, jnp.ones_like(done)).reshape(g, width), axis=1) + jnp.arange(g) * width
+    stop = stopped.reshape(g, width)[:, 0] | done[best]
+    slot = jnp.arange(n, dtype=jnp.int32)
+    anc = jnp.where(jnp.repeat(stop, width), slot, jnp.repeat(best, width))
+    return anc.astype(jnp.int32), jnp.repeat(stop, width)
+
+
+def _broadcast(state, n):
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), state)
+
+
+def _concat(a, b):
+    return jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u, v], axis=0), a, b)
+
+
+def _build(program, reward, N: int, M: int, dvts_mode: bool):
     T = int(program.num_steps)
     lm, cfg = program.lm, program.config
-    keep = N // M // groups
+    keep = N // M
     score_v = jax.vmap(reward.log_score, in_axes=(None, 0))
 
-    def run(data, rparams, key):
-        x = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (N,) + a.shape), program.prompt_state(data))
+    def move(data, rparams, key, x, log_s, frozen, counts, bad):
+        """One step for the live slots (not finished, not frozen); the others are unchanged."""
+        live = ~x.done & ~frozen
+        new, _, _ = sample_step(lm, data["params"], key, x._replace(done=~live), cfg)
+        new = new._replace(done=jnp.where(live, new.done, x.done))
+        log_r = score_v(rparams, new).astype(jnp.float32)
+        bad = bad | jnp.any(live & jnp.isnan(log_r))
+        log_s = jnp.where(live, log_r, log_s)
+        grown = jnp.sum(new.length - x.length)
+        calls = jnp.sum(live.astype(jnp.int32))
+        read = jnp.sum(jnp.where(live, new.length, 0))
+        counts = counts + jnp.stack([grown, calls, read]).astype(jnp.int32)
+        return new, log_s, live, counts, bad
+
+    def run_beam(data, rparams, key):
+        x = _broadcast(program.prompt_state(data), N)
         log_s = jnp.zeros((N,), jnp.float32)
-        retired = jnp.zeros((N,), bool)
-        counts = jnp.zeros((3,), jnp.int32)
+        # The completed pool: N states, their log-scores, and which slots hold a beam.
+        pool, pool_s, pool_ok = x, jnp.full((N,), -jnp.inf), jnp.zeros((N,), bool)
+        none = jnp.zeros((N,), bool)
 
         def cond(c):
-            t, _, x, _, retired, _, bad = c
-            return (t < T) & ~jnp.all(x.done | retired) & ~bad
+            t, x, bad = c[0], c[2], c[-1]
+            return (t < T) & ~jnp.all(x.done) & ~bad
 
         def body(c):
-            t, key, x, log_s, retired, counts, bad = c
+            t, key, x, log_s, pool, pool_s, pool_ok, counts, bad = c
             key, k_move = jax.random.split(key)
 
             def select(args):
-                x, log_s, retired = args
-                rank = jnp.where(retired, -jnp.inf, log_s)
-                anc = select_top(rank, groups, keep)
-                x, log_s, parent_retired = rs.gather((x, log_s, retired), anc)
-                # One copy of a finished (or retired) parent stays; its other slots retire.
-                first = jnp.concatenate([jnp.ones((1,), bool), anc[1:] != anc[:-1]])
-                retired = parent_retired | (x.done & ~first)
-                return x, log_s, retired
+                x, log_s = args
+                return rs.gather((x, log_s), expand_top(log_s, ~x.done, keep))
 
-            x, log_s, retired = jax.lax.cond(t > 0, select, lambda a: a, (x, log_s, retired))
-            live = ~x.done  # retired slots are copies of finished beams: done as well
-            new, _, _ = sample_step(lm, data["params"], k_move, x, cfg)
-            log_r = score_v(rparams, new)
-            bad = bad | jnp.any(live & jnp.isnan(log_r))
-            log_s = jnp.where(live, log_r, log_s)
-            grown = jnp.sum(new.length - x.length)
-            calls = jnp.sum(live.astype(jnp.int32))
-            read = jnp.sum(jnp.where(live, new.length, 0))
-            counts = counts + jnp.stack([grown, calls, read]).astype(jnp.int32)
-            return t + 1, key, new, log_s, retired, counts, bad
+            x, log_s = jax.lax.cond(t > 0, select, lambda a: a, (x, log_s))
+            new, log_s, live, counts, bad = move(data, rparams, k_move, x, log_s, none, counts, bad)
+            finished = live & new.done
 
-        carry = (jnp.asarray(0, jnp.int32), key, x, log_s, retired, counts, jnp.asarray(False))
-        t, _, x, log_s, retired, counts, bad = jax.lax.while_loop(cond, body, carry)
-        return x, log_s, retired, counts, t, bad
+            def merge(args):
+                pool, pool_s, pool_ok = args
+                ok = jnp.concatenate([pool_ok, finished])
+                _, idx = jax.lax.top_k(_rank(jnp.concatenate([pool_s, log_s]), ok), N)
+                return rs.gather(_concat(pool, new), idx), jnp.concatenate([pool_s, log_s])[idx], ok[idx]
 
-    return run
+            pool, pool_s, pool_ok = jax.lax.cond(jnp.any(finished), merge, lambda a: a, (pool, pool_s, pool_ok))
+            return t + 1, key, new, log_s, pool, pool_s, pool_ok, counts, bad
+
+        carry = (jnp.asarray(0, jnp.int32), key, x, log_s, pool, pool_s, pool_ok, jnp.zeros((3,), jnp.int32),
+                 jnp.asarray(False))
+        t, _, x, log_s, pool, pool_s, pool_ok, counts, bad = jax.lax.while_loop(cond, body, carry)
+        # Final beams: the best N of the completed pool and the beams still active at the limit.
+        ok = jnp.concatenate([pool_ok, ~x.done])
+        scores = jnp.concatenate([pool_s, log_s])
+        _, idx = jax.lax.top_k(_rank(scores, ok), N)
+        return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, t, bad
+
+    def run_dvts(data, rparams, key):
+        x = _broadcast(program.prompt_state(data), N)
+        log_s = jnp.zeros((N,), jnp.float32)
+
+        def cond(c):
+            t, x, stopped, bad = c[0], c[2], c[4], c[-1]
+            return (t < T) & jnp.any(~x.done & ~stopped) & ~bad
+
+        def body(c):
+            t, key, x, log_s, stopped, counts, bad = c
+            key, k_move = jax.random.split(key)
+
+            def select(args):
+                x, log_s = args
+                return rs.gather((x, log_s), subtree_best(log_s, x.done, stopped, M)[0])
+
+            x, log_s = jax.lax.cond(t > 0, select, lambda a: a, (x, log_s))
+            new, log_s, _, counts, bad = move(data, rparams, k_move, x, log_s, stopped, counts, bad)
+            # A subtree whose best candidate has finished stops now (so the loop can end here).
+            stopped = subtree_best(log_s, new.done, stopped, M)[1]
+            return t + 1, key, new, log_s, stopped, counts, bad
+
+        carry = (jnp.asarray(0, jnp.int32), key, x, log_s, jnp.zeros((N,), bool), jnp.zeros((3,), jnp.int32),
+                 jnp.asarray(False))
+        t, _, x, log_s, stopped, counts, bad = jax.lax.while_loop(cond, body, carry)
+        return x, log_s, jnp.ones((N,), bool), counts, t, bad
+
+    return run_dvts if dvts_mode else run_beam
 
 
 def _search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode) -> ScalingResult:
@@ -114,45 +198,71 @@ def _search(method, program, num_beams, beam_width, key, reward, answer_fn, sele
         raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")
     if answer_fn is not None and not callable(answer_fn):
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
-    groups = n // m if dvts_mode else 1
-    cache_key = (method, program.static_key(), reward_key(reward), n, m, groups)
-    fn = cached_jit(cache_key, lambda: _build(program, reward, n, m, groups))
-    x, log_s, retired, counts, steps, bad = fn(program.data, reward.params, key)
+    cache_key = (method, program.static_key(), reward_key(reward), n, m)
+    fn = cached_jit(cache_key, lambda: _build(program, reward, n, m, dvts_mode))
+    x, log_s, valid, counts, steps, bad = fn(program.data, reward.params, key)
     if bool(bad):
         raise FloatingPointError(f"{method}: the reward model returned NaN scores by step {int(steps) - 1}")
     gen, calls, read = (int(v) for v in counts)
     prompt_len = int(program.data["prompt_length"])
     compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
                             prm_forward_tokens=read, lm=program.lm, reward=reward)
-    log_w = jnp.where(retired, -jnp.inf, log_s)
-    scores = jnp.where(retired, jnp.nan, jnp.exp(log_s))
-    diagnostics = {"num_steps": int(steps), "retired": jax.device_get(retired), "beam_width": m,
-                   "subtrees": groups if dvts_mode else None}
+    log_w = jnp.where(valid, log_s, -jnp.inf)
+    scores = jnp.where(valid, jnp.exp(log_s), jnp.nan)
+    diagnostics = {"num_steps": int(steps), "valid": jax.device_get(valid), "beam_width": m,
+                   "subtrees": n // m if dvts_mode else None}
     return finish(method, x, log_w, scores=scores, answer_fn=answer_fn, select=select, compute=compute,
                   budget=n, diagnostics=diagnostics)
 
 
 def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
                 answer_fn: Optional[Callable] = None, select: str = "argmax") -> ScalingResult:
-    r"""Beam search: keep the top :math:`N/M` prefixes by reward score, expand each :math:`M` ways.
+    r"""Beam search (Snell et al. 2024): keep the top :math:`N/M` active prefixes by reward score,
+    expand each :math:`M` ways; finished beams go to a pool of completed beams (see the module doc).
 
     Parameters
     ----------
     program
-        A :class:`~ppl.lm.LMProgram` without potential.
+        A :class:`~ppl.lm.LMProgram` without potential; its ``max_steps`` bounds the search.
     num_beams
         :math:`N` (the budget in rollouts); a multiple of ``beam_width``.
     beam_width
         :math:`M`, the expansions of each kept prefix.
-    key, reward, answer_fn, select
-        As for :func:`ppl.scaling.particle_filter`; the final ``log_weights`` are the log-scores
-        of the final beams (retired slots ``-inf``).
+    key
+        A ``jax.random.key`` (it draws the steps; the selection is deterministic).
+    reward
+        The reward model (``params`` and ``log_score(params, state)``).
+    answer_fn
+        ``token_ids -> answer`` (default: the whole generation).
+    select
+        ``"argmax"`` (the best-scored final beam) or ``"vote"`` (score-weighted vote).
+
+    Returns
+    -------
+    ScalingResult
+        The :math:`N` final beams sorted by score; ``log_weights`` are their log-scores and
+        ``scores`` their scores (empty slots: weight 0, score NaN). ``diagnostics``:
+        ``num_steps``, ``valid`` (which slots hold a beam), ``beam_width``.
     """
     return _search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False)
 
 
 def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
          answer_fn: Optional[Callable] = None, select: str = "argmax") -> ScalingResult:
-    r"""Diverse verifier tree search: :math:`N/M` independent subtrees, each keeping its best
-    prefix and expanding it :math:`M` ways per step (see :func:`beam_search`)."""
+    r"""Diverse verifier tree search: :math:`N/M` independent subtrees, each keeping its best of
+    :math:`M` candidates and expanding it :math:`M` ways per step, until its best candidate has
+    finished (see the module doc).
+
+    Parameters
+    ----------
+    program, num_beams, beam_width, key, reward, answer_fn, select
+        As for :func:`beam_search`.
+
+    Returns
+    -------
+    ScalingResult
+        The :math:`N` candidates of the subtrees' last expansions (slots
+        :math:`[gM, (g+1)M)` are subtree :math:`g`), weighted by their scores;
+        ``diagnostics``: ``num_steps``, ``subtrees`` (:math:`N/M`), ``beam_width``.
+    """
     return _search("dvts", program, num_beams, beam_width, key, reward, answer_fn, select, True)

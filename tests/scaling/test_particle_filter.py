@@ -1,13 +1,17 @@
-"""Particle filtering (Puri et al. 2025) and beam search / DVTS against exact answers.
+"""Particle filtering (Puri et al. 2025) against exact answers.
 
-The PF targets are enumerated on the tiny LM program of tests/lm/test_program_exact.py (at most 3
-steps of at most 2 tokens): with a synthetic prefix reward r, the "ratio" weighting targets
-q(x) a_K(x) and the "softmax" weighting q(x) prod_{t=1}^T odds(a_min(t,K))^(1/tau).
+The targets are enumerated on a TinyLM program (prompt of 2 tokens, buffer of 7, steps of at most
+2 tokens ended by the delimiter 1 or EOS 0): with a synthetic prefix reward r, the "ratio"
+weighting targets q(x) a_K(x) and the "softmax" weighting q(x) prod_{t=1}^T odds(a_min(t,K))^(1/tau),
+also when every particle finishes before T (the idle steps' factors are applied in closed form).
+An independent host-side particle filter, replaying the same sampled steps and resampling draws,
+checks weights, scores, ancestors, log Z-hat and the compute counters exactly.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 
 import jax
@@ -18,9 +22,12 @@ from scipy.special import logsumexp
 
 import ppl
 from ppl import scaling
-from ppl.scaling.search import select_top
-from tests.lm.test_program_exact import DELIM, MAX_LEN, MAX_STEPS, PROMPT, log_prob_sequences, segment
+from ppl.lm.sampling import sample_step
+from ppl.smc import resampling as rs
+from tests.lm.test_program_exact import DELIM, EOS, MAX_LEN, MAX_STEPS, PROMPT
 from tests.lm.tiny import TinyLM
+
+MAX_STEP_TOKENS = 2
 
 
 class PrefixReward:
@@ -39,7 +46,7 @@ class PrefixReward:
 
     def host_log_score(self, gen_prefix):
         a, b, c = self.host
-        z = a * gen_prefix.count(2) - b * gen_prefix.count(3) + c
+        z = a * list(gen_prefix).count(2) - b * list(gen_prefix).count(3) + c
         return -np.logaddexp(0.0, -z)
 
 
@@ -47,22 +54,61 @@ REWARD = PrefixReward()
 LM = TinyLM(seed=1)
 
 
-def _program(**kw):
-    return ppl.lm.LMProgram(LM, PROMPT, None, max_steps=MAX_STEPS, step_delimiter=DELIM, max_step_tokens=2, max_length=MAX_LEN, **kw)
+def _program(max_steps=MAX_STEPS, **kw):
+    return ppl.lm.LMProgram(LM, PROMPT, None, max_steps=max_steps, step_delimiter=DELIM,
+                            max_step_tokens=MAX_STEP_TOKENS, max_length=MAX_LEN, **kw)
+
+
+def segment(gen, max_steps=MAX_STEPS):
+    """Step end offsets of a generation, or None if the sampler would not stop exactly at its end
+    (the stopping rules of ppl.lm.sampling.sample_step, restated)."""
+    steps, n_in_step, length, bounds = 0, 0, len(PROMPT), []
+    for i, tok in enumerate(gen):
+        n_in_step += 1
+        length += 1
+        done = tok == EOS or length >= MAX_LEN
+        if done or n_in_step >= MAX_STEP_TOKENS or tok == DELIM:
+            steps += 1
+            bounds.append(i + 1)
+            n_in_step = 0
+            if done or steps == max_steps:
+                return bounds if i == len(gen) - 1 else None
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _log_q_table():
+    """log q(gen | prompt) of every token sequence of 1..5 tokens: one jitted batched forward pass
+    over the zero-padded sequences (the tiny LM is causal, so padding after a sequence is harmless)."""
+    gens = [g for k in range(1, MAX_LEN - len(PROMPT) + 1) for g in itertools.product(range(LM.vocab_size), repeat=k)]
+    width = MAX_LEN - len(PROMPT)
+    padded = np.array([list(g) + [0] * (width - len(g)) for g in gens], np.int32)
+    seqs = np.concatenate([np.broadcast_to(PROMPT, (len(gens), len(PROMPT))), padded], 1).astype(np.int32)
+
+    @jax.jit
+    def log_q(seqs):
+        m, length = seqs.shape
+        pos = jnp.broadcast_to(jnp.arange(length - 1, dtype=jnp.int32), (m, length - 1))
+        logits, _ = LM.apply(LM.params, seqs[:, :-1], pos, LM.init_cache(m, length))
+        lp = jax.nn.log_softmax(logits, -1)[:, len(PROMPT) - 1:]
+        return jnp.take_along_axis(lp, seqs[:, len(PROMPT):, None], -1)[..., 0]
+
+    lp = np.asarray(log_q(jnp.asarray(seqs)), np.float64)
+    mask = np.arange(width)[None] < np.array([len(g) for g in gens])[:, None]
+    return dict(zip(gens, np.where(mask, lp, 0.0).sum(1)))
+
+
+def enumerate_sequences(max_steps):
+    """Every generation with its log q and the log scores of its step prefixes."""
+    out = [(gen, float(lq), [REWARD.host_log_score(gen[:b]) for b in segment(gen, max_steps)])
+           for gen, lq in _log_q_table().items() if segment(gen, max_steps) is not None]
+    assert abs(logsumexp([lq for _, lq, _ in out])) < 1e-4, "the generation process must be a distribution"
+    return out
 
 
 @pytest.fixture(scope="module")
 def sequences():
-    """Every generation with its log q and the log scores of its step prefixes."""
-    out = []
-    for k in range(1, MAX_LEN - len(PROMPT) + 1):
-        gens = [g for g in itertools.product(range(LM.vocab_size), repeat=k) if segment(list(g)) is not None]
-        for gen, lq in zip(gens, log_prob_sequences(LM, PROMPT, gens)):
-            bounds = segment(list(gen))
-            scores = [REWARD.host_log_score(list(gen[:b])) for b in bounds]
-            out.append((gen, float(lq), scores))
-    assert abs(logsumexp([lq for _, lq, _ in out])) < 1e-4
-    return out
+    return enumerate_sequences(MAX_STEPS)
 
 
 def _target(sequences, log_g):
@@ -86,6 +132,8 @@ def _pooled(results):
 
 
 def _check(hist, target, n_eff):
+    """Every sequence of mass > 1% within 5 Monte Carlo standard errors, and three coarse
+    marginals (first token, length, number of 2s) within 0.03 in total variation."""
     for k, p in target.items():
         if p > 0.01:
             assert abs(hist.get(k, 0.0) - p) < 5 * np.sqrt(p * (1 - p) / n_eff), (k, hist.get(k, 0.0), p)
@@ -98,13 +146,17 @@ def _check(hist, target, n_eff):
         assert 0.5 * sum(abs(h[f] - t[f]) for f in set(h) | set(t)) < 0.03
 
 
-RUNS, N = 16, 256
+def _n_eff(results):
+    # Half the summed final ESS, for the correlation the genealogy adds.
+    return 0.5 * sum(r.diagnostics["final_ess"] for r in results)
+
+
+RUNS, N = 12, 256
 
 
 @pytest.mark.parametrize("aggregate, log_g", [
     ("last", lambda s: s[-1]),
-    ("min", lambda s: min(s)),
-    ("product", lambda s: sum(s)),
+    ("product", lambda s: sum(s)),  # ("min" differs only in the aggregate: see the host-filter test)
 ])
 def test_ratio_weighting_targets_the_final_score(sequences, aggregate, log_g):
     log_z, target = _target(sequences, log_g)
@@ -112,79 +164,146 @@ def test_ratio_weighting_targets_the_final_score(sequences, aggregate, log_g):
     results = [scaling.particle_filter(prog, N, key=jax.random.key(i), reward=REWARD, aggregate=aggregate,
                                        weighting="ratio", ess_threshold=0.5, resampling="systematic")
                for i in range(RUNS)]
-    _check(_pooled(results), target, 0.5 * RUNS * N)
+    _check(_pooled(results), target, _n_eff(results))
     # E[Z-hat] = Z: the log-evidence estimates average to log Z (their spread is small at N = 256).
     lz = np.array([r.diagnostics["log_evidence"] for r in results])
     assert abs(logsumexp(lz) - np.log(RUNS) - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(RUNS), 0.01)
 
 
-def _softmax_target(sequences, tau, repeat=True):
-    T = MAX_STEPS
+def _softmax_log_g(tau, T, repeat=True):
     if repeat:  # a finished particle's final score counts once per remaining step (absorbing)
-        log_g = lambda s: sum(_odds(s[min(t, len(s)) - 1]) / tau for t in range(1, T + 1))  # noqa: E731
-    else:
-        log_g = lambda s: sum(_odds(x) / tau for x in s)  # noqa: E731
-    return _target(sequences, log_g)[1]
+        return lambda s: sum(_odds(s[min(t, len(s)) - 1]) / tau for t in range(1, T + 1))
+    return lambda s: sum(_odds(x) / tau for x in s)
+
+
+SOFTMAX_T, TAU = 8, 6.0
 
 
 @pytest.fixture(scope="module")
 def softmax_runs():
-    # tau = 3 keeps the per-step weights mild, so that the finite-N bias of the filter is small.
-    prog = _program()
-    return [scaling.particle_filter(prog, N, key=jax.random.key(100 + i), reward=REWARD, tau=3.0,
+    # max_steps = 8: every generation ends (EOS or full buffer) within 5 steps, so the filter stops
+    # early and must apply the idle steps' factors G(a_K)^(T - S) itself. tau = 6 keeps the
+    # per-step weights mild, so that the finite-N bias of the filter is small.
+    prog = _program(max_steps=SOFTMAX_T)
+    runs = [scaling.particle_filter(prog, N, key=jax.random.key(100 + i), reward=REWARD, tau=TAU,
                                     resampling="systematic") for i in range(2 * RUNS)]
+    return enumerate_sequences(SOFTMAX_T), runs
 
 
-def test_softmax_weighting_targets_reweighted_absorbing_chains(sequences, softmax_runs):
-    assert all(r.diagnostics["num_steps"] == MAX_STEPS and r.diagnostics["resampled"][1:].all()
-               for r in softmax_runs)
-    n_eff = 0.5 * sum(float(r.diagnostics["ess"][-1]) for r in softmax_runs)
-    _check(_pooled(softmax_runs), _softmax_target(sequences, 3.0), n_eff)
+def test_softmax_weighting_targets_reweighted_absorbing_chains(softmax_runs):
+    seqs, runs = softmax_runs
+    for r in runs:
+        assert r.diagnostics["num_steps"] < SOFTMAX_T
+        assert r.diagnostics["resampled"][1:].all() and not r.diagnostics["resampled"][0]
+    _check(_pooled(runs), _target(seqs, _softmax_log_g(TAU, SOFTMAX_T))[1], _n_eff(runs))
 
 
-def test_wrong_softmax_targets_are_detected(sequences, softmax_runs):
-    # Neither the final score alone nor the product without the absorbing repeats is the target.
-    n_eff = 0.5 * sum(float(r.diagnostics["ess"][-1]) for r in softmax_runs)
-    hist = _pooled(softmax_runs)
-    with pytest.raises(AssertionError):
-        _check(hist, _target(sequences, lambda s: _odds(s[-1]) / 3.0)[1], n_eff)
-    with pytest.raises(AssertionError):
-        _check(hist, _softmax_target(sequences, 3.0, repeat=False), n_eff)
+def test_wrong_softmax_targets_are_detected(softmax_runs):
+    # Not the final score alone, not the product without the absorbing repeats, and not what
+    # stopping without the closed-form factors of the idle steps would give (S = 5 here or less).
+    seqs, runs = softmax_runs
+    hist, n_eff = _pooled(runs), _n_eff(runs)
+    for wrong in (lambda s: _odds(s[-1]) / TAU, _softmax_log_g(TAU, SOFTMAX_T, repeat=False),
+                  _softmax_log_g(TAU, 5)):
+        with pytest.raises(AssertionError):
+            _check(hist, _target(seqs, wrong)[1], n_eff)
 
 
-def _boundary_lengths(gen):
-    return [len(PROMPT) + b for b in segment(list(gen))]
+# ------------------------------------------------------------ an independent host-side filter
+_sample = jax.jit(sample_step, static_argnums=(0, 4))
+_AGG = {"last": lambda s: s[-1], "model": lambda s: s[-1], "min": min, "product": sum}
 
 
-def test_compute_is_counted_exactly_for_one_particle():
-    prog = _program()
-    for i in range(5):
-        res = scaling.particle_filter(prog, 1, key=jax.random.key(i), reward=REWARD, weighting="ratio")
-        gen = res.generations()[0]
-        lens = _boundary_lengths(gen)
+def host_particle_filter(prog, n, key, *, aggregate, weighting, tau, kappa, scheme):
+    """Puri et al.'s filter in plain Python lists, drawing the same steps (sample_step with the
+    same keys) and the same resampling uniforms; scores from the host-side reward."""
+    T, agg, p = prog.num_steps, _AGG[aggregate], len(PROMPT)
+    x = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), prog.prompt_state(prog.data))
+    hist = [[] for _ in range(n)]  # log scores of each particle's step prefixes
+    log_w, log_z = np.full(n, -np.log(n)), 0.0
+    gen = calls = read = t = 0
+    ancestors = []
+    while t < T and not np.asarray(x.done).all():
+        key, k_res, k_move = jax.random.split(key, 3)
+        anc = np.arange(n)
+        if t > 0 and (kappa >= 1 or 1.0 / np.sum(np.exp(2 * log_w)) < kappa * n):
+            anc = np.asarray(scheme(k_res, jnp.asarray(log_w, jnp.float32), n))
+            x = rs.gather(x, jnp.asarray(anc))
+            hist = [list(hist[a]) for a in anc]
+            log_w = np.full(n, -np.log(n))
+        ancestors.append(anc)
+        live = ~np.asarray(x.done)
+        new, _, _ = _sample(LM, prog.data["params"], k_move, x, prog.config)
+        tokens, old_len, new_len = np.asarray(new.tokens), np.asarray(x.length), np.asarray(new.length)
+        gen += int((new_len - old_len).sum())
+        inc = np.zeros(n)
+        for i in range(n):
+            prev = agg(hist[i]) if hist[i] else 0.0
+            if live[i]:
+                hist[i].append(REWARD.host_log_score(tokens[i, p:new_len[i]].tolist()))
+                calls, read = calls + 1, read + int(new_len[i])
+            a = agg(hist[i])
+            inc[i] = _odds(a) / tau if weighting == "softmax" else (a - prev if live[i] else 0.0)
+        log_w = log_w + inc
+        log_z += logsumexp(log_w)
+        log_w = log_w - logsumexp(log_w)
+        x, t = new, t + 1
+    a = np.array([agg(h) for h in hist])
+    if weighting == "softmax" and t < T:
+        log_w = log_w + (T - t) * _odds(a) / tau
+        log_z += logsumexp(log_w)
+        log_w = log_w - logsumexp(log_w)
+    gens = [row[p:length].tolist() for row, length in zip(np.asarray(x.tokens), np.asarray(x.length))]
+    return dict(gens=gens, log_w=log_w, scores=np.exp(a), log_z=log_z, steps=t, ancestors=np.array(ancestors),
+                gen=gen, calls=calls, read=read)
+
+
+@pytest.mark.parametrize("n, max_steps, options", [
+    (8, MAX_STEPS, dict(aggregate="min", weighting="softmax", tau=0.7, ess_threshold=1.0, resampling="multinomial")),
+    (8, MAX_STEPS, dict(aggregate="product", weighting="ratio", tau=1.0, ess_threshold=0.5, resampling="systematic")),
+    (6, 8, dict(aggregate="model", weighting="softmax", tau=2.0, ess_threshold=0.7, resampling="residual")),
+])
+def test_particle_filter_equals_a_host_side_filter_on_the_same_draws(n, max_steps, options):
+    prog = _program(max_steps=max_steps)
+    scheme = rs.get_scheme(options["resampling"])
+    for seed in range(3):
+        key = jax.random.key(seed)
+        res = scaling.particle_filter(prog, n, key=key, reward=REWARD, **options)
+        want = host_particle_filter(prog, n, key, aggregate=options["aggregate"], weighting=options["weighting"],
+                                    tau=options["tau"], kappa=options["ess_threshold"], scheme=scheme)
+        d = res.diagnostics
+        assert res.generations() == want["gens"]
+        assert d["num_steps"] == want["steps"]
+        np.testing.assert_array_equal(d["ancestors"], want["ancestors"])
+        np.testing.assert_allclose(res.log_weights, want["log_w"], atol=2e-4)
+        np.testing.assert_allclose(res.scores, want["scores"], rtol=1e-5)
+        assert d["log_evidence"] == pytest.approx(want["log_z"], abs=2e-4)
         c = res.compute
-        assert c.generated_tokens == len(gen)
-        assert c.lm_forward_tokens == len(PROMPT) + len(gen)
-        assert c.prm_calls == len(lens) and c.prm_forward_tokens == sum(lens)
+        assert (c.generated_tokens, c.prm_calls, c.prm_forward_tokens) == (want["gen"], want["calls"], want["read"])
+        assert c.lm_forward_tokens == len(PROMPT) + want["gen"]
         lm_size = sum(np.size(v) for v in jax.tree_util.tree_leaves(LM.params))
         assert c.flops == pytest.approx(2 * lm_size * c.lm_forward_tokens + 2 * 3 * c.prm_forward_tokens)
 
 
 def test_particle_filter_selects_and_validates():
     prog = _program()
-    res = scaling.particle_filter(prog, 32, key=jax.random.key(0), reward=REWARD, answer_fn=lambda g: len(g))
+    opts = dict(reward=REWARD, answer_fn=lambda g: len(g), aggregate="min")  # compiled by the host-filter test
+    res = scaling.particle_filter(prog, 8, key=jax.random.key(0), **opts)
     best = int(np.nanargmax(np.where([a is not None for a in res.answers], res.scores, -np.inf)))
     assert res.answer == res.answers[best] and res.selected == best
-    vote = scaling.particle_filter(prog, 32, key=jax.random.key(0), reward=REWARD, answer_fn=lambda g: len(g),
-                                   select="vote")
-    assert vote.answer == next(iter(vote.answer_posterior))
-    again = scaling.particle_filter(prog, 32, key=jax.random.key(0), reward=REWARD, answer_fn=lambda g: len(g))
-    assert again.answers == res.answers
+    vote = scaling.particle_filter(prog, 8, key=jax.random.key(0), select="vote", **opts)
+    assert vote.answer == next(iter(vote.answer_posterior)) and vote.answers == res.answers
+    post = collections.defaultdict(float)
+    for a, lw in zip(res.answers, res.log_weights):
+        post[a] += np.exp(lw)
+    assert vote.answer == max(post, key=post.get)
     for kw, match in [(dict(aggregate="mean"), "aggregate"), (dict(weighting="exp"), "weighting"),
                       (dict(tau=0.0), "tau"), (dict(ess_threshold=2.0), "ess_threshold"),
-                      (dict(select="majority"), "select")]:
+                      (dict(select="majority"), "select"), (dict(resampling="bogus"), "resampling")]:
         with pytest.raises(ValueError, match=match):
             scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=REWARD, **kw)
+    with pytest.raises(ValueError, match="num_particles"):
+        scaling.particle_filter(prog, 0, key=jax.random.key(0), reward=REWARD)
     with pytest.raises(ValueError, match="program"):
         scaling.particle_filter(ppl.lm.LMProgram(LM, PROMPT, lambda p, s: 0.0, max_steps=2), 4,
                                 key=jax.random.key(0), reward=REWARD)
@@ -192,63 +311,10 @@ def test_particle_filter_selects_and_validates():
         scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=object())
 
 
-# ------------------------------------------------------------------------- beam search, DVTS
-def test_select_top_matches_numpy():
-    rng = np.random.default_rng(0)
-    for groups, keep, n in [(1, 2, 8), (4, 1, 8), (2, 2, 8), (1, 1, 4)]:
-        s = rng.normal(size=n).astype(np.float32)
-        anc = np.asarray(select_top(jnp.asarray(s), groups, keep))
-        size, per = n // groups, n // groups // keep
-        want = []
-        for g in range(groups):
-            best = np.argsort(-s[g * size:(g + 1) * size], kind="stable")[:keep] + g * size
-            want += [int(b) for b in best for _ in range(per)]
-        assert anc.tolist() == want
+def test_ratio_weighting_reports_all_zero_scores():
+    class Zero(PrefixReward):
+        def log_score(self, params, state):
+            return jnp.float32(-jnp.inf)
 
-
-def _first_steps(res):
-    return [tuple(g[:b]) for g in res.generations() for b in [segment(list(g))[0]]]
-
-
-def test_beam_search_keeps_only_the_best_prefixes():
-    # With width M = N, beam search keeps the single best first step: every final beam extends it,
-    # and it is the best-scored of the N first steps drawn with the same key (the loop's first
-    # sample uses the first split of the key, like a fresh 1-step search).
-    prog = ppl.lm.LMProgram(LM, PROMPT, None, max_steps=MAX_STEPS, step_delimiter=DELIM, max_step_tokens=2, max_length=MAX_LEN)
-    one = ppl.lm.LMProgram(LM, PROMPT, None, max_steps=1, step_delimiter=DELIM, max_step_tokens=2, max_length=MAX_LEN)
-    for i in range(4):
-        res = scaling.beam_search(prog, 8, beam_width=8, key=jax.random.key(i), reward=REWARD)
-        first = scaling.beam_search(one, 8, beam_width=8, key=jax.random.key(i), reward=REWARD)
-        gens1 = first.generations()
-        best = max(range(8), key=lambda j: (REWARD.host_log_score(gens1[j]), -j))
-        live = [g for g, r in zip(res.generations(), res.diagnostics["retired"]) if not r]
-        assert all(tuple(g[:len(gens1[best])]) == tuple(gens1[best]) for g in live)
-    again = scaling.beam_search(prog, 8, beam_width=4, key=jax.random.key(0), reward=REWARD)
-    assert again.answers == scaling.beam_search(prog, 8, beam_width=4, key=jax.random.key(0), reward=REWARD).answers
-
-
-def test_dvts_subtrees_are_independent():
-    # Each subtree of M slots only ever holds descendants of its own first-step candidates.
-    prog = ppl.lm.LMProgram(LM, PROMPT, None, max_steps=MAX_STEPS, step_delimiter=DELIM, max_step_tokens=2, max_length=MAX_LEN)
-    one = ppl.lm.LMProgram(LM, PROMPT, None, max_steps=1, step_delimiter=DELIM, max_step_tokens=2, max_length=MAX_LEN)
-    for i in range(4):
-        res = scaling.dvts(prog, 8, beam_width=2, key=jax.random.key(i), reward=REWARD)
-        first = scaling.dvts(one, 8, beam_width=2, key=jax.random.key(i), reward=REWARD).generations()
-        for j, g in enumerate(res.generations()):
-            group = first[(j // 2) * 2:(j // 2) * 2 + 2]
-            assert any(tuple(g[:len(f)]) == tuple(f) for f in group)
-
-
-def test_search_compute_and_finished_beams():
-    prog = _program()
-    res = scaling.beam_search(prog, 4, beam_width=2, key=jax.random.key(3), reward=REWARD)
-    # Every live final beam is finished or has used every step; retired slots never score.
-    assert res.compute.prm_calls <= 4 * MAX_STEPS and res.compute.generated_tokens >= sum(
-        len(g) for g, r in zip(res.generations(), res.diagnostics["retired"]) if not r) // 2
-    one = scaling.beam_search(prog, 1, beam_width=1, key=jax.random.key(3), reward=REWARD)
-    gen = one.generations()[0]
-    lens = _boundary_lengths(gen)
-    assert one.compute.generated_tokens == len(gen) and one.compute.prm_calls == len(lens)
-    assert one.compute.prm_forward_tokens == sum(lens)
-    with pytest.raises(ValueError, match="beam_width"):
-        scaling.beam_search(prog, 6, beam_width=4, key=jax.random.key(0), reward=REWARD)
+    with pytest.raises(ppl.SMCError, match="particle_filter"):
+        scaling.particle_filter(_program(), 4, key=jax.random.key(0), reward=Zero(), weighting="ratio")

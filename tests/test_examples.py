@@ -57,3 +57,15 @@ def test_scaling_search_example(capsys):
     assert code == 0, out
     for name in ("best-of-N", "particle filter", "beam search", "DVTS"):
         assert name in out
+
+
+def test_scaling_judge_selection_example(capsys, tmp_path):
+    out_png = tmp_path / "judge.png"
+    code = _load("scaling_judge_selection").main([
+        "--datasets", "16", "--test", "8", "--kmax", "64", "--dim", "8", "--train", "32",
+        "--k-temp", "16", "--overlaps", "0.8", "--out", str(out_png)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for word in ("teacher as judge", "log-log slope", "misspecified judge", "optimal k =", "optimal T ="):
+        assert word in out
+    assert out_png.stat().st_size > 10_000

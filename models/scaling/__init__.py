@@ -4,7 +4,8 @@
 - :mod:`~models.scaling.coverage`: hierarchical Beta–Binomial coverage and the exp(a k^b) law.
 - :mod:`~models.scaling.verifiers`: imperfect-verifier ceiling, utility and optimal K.
 - :mod:`~models.scaling.saturation`: F(N) = F_max (1 - (1-p)^N) and the saturation budget.
-- :mod:`~models.scaling.allocation`: compute-optimal allocation across difficulty bins.
+- :mod:`~models.scaling.allocation`: compute-optimal allocation across difficulty bins, from
+  Beta–Binomial posteriors or from measured per-problem outcomes of ``ppl scale``.
 - :mod:`~models.scaling.judge_selection`: the LLM-as-a-judge selection model, simulated exactly.
 
 - :mod:`~models.scaling.data`, :mod:`~models.scaling.cli`: input files and ``ppl analyze``.
@@ -12,7 +13,9 @@
 
 from models.scaling.allocation import (
     Allocation,
+    BinnedAccuracy,
     allocate,
+    allocate_from_outcomes,
     allocate_from_posterior,
     difficulty_bins,
 )
@@ -26,7 +29,13 @@ from models.scaling.coverage import (
     fit_power_law_to_pass_at_k,
     power_law_model,
 )
-from models.scaling.data import InputError, read_samples_csv, read_scale_json
+from models.scaling.data import (
+    InputError,
+    ScaleProblems,
+    read_samples_csv,
+    read_scale_json,
+    read_scale_problems,
+)
 from models.scaling.judge_selection import (
     GaussianPosterior,
     JudgeDecayFit,
@@ -61,14 +70,14 @@ from models.scaling.verifiers import (
 )
 
 __all__ = [
-    "Allocation", "BetaBinomialFit", "InputError", "PassAtK", "PowerLawFit", "SaturationFit",
-    "VerifierFit", "accuracy_at_k", "accuracy_ceiling", "allocate", "allocate_from_posterior",
-    "beta_binomial_model", "beta_coverage", "difficulty_bins", "expected_utility",
-    "fit_beta_binomial", "fit_coverage_power_law", "fit_power_law_to_pass_at_k",
-    "fit_saturation", "fit_verifier", "marginal_utility", "optimal_k", "pass_at_k",
-    "pass_at_k_curve", "power_law_model", "read_samples_csv", "read_scale_json",
-    "saturation_budget", "saturation_curve", "saturation_model", "verifier_data",
-    "verifier_model",
+    "Allocation", "BetaBinomialFit", "BinnedAccuracy", "InputError", "PassAtK", "PowerLawFit",
+    "SaturationFit", "ScaleProblems", "VerifierFit", "accuracy_at_k", "accuracy_ceiling",
+    "allocate", "allocate_from_outcomes", "allocate_from_posterior", "beta_binomial_model",
+    "beta_coverage", "difficulty_bins", "expected_utility", "fit_beta_binomial",
+    "fit_coverage_power_law", "fit_power_law_to_pass_at_k", "fit_saturation", "fit_verifier",
+    "marginal_utility", "optimal_k", "pass_at_k", "pass_at_k_curve", "power_law_model",
+    "read_samples_csv", "read_scale_json", "read_scale_problems", "saturation_budget",
+    "saturation_curve", "saturation_model", "verifier_data", "verifier_model",
     # judge selection
     "GaussianPosterior", "JudgeDecayFit", "JudgeOptimum", "JudgeSelectionResult",
     "blr_posterior", "blr_predictive", "fit_judge_decay", "judge_optimal_k",

@@ -17,6 +17,14 @@ with a perfect checker solves it within :math:`N` samples with probability
 :math:`1 - B(\alpha+c_i, \beta+n_i-c_i+N)/B(\alpha+c_i, \beta+n_i-c_i)`. Bins are quantiles of
 the posterior mean rate; the allocation maximises the posterior expected accuracy, and its gain
 over uniform comes with a credible interval.
+
+:func:`allocate_from_outcomes` takes measured per-problem outcomes instead (``ppl scale``: whether
+method :math:`m` at budget :math:`N` solved problem :math:`i`) and a difficulty score per problem
+(the fraction of its rollout pool that is right). :math:`A_{m,b}(N)` is the fraction of bin
+:math:`b` solved; the gain over uniform comes with a bootstrap interval over problems (resampled
+within bins, the allocation re-optimised each time) and a held-out estimate (the allocation
+chosen on one half of each bin and scored on the other), since choosing and scoring on the
+same problems flatters it.
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ import numpy as np
 
 from models.scaling.coverage import BetaBinomialFit, beta_coverage
 
-__all__ = ["Allocation", "allocate", "allocate_from_posterior", "difficulty_bins"]
+__all__ = ["Allocation", "BinnedAccuracy", "allocate", "allocate_from_outcomes",
+           "allocate_from_posterior", "difficulty_bins"]
 
 
 class Allocation(NamedTuple):
     """Per bin: ``method [B]`` (index), ``budget [B]``; ``accuracy`` of the allocation,
     ``uniform_accuracy`` and ``uniform_budget`` of the baseline, ``gain`` (difference),
-    ``spent`` (average per-problem budget used). Posterior versions add ``*_interval``."""
+    ``spent`` (average per-problem budget used). Posterior and bootstrap versions add
+    ``*_interval``; :func:`allocate_from_outcomes` adds ``heldout_gain``."""
 
     method: np.ndarray
     budget: np.ndarray
@@ -44,6 +54,7 @@ class Allocation(NamedTuple):
     spent: float
     gain_interval: Optional[tuple] = None
     accuracy_interval: Optional[tuple] = None
+    heldout_gain: Optional[float] = None
 
     def to_dict(self, method_names: Optional[Sequence[str]] = None, bin_labels=None) -> dict:
         names = (list(method_names) if method_names is not None
@@ -65,6 +76,8 @@ class Allocation(NamedTuple):
             d["gain_ci"] = list(self.gain_interval)
         if self.accuracy_interval is not None:
             d["accuracy_ci"] = list(self.accuracy_interval)
+        if self.heldout_gain is not None:
+            d["heldout_gain"] = self.heldout_gain
         return d
 
 
@@ -72,14 +85,17 @@ def allocate(acc, counts, budgets, total_budget: float, *, baseline_method: int 
     """Exact compute-optimal allocation (multiple-choice knapsack by dynamic programming).
 
     Args:
-        acc: ``[M, B, G]`` expected accuracy of method m in bin b at budget ``budgets[g]``.
+        acc: ``[M, B, G]`` expected accuracy of method m in bin b at budget ``budgets[g]``;
+            NaN marks an option that was not measured (never chosen).
         counts: ``[B]`` problems per bin (integers >= 0).
         budgets: ``[G]`` integer per-problem budgets (samples; 0 allowed: skip the bin).
         total_budget: average budget per problem (the total is ``total_budget * sum(counts)``).
-        baseline_method: method of the uniform baseline.
+        baseline_method: method of the uniform baseline: the largest budget that fits and
+            that this method was measured at in every (non-empty) bin.
 
     Returns:
-        :class:`Allocation`; accuracies are averages over problems.
+        :class:`Allocation`; accuracies are averages over problems. Among allocations of equal
+        accuracy the cheapest is returned.
     """
     acc = np.asarray(acc, np.float64)
     counts = np.asarray(counts, np.int64)
@@ -87,6 +103,8 @@ def allocate(acc, counts, budgets, total_budget: float, *, baseline_method: int 
     if acc.ndim != 3 or acc.shape[1:] != (counts.size, budgets.size):
         raise ValueError(f"allocate: acc must be [methods, bins={counts.size}, "
                          f"budgets={budgets.size}], got {acc.shape}")
+    if np.any(np.isinf(acc)):
+        raise ValueError("allocate: acc must be finite (NaN marks an option not measured)")
     if np.any(budgets != np.round(budgets)) or np.any(budgets < 0) or np.any(counts < 0):
         raise ValueError("allocate: budgets and counts must be integers >= 0")
     budgets = budgets.astype(np.int64)
@@ -104,7 +122,7 @@ def allocate(acc, counts, budgets, total_budget: float, *, baseline_method: int 
         for o in range(M * G):
             m, g = divmod(o, G)
             cost = int(counts[b] * budgets[g])
-            if cost > cap:
+            if cost > cap or np.isnan(acc[m, b, g]):
                 continue
             cand = np.full(cap + 1, -np.inf)
             cand[cost:] = dp[: cap + 1 - cost] + counts[b] * acc[m, b, g]
@@ -114,15 +132,22 @@ def allocate(acc, counts, budgets, total_budget: float, *, baseline_method: int 
         dp, choices[b] = new, arg
     c = int(np.argmax(dp))  # the smallest cost reaching the best value
     best = dp[c]
+    if not np.isfinite(best):
+        raise ValueError(f"allocate: no measured option fits total_budget={total_budget} in "
+                         "every bin")
     meth = np.zeros(B, np.int64)
     bud = np.zeros(B, np.int64)
     for b in range(B - 1, -1, -1):
         m, g = divmod(int(choices[b, c]), G)
         meth[b], bud[b] = m, budgets[g]
         c -= int(counts[b] * budgets[g])
-    fits = np.nonzero(budgets * P <= cap)[0]
+    measured = ~np.any(np.isnan(acc[baseline_method][counts > 0]), axis=0)
+    fits = np.nonzero((budgets * P <= cap) & measured)[0]
+    if fits.size == 0:
+        raise ValueError(f"allocate: the baseline method {baseline_method} was not measured at "
+                         f"any budget that fits total_budget={total_budget}")
     g0 = fits[np.argmax(budgets[fits])]
-    uni = float(counts @ acc[baseline_method, :, g0]) / P
+    uni = float(counts @ np.nan_to_num(acc[baseline_method, :, g0])) / P
     return Allocation(meth, bud, float(best) / P, float(budgets[g0]), uni, float(best) / P - uni,
                       float(counts @ bud) / P)
 
@@ -183,3 +208,112 @@ def allocate_from_posterior(fit: BetaBinomialFit, budgets, total_budget: float, 
         gain_interval=tuple(float(x) for x in np.quantile(acc_s - uni_s, q)),
         accuracy_interval=tuple(float(x) for x in np.quantile(acc_s, q)))
     return alloc, bins
+
+
+class BinnedAccuracy(NamedTuple):
+    """Measured accuracy per difficulty bin: ``bins [P]`` (0 = hardest), ``counts [B]``,
+    ``budgets [G]`` (0 first when skipping a bin is allowed), ``accuracy [M, B, G]`` (NaN: not
+    measured), ``score_range [B, 2]`` (min and max difficulty score in each bin)."""
+
+    bins: np.ndarray
+    counts: np.ndarray
+    budgets: np.ndarray
+    accuracy: np.ndarray
+    score_range: np.ndarray
+
+
+def _bin_means(outcomes, bins, num_bins):
+    """``[M, G, P]`` outcomes -> ``[M, B, G]`` means per bin (0 in empty bins)."""
+    M, G, _ = outcomes.shape
+    out = np.zeros((M, num_bins, G))
+    for b in range(num_bins):
+        sel = bins == b
+        if sel.any():
+            out[:, b] = outcomes[:, :, sel].mean(axis=-1)
+    return out
+
+
+def allocate_from_outcomes(outcomes, budgets, difficulty, total_budget: float, *,
+                           num_bins: int = 5, baseline_method: int = 0, allow_skip: bool = True,
+                           level: float = 0.9, num_bootstrap: int = 200, num_splits: int = 10,
+                           seed: int = 0) -> tuple[Allocation, BinnedAccuracy]:
+    r"""Compute-optimal allocation from measured per-problem outcomes (Snell et al. 2024).
+
+    Args:
+        outcomes: ``[M, G, P]`` 1 where method m at ``budgets[g]`` solved problem p, else 0;
+            NaN where the method was not run at that budget.
+        budgets: ``[G]`` positive integer budgets.
+        difficulty: ``[P]`` a score, higher = easier (e.g. the pass@1 of the problem's pool);
+            bins are its quantiles, bin 0 the hardest.
+        total_budget: average budget per problem.
+        baseline_method: the method of the uniform baseline (e.g. best-of-N).
+        allow_skip: add budget 0 (accuracy 0) so a bin nothing solves gets no compute.
+        level: probability of the bootstrap intervals.
+        num_bootstrap: problem resamples (within bins) for ``gain_interval`` /
+            ``accuracy_interval`` (0: none).
+        num_splits: random half splits of every bin for ``heldout_gain``, the mean gain of
+            the allocation chosen on one half and scored on the other (each split used both
+            ways round; 0: none).
+        seed: seed of the resampling.
+
+    Returns:
+        ``(allocation, table)``: the :class:`Allocation` on all problems and the
+        :class:`BinnedAccuracy` it was computed from.
+    """
+    outcomes = np.asarray(outcomes, np.float64)
+    budgets = np.asarray(budgets)
+    difficulty = np.asarray(difficulty, np.float64)
+    if outcomes.ndim != 3 or outcomes.shape[1:] != (budgets.size, difficulty.size):
+        raise ValueError(f"allocate_from_outcomes: outcomes must be [methods, budgets="
+                         f"{budgets.size}, problems={difficulty.size}], got {outcomes.shape}")
+    ok = np.isnan(outcomes) | (outcomes == 0) | (outcomes == 1)
+    if not ok.all():
+        raise ValueError("allocate_from_outcomes: outcomes must be 0, 1 or NaN (not measured)")
+    if np.any(budgets < 1) or np.any(budgets != np.round(budgets)):
+        raise ValueError("allocate_from_outcomes: budgets must be positive integers")
+    bins = difficulty_bins(difficulty, num_bins)
+    counts = np.bincount(bins, minlength=num_bins)
+    grid = (np.concatenate([[0], budgets]) if allow_skip else budgets).astype(np.int64)
+
+    def table(outc, bn):
+        acc = _bin_means(outc, bn, num_bins)
+        if allow_skip:
+            acc = np.concatenate([np.zeros(acc.shape[:2] + (1,)), acc], axis=-1)
+        return acc
+
+    acc = table(outcomes, bins)
+    alloc = allocate(acc, counts, grid, total_budget, baseline_method=baseline_method)
+    rng = np.random.default_rng(seed)
+    members = [np.nonzero(bins == b)[0] for b in range(num_bins)]
+    q = [0.5 - level / 2, 0.5 + level / 2]
+    if num_bootstrap > 0:
+        gains, accs = [], []
+        for _ in range(num_bootstrap):
+            idx = np.concatenate([rng.choice(m, m.size) for m in members if m.size])
+            r = allocate(table(outcomes[:, :, idx], bins[idx]), counts, grid, total_budget,
+                         baseline_method=baseline_method)
+            gains.append(r.gain)
+            accs.append(r.accuracy)
+        alloc = alloc._replace(gain_interval=tuple(float(x) for x in np.quantile(gains, q)),
+                               accuracy_interval=tuple(float(x) for x in np.quantile(accs, q)))
+    if num_splits > 0:
+        held = []
+        for _ in range(num_splits):
+            half = np.zeros(bins.size, bool)
+            for m in members:
+                half[rng.permutation(m)[: m.size // 2]] = True
+            for train in (half, ~half):
+                test = ~train
+                c_tr = np.bincount(bins[train], minlength=num_bins)
+                c_te = np.bincount(bins[test], minlength=num_bins)
+                r = allocate(table(outcomes[:, :, train], bins[train]), c_tr, grid,
+                             total_budget, baseline_method=baseline_method)
+                a_te = table(outcomes[:, :, test], bins[test])
+                g = np.searchsorted(grid, r.budget)
+                g0 = int(np.searchsorted(grid, r.uniform_budget))
+                chosen = a_te[r.method, np.arange(num_bins), g]
+                held.append(float(c_te @ (chosen - a_te[baseline_method, :, g0]) / c_te.sum()))
+        alloc = alloc._replace(heldout_gain=float(np.mean(held)))
+    rng_score = np.array([[difficulty[m].min(), difficulty[m].max()] if m.size else [np.nan] * 2
+                          for m in members])
+    return alloc, BinnedAccuracy(bins, counts, grid, acc, rng_score)

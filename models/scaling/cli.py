@@ -6,9 +6,10 @@ For a CSV (``problem_id, sample, correct[, accepted][, tokens][, task_type]``) i
 pass@k curve with an interval over problems, the Beta–Binomial coverage curve with credible
 bands (extrapolated beyond the samples drawn), the exp(a k^b) coverage law, the verifier ceiling
 and optimal K (with ``accepted``), the saturation fit and budget, and a compute-optimal
-allocation across difficulty bins. For ``ppl scale`` JSON it fits the saturation law per method
-and recommends the best method per budget. Plots go to ``--plots DIR``; ``--json PATH`` writes
-everything as JSON.
+allocation across difficulty bins. For ``ppl scale`` JSON it fits the saturation law per method,
+recommends the best method per budget, compares methods at matched generated tokens, and — when
+the file has the per-problem block — allocates method and budget per difficulty bin (Snell et
+al. 2024). Plots go to ``--plots DIR``; ``--json PATH`` writes everything as JSON.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-__all__ = ["setup", "run", "analyze_samples", "analyze_scale"]
+__all__ = ["setup", "run", "analyze_samples", "analyze_scale", "matched_tokens",
+           "scale_allocation"]
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
@@ -47,10 +50,13 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="verifier utility of an accepted correct answer (default 1)")
     parser.add_argument("--value-false-positive", type=float, default=-1.0,
                         help="verifier utility of an accepted wrong answer, <= 0 (default -1)")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="allocation: average samples per problem (default: the samples "
-                             "per problem in RESULTS)")
+    parser.add_argument("--budget", "--total-budget", dest="budget", type=float, default=None,
+                        help="allocation: average budget per problem (default: the samples per "
+                             "problem of a CSV; the median budget of `ppl scale` JSON)")
     parser.add_argument("--bins", type=int, default=5, help="allocation: difficulty bins (5)")
+    parser.add_argument("--verifier-per-type", action="store_true",
+                        help="verifier model with a true-positive rate and specificity per "
+                             "task_type (default: one pair shared by all types)")
     parser.add_argument("--zero-inflated", action="store_true",
                         help="coverage model with a fraction of unsolvable problems")
     parser.add_argument("--method", choices=("nuts", "tempered_smc"), default="nuts",
@@ -148,7 +154,7 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
     if table.accepted is not None:
         groups = table.task_type if table.task_type is not None else table.problem
         vd = verifier_data(groups, table.correct, table.accepted)
-        vf = fit_verifier(vd, key=k_ver, **opts)
+        vf = fit_verifier(vd, key=k_ver, per_type=args.verifier_per_type, **opts)
         ceil = vf.ceiling(level)
         kopt = vf.optimal_k(level, value_correct=args.value_correct,
                             value_false_positive=args.value_false_positive)
@@ -161,11 +167,22 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
                               "accuracy": accb.to_dict("K"),
                               "types": "task_type" if table.task_type is not None else "problem",
                               "value_correct": args.value_correct,
-                              "value_false_positive": args.value_false_positive}
+                              "value_false_positive": args.value_false_positive,
+                              "per_type": args.verifier_per_type}
+        if args.verifier_per_type:
+            report["verifier"]["type_rates"] = vf.type_rates(level)
         plots["verifier"] = (util, accb, ceil)
         s = vf.summary(level)
-        out(f"\nverifier: true-positive rate c = {_fmt_iv(s['c'])}, specificity s = "
-            f"{_fmt_iv(s['s'])}")
+        if args.verifier_per_type:
+            out(f"\nverifier, rates per type: population mean true-positive rate "
+                f"{_fmt_iv(s['c_mean'])}, specificity {_fmt_iv(s['s_mean'])}")
+            tr = vf.type_rates(level)
+            if len(tr) <= 20:
+                out(_table([(name, _fmt_iv(d["r"]), _fmt_iv(d["c"]), _fmt_iv(d["s"]))
+                            for name, d in tr.items()], ("type", "r", "c", "s")))
+        else:
+            out(f"\nverifier: true-positive rate c = {_fmt_iv(s['c'])}, specificity s = "
+                f"{_fmt_iv(s['s'])}")
         out(f"  accuracy ceiling of resampling until accepted A_inf = {_fmt_iv(ceil)}")
         out(f"  optimal attempts K (V_c={args.value_correct}, V_fp={args.value_false_positive}): "
             f"median {kopt['median']:g}, {level:.0%} interval [{kopt['ci_low']:g}, "
@@ -206,8 +223,116 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
     return report, plots
 
 
-def analyze_scale(methods: dict, args, out=print) -> tuple[dict, dict]:
-    """The ``ppl scale`` JSON analysis: saturation per method, best method per budget."""
+def matched_tokens(methods: dict, reference: Optional[str] = None, *,
+                   tolerance: float = 0.05) -> Optional[dict]:
+    """Accuracy of every method at the mean generated tokens of the reference's budgets.
+
+    ``reference`` defaults to ``best_of_n`` (else the first method with tokens). Each method's
+    accuracy is interpolated linearly in log tokens between its measured points (linearly in
+    tokens if a count is 0) and is ``None`` outside its measured range: no extrapolation,
+    except that a target within ``tolerance`` (relative) of the range's end takes the end's
+    accuracy (methods at the same budget differ by a few tokens). Returns ``None`` when no
+    method reports tokens.
+    """
+    with_tokens = [n for n, m in methods.items() if m.tokens is not None]
+    if not with_tokens:
+        return None
+    if reference is None:
+        reference = "best_of_n" if "best_of_n" in with_tokens else with_tokens[0]
+    ref = methods[reference]
+    if ref.tokens is None:
+        raise ValueError(f"matched_tokens: reference {reference!r} has no tokens")
+    targets = ref.tokens
+    acc = {}
+    for name in with_tokens:
+        m = methods[name]
+        order = np.argsort(m.tokens, kind="stable")
+        t, a = m.tokens[order], m.accuracy[order]
+        log = bool(np.all(t > 0) and np.all(targets > 0))
+        x, xq = (np.log(t), np.log(targets)) if log else (t, targets)
+        inside = (targets >= t[0] * (1 - tolerance)) & (targets <= t[-1] * (1 + tolerance))
+        vals = np.interp(np.clip(xq, x[0], x[-1]), x, a)
+        acc[name] = [float(v) if ok else None for v, ok in zip(vals, inside)]
+    best = []
+    for i, tok in enumerate(targets):
+        cand = [(acc[n][i], n) for n in with_tokens if acc[n][i] is not None]
+        a, n = max(cand)
+        best.append({"tokens": float(tok), "method": n, "accuracy": a})
+    return {"reference": reference, "budgets": ref.budgets.tolist(), "tokens": targets.tolist(),
+            "accuracy": acc, "best": best,
+            "interpolation": "linear in log(tokens) between measured points; null outside a "
+                             f"method's measured range (+-{tolerance:.0%})",
+            "without_tokens": [n for n in methods if n not in with_tokens]}
+
+
+def scale_allocation(problems, args, out=print) -> dict:
+    """Compute-optimal allocation per difficulty bin from the per-problem block of ``ppl scale``
+    JSON (:func:`models.scaling.allocation.allocate_from_outcomes`); returns the report entry."""
+    from models.scaling.allocation import allocate_from_outcomes
+
+    names = list(problems.solved)
+    if not names:
+        out("\nallocation: the per-problem block has no solved outcomes; skipped")
+        return {"error": "no per-problem outcomes in 'problems.solved'"}
+    budgets = np.unique(np.concatenate([b for b, _ in problems.solved.values()]))
+    P = problems.num_problems
+    outcomes = np.full((len(names), budgets.size, P), np.nan)
+    for i, name in enumerate(names):
+        b, o = problems.solved[name]
+        outcomes[i, np.searchsorted(budgets, b)] = o
+    baseline = "best_of_n" if "best_of_n" in names else names[0]
+    total = args.budget if args.budget is not None else float(np.median(budgets))
+    nb = args.bins
+    try:
+        alloc, tab = allocate_from_outcomes(outcomes, budgets, problems.pool_success, total,
+                                            num_bins=nb, baseline_method=names.index(baseline),
+                                            level=args.level, seed=args.seed)
+    except ValueError as e:
+        out(f"\nallocation: not computed ({e})")
+        return {"error": str(e), "total_budget_per_problem": total}
+    labels = [f"q{b + 1}" + (" (hardest)" if b == 0 and nb > 1 else
+                             " (easiest)" if b == nb - 1 and nb > 1 else "") for b in range(nb)]
+    d = alloc.to_dict(names, labels)
+    g0 = int(np.searchsorted(tab.budgets, alloc.uniform_budget))
+    rows = []
+    for b, entry in enumerate(d["bins"]):
+        g = int(np.searchsorted(tab.budgets, alloc.budget[b]))
+        if alloc.budget[b] == 0:
+            entry["method"] = None  # nothing gains here: spend no compute
+        lo, hi = tab.score_range[b]
+        entry.update(problems=int(tab.counts[b]),
+                     pool_success=[None if np.isnan(lo) else float(lo),
+                                   None if np.isnan(hi) else float(hi)],
+                     accuracy=float(tab.accuracy[alloc.method[b], b, g]),
+                     baseline_accuracy=float(tab.accuracy[names.index(baseline), b, g0]))
+        rows.append((labels[b], f"[{lo:.3f}, {hi:.3f}]", int(tab.counts[b]),
+                     entry["method"] or "skip", int(alloc.budget[b]), f"{entry['accuracy']:.3f}",
+                     f"{entry['baseline_accuracy']:.3f}"))
+    out(f"\ncompute-optimal allocation (Snell et al. 2024): {total:g} per problem on average, "
+        f"{nb} bins by quantiles of pool pass@1 (the fraction of each problem's rollout pool "
+        "that is right)")
+    out(_table(rows, ("bin", "pool pass@1", "problems", "method", "budget", "accuracy",
+                      f"{baseline}@{alloc.uniform_budget:g}")))
+    gi = alloc.gain_interval
+    out(f"  accuracy {alloc.accuracy:.4f} (spends {alloc.spent:.2f} per problem) vs uniform "
+        f"{baseline} at {alloc.uniform_budget:g}: {alloc.uniform_accuracy:.4f}; gain "
+        f"{alloc.gain:+.4f} [{gi[0]:+.4f}, {gi[1]:+.4f}] ({args.level:.0%} bootstrap over "
+        "problems)")
+    out(f"  held-out gain (chosen on half of each bin, scored on the other half): "
+        f"{alloc.heldout_gain:+.4f} (the in-sample gain is optimistic: chosen and scored on "
+        "the same problems)")
+    return {"total_budget_per_problem": total, "budgets": tab.budgets.tolist(),
+            "difficulty": "quantile bins of problems.pool_success (q1 hardest)",
+            "baseline": baseline, "objective": "measured accuracy per (method, bin, budget)",
+            "accuracy_table": {"methods": names, "bins": labels,
+                               "accuracy": np.asarray(tab.accuracy).tolist()},
+            **d}
+
+
+def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, dict]:
+    """The ``ppl scale`` JSON analysis: saturation per method, best method per budget, accuracy
+    at matched tokens, and (with the per-problem block ``problems``, a
+    :class:`~models.scaling.data.ScaleProblems`) the allocation per difficulty bin."""
     import jax
 
     from models.scaling.saturation import fit_saturation
@@ -218,6 +343,8 @@ def analyze_scale(methods: dict, args, out=print) -> tuple[dict, dict]:
     keys = jax.random.split(jax.random.key(args.seed), len(methods))
     for key, (name, m) in zip(keys, methods.items()):
         entry = {"budgets": m.budgets.tolist(), "accuracy": m.accuracy.tolist()}
+        if m.tokens is not None:
+            entry["tokens"] = m.tokens.tolist()
         out(f"\n{name}:")
         out(_table([(f"{b:g}", f"{a:.4f}",
                      "" if m.ci_low is None else f"[{m.ci_low[i]:.4f}, {m.ci_high[i]:.4f}]",
@@ -253,6 +380,22 @@ def analyze_scale(methods: dict, args, out=print) -> tuple[dict, dict]:
     out("\nrecommendation (highest measured accuracy per budget):")
     out(_table([(f"{d['budget']:g}", d["method"], f"{d['accuracy']:.4f}") for d in best],
                ("budget", "method", "accuracy")))
+
+    mt = matched_tokens(methods)
+    if mt is not None:
+        report["matched_tokens"] = mt
+        ref = mt["reference"]
+        names = list(mt["accuracy"])
+        out(f"\naccuracy at matched generated tokens (mean per problem; at {ref}'s budgets, "
+            "interpolated in log tokens, '-' outside a method's measured range +-5%):")
+        out(_table([(f"{t:.0f}", f"{b:g}", *("-" if mt["accuracy"][n][i] is None else
+                                             f"{mt['accuracy'][n][i]:.4f}" for n in names),
+                     mt["best"][i]["method"])
+                    for i, (t, b) in enumerate(zip(mt["tokens"], mt["budgets"]))],
+                   ("tokens", f"{ref} N", *names, "best")))
+        plots["tokens"] = True
+    if problems is not None:
+        report["allocation"] = scale_allocation(problems, args, out)
     return report, plots
 
 
@@ -324,6 +467,24 @@ def _plot(plots: dict, outdir: Path, kind: str) -> list:
         fig.savefig(p, dpi=120)
         plt.close(fig)
         written.append(p)
+        if plots.get("tokens"):
+            fig, ax = plt.subplots(figsize=(6.4, 4.2))
+            for i, (name, (m, _)) in enumerate(plots["methods"].items()):
+                if m.tokens is None:
+                    continue
+                color = f"C{i % 10}"
+                ax.plot(m.tokens, m.accuracy, "o-", color=color, ms=3, label=name)
+                if m.ci_low is not None:
+                    ax.vlines(m.tokens, m.ci_low, m.ci_high, color=color, alpha=0.5)
+            ax.set_xscale("log")
+            ax.set_xlabel("generated tokens per problem (mean)")
+            ax.set_ylabel("accuracy")
+            ax.legend()
+            fig.tight_layout()
+            p = outdir / "accuracy_vs_tokens.png"
+            fig.savefig(p, dpi=120)
+            plt.close(fig)
+            written.append(p)
     return written
 
 
@@ -344,11 +505,19 @@ def _jsonable(x):
 
 def run(args) -> int:
     """Handler of ``ppl analyze``: 0 on success, 2 on bad input."""
-    from models.scaling.data import InputError, read_samples_csv, read_scale_json
+    from models.scaling.data import (
+        InputError, read_samples_csv, read_scale_json, read_scale_problems,
+    )
 
     path = Path(args.results)
     if not 0 < args.level < 1:
         print(f"ppl analyze: --level must be in (0, 1), got {args.level}", file=sys.stderr)
+        return 2
+    if args.bins < 1:
+        print(f"ppl analyze: --bins must be >= 1, got {args.bins}", file=sys.stderr)
+        return 2
+    if args.budget is not None and not args.budget > 0:
+        print(f"ppl analyze: --budget must be > 0, got {args.budget}", file=sys.stderr)
         return 2
     if args.eps <= 0 or args.value_false_positive > 0 or args.value_correct <= 0:
         print("ppl analyze: need --eps > 0, --value-correct > 0, --value-false-positive <= 0",
@@ -358,6 +527,7 @@ def run(args) -> int:
         if path.suffix.lower() == ".json":
             kind = "scale"
             data = read_scale_json(path)
+            problems = read_scale_problems(path, data)
         else:
             kind = "samples"
             data = read_samples_csv(path)
@@ -367,7 +537,7 @@ def run(args) -> int:
     if kind == "samples":
         report, plots = analyze_samples(data, args)
     else:
-        report, plots = analyze_scale(data, args)
+        report, plots = analyze_scale(data, args, problems=problems)
     if not args.no_plots:
         outdir = Path(args.plots) if args.plots else path.with_name(path.stem + "_plots")
         written = _plot(plots, outdir, kind)

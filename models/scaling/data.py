@@ -7,8 +7,10 @@ into types for the verifier model). JSON (written by ``ppl scale --json``)::
     {"methods": {name: {"budgets": [...], "accuracy": [...],
                         "ci_low": [...], "ci_high": [...], "tokens": [...]}}, ...}
 
-(``ci_low``, ``ci_high`` and ``tokens`` optional). Every error names the file, the row (CSV
-line number, header = line 1) or method, and the field.
+(``ci_low``, ``ci_high`` and ``tokens`` optional), and optionally a per-problem block
+``"problems": {"pool_success": [P numbers in [0, 1]], "solved": {method: {"<budget>": [P 0/1]}}}``
+(:func:`read_scale_problems`). Every error names the file, the row (CSV line number, header =
+line 1) or method, and the field.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["SampleTable", "read_samples_csv", "MethodCurve", "read_scale_json", "InputError"]
+__all__ = ["SampleTable", "read_samples_csv", "MethodCurve", "read_scale_json", "ScaleProblems",
+           "read_scale_problems", "InputError"]
 
 REQUIRED = ("problem_id", "sample", "correct")
 OPTIONAL = ("accepted", "tokens", "task_type")
@@ -165,15 +168,22 @@ def _num_list(value, path, name, field, length, lo=None, hi=None):
     return np.asarray(out)
 
 
-def read_scale_json(path) -> dict:
-    """Read and validate the JSON of ``ppl scale --json``: ``{name: MethodCurve}``."""
-    path = Path(path)
+def _load_json(path):
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise InputError(f"{path}: cannot open ({e.strerror})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def read_scale_json(path) -> dict:
+    """Read and validate the JSON of ``ppl scale --json``: ``{name: MethodCurve}``."""
+    path = Path(path)
+    return _parse_methods(_load_json(path), path)
+
+
+def _parse_methods(obj, path) -> dict:
     if not isinstance(obj, dict) or not isinstance(obj.get("methods"), dict) or not obj["methods"]:
         raise InputError(f"{path}: field 'methods': expected a non-empty object "
                          "{name: {budgets, accuracy, ...}}")
@@ -198,3 +208,93 @@ def read_scale_json(path) -> dict:
         out[name] = MethodCurve(name, budgets[order], acc[order],
                                 *(None if v is None else v[order] for v in opt.values()))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleProblems:
+    """The per-problem block of ``ppl scale`` JSON.
+
+    ``pool_success [P]``: the fraction of each problem's rollout pool that is right (its
+    difficulty: a pass@1 estimate); ``solved``: ``{method: (budgets [G] int, outcome [G, P]
+    0/1)}``, budgets sorted.
+    """
+
+    pool_success: np.ndarray
+    solved: dict
+
+    @property
+    def num_problems(self) -> int:
+        return self.pool_success.size
+
+
+def read_scale_problems(path, methods: Optional[dict] = None) -> Optional[ScaleProblems]:
+    """Read and validate the per-problem block ``"problems"`` of ``ppl scale`` JSON.
+
+    Returns ``None`` when the file has no such block (older files). With ``methods`` (the
+    output of :func:`read_scale_json`), each method's per-problem outcomes must average to its
+    reported accuracy at the same budget. Errors name the field, e.g.
+    ``'problems.solved'['beam_search']['4'][3]``.
+    """
+    path = Path(path)
+    obj = _load_json(path)
+    if not isinstance(obj, dict) or obj.get("problems") is None:
+        return None
+    block = obj["problems"]
+    where = f"{path}: field 'problems'"
+    if not isinstance(block, dict):
+        raise InputError(f"{where}: expected an object {{pool_success, solved}}, got "
+                         f"{type(block).__name__}")
+    for field in ("pool_success", "solved"):
+        if field not in block:
+            raise InputError(f"{path}: field 'problems.{field}': missing")
+    ps = block["pool_success"]
+    where = f"{path}: field 'problems.pool_success'"
+    if not isinstance(ps, list) or not ps:
+        raise InputError(f"{where}: expected a non-empty list of numbers in [0, 1]")
+    for i, v in enumerate(ps):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise InputError(f"{where}[{i}]: expected a number in [0, 1], got {v!r}")
+    P = len(ps)
+    n = obj.get("num_problems")
+    if n is not None and n != P:
+        raise InputError(f"{where}: has {P} entries, 'num_problems' is {n!r}")
+    solved = block["solved"]
+    if not isinstance(solved, dict):
+        raise InputError(f"{path}: field 'problems.solved': expected an object "
+                         f"{{method: {{budget: [0/1 per problem]}}}}, got {type(solved).__name__}")
+    out = {}
+    for name, per_budget in solved.items():
+        where = f"{path}: field 'problems.solved'[{name!r}]"
+        if not isinstance(per_budget, dict):
+            raise InputError(f"{where}: expected an object {{budget: [0/1 per problem]}}")
+        budgets, rows = [], []
+        for b, v in per_budget.items():
+            w = f"{where}[{b!r}]"
+            try:
+                bi = int(b)
+            except (TypeError, ValueError):
+                bi = 0
+            if str(bi) != str(b).strip() or bi < 1:
+                raise InputError(f"{w}: the key must be a positive integer budget")
+            if not isinstance(v, list) or len(v) != P:
+                got = f"{len(v)} entries" if isinstance(v, list) else type(v).__name__
+                raise InputError(f"{w}: expected a list of {P} 0/1 entries (one per problem, as "
+                                 f"'pool_success'), got {got}")
+            for i, x in enumerate(v):
+                if isinstance(x, str) or x not in (0, 1):
+                    raise InputError(f"{w}[{i}]: expected 0 or 1, got {x!r}")
+            if methods is not None and name in methods:
+                m = methods[name]
+                hit = np.nonzero(m.budgets == bi)[0]
+                if hit.size and abs(np.mean(v) - m.accuracy[hit[0]]) > 0.5 / P + 1e-9:
+                    raise InputError(f"{w}: solves {np.mean(v):.4f} of the problems but "
+                                     f"'methods[{name!r}].accuracy' at budget {bi} is "
+                                     f"{m.accuracy[hit[0]]:.4f}")
+            budgets.append(bi)
+            rows.append([int(x) for x in v])
+        if not budgets:
+            continue
+        order = np.argsort(budgets)
+        out[name] = (np.asarray(budgets, np.int64)[order],
+                     np.asarray(rows, np.int64).reshape(len(budgets), P)[order])
+    return ScaleProblems(np.asarray(ps, np.float64), out)

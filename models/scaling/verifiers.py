@@ -5,7 +5,8 @@ closed forms and as a Bayesian model fitted to (correct, accepted) data.
 Task type :math:`j` has weight :math:`p_j` and single-sample correctness :math:`r_j`. The
 verifier accepts a correct answer with probability :math:`c` (true-positive rate) and an
 incorrect one with probability :math:`1 - s` (false-positive rate; :math:`s` is the
-specificity). :math:`c` and :math:`s` may differ per type. One attempt is accepted with
+specificity). :math:`c` and :math:`s` may differ per type (``fit_verifier(...,
+per_type=True)``; the closed forms broadcast them against :math:`r_j`). One attempt is accepted with
 probability :math:`c r_j + (1-s)(1-r_j)` and rejected with :math:`\beta_j = 1 - c r_j -
 (1-s)(1-r_j)`. Resampling until accepted returns a correct answer with probability
 
@@ -222,7 +223,8 @@ def verifier_data(group, correct, accepted) -> VerifierData:
 
 
 def verifier_model(n, correct, accepted_correct, accepted_incorrect, mask=None, *,
-                   concentration_loc: float = 1.0, concentration_scale: float = 1.5):
+                   concentration_loc: float = 1.0, concentration_scale: float = 1.5,
+                   per_type: bool = False):
     r"""Per-type correctness and a verifier's rates (numpyro).
 
     :math:`r_j \sim \mathrm{Beta}(\mu\kappa, (1-\mu)\kappa)` (hierarchical, as in
@@ -232,35 +234,69 @@ def verifier_model(n, correct, accepted_correct, accepted_incorrect, mask=None, 
     \mathrm{Binomial}(\text{correct}, c)`, among incorrect :math:`\sim
     \mathrm{Binomial}(n - \text{correct}, 1 - s)` (summed over types). Types where the
     boolean ``mask`` is false are padding (all their counts 0).
+
+    With ``per_type=True`` every type has its own rates, partially pooled like :math:`r_j`:
+    :math:`c_j \sim \mathrm{Beta}(\mu_c\kappa_c, (1-\mu_c)\kappa_c)`,
+    :math:`s_j \sim \mathrm{Beta}(\mu_s\kappa_s, (1-\mu_s)\kappa_s)` (sites ``c``, ``s``
+    ``[J]``; ``c_mean``, ``c_concentration``, ``s_mean``, ``s_concentration``), and the
+    acceptance counts are per type.
     """
     mu = numpyro.sample("mean", dist.Beta(1.0, 1.0))
     kappa = numpyro.sample("concentration", dist.LogNormal(concentration_loc, concentration_scale))
-    c = numpyro.sample("c", dist.Beta(1.0, 1.0))
-    s = numpyro.sample("s", dist.Beta(1.0, 1.0))
+    if per_type:
+        rates = {}
+        for name in ("c", "s"):
+            rates[name] = (numpyro.sample(f"{name}_mean", dist.Beta(1.0, 1.0)),
+                           numpyro.sample(f"{name}_concentration",
+                                          dist.LogNormal(concentration_loc + 1.0,
+                                                         concentration_scale)))
+    else:
+        c = numpyro.sample("c", dist.Beta(1.0, 1.0))
+        s = numpyro.sample("s", dist.Beta(1.0, 1.0))
     with numpyro.plate("types", jnp.shape(n)[0]):
         r = numpyro.sample("r", dist.Beta(mu * kappa, (1.0 - mu) * kappa))
+        if per_type:
+            (mc, kc), (ms, ks) = rates["c"], rates["s"]
+            c = numpyro.sample("c", dist.Beta(mc * kc, (1.0 - mc) * kc))
+            s = numpyro.sample("s", dist.Beta(ms * ks, (1.0 - ms) * ks))
         with numpyro.handlers.mask(mask=True if mask is None else mask):
             numpyro.sample("correct", dist.Binomial(n, r), obs=correct)
-    numpyro.sample("accepted_correct", dist.Binomial(jnp.sum(correct), c),
-                   obs=jnp.sum(accepted_correct))
-    numpyro.sample("accepted_incorrect", dist.Binomial(jnp.sum(n - correct), 1.0 - s),
-                   obs=jnp.sum(accepted_incorrect))
+            if per_type:
+                numpyro.sample("accepted_correct", dist.Binomial(correct, c),
+                               obs=accepted_correct)
+                numpyro.sample("accepted_incorrect", dist.Binomial(n - correct, 1.0 - s),
+                               obs=accepted_incorrect)
+    if not per_type:
+        numpyro.sample("accepted_correct", dist.Binomial(jnp.sum(correct), c),
+                       obs=jnp.sum(accepted_correct))
+        numpyro.sample("accepted_incorrect", dist.Binomial(jnp.sum(n - correct), 1.0 - s),
+                       obs=jnp.sum(accepted_incorrect))
+
+
+def _verifier_model_per_type(*args, **kwargs):
+    """:func:`verifier_model` with ``per_type=True`` (a fixed function: compiled once)."""
+    return verifier_model(*args, per_type=True, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
 class VerifierFit:
-    """Posterior of :func:`verifier_model`: ``draws`` of ``r [S, J]``, ``c``, ``s [S]``.
+    """Posterior of :func:`verifier_model`: ``draws`` of ``r [S, J]``, ``c``, ``s [S]``
+    (``[S, J]`` when ``per_type``).
 
     :meth:`ceiling`, :meth:`optimal_k`, :meth:`utility` and :meth:`accuracy` evaluate the
-    closed forms per draw and summarise them.
+    closed forms per draw and summarise them; :meth:`type_rates` gives per-type intervals.
     """
 
     result: object
     data: VerifierData
     draws: dict
+    per_type: bool = False
 
     def _rcs(self):
-        return self.draws["r"], self.draws["c"][:, None], self.draws["s"][:, None]
+        c, s = self.draws["c"], self.draws["s"]
+        if not self.per_type:
+            c, s = c[:, None], s[:, None]
+        return self.draws["r"], c, s
 
     def ceiling_draws(self) -> np.ndarray:
         r, c, s = self._rcs()
@@ -300,18 +336,37 @@ class VerifierFit:
         return Band(np.atleast_1d(K), m, lo, hi, level)
 
     def summary(self, level: float = 0.9) -> dict:
+        """Scalar parameters: ``c``, ``s`` (with ``per_type``: the population means
+        ``c_mean``, ``s_mean`` and concentrations), ``mean``, ``concentration``."""
+        if self.per_type:
+            return summarize(self.draws, ["c_mean", "c_concentration", "s_mean",
+                                          "s_concentration", "mean", "concentration"], level)
         return summarize(self.draws, ["c", "s", "mean", "concentration"], level)
 
+    def type_rates(self, level: float = 0.9) -> dict:
+        """``{type name: {"r", "c", "s": {"mean", "ci_low", "ci_high", "level"}}}``; without
+        ``per_type`` every type shares ``c`` and ``s``."""
+        r, c, s = (np.broadcast_to(x, self.draws["r"].shape) for x in self._rcs())
+        out = {}
+        for j, name in enumerate(self.data.names):
+            out[name] = summarize({"r": r[:, j], "c": c[:, j], "s": s[:, j]}, ["r", "c", "s"],
+                                  level)
+        return out
 
-def fit_verifier(data: VerifierData, *, key, method: str = "nuts", **options) -> VerifierFit:
-    """Fit :func:`verifier_model` to :class:`VerifierData` with :func:`ppl.infer`."""
+
+def fit_verifier(data: VerifierData, *, key, method: str = "nuts", per_type: bool = False,
+                 **options) -> VerifierFit:
+    """Fit :func:`verifier_model` to :class:`VerifierData` with :func:`ppl.infer`;
+    ``per_type=True`` gives every type its own true-positive rate and specificity."""
     if not isinstance(data, VerifierData):
         raise TypeError("fit_verifier: pass the counts from verifier_data(group, correct, accepted)")
     J = data.n.size
     size = bucket(J)
     counts = [pad(np.asarray(x, np.int32), size, 0) for x in data[:4]]
-    res = run_inference(verifier_model, *counts, pad(np.ones(J, bool), size, False), key=key,
+    model = _verifier_model_per_type if per_type else verifier_model
+    res = run_inference(model, *counts, pad(np.ones(J, bool), size, False), key=key,
                         method=method, **options)
     draws = posterior_draws(res)
-    draws["r"] = draws["r"][:, :J]  # drop the padding types (prior draws)
-    return VerifierFit(res, data, draws)
+    for name in ("r", "c", "s") if per_type else ("r",):
+        draws[name] = draws[name][:, :J]  # drop the padding types (prior draws)
+    return VerifierFit(res, data, draws, per_type)

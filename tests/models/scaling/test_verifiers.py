@@ -121,3 +121,79 @@ def test_fit_recovers_rates_ceiling_and_optimal_k():
     kt = optimal_k(p, sim.C_TRUE, sim.S_TRUE)
     assert k["ci_low"] <= kt <= k["ci_high"]
     assert fit.draws["r"].shape[1] == sim.P  # padding types dropped
+
+
+
+def test_per_type_model_likelihood_is_per_type_binomials():
+    # The per-type model's log density at fixed values, against scipy: priors + per-type
+    # Binomial(correct_j, c_j) and Binomial(n_j - correct_j, 1 - s_j); padding types add 0.
+    from numpyro.infer.util import log_density
+    from scipy import stats
+
+    from models.scaling.verifiers import verifier_model
+
+    n, cor = np.array([10, 20, 0]), np.array([4, 15, 0])
+    ac, ai = np.array([3, 12, 0]), np.array([2, 1, 0])
+    mask = np.array([True, True, False])
+    v = {"mean": 0.4, "concentration": 3.0, "c_mean": 0.7, "c_concentration": 5.0,
+         "s_mean": 0.8, "s_concentration": 6.0, "r": np.array([0.3, 0.7, 0.5]),
+         "c": np.array([0.9, 0.6, 0.5]), "s": np.array([0.75, 0.95, 0.5])}
+    got, _ = log_density(verifier_model, (n, cor, ac, ai, mask), {"per_type": True}, v)
+    # Beta(1, 1) priors of mean, c_mean, s_mean add 0; LogNormal(1, 1.5) and LogNormal(2, 1.5)
+    want = (stats.lognorm.logpdf(3.0, 1.5, scale=np.e)
+            + stats.lognorm.logpdf(5.0, 1.5, scale=np.e ** 2)
+            + stats.lognorm.logpdf(6.0, 1.5, scale=np.e ** 2)
+            + stats.beta.logpdf(v["r"], 0.4 * 3, 0.6 * 3).sum()
+            + stats.beta.logpdf(v["c"], 0.7 * 5, 0.3 * 5).sum()
+            + stats.beta.logpdf(v["s"], 0.8 * 6, 0.2 * 6).sum()
+            + stats.binom.logpmf(cor[:2], n[:2], v["r"][:2]).sum()
+            + stats.binom.logpmf(ac[:2], cor[:2], v["c"][:2]).sum()
+            + stats.binom.logpmf(ai[:2], n[:2] - cor[:2], 1 - v["s"][:2]).sum())
+    assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+def test_type_rates_broadcast_shared_and_per_type_draws():
+    from models.scaling.verifiers import VerifierFit
+
+    data = verifier_data(["a", "b"], [1, 0], [1, 0])
+    S = 1000
+    r = np.tile([0.2, 0.6], (S, 1))
+    shared = VerifierFit(None, data, {"r": r, "c": np.full(S, 0.8), "s": np.full(S, 0.7)})
+    per = VerifierFit(None, data, {"r": r, "c": np.tile([0.9, 0.5], (S, 1)),
+                                   "s": np.tile([0.6, 0.95], (S, 1))}, per_type=True)
+    assert shared.type_rates()["b"]["c"]["mean"] == pytest.approx(0.8)
+    assert per.type_rates()["b"]["c"]["mean"] == pytest.approx(0.5)
+    assert per.type_rates()["a"]["s"]["mean"] == pytest.approx(0.6)
+    truth = accuracy_ceiling([0.2, 0.6], np.array([0.9, 0.5]), np.array([0.6, 0.95]))
+    assert per.ceiling()["mean"] == pytest.approx(float(truth))
+    assert per.ceiling()["mean"] != pytest.approx(shared.ceiling()["mean"])
+
+
+@pytest.mark.slow
+def test_per_type_fit_recovers_per_type_rates():
+    # Four task types whose verifier behaves differently (~20 s: one NUTS compile).
+    rng = np.random.default_rng(3)
+    r_true = np.array([0.3, 0.5, 0.6, 0.4])
+    c_true = np.array([0.95, 0.6, 0.85, 0.7])
+    s_true = np.array([0.9, 0.7, 0.5, 0.95])
+    per_type = 500
+    typ = np.repeat(np.arange(4), per_type)
+    correct = (rng.random(typ.size) < r_true[typ]).astype(np.int64)
+    u = rng.random(typ.size)
+    accepted = np.where(correct == 1, u < c_true[typ], u < 1 - s_true[typ]).astype(np.int64)
+    data = verifier_data(np.array(["a", "b", "c", "d"])[typ], correct, accepted)
+    fit = fit_verifier(data, key=jax.random.key(1), per_type=True, **sim.DRAWS)
+    assert fit.draws["c"].shape[1] == 4  # padding types dropped
+    rates = fit.type_rates(0.99)
+    for j, name in enumerate("abcd"):
+        for site, truth in (("c", c_true[j]), ("s", s_true[j])):
+            d = rates[name][site]
+            assert d["ci_low"] < truth < d["ci_high"], (name, site, d, truth)
+            assert abs(d["mean"] - truth) < 0.06, (name, site, d, truth)
+    truth = accuracy_ceiling(r_true, c_true, s_true)
+    ceil = fit.ceiling(0.99)
+    assert ceil["ci_low"] < truth < ceil["ci_high"]
+    assert set(fit.summary()) >= {"c_mean", "s_mean"}
+    # one shared c could not hold type a's (0.95) and type b's (0.6): the per-type intervals
+    # are apart
+    assert rates["b"]["c"]["ci_high"] < rates["a"]["c"]["ci_low"]

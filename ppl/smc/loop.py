@@ -127,7 +127,17 @@ def _select(pred, on_true, on_false):
     return jax.tree_util.tree_map(sel, on_true, on_false)
 
 
-def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, keep_history: bool):
+def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, keep_history: bool,
+           constrain=None):
+    """The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``.
+
+    ``constrain``, if given, is called as ``constrain(tree, role)`` on every pytree whose leaves
+    have a leading particle axis, right after it is created, with ``role`` one of ``"state"``
+    (particles), ``"weights"`` (incremental log-weights ``[N]``) or ``"ancestors"``;
+    :mod:`ppl.smc.sharding` uses it to place them on a device mesh with
+    ``with_sharding_constraint``. It must return ``tree`` unchanged in value.
+    """
+    pin = constrain if constrain is not None else (lambda tree, role: tree)
     T = int(fk.num_steps)
     N = int(num_particles)
     log_n = math.log(N)
@@ -139,6 +149,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
     def run(data, key):
         k0, key = jax.random.split(key)
         x, inc = fk.init_batch(k0, N, fk.data_at(data, 0))
+        x, inc = pin(x, "state"), pin(inc, "weights")
         log_w, lz_inc, ess0, failure = _reweight(jnp.full((N,), -log_n), inc)
 
         ess = jnp.full((T,), jnp.nan).at[0].set(ess0)
@@ -168,8 +179,8 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 
             def resample(args):
                 x, log_w_norm = args
-                anc = scheme(k_res, log_w_norm, N).astype(jnp.int32)
-                return rs.gather(x, anc), jnp.full((N,), -log_n), anc
+                anc = pin(scheme(k_res, log_w_norm, N).astype(jnp.int32), "ancestors")
+                return pin(rs.gather(x, anc), "state"), jnp.full((N,), -log_n), anc
 
             def keep(args):
                 x, log_w_norm = args
@@ -184,6 +195,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 
             data_t = fk.data_at(data, t)
             x_new, inc = fk.step_batch(k_move, x, t, data_t)
+            x_new, inc = pin(x_new, "state"), pin(inc, "weights")
             finished = done_v(x)
             if not fk.freezes_done:
                 x_new = _select(finished, x, x_new)

@@ -1,0 +1,404 @@
+r"""The particle axis of an SMC run sharded over a device mesh.
+
+Write :math:`N` for the number of particles and :math:`D` for the number of devices along the
+mesh axis that holds them (``axis_name``, ``"particles"`` by default). Device :math:`d` holds the
+particle slots :math:`n \in [d N/D, (d+1) N/D)`. Two resampling modes:
+
+**global** (:func:`run_smc_sharded` with ``mode="global"``)
+    The same filter as :func:`ppl.run_smc`, compiled with the particle state pinned to the mesh
+    (``NamedSharding`` + ``with_sharding_constraint`` inside the loop). Moving particles and
+    computing their potentials are local. The :math:`N` incremental log-weights are all-gathered
+    at every step and kept *replicated*, so every device normalises them, computes the ESS, and
+    draws the ancestors :math:`A^n` over *all* :math:`N` particles with exactly the reductions
+    one device would use; when the filter resamples, every particle whose ancestor lives on
+    another device is moved there (GSPMD's partitioned gather). The estimator is the usual one,
+
+    .. math::
+
+        \log \hat Z = \sum_{t=0}^{T-1} \log \sum_{n=1}^{N} W_{t-1}^n G_t^n ,
+
+    and the result — particles, weights, ancestors, :math:`\log \hat Z` — equals
+    :func:`ppl.run_smc` on one device for the same key (bit for bit on CPU). Two facts make
+    that so. (i) Random draws do not depend on the sharding: the per-particle keys come from
+    ``jax.random.split(key, N)``, whose values are the same however XLA partitions it — with
+    ``jax_threefry_partitionable=True`` (the default since jax 0.5) each device generates its own
+    slice without communication; with ``False`` the values are still equal, but the compiled
+    program adds all-gathers and collective-permutes of random bits. The flag changes the bits
+    themselves, so compare runs made under the same setting. (ii) Reductions over a *sharded*
+    weight vector (``logsumexp``, the resampling ``cumsum``) sum in another order and can differ
+    in the last bit, which is enough to flip one ancestor at a CDF boundary and send the runs
+    apart; replicating the :math:`N` weights (a few bytes per particle) avoids it.
+
+**island** (``mode="island"``, built from :func:`run_islands` and :func:`combine_islands`)
+    Each device runs an independent filter on :math:`N/D` particles with its own key
+    (island :math:`d` uses ``jax.random.split(key, D)[d]``) and resamples locally: no
+    communication inside the loop (no periodic exchange between islands is implemented). Every
+    island's :math:`\hat Z_d` is unbiased, so their average is too:
+
+    .. math::
+
+        \log \hat Z = \operatorname{logsumexp}_d \big(\log \hat Z_d\big) - \log D,
+        \qquad \mathbb{E}\,\hat Z = Z .
+
+    The combined particle approximation weights island :math:`d`'s normalised weights by
+    :math:`\hat Z_d / \sum_{d'} \hat Z_{d'}`:
+
+    .. math::
+
+        \log W^{d,n} = \log W_d^n + \log \hat Z_d - \operatorname{logsumexp}_{d'} \log \hat Z_{d'} .
+
+    The per-step fields are combined the same way at every step :math:`t` (with the running
+    estimates :math:`\hat Z_{d,t}`); the combined ESS is
+    :math:`1 / \sum_d \pi_{d,t}^2 / \mathrm{ESS}_{d,t}` with
+    :math:`\pi_{d,t} = \hat Z_{d,t} / \sum_{d'} \hat Z_{d',t}`.
+
+Trade-off: global mode is the statistically best filter for :math:`N` particles (identical to
+one device) but pays an all-gather of :math:`N` weights at every step and particle moves at every
+resampling step (see :func:`communication_per_resampling`); island mode communicates nothing until the end but its estimates have the variance of
+:math:`D` independent filters of :math:`N/D` particles each, which is larger (often much larger
+when :math:`N/D` is small compared with the horizon :math:`T`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ppl.core.feynman_kac import FeynmanKac
+from ppl.smc import loop
+from ppl.smc import resampling as rs
+from ppl.smc.loop import SMCResult
+
+__all__ = [
+    "MODES",
+    "particle_mesh",
+    "run_smc_sharded",
+    "run_islands",
+    "combine_islands",
+    "communication_per_resampling",
+]
+
+MODES = ("global", "island")
+DEFAULT_AXIS = "particles"
+
+
+def particle_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
+    """A 1-d mesh over ``devices`` (default: every device, ``jax.devices()``) with ``Auto`` axis type.
+
+    Across hosts (after ``jax.distributed.initialize``), ``jax.devices()`` lists the devices of
+    every process, so the same call builds the global mesh.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices: expected at least one device")
+    return Mesh(np.asarray(devices), (axis_name,), axis_types=(AxisType.Auto,))
+
+
+def _check_mesh(mesh, axis_name) -> tuple[Mesh, str, int]:
+    if mesh is None:
+        mesh = particle_mesh(axis_name=axis_name or DEFAULT_AXIS)
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh: expected a jax.sharding.Mesh, got {type(mesh).__name__}")
+    if axis_name is None:
+        if len(mesh.axis_names) != 1:
+            raise ValueError(f"axis_name: the mesh has axes {mesh.axis_names}; name the one that "
+                             "holds the particles")
+        axis_name = mesh.axis_names[0]
+    if axis_name not in mesh.axis_names:
+        raise ValueError(f"axis_name: {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
+    if any(t != AxisType.Auto for t in mesh.axis_types):
+        # with_sharding_constraint and plain indexing need Auto axes (jax 0.10 defaults to Explicit).
+        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    return mesh, axis_name, int(mesh.shape[axis_name])
+
+
+def _check_divisible(num_particles, size, axis_name):
+    if num_particles % size:
+        raise ValueError(f"num_particles: {num_particles} is not divisible by the {size} devices of "
+                         f"mesh axis {axis_name!r}; use a multiple of {size}")
+
+
+_CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
+_CACHE_SIZE = 32
+
+
+def _cached(cache_key, make):
+    fn = _CACHE.get(cache_key)
+    if fn is None:
+        fn = _CACHE[cache_key] = make()
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(cache_key)
+    return fn
+
+
+def _global_fn(fk, n, scheme, ess_threshold, keep_history, batched, mesh, axis_name):
+    # Particle states and ancestors are split over the axis; the [N] weights are replicated, so
+    # every device reweights and resamples with the same reductions as one device would.
+    shardings = {"state": NamedSharding(mesh, P(axis_name)), "ancestors": NamedSharding(mesh, P(axis_name)),
+                 "weights": NamedSharding(mesh, P())}
+
+    def constrain(tree, role):
+        s = shardings[role]
+        return jax.tree_util.tree_map(
+            lambda leaf: jax.lax.with_sharding_constraint(leaf, s) if jnp.ndim(leaf) else leaf, tree)
+
+    def make():
+        run = loop._build(fk, n, scheme, ess_threshold, keep_history, constrain=constrain)
+        if batched:
+            run = jax.vmap(run, in_axes=(None, 0))
+        return jax.jit(run)
+
+    key = ("global", fk.static_key(), n, scheme, ess_threshold, keep_history, batched, mesh, axis_name)
+    return _cached(key, make)
+
+
+def _island_fn(fk, n_local, scheme, ess_threshold, keep_history, batched, mesh, axis_name):
+    def make():
+        run = jax.vmap(loop._build(fk, n_local, scheme, ess_threshold, keep_history), in_axes=(None, 0))
+        if batched:  # keys [B, D]: local block [B, 1]
+            run = jax.vmap(run, in_axes=(None, 0))
+        key_spec = P(None, axis_name) if batched else P(axis_name)
+        # Island outputs carry the island axis (local size 1) first, after any batch axis.
+        local = jax.shard_map(run, mesh=mesh, in_specs=(P(), key_spec), out_specs=key_spec,
+                              check_vma=False)
+        return jax.jit(local)
+
+    key = ("island", fk.static_key(), n_local, scheme, ess_threshold, keep_history, batched, mesh,
+           axis_name)
+    return _cached(key, make)
+
+
+def _validate(fk, num_particles, ess_threshold, keep_history, mode):
+    loop._validate(fk, num_particles, ess_threshold, keep_history)
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+
+
+def run_islands(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Optional[Mesh] = None,
+                axis_name: Optional[str] = None, resampling: Union[str, rs.ResamplingFn] = "systematic",
+                ess_threshold: float = 0.5, keep_history: bool = False) -> SMCResult:
+    r"""Run :math:`D` independent filters of :math:`N/D` particles, one per device (``shard_map``).
+
+    Island :math:`d` uses key ``jax.random.split(key, D)[d]``, so the result equals
+    ``ppl.run_smc(fk, N // D, key=jax.random.split(key, D))`` computed on one device.
+
+    Parameters
+    ----------
+    fk, resampling, ess_threshold, keep_history
+        As in :func:`ppl.run_smc`.
+    num_particles
+        :math:`N`, the total over all islands; a multiple of the mesh axis size :math:`D`.
+    key
+        A ``jax.random.key`` or a 1-d batch of ``B`` keys (independent repetitions).
+    mesh, axis_name
+        The device mesh and its axis holding the islands (default: a 1-d mesh over
+        ``jax.devices()``; the mesh's only axis).
+
+    Returns
+    -------
+    SMCResult
+        Per-island results: every field has a leading island axis ``[D, ...]`` (``[B, D, ...]``
+        for a batch of keys); ``log_evidence[d]`` is :math:`\log \hat Z_d`. Combine them with
+        :func:`combine_islands`.
+    """
+    _validate(fk, num_particles, ess_threshold, keep_history, "island")
+    mesh, axis_name, size = _check_mesh(mesh, axis_name)
+    num_particles = int(num_particles)
+    _check_divisible(num_particles, size, axis_name)
+    scheme = rs.get_scheme(resampling)
+    batched = loop._is_key_batch(key)
+    split = jax.vmap(lambda k: jax.random.split(k, size)) if batched else (lambda k: jax.random.split(k, size))
+    keys = split(key)
+    fn = _island_fn(fk, num_particles // size, scheme, float(ess_threshold), keep_history, batched, mesh,
+                    axis_name)
+    res, failure, step = fn(fk.data, keys)
+    loop._raise_failure(jnp.ravel(failure), jnp.ravel(step), what="SMC (island mode)")
+    return res
+
+
+def _combine_one(res: SMCResult) -> SMCResult:
+    D, n = res.log_weights.shape
+    T = res.ess.shape[-1]
+    log_d = math.log(D)
+    log_z_d = res.log_evidence  # [D]
+    log_z = logsumexp(log_z_d) - log_d
+    log_w = (res.log_weights + (log_z_d - logsumexp(log_z_d))[:, None]).reshape(D * n)
+    cum = jnp.cumsum(res.log_evidence_increments, axis=1)  # [D, T] running log Z-hat_{d,t}
+    log_z_t = logsumexp(cum, axis=0) - log_d  # [T]
+    incs = jnp.diff(log_z_t, prepend=0.0)
+    log_pi = cum - logsumexp(cum, axis=0)  # [D, T]
+    ess = 1.0 / jnp.sum(jnp.exp(2.0 * log_pi) / res.ess, axis=0)
+    offsets = (jnp.arange(D, dtype=jnp.int32) * n)[:, None, None]
+    ancestors = jnp.transpose(res.ancestors + offsets, (1, 0, 2)).reshape(T, D * n)
+
+    def flat(leaf):  # [D, n, ...] -> [D * n, ...]
+        return leaf.reshape((D * n,) + leaf.shape[2:])
+
+    def flat_t(leaf):  # [D, T, n, ...] -> [T, D * n, ...]
+        return jnp.swapaxes(leaf, 0, 1).reshape((T, D * n) + leaf.shape[3:])
+
+    hist, hist_w = None, None
+    if res.history is not None:
+        hist = jax.tree_util.tree_map(flat_t, res.history)
+        hist_w = flat_t(res.history_log_weights + log_pi[:, :, None])
+    return SMCResult(
+        particles=jax.tree_util.tree_map(flat, res.particles),
+        log_weights=log_w,
+        log_evidence=log_z,
+        ess=ess,
+        log_evidence_increments=incs,
+        resampled=jnp.any(res.resampled, axis=0),
+        ancestors=ancestors,
+        num_steps=jnp.max(res.num_steps),
+        history=hist,
+        history_log_weights=hist_w,
+    )
+
+
+def combine_islands(islands: SMCResult) -> SMCResult:
+    r"""Combine per-island results (:func:`run_islands`) into one :class:`~ppl.smc.loop.SMCResult`.
+
+    With :math:`D` islands of :math:`n` particles: ``particles`` and ``log_weights`` ``[D n]``
+    (island :math:`d` in slots :math:`[d n, (d+1) n)`), normalised log-weights
+    :math:`\log W_d^k + \log \hat Z_d - \operatorname{logsumexp}_{d'} \log \hat Z_{d'}`,
+    ``log_evidence`` :math:`\operatorname{logsumexp}_d \log \hat Z_d - \log D`, the increments of
+    the running combined estimate, the combined ESS, ``resampled`` when any island resampled,
+    ``ancestors`` as global slot indices (so :func:`ppl.smc.genealogy` works) and ``num_steps``
+    the largest over islands. A batch (leading axis before the island axis) is combined run by run.
+    """
+    if islands.log_weights.ndim == 3:
+        return jax.vmap(_combine_one)(islands)
+    if islands.log_weights.ndim != 2:
+        raise ValueError("islands: expected run_islands output with log_weights [D, n] or [B, D, n], "
+                         f"got shape {islands.log_weights.shape}")
+    return _combine_one(islands)
+
+
+def run_smc_sharded(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Optional[Mesh] = None,
+                    mode: str = "global", axis_name: Optional[str] = None,
+                    resampling: Union[str, rs.ResamplingFn] = "systematic", ess_threshold: float = 0.5,
+                    keep_history: bool = False) -> SMCResult:
+    r"""Run a particle filter with the particle axis sharded over a device mesh.
+
+    Parameters
+    ----------
+    fk, resampling, ess_threshold, keep_history
+        As in :func:`ppl.run_smc`.
+    num_particles
+        :math:`N`; a multiple of the number of devices :math:`D` along ``axis_name``.
+    key
+        A ``jax.random.key``, or a 1-d batch of keys (every field gains a leading batch axis).
+    mesh
+        A ``jax.sharding.Mesh`` (default :func:`particle_mesh`: every device on one axis). Other
+        mesh axes, if any, replicate the particles. Explicit axis types are rebuilt as ``Auto``.
+    mode
+        ``"global"``: ancestors drawn over all :math:`N` particles, identical to
+        :func:`ppl.run_smc` for the same key. ``"island"``: :math:`D` independent filters of
+        :math:`N/D` particles, combined by :func:`combine_islands`; ``log_evidence`` is
+        :math:`\operatorname{logsumexp}_d \log \hat Z_d - \log D`.
+    axis_name
+        The mesh axis holding the particles (default: the mesh's only axis).
+
+    Returns
+    -------
+    SMCResult
+        With global slot indices; in global mode its arrays stay sharded over the mesh.
+
+    Raises
+    ------
+    ValueError
+        If ``num_particles`` is not divisible by the mesh axis size, or ``mode`` / ``axis_name``
+        is unknown.
+    SMCError
+        If every weight becomes zero or a potential is NaN (in any island).
+
+    Examples
+    --------
+    ::
+
+        mesh = ppl.smc.sharding.particle_mesh()          # all devices, axis "particles"
+        res = run_smc_sharded(fk, 8192, key=jax.random.key(0), mesh=mesh, mode="global")
+    """
+    _validate(fk, num_particles, ess_threshold, keep_history, mode)
+    if mode == "island":
+        return combine_islands(run_islands(fk, num_particles, key=key, mesh=mesh, axis_name=axis_name,
+                                           resampling=resampling, ess_threshold=ess_threshold,
+                                           keep_history=keep_history))
+    mesh, axis_name, size = _check_mesh(mesh, axis_name)
+    num_particles = int(num_particles)
+    _check_divisible(num_particles, size, axis_name)
+    scheme = rs.get_scheme(resampling)
+    batched = loop._is_key_batch(key)
+    fn = _global_fn(fk, num_particles, scheme, float(ess_threshold), keep_history, batched, mesh, axis_name)
+    res, failure, step = fn(fk.data, key)
+    loop._raise_failure(failure, step, what="SMC (global mode)")
+    return res
+
+
+def communication_per_resampling(result: SMCResult, num_devices: int, *, mode: str = "global") -> dict:
+    r"""Estimated bytes exchanged between devices per resampling step of an (unbatched) run.
+
+    Global mode, with :math:`D` devices, :math:`N` particles and :math:`b` bytes per particle:
+
+    * ``weights_bytes`` :math:`= (D - 1) N \cdot 4`: the all-gather of the :math:`N` incremental
+      log-weights (each device receives the :math:`N - N/D` it lacks). The weights are kept
+      replicated, so this is paid at *every* step, not only when resampling.
+    * ``particle_bytes``: the particles that must move, measured from ``result.ancestors`` at the
+      steps that resampled: for every device, the distinct ancestors of its slots that live on
+      another device, times :math:`b` — the minimum a point-to-point exchange needs.
+    * ``allgather_particle_bytes`` :math:`= (D - 1) N b`: what XLA's partitioned gather moves
+      today (the compiled program all-gathers the state before a local gather).
+
+    Island mode without exchange: 0 inside the loop (the :math:`D` values
+    :math:`\log \hat Z_d` are gathered once at the end).
+
+    Returns
+    -------
+    dict
+        ``weights_bytes``, ``particle_bytes`` (mean over resampling steps), ``total_bytes``
+        (their sum), ``allgather_particle_bytes``, ``bytes_per_particle``,
+        ``cross_device_fraction`` (fraction of slots whose ancestor is on another device, over
+        resampling steps) and ``resampling_steps``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    log_w = np.asarray(result.log_weights)
+    if log_w.ndim != 1:
+        raise ValueError(f"result: expected one run (log_weights [N]), got shape {log_w.shape}")
+    n = log_w.shape[0]
+    _check_divisible(n, int(num_devices), "particles")
+    leaves = jax.tree_util.tree_leaves(result.particles)
+    per_particle = int(sum(np.asarray(l).nbytes for l in leaves) // n)
+    resampled = np.asarray(result.resampled)
+    steps = int(resampled.sum())
+    out = dict(bytes_per_particle=per_particle, resampling_steps=steps, weights_bytes=0.0,
+               particle_bytes=0.0, total_bytes=0.0, allgather_particle_bytes=0.0,
+               cross_device_fraction=0.0)
+    if mode == "island" or steps == 0 or num_devices == 1:
+        return out
+    n_local = n // num_devices
+    anc = np.asarray(result.ancestors)[resampled]  # [S, N]
+    owner = anc // n_local
+    slot_dev = np.arange(n) // n_local
+    cross = owner != slot_dev[None]
+    distinct = 0
+    for s in range(anc.shape[0]):
+        for d in range(num_devices):
+            a = anc[s, d * n_local:(d + 1) * n_local]
+            distinct += np.unique(a[a // n_local != d]).size
+    weights = float((num_devices - 1) * n * log_w.dtype.itemsize)
+    particles = distinct / anc.shape[0] * per_particle
+    out.update(weights_bytes=weights, particle_bytes=particles, total_bytes=weights + particles,
+               allgather_particle_bytes=float((num_devices - 1) * n * per_particle),
+               cross_device_fraction=float(cross.mean()))
+    return out

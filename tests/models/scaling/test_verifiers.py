@@ -124,6 +124,24 @@ def test_fit_recovers_rates_ceiling_and_optimal_k():
 
 
 
+@pytest.mark.slow
+def test_fit_intervals_calibrated_over_simulations():
+    # 90% intervals of c, s and the ceiling A_inf over 10 independent simulated data sets: each
+    # covers its truth with probability 0.9 if the posterior is calibrated (expect 27 of 30).
+    hits = total = 0
+    for seed in range(1, 11):
+        p, problem, correct, accepted, _ = sim.samples(seed)
+        fit = fit_verifier(verifier_data(problem, correct, accepted), key=jax.random.key(seed), **sim.DRAWS)
+        s = fit.summary(0.9)
+        ceil = fit.ceiling(0.9)
+        truth = accuracy_ceiling(p, sim.C_TRUE, sim.S_TRUE)
+        hits += s["c"]["ci_low"] < sim.C_TRUE < s["c"]["ci_high"]
+        hits += s["s"]["ci_low"] < sim.S_TRUE < s["s"]["ci_high"]
+        hits += ceil["ci_low"] < truth < ceil["ci_high"]
+        total += 3
+    assert 0.7 * total <= hits, (hits, total)
+
+
 def test_per_type_model_likelihood_is_per_type_binomials():
     # The per-type model's log density at fixed values, against scipy: priors + per-type
     # Binomial(correct_j, c_j) and Binomial(n_j - correct_j, 1 - s_j); padding types add 0.

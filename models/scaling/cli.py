@@ -399,6 +399,15 @@ def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, 
     return report, plots
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plot(plots: dict, outdir: Path, kind: str) -> list:
     import matplotlib
 
@@ -424,11 +433,7 @@ def _plot(plots: dict, outdir: Path, kind: str) -> list:
         ax.set_xlabel("k (samples)")
         ax.set_ylabel("coverage")
         ax.legend()
-        fig.tight_layout()
-        p = outdir / "coverage.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
+        written.append(_save(fig, outdir / "coverage.png"))
         if "verifier" in plots:
             util, accb, ceil = plots["verifier"]
             fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -443,11 +448,7 @@ def _plot(plots: dict, outdir: Path, kind: str) -> list:
             a2.set_xlabel("attempts K")
             a2.set_ylabel("accuracy")
             a2.legend()
-            fig.tight_layout()
-            p = outdir / "verifier.png"
-            fig.savefig(p, dpi=120)
-            plt.close(fig)
-            written.append(p)
+            written.append(_save(fig, outdir / "verifier.png"))
     else:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for i, (name, (m, band)) in enumerate(plots["methods"].items()):
@@ -462,11 +463,7 @@ def _plot(plots: dict, outdir: Path, kind: str) -> list:
         ax.set_xlabel("budget")
         ax.set_ylabel("accuracy")
         ax.legend()
-        fig.tight_layout()
-        p = outdir / "saturation.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
+        written.append(_save(fig, outdir / "saturation.png"))
         if plots.get("tokens"):
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
             for i, (name, (m, _)) in enumerate(plots["methods"].items()):
@@ -480,11 +477,7 @@ def _plot(plots: dict, outdir: Path, kind: str) -> list:
             ax.set_xlabel("generated tokens per problem (mean)")
             ax.set_ylabel("accuracy")
             ax.legend()
-            fig.tight_layout()
-            p = outdir / "accuracy_vs_tokens.png"
-            fig.savefig(p, dpi=120)
-            plt.close(fig)
-            written.append(p)
+            written.append(_save(fig, outdir / "accuracy_vs_tokens.png"))
     return written
 
 

@@ -10,12 +10,15 @@ XLA cannot drop it). Four timings, each the median of ``--repeats`` runs after c
   particles and log Z-hat, checked);
 * ``island``: the same D islands of N/D particles run on one device
   (``ppl.run_smc(fk, N // D, key=jax.random.split(key, D))``), against ``mode="island"`` on D
-  devices (one island per device).
+  devices (one island per device);
+* ``island_exchange``: ``mode="island"`` with island-level resampling every
+  ``--exchange-every`` steps (timed on D devices; reported against plain islands).
 
 Communication per resampling step (bytes), from :func:`ppl.smc.sharding.communication_per_resampling`
 on the global run: the all-gather of the N incremental log-weights, the particles whose ancestor
 lives on another device (minimum point-to-point volume, measured from the ancestors), and what
-XLA's partitioned gather moves today (an all-gather of the state). Island mode: 0.
+XLA's partitioned gather moves today (an all-gather of the state). Island mode: 0; with
+exchange, per exchange step, the all-gathers of D scalars and of the island states.
 
 On CPU the D devices are fake (``XLA_FLAGS=--xla_force_host_platform_device_count=D``, set by this
 script before jax starts) and share the machine's cores, so the "speed-up" shows the overhead of
@@ -43,6 +46,8 @@ def _parse():
     p.add_argument("--N", type=int, default=16384, help="number of particles")
     p.add_argument("--T", type=int, default=50, help="number of time steps")
     p.add_argument("--payload", type=int, default=64, help="float32 values carried by each particle")
+    p.add_argument("--exchange-every", type=int, default=5,
+                   help="island mode with island exchange every this many steps (also timed)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="N=2048, T=20, 2 repeats")
     args = p.parse_args()
@@ -105,6 +110,7 @@ def main():
     mesh = sh.particle_mesh(jax.devices()[:D])
     key = jax.random.key(0)
     island_keys = jax.random.split(key, D)
+    k = ARGS.exchange_every
     print(f"devices: {jax.devices()[:D]}", file=sys.stderr)
 
     t = {
@@ -113,10 +119,13 @@ def main():
         "island_1": _time(lambda: ppl.run_smc(fk, N // D, key=island_keys).log_evidence, ARGS.repeats),
         "island_D": _time(lambda: sh.run_smc_sharded(fk, N, key=key, mesh=mesh, mode="island").log_evidence,
                           ARGS.repeats),
+        "island_exchange_D": _time(lambda: sh.run_smc_sharded(fk, N, key=key, mesh=mesh, mode="island",
+                                                              exchange_every=k).log_evidence, ARGS.repeats),
     }
     ref = ppl.run_smc(fk, N, key=key)
     glob = sh.run_smc_sharded(fk, N, key=key, mesh=mesh)
     isl = sh.run_smc_sharded(fk, N, key=key, mesh=mesh, mode="island")
+    isl_ex = sh.run_smc_sharded(fk, N, key=key, mesh=mesh, mode="island", exchange_every=k)
     comm = sh.communication_per_resampling(glob, D)
     log_z = lg.kalman_filter(ys).log_evidence
     out = {
@@ -130,10 +139,13 @@ def main():
         "speedup_global": round(t["global_1"] / t["global_D"], 3),
         "speedup_island": round(t["island_1"] / t["island_D"], 3),
         "island_over_global_time": round(t["island_D"] / t["global_D"], 3),
+        "island_exchange_over_island_time": round(t["island_exchange_D"] / t["island_D"], 3),
+        "exchange_every": k,
         "global_matches_one_device": bool(float(jnp.abs(ref.log_evidence - glob.log_evidence)) < 1e-4
                                           and np.array_equal(np.asarray(ref.ancestors), np.asarray(glob.ancestors))),
         "log_evidence": {"exact": round(log_z, 4), "global": round(float(glob.log_evidence), 4),
-                         "island": round(float(isl.log_evidence), 4)},
+                         "island": round(float(isl.log_evidence), 4),
+                         "island_exchange": round(float(isl_ex.log_evidence), 4)},
         "resampling_steps": comm["resampling_steps"],
         "cross_device_fraction": round(comm["cross_device_fraction"], 4),
         "comm_bytes_per_resampling": {
@@ -142,6 +154,12 @@ def main():
             "global_total_min": round(comm["total_bytes"], 1),
             "global_xla_state_allgather": comm["allgather_particle_bytes"],
             "island": 0,
+        },
+        # every exchange_every steps: all-gathers of the D log Z-hat_d and ESS values, and of
+        # the island states with their log-weights (each device receives the D - 1 others).
+        "comm_bytes_per_exchange": {
+            "island_scalars_allgather": 2 * D * (D - 1) * 4,
+            "island_state_allgather": (D - 1) * N * (comm["bytes_per_particle"] + 4),
         },
     }
     print(json.dumps(out))

@@ -1,6 +1,6 @@
-"""Sequential Monte Carlo: resampling, the SMC loop, conditional SMC, tempering."""
+"""Sequential Monte Carlo: resampling, the SMC loop, conditional SMC, tempering, sharding."""
 
-from ppl.smc import kernels, resampling
+from ppl.smc import kernels, resampling, sharding
 from ppl.smc.conditional import ParticleGibbsResult, conditional_smc, particle_gibbs
 from ppl.smc.loop import SMCResult, genealogy, run_smc, trajectories, trajectory
 from ppl.smc.tempering import tempered_smc
@@ -14,6 +14,7 @@ __all__ = [
     "particle_gibbs",
     "resampling",
     "run_smc",
+    "sharding",
     "tempered_smc",
     "trajectories",
     "trajectory",

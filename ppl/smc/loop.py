@@ -128,14 +128,30 @@ def _select(pred, on_true, on_false):
 
 
 def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, keep_history: bool,
-           constrain=None):
-    """The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``.
+           constrain=None, interact=None):
+    r"""The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``.
 
     ``constrain``, if given, is called as ``constrain(tree, role)`` on every pytree whose leaves
     have a leading particle axis, right after it is created, with ``role`` one of ``"state"``
     (particles), ``"weights"`` (incremental log-weights ``[N]``) or ``"ancestors"``;
     :mod:`ppl.smc.sharding` uses it to place them on a device mesh with
     ``with_sharding_constraint``. It must return ``tree`` unchanged in value.
+
+    ``interact``, if given, is a pair ``(agree, between)`` that lets several filters running
+    side by side (the islands of :mod:`ppl.smc.sharding`, one per device) exchange particles:
+
+    * ``agree(failure, all_done) -> (failure, all_done)`` combines the stopping conditions of
+      all the filters (e.g. with ``lax.pmax`` / ``lax.pmin`` over a mesh axis), so that they run
+      the same number of steps (required when ``between`` uses collectives);
+    * ``between(t, x, log_w, ess_prev, log_z) -> (x, log_w, ess_prev, log_z_adjust,
+      ancestor_offset)`` is called at the start of every step :math:`t \ge 1`, before the
+      resampling decision, with the particles, their normalised log-weights, their ESS and the
+      running :math:`\log \hat Z_{t-1}`. It may replace the particles and weights (and their
+      ESS, which drives the resampling decision); ``log_z_adjust`` is added to the
+      log-evidence increment of step :math:`t` and ``ancestor_offset`` to the ancestors row
+      :math:`t` (the ancestors then index another filter's slots).
+
+    Without ``interact`` the compiled program is exactly the single-filter one.
     """
     pin = constrain if constrain is not None else (lambda tree, role: tree)
     T = int(fk.num_steps)
@@ -164,18 +180,25 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 
         def cond(c):
             t, _, x, _, failure, *_ = c
-            return (t < T) & (failure == _OK) & ~jnp.all(done_v(x))
+            all_done = jnp.all(done_v(x))
+            if interact is not None:
+                failure, all_done = interact[0](failure, all_done)
+            return (t < T) & (failure == _OK) & ~all_done
 
         def body(c):
             t, key, x, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w = c
             key, k_res, k_move = jax.random.split(key, 3)
             log_w_norm = log_w  # normalised, and ess[t - 1] is its ESS
+            ess_prev = ess[t - 1]
+            if interact is not None:
+                x, log_w_norm, ess_prev, lz_adjust, anc_offset = interact[1](
+                    t, x, log_w_norm, ess_prev, jnp.sum(lz_incs))
             if always:
                 do_res = jnp.asarray(True)
             elif never:
                 do_res = jnp.asarray(False)
             else:
-                do_res = ess[t - 1] < ess_threshold * N
+                do_res = ess_prev < ess_threshold * N
 
             def resample(args):
                 x, log_w_norm = args
@@ -202,6 +225,8 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             inc = jnp.where(finished, 0.0, inc)
             log_w, lz_inc, ess_t, failure = _reweight(log_w_prev, inc)
 
+            if interact is not None:
+                lz_inc, anc = lz_inc + lz_adjust, anc + anc_offset
             ess = ess.at[t].set(ess_t)
             lz_incs = lz_incs.at[t].set(lz_inc)
             resampled = resampled.at[t].set(do_res)

@@ -2,61 +2,104 @@ r"""The particle axis of an SMC run sharded over a device mesh.
 
 Write :math:`N` for the number of particles and :math:`D` for the number of devices along the
 mesh axis that holds them (``axis_name``, ``"particles"`` by default). Device :math:`d` holds the
-particle slots :math:`n \in [d N/D, (d+1) N/D)`. Two resampling modes:
+particle slots :math:`n \in [d N/D, (d+1) N/D)`. Two resampling modes, the second with an
+optional exchange between islands:
 
-**global** (:func:`run_smc_sharded` with ``mode="global"``)
-    The same filter as :func:`ppl.run_smc`, compiled with the particle state pinned to the mesh
-    (``NamedSharding`` + ``with_sharding_constraint`` inside the loop). Moving particles and
-    computing their potentials are local. The :math:`N` incremental log-weights are all-gathered
-    at every step and kept *replicated*, so every device normalises them, computes the ESS, and
-    draws the ancestors :math:`A^n` over *all* :math:`N` particles with exactly the reductions
-    one device would use; when the filter resamples, every particle whose ancestor lives on
-    another device is moved there (GSPMD's partitioned gather). The estimator is the usual one,
+**global** (:func:`run_smc_sharded` with ``mode="global"``).
+The same filter as :func:`ppl.run_smc`, compiled with the particle state pinned to the mesh
+(``NamedSharding`` + ``with_sharding_constraint`` inside the loop). Moving particles and
+computing their potentials are local. The :math:`N` incremental log-weights are all-gathered
+at every step and kept *replicated*, so every device normalises them, computes the ESS, and
+draws the ancestors :math:`A^n` over *all* :math:`N` particles with exactly the reductions
+one device would use; when the filter resamples, every particle whose ancestor lives on
+another device is moved there (GSPMD's partitioned gather). The estimator is the usual one,
 
-    .. math::
+.. math::
 
-        \log \hat Z = \sum_{t=0}^{T-1} \log \sum_{n=1}^{N} W_{t-1}^n G_t^n ,
+    \log \hat Z = \sum_{t=0}^{T-1} \log \sum_{n=1}^{N} W_{t-1}^n G_t^n ,
 
-    and the result — particles, weights, ancestors, :math:`\log \hat Z` — equals
-    :func:`ppl.run_smc` on one device for the same key (bit for bit on CPU). Two facts make
-    that so. (i) Random draws do not depend on the sharding: the per-particle keys come from
-    ``jax.random.split(key, N)``, whose values are the same however XLA partitions it — with
-    ``jax_threefry_partitionable=True`` (the default since jax 0.5) each device generates its own
-    slice without communication; with ``False`` the values are still equal, but the compiled
-    program adds all-gathers and collective-permutes of random bits. The flag changes the bits
-    themselves, so compare runs made under the same setting. (ii) Reductions over a *sharded*
-    weight vector (``logsumexp``, the resampling ``cumsum``) sum in another order and can differ
-    in the last bit, which is enough to flip one ancestor at a CDF boundary and send the runs
-    apart; replicating the :math:`N` weights (a few bytes per particle) avoids it.
+and the result — particles, weights, ancestors, :math:`\log \hat Z` — equals
+:func:`ppl.run_smc` on one device for the same key (bit for bit on CPU). Two facts make
+that so. (i) Random draws do not depend on the sharding: the per-particle keys come from
+``jax.random.split(key, N)``, whose values are the same however XLA partitions it — with
+``jax_threefry_partitionable=True`` (the default since jax 0.5) each device generates its own
+slice without communication; with ``False`` the values are still equal, but the compiled
+program adds all-gathers and collective-permutes of random bits. The flag changes the bits
+themselves, so compare runs made under the same setting. (ii) Reductions over a *sharded*
+weight vector (``logsumexp``, the resampling ``cumsum``) sum in another order and can differ
+in the last bit, which is enough to flip one ancestor at a CDF boundary and send the runs
+apart; replicating the :math:`N` weights (a few bytes per particle) avoids it.
 
-**island** (``mode="island"``, built from :func:`run_islands` and :func:`combine_islands`)
-    Each device runs an independent filter on :math:`N/D` particles with its own key
-    (island :math:`d` uses ``jax.random.split(key, D)[d]``) and resamples locally: no
-    communication inside the loop (no periodic exchange between islands is implemented). Every
-    island's :math:`\hat Z_d` is unbiased, so their average is too:
+**island** (``mode="island"``, built from :func:`run_islands` and :func:`combine_islands`).
+Each device runs a filter on :math:`N/D` particles with its own key (island :math:`d` uses
+``jax.random.split(key, D)[d]``) and resamples locally. Without exchange
+(``exchange_every=None``) the islands are independent and communicate nothing inside the
+loop. Every island's :math:`\hat Z_d` is unbiased, so their average is too:
 
-    .. math::
+.. math::
 
-        \log \hat Z = \operatorname{logsumexp}_d \big(\log \hat Z_d\big) - \log D,
-        \qquad \mathbb{E}\,\hat Z = Z .
+    \log \hat Z = \operatorname{logsumexp}_d \big(\log \hat Z_d\big) - \log D,
+    \qquad \mathbb{E}\,\hat Z = Z .
 
-    The combined particle approximation weights island :math:`d`'s normalised weights by
-    :math:`\hat Z_d / \sum_{d'} \hat Z_{d'}`:
+The combined particle approximation weights island :math:`d`'s normalised weights by
+:math:`\hat Z_d / \sum_{d'} \hat Z_{d'}`:
 
-    .. math::
+.. math::
 
-        \log W^{d,n} = \log W_d^n + \log \hat Z_d - \operatorname{logsumexp}_{d'} \log \hat Z_{d'} .
+    \log W^{d,n} = \log W_d^n + \log \hat Z_d - \operatorname{logsumexp}_{d'} \log \hat Z_{d'} .
 
-    The per-step fields are combined the same way at every step :math:`t` (with the running
-    estimates :math:`\hat Z_{d,t}`); the combined ESS is
-    :math:`1 / \sum_d \pi_{d,t}^2 / \mathrm{ESS}_{d,t}` with
-    :math:`\pi_{d,t} = \hat Z_{d,t} / \sum_{d'} \hat Z_{d',t}`.
+The per-step fields are combined the same way at every step :math:`t` (with the running
+estimates :math:`\hat Z_{d,t}`); the combined ESS is
+:math:`1 / \sum_d \pi_{d,t}^2 / \mathrm{ESS}_{d,t}` with
+:math:`\pi_{d,t} = \hat Z_{d,t} / \sum_{d'} \hat Z_{d',t}`.
+
+**island exchange** (``exchange_every=k``: island-level resampling, the *island particle model*
+of Vergé, Dubarry, Del Moral & Moulines 2015, "On parallel implementation of sequential Monte
+Carlo methods: the island particle model", Statistics and Computing 25).
+Independent islands degenerate as the horizon grows: the :math:`\hat Z_d` spread over
+orders of magnitude, one island ends up carrying all the weight, and the :math:`N`
+particles are worth :math:`N/D`. Treat each island as one *particle of islands* with weight
+:math:`\hat Z_d` and resample the islands every :math:`k` steps. At the start of step
+:math:`t \in \{k, 2k, \dots\}`, with :math:`s` the previous exchange step (:math:`s = 0`
+at first, where every island starts from :math:`\hat Z_{d,-1} = 1`):
+
+1. island weights: the evidence increment since the last exchange,
+   :math:`V_d = \hat Z_{d,t-1} / \hat Z_{d,s-1}` (:math:`D` scalars, all-gathered);
+2. island ancestors :math:`B_{1:D}` drawn from :math:`V_d / \sum_{d'} V_{d'}` with the
+   ``resampling`` scheme and a key shared by all devices, so all agree;
+3. island :math:`d` takes the particles and normalised weights of island :math:`B_d` (an
+   all-gather of the island states, then a local index);
+4. every island's running estimate restarts at the common value
+
+   .. math::
+
+       \log \hat Z_{d,t-1} \leftarrow \log \hat L_t
+       = \log \hat L_s + \log \frac1D \sum_{d=1}^{D} V_d,
+       \qquad \log \hat L_0 = 0 .
+
+Since every island starts a period from the same :math:`\hat L_s`,
+:math:`\hat Z_{d,t-1} = \hat L_s V_d`, so :math:`V_d \propto \hat Z_{d,t-1}` and
+:math:`\log \hat L_t = \operatorname{logsumexp}_d \log \hat Z_{d,t-1} - \log D`: neither
+needs more than the :math:`D` running estimates. The final estimate is the one above,
+:math:`\log \hat Z = \operatorname{logsumexp}_d \log \hat Z_d - \log D
+= \log \hat L_{\text{last}} + \log \frac1D \sum_d V_d^{\text{last}}`: the product of
+the per-period averages. That is the standard SMC estimator of an interacting particle system
+whose particles are whole islands and whose potentials are the :math:`V_d` (the island particle
+model is such a system), so the usual unbiasedness argument applies:
+:math:`\mathbb E\, \hat Z = Z` for any unbiased resampling scheme of the islands (the tests
+check it against the Kalman evidence of a linear-Gaussian model). The reset is recorded in
+``log_evidence_increments[t]``, so the combined running estimate, the weights
+:math:`\pi_{d,t}` and the ESS of :func:`combine_islands` are unchanged in form (right after
+an exchange :math:`\pi_{d,t} = 1/D`). The cost is :math:`D` scalars plus one move of the
+island states per exchange, against none for independent islands and :math:`N` weights per
+step plus particle moves per resampling in global mode.
 
 Trade-off: global mode is the statistically best filter for :math:`N` particles (identical to
 one device) but pays an all-gather of :math:`N` weights at every step and particle moves at every
-resampling step (see :func:`communication_per_resampling`); island mode communicates nothing until the end but its estimates have the variance of
-:math:`D` independent filters of :math:`N/D` particles each, which is larger (often much larger
-when :math:`N/D` is small compared with the horizon :math:`T`).
+resampling step (see :func:`communication_per_resampling`); island mode communicates nothing
+until the end but its estimates have the variance of :math:`D` independent filters of :math:`N/D` particles each, which is larger (often much larger
+when :math:`N/D` is small compared with the horizon :math:`T`). Island exchange sits in between:
+:math:`D` scalars and an occasional move of whole islands buy back much of that variance.
 """
 
 from __future__ import annotations
@@ -178,19 +221,112 @@ def _island_fn(fk, n_local, scheme, ess_threshold, keep_history, batched, mesh, 
     return _cached(key, make)
 
 
-def _validate(fk, num_particles, ess_threshold, keep_history, mode):
+def _exchange_hooks(key, every, scheme, axis_name, num_islands, n_local):
+    """The ``(agree, between)`` pair of :func:`ppl.smc.loop._build` for island exchange.
+
+    Runs inside ``shard_map`` (one island per device along ``axis_name``); ``key`` is the same on
+    every device, so every island draws the same island ancestors.
+    """
+    log_d = math.log(num_islands)
+
+    def agree(failure, all_done):
+        # Every island must run the same number of steps: the exchange uses collectives.
+        failure = jax.lax.pmax(failure, axis_name)
+        all_done = jax.lax.pmin(all_done.astype(jnp.int32), axis_name) > 0
+        return failure, all_done
+
+    def exchange(t, x, log_w, ess_prev, log_z):
+        log_z_all = jax.lax.all_gather(log_z, axis_name)  # [D] running log Z-hat_d
+        lse = logsumexp(log_z_all)
+        src = scheme(jax.random.fold_in(key, t), log_z_all - lse, num_islands).astype(jnp.int32)
+        d = jax.lax.axis_index(axis_name)
+        b = src[d]
+        x_all, log_w_all, ess_all = jax.lax.all_gather((x, log_w, ess_prev), axis_name)
+        x = jax.tree_util.tree_map(lambda leaf: leaf[b], x_all)
+        # Every island restarts from the common estimate log mean_d V_d + previous common value.
+        return x, log_w_all[b], ess_all[b], (lse - log_d) - log_z, (b - d) * n_local
+
+    def stay(t, x, log_w, ess_prev, log_z):
+        return x, log_w, ess_prev, jnp.zeros_like(log_z), jnp.zeros((), jnp.int32)
+
+    def between(t, x, log_w, ess_prev, log_z):
+        return jax.lax.cond(t % every == 0, exchange, stay, t, x, log_w, ess_prev, log_z)
+
+    return agree, between
+
+
+def _island_exchange_fn(fk, n_local, scheme, ess_threshold, keep_history, batched, mesh, axis_name,
+                        every):
+    size = int(mesh.shape[axis_name])
+
+    def make():
+        def one(data, island_keys, exchange_key):  # island_keys: the local block [1]
+            hooks = _exchange_hooks(exchange_key, every, scheme, axis_name, size, n_local)
+            out = loop._build(fk, n_local, scheme, ess_threshold, keep_history,
+                              interact=hooks)(data, island_keys[0])
+            return jax.tree_util.tree_map(lambda leaf: leaf[None], out)
+
+        run = jax.vmap(one, in_axes=(None, 0, 0)) if batched else one
+        key_spec = P(None, axis_name) if batched else P(axis_name)
+        local = jax.shard_map(run, mesh=mesh, in_specs=(P(), key_spec, P()), out_specs=key_spec,
+                              check_vma=False)
+        return jax.jit(local)
+
+    key = ("island_exchange", fk.static_key(), n_local, scheme, ess_threshold, keep_history, batched,
+           mesh, axis_name, every)
+    return _cached(key, make)
+
+
+def _check_exchange_every(exchange_every):
+    if exchange_every is None:
+        return None
+    if (isinstance(exchange_every, bool) or not isinstance(exchange_every, (int, np.integer))
+            or exchange_every < 1):
+        raise ValueError("exchange_every: expected a positive integer (exchange islands every that "
+                         f"many steps) or None (never), got {exchange_every!r}")
+    return int(exchange_every)
+
+
+def _host(x):
+    """``x`` readable on this process: across hosts, a sharded array is gathered (a collective:
+    every process calls it, as every process runs the same program)."""
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return jnp.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return x
+
+
+def _validate(fk, num_particles, ess_threshold, keep_history, mode, exchange_every=None):
     loop._validate(fk, num_particles, ess_threshold, keep_history)
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    exchange_every = _check_exchange_every(exchange_every)
+    if exchange_every is not None and mode != "island":
+        raise ValueError(f"exchange_every: only island mode exchanges islands (mode={mode!r}); "
+                         "use mode='island' or leave exchange_every=None")
+    return exchange_every
 
 
 def run_islands(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Optional[Mesh] = None,
                 axis_name: Optional[str] = None, resampling: Union[str, rs.ResamplingFn] = "systematic",
-                ess_threshold: float = 0.5, keep_history: bool = False) -> SMCResult:
-    r"""Run :math:`D` independent filters of :math:`N/D` particles, one per device (``shard_map``).
+                ess_threshold: float = 0.5, keep_history: bool = False,
+                exchange_every: Optional[int] = None) -> SMCResult:
+    r"""Run :math:`D` filters of :math:`N/D` particles, one per device (``shard_map``).
 
-    Island :math:`d` uses key ``jax.random.split(key, D)[d]``, so the result equals
+    Island :math:`d` uses key ``jax.random.split(key, D)[d]``. Without exchange
+    (``exchange_every=None``) the islands are independent and the result equals
     ``ppl.run_smc(fk, N // D, key=jax.random.split(key, D))`` computed on one device.
+
+    With ``exchange_every=k`` the islands are resampled at the start of every step
+    :math:`t \equiv 0 \pmod k` (see the module docstring): every device draws the island
+    ancestors :math:`B_{1:D}` with the same key, ``jax.random.fold_in(jax.random.split(key,
+    D + 1)[D], t)``, from the normalised running estimates :math:`\hat Z_{d,t-1}` with the
+    ``resampling`` scheme; island :math:`d` takes the particles, normalised weights and ESS of
+    island :math:`B_d`, and every island's running :math:`\log \hat Z` is reset to the common
+    :math:`\operatorname{logsumexp}_{d'} \log \hat Z_{d',t-1} - \log D` (the reset is
+    added to ``log_evidence_increments[t]``). All islands then run the same number of steps
+    (until every particle of every island is done, or any island fails).
 
     Parameters
     ----------
@@ -203,15 +339,21 @@ def run_islands(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Opt
     mesh, axis_name
         The device mesh and its axis holding the islands (default: a 1-d mesh over
         ``jax.devices()``; the mesh's only axis).
+    exchange_every
+        ``None`` (default): independent islands. A positive integer :math:`k`: island-level
+        resampling every :math:`k` steps (no exchange happens when :math:`k \ge T`).
 
     Returns
     -------
     SMCResult
         Per-island results: every field has a leading island axis ``[D, ...]`` (``[B, D, ...]``
         for a batch of keys); ``log_evidence[d]`` is :math:`\log \hat Z_d`. Combine them with
-        :func:`combine_islands`.
+        :func:`combine_islands`. ``ancestors[d, t, k]`` is the ancestor's slot counted from
+        island :math:`d`'s first slot, so :math:`d\,N/D` + ``ancestors`` is its global slot
+        (without exchange it is a slot of island :math:`d`; at an exchange step it lies in island
+        :math:`B_d`). ``resampled`` records the islands' own resampling decisions only.
     """
-    _validate(fk, num_particles, ess_threshold, keep_history, "island")
+    exchange_every = _validate(fk, num_particles, ess_threshold, keep_history, "island", exchange_every)
     mesh, axis_name, size = _check_mesh(mesh, axis_name)
     num_particles = int(num_particles)
     _check_divisible(num_particles, size, axis_name)
@@ -219,10 +361,19 @@ def run_islands(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Opt
     batched = loop._is_key_batch(key)
     split = jax.vmap(lambda k: jax.random.split(k, size)) if batched else (lambda k: jax.random.split(k, size))
     keys = split(key)
-    fn = _island_fn(fk, num_particles // size, scheme, float(ess_threshold), keep_history, batched, mesh,
-                    axis_name)
-    res, failure, step = fn(fk.data, keys)
-    loop._raise_failure(jnp.ravel(failure), jnp.ravel(step), what="SMC (island mode)")
+    if exchange_every is None:
+        fn = _island_fn(fk, num_particles // size, scheme, float(ess_threshold), keep_history, batched,
+                        mesh, axis_name)
+        res, failure, step = fn(fk.data, keys)
+    else:
+        # A key no island uses: split(key, D + 1)[D] (under the partitionable threefry,
+        # split(key, D + 1)[:D] == split(key, D)).
+        last = (lambda k: jax.random.split(k, size + 1)[size])
+        exchange_key = jax.vmap(last)(key) if batched else last(key)
+        fn = _island_exchange_fn(fk, num_particles // size, scheme, float(ess_threshold), keep_history,
+                                 batched, mesh, axis_name, exchange_every)
+        res, failure, step = fn(fk.data, keys, exchange_key)
+    loop._raise_failure(jnp.ravel(_host(failure)), jnp.ravel(_host(step)), what="SMC (island mode)")
     return res
 
 
@@ -277,17 +428,21 @@ def combine_islands(islands: SMCResult) -> SMCResult:
     the largest over islands. A batch (leading axis before the island axis) is combined run by run.
     """
     if islands.log_weights.ndim == 3:
-        return jax.vmap(_combine_one)(islands)
+        return _combine_batch(islands)
     if islands.log_weights.ndim != 2:
         raise ValueError("islands: expected run_islands output with log_weights [D, n] or [B, D, n], "
                          f"got shape {islands.log_weights.shape}")
-    return _combine_one(islands)
+    return _combine_single(islands)
+
+
+_combine_single = jax.jit(_combine_one)
+_combine_batch = jax.jit(jax.vmap(_combine_one))
 
 
 def run_smc_sharded(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Optional[Mesh] = None,
                     mode: str = "global", axis_name: Optional[str] = None,
                     resampling: Union[str, rs.ResamplingFn] = "systematic", ess_threshold: float = 0.5,
-                    keep_history: bool = False) -> SMCResult:
+                    keep_history: bool = False, exchange_every: Optional[int] = None) -> SMCResult:
     r"""Run a particle filter with the particle axis sharded over a device mesh.
 
     Parameters
@@ -308,6 +463,9 @@ def run_smc_sharded(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh:
         :math:`\operatorname{logsumexp}_d \log \hat Z_d - \log D`.
     axis_name
         The mesh axis holding the particles (default: the mesh's only axis).
+    exchange_every
+        Island mode only: resample the islands by their evidence every ``exchange_every`` steps
+        (island particle model; see :func:`run_islands`). ``None``: independent islands.
 
     Returns
     -------
@@ -317,8 +475,8 @@ def run_smc_sharded(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh:
     Raises
     ------
     ValueError
-        If ``num_particles`` is not divisible by the mesh axis size, or ``mode`` / ``axis_name``
-        is unknown.
+        If ``num_particles`` is not divisible by the mesh axis size, ``mode`` / ``axis_name``
+        is unknown, or ``exchange_every`` is not a positive integer (or is given in global mode).
     SMCError
         If every weight becomes zero or a potential is NaN (in any island).
 
@@ -329,11 +487,11 @@ def run_smc_sharded(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh:
         mesh = ppl.smc.sharding.particle_mesh()          # all devices, axis "particles"
         res = run_smc_sharded(fk, 8192, key=jax.random.key(0), mesh=mesh, mode="global")
     """
-    _validate(fk, num_particles, ess_threshold, keep_history, mode)
+    exchange_every = _validate(fk, num_particles, ess_threshold, keep_history, mode, exchange_every)
     if mode == "island":
         return combine_islands(run_islands(fk, num_particles, key=key, mesh=mesh, axis_name=axis_name,
                                            resampling=resampling, ess_threshold=ess_threshold,
-                                           keep_history=keep_history))
+                                           keep_history=keep_history, exchange_every=exchange_every))
     mesh, axis_name, size = _check_mesh(mesh, axis_name)
     num_particles = int(num_particles)
     _check_divisible(num_particles, size, axis_name)
@@ -341,7 +499,7 @@ def run_smc_sharded(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh:
     batched = loop._is_key_batch(key)
     fn = _global_fn(fk, num_particles, scheme, float(ess_threshold), keep_history, batched, mesh, axis_name)
     res, failure, step = fn(fk.data, key)
-    loop._raise_failure(failure, step, what="SMC (global mode)")
+    loop._raise_failure(_host(failure), _host(step), what="SMC (global mode)")
     return res
 
 
@@ -359,8 +517,11 @@ def communication_per_resampling(result: SMCResult, num_devices: int, *, mode: s
     * ``allgather_particle_bytes`` :math:`= (D - 1) N b`: what XLA's partitioned gather moves
       today (the compiled program all-gathers the state before a local gather).
 
-    Island mode without exchange: 0 inside the loop (the :math:`D` values
-    :math:`\log \hat Z_d` are gathered once at the end).
+    Island mode: 0 per resampling step (islands resample locally; the :math:`D` values
+    :math:`\log \hat Z_d` are gathered once at the end). With ``exchange_every=k`` add, every
+    :math:`k` steps, an all-gather of :math:`D` log-evidence scalars and one of the island
+    states, :math:`(D - 1) N b` bytes in all (the minimum is :math:`N b / D` per island that
+    copies another).
 
     Returns
     -------

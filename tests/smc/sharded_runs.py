@@ -1,4 +1,5 @@
-"""Multi-device checks of :mod:`ppl.smc.sharding`, run in a subprocess by ``test_sharding.py``.
+"""Multi-device checks of :mod:`ppl.smc.sharding` (global and island modes, island exchange) and
+of NUTS chains across devices, run in a subprocess by ``test_sharding.py``.
 
 The device count is fixed when jax starts, so this script sets
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before importing jax and prints one JSON
@@ -43,6 +44,119 @@ def compare_global(fk, n, key, mesh, **kw):
     if kw.get("keep_history"):
         out["history"] = _diff(ref.history, res.history)
     return out
+
+
+def exchange_checks(boot, ys, log_z, mesh, key):
+    """Island-level resampling every k steps (``exchange_every``)."""
+    out = {}
+    T, N, k = len(ys), 1024, 4
+    n = N // D
+
+    # a. Exchange every k steps: islands copy other islands at steps t = k, 2k, ... and only then.
+    isl = sh.run_islands(boot, N, key=key, mesh=mesh, keep_history=True, exchange_every=k)
+    anc = np.asarray(isl.ancestors)  # [D, T, n], counted from each island's first slot
+    source = (np.arange(D)[:, None, None] * n + anc) // n  # island each slot's ancestor lives on
+    uniform = bool(np.all(source.min(-1) == source.max(-1)))  # an island copies one island whole
+    src = source[:, :, 0].T  # [T, D]: B_d at every step
+    moved = src != np.arange(D)[None]
+    exchange_steps = [t for t in range(1, T) if t % k == 0]
+    out["copied_islands"] = int(moved.sum())
+    out["moves_outside_exchange_steps"] = int(moved[[t for t in range(T) if t not in exchange_steps]].sum())
+    out["source_uniform_within_island"] = uniform
+    out["islands_devices"] = len(isl.particles.sharding.device_set)
+
+    # b. The island ancestors are systematic resampling of the running estimates Z-hat_{d,t-1}
+    #    with the documented shared key, and the same on every device.
+    cum = np.cumsum(np.asarray(isl.log_evidence_increments, np.float64), axis=1)  # [D, T]
+    ex_key = jax.random.split(key, D + 1)[D]
+    redraw = []
+    for t in exchange_steps:
+        log_v = jax.numpy.asarray(cum[:, t - 1] - np.logaddexp.reduce(cum[:, t - 1]), jax.numpy.float32)
+        redraw.append(np.asarray(ppl.smc.resampling.systematic(jax.random.fold_in(ex_key, t), log_v, D)))
+    out["island_ancestors_redrawn_differ"] = int(sum(np.sum(r != src[t])
+                                                     for r, t in zip(redraw, exchange_steps)))
+
+    # c. Every log-evidence increment recomputed from the history: island d at step t weights
+    #    its particles x_t with W_{t-1} (uniform after its own resampling, else the weights of the
+    #    ancestor slot — on island B_d at an exchange step) times G_t = N(y_t; x_t, r); at an
+    #    exchange step the running estimate first restarts at logsumexp_d log Z_{d,t-1} - log D.
+    hist = np.asarray(isl.history, np.float64)  # [D, T, n]
+    hist_w = np.asarray(isl.history_log_weights, np.float64)  # [D, T, n]
+    res_flags = np.asarray(isl.resampled)
+    sd_r = math.sqrt(m.LG.r)
+    worst = 0.0
+    for t in range(1, T):
+        log_g = -0.5 * ((float(ys[t]) - hist[:, t]) / sd_r) ** 2 - math.log(sd_r * math.sqrt(2 * math.pi))
+        glob = (np.arange(D)[:, None] * n + anc[:, t]).reshape(-1)  # global ancestor slots
+        w_prev = hist_w[:, t - 1].reshape(-1)[glob].reshape(D, n)
+        w_prev = np.where(res_flags[:, t][:, None], -math.log(n), w_prev)
+        inc = np.logaddexp.reduce(w_prev + log_g, axis=1)
+        start = cum[:, t - 1]
+        if t in exchange_steps:
+            start = np.full(D, np.logaddexp.reduce(cum[:, t - 1]) - math.log(D))
+        worst = max(worst, float(np.max(np.abs(start + inc - cum[:, t]))))
+    out["increments_recomputed"] = worst
+    comb = sh.combine_islands(isl)
+    incs = np.asarray(comb.log_evidence_increments, np.float64)
+    out["combined_increments_sum"] = float(abs(float(np.sum(incs)) - float(comb.log_evidence)))
+    out["combined_trajectory_end"] = _diff(ppl.smc.trajectories(comb)[:, -1], comb.particles)
+    out["combined_weights_normalised"] = float(abs(np.logaddexp.reduce(np.asarray(comb.log_weights,
+                                                                                  np.float64))))
+
+    # d. Bootstrap filter, 8 islands x 16 particles, 1000 runs: without exchange, with
+    #    exchange_every >= T (no exchange happens: the hooked loop must equal the plain islands
+    #    exactly) and every 2 steps (unbiased, and less variance than independent islands).
+    runs = 1000
+    keys = jax.random.split(jax.random.key(5), runs)
+    none = sh.run_islands(boot, 128, key=keys, mesh=mesh)
+    same = sh.run_islands(boot, 128, key=keys, mesh=mesh, exchange_every=T)
+    out["no_exchange_max_diff"] = max(_diff(a, b) for a, b in zip(jax.tree_util.tree_leaves(none),
+                                                                  jax.tree_util.tree_leaves(same)))
+    ex = sh.run_islands(boot, 128, key=keys, mesh=mesh, exchange_every=2)
+    stats = {}
+    for name, r in (("none", none), ("every_2", ex)):
+        lz = np.asarray(sh.combine_islands(r).log_evidence, np.float64)
+        ratio = np.exp(lz - log_z)
+        stats[name] = dict(mean=float(ratio.mean()), se=float(ratio.std(ddof=1) / math.sqrt(runs)),
+                           sd_log=float(lz.std()))
+    src_b = (np.arange(D)[None, :, None] * 16 + np.asarray(ex.ancestors)[:, :, :, 0]) // 16  # [B, D, T]
+    stats["copied_fraction"] = float(np.mean(src_b[:, :, 2::2] != np.arange(D)[None, :, None]))
+    out["bootstrap_runs"] = stats
+    return out
+
+
+def nuts_checks():
+    """4 NUTS chains of a small Bradley–Terry model: parallel (4 devices), sequential, vectorized."""
+    import importlib
+
+    from numpyro.diagnostics import effective_sample_size
+
+    from models import judges
+
+    bt = importlib.import_module("models.judges.bradley_terry")
+    recs = bt.simulate_battles(np.random.default_rng(0), np.array([0.0, 0.5, 1.0, -0.5, -1.0]), 300)
+    comps = judges.aggregate(judges.battles_from_records(recs))
+    opts = dict(key=jax.random.key(0), num_chains=4, num_warmup=150, num_samples=150, ties="none")
+    par = ppl.infer(judges.bradley_terry, comps, method="nuts", chain_method="parallel", **opts)
+    seq = ppl.nuts(judges.bradley_terry, comps, chain_method="sequential", **opts)
+    vec = ppl.nuts(judges.bradley_terry, comps, chain_method="vectorized", **opts)
+    r_par, r_seq, r_vec = (np.asarray(r.samples["rating"], np.float64) for r in (par, seq, vec))
+
+    def mean_se(x):  # [chains, draws, k]
+        ess = np.asarray(effective_sample_size(x))
+        return x.mean((0, 1)), x.reshape(-1, x.shape[-1]).std(0) / np.sqrt(ess)
+
+    m_par, se_par = mean_se(r_par)
+    m_vec, se_vec = mean_se(r_vec)
+    return dict(
+        parallel_devices=len(par.samples["rating"].sharding.device_set),
+        vectorized_devices=len(vec.samples["rating"].sharding.device_set),
+        parallel_vs_sequential=_diff(r_par, r_seq),
+        parallel_vs_vectorized_max=_diff(r_par, r_vec),
+        mean_diff_in_se=float(np.max(np.abs(m_par - m_vec) / np.sqrt(se_par ** 2 + se_vec ** 2))),
+        shape=list(r_par.shape),
+        divergences=int(np.sum(np.asarray(par.diagnostics["divergences"]))),
+    )
 
 
 def main():
@@ -93,13 +207,24 @@ def main():
                                   mean_log=float(np.mean(np.asarray(batch.log_evidence, np.float64))),
                                   log_z=float(log_z))
 
-    # 4. Errors name the argument.
+    # 4. Island exchange (island particle model).
+    out["exchange"] = exchange_checks(boot, ys, log_z, mesh, key)
+
+    # 5. NUTS chains across devices: chain_method="parallel" (pmap, one chain per device).
+    out["nuts"] = nuts_checks()
+
+    # 6. Errors name the argument.
     errors = {}
     for name, call in {
         "num_particles": lambda: sh.run_smc_sharded(boot, 1020, key=key, mesh=mesh),
         "num_particles_island": lambda: sh.run_islands(boot, 12, key=key, mesh=mesh),
         "mode": lambda: sh.run_smc_sharded(boot, 1024, key=key, mesh=mesh, mode="ring"),
         "axis_name": lambda: sh.run_smc_sharded(boot, 1024, key=key, mesh=mesh, axis_name="batch"),
+        "exchange_every": lambda: sh.run_islands(boot, 1024, key=key, mesh=mesh, exchange_every=0),
+        "exchange_every_bool": lambda: sh.run_smc_sharded(boot, 1024, key=key, mesh=mesh, mode="island",
+                                                          exchange_every=True),
+        "exchange_every_global": lambda: sh.run_smc_sharded(boot, 1024, key=key, mesh=mesh,
+                                                            exchange_every=2),
     }.items():
         try:
             call()

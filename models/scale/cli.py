@@ -4,7 +4,8 @@ Runs the chosen methods of :mod:`ppl.scaling` at budgets 1, 2, 4, …, 64 (full 
 problems of the bundled arithmetic task with the bundled LM and PRM, prints accuracy with 95%
 intervals and the compute spent, and writes ``scale.json`` and ``scale.png`` (accuracy against
 budget on a log2 axis) into ``--out``. ``--quick`` is a smaller run (under 3 minutes on 2 CPU
-cores). Deterministic for a given ``--seed``.
+cores). Deterministic for a given ``--seed``. ``--devices N`` runs the problems data-parallel over
+N devices (the same table; see :mod:`models.scale.job`).
 
 Exit status: 0 on success, 2 on bad options.
 """
@@ -73,6 +74,15 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="a local Hugging Face-format LM folder (with tokenizer.json) instead of the bundled LM")
     parser.add_argument("--prm-checkpoint", default=None, metavar="DIR",
                         help="a PRM folder written by `ppl train prm` instead of the bundled PRM")
+    parser.add_argument("--devices", type=int, default=d.devices, metavar="N",
+                        help="run the problems data-parallel over the first N devices (a 1-d mesh, axis "
+                             "'prompts'), N at a time; 0 (default): one by one on the default device. The table "
+                             "is the same as with 0. On CPU, fake devices need XLA_FLAGS="
+                             "--xla_force_host_platform_device_count=N set before the command starts")
+    parser.add_argument("--problems-per-device", type=int, default=d.problems_per_device, metavar="B",
+                        help="with --devices: problems each device runs in one call (default 1: exactly the "
+                             "one-problem program; B > 1 vmaps B problems per device, for accelerators that one "
+                             "problem does not fill; slower on CPU, and may round differently in the last bits)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default="ppl-scale", help="folder for scale.json and scale.png (default ./ppl-scale)")
     parser.add_argument("--json", default=None, metavar="PATH", help="JSON path (default OUT/scale.json)")
@@ -104,7 +114,9 @@ def config_from_args(args):
                                                                                else d.num_problems),
         difficulty=args.difficulty, seed=args.seed, prm=args.prm, prm_noise=args.prm_noise,
         temperature=args.temperature, tau=args.tau, beam_width=args.beam_width, max_steps=args.max_steps,
-        checkpoint=args.checkpoint, prm_checkpoint=args.prm_checkpoint)
+        checkpoint=args.checkpoint, prm_checkpoint=args.prm_checkpoint,
+        devices=getattr(args, "devices", d.devices),
+        problems_per_device=getattr(args, "problems_per_device", d.problems_per_device))
     return dataclasses.replace(cfg).validate()
 
 

@@ -24,6 +24,18 @@ power_sampling            :math:`B / (1 + S/2)` chains (rounded) × :math:`S` = 
 A method is skipped at budgets it cannot use (e.g. particle Gibbs with fewer than 2 particles).
 Keys are derived from the seed, the problem's index and the method, so results are deterministic
 for a given seed.
+
+**Data parallelism** (``devices`` :math:`D \ge 1`). Problems run :math:`D \cdot b` at a time
+(:math:`b` = ``problems_per_device``) with :func:`ppl.scaling.batched` over a 1-d mesh of the
+first :math:`D` devices (axis ``"prompts"``): each call of the rollout pool, and of
+``particle_filter``, ``beam_search`` and ``dvts`` at one budget, is one compiled program in which
+device :math:`d` runs its own problems — particles and KV caches included — with no
+communication. ``particle_gibbs``, ``parallel_tempering`` and ``power_sampling`` still run per
+problem (on the default device). Keys do not depend on the batching, and with :math:`b = 1`
+each device runs exactly the one-problem program, so the table equals the one of
+``devices=0`` (problems one by one) bit for bit; :math:`b > 1` vmaps the method over a device's
+problems, which can round differently in the last bits (see :mod:`ppl.scaling.batch`).
+``seconds`` then split each call's wall time equally among its problems.
 """
 
 from __future__ import annotations
@@ -69,6 +81,10 @@ class ScaleConfig:
     max_step_tokens: int = 24
     checkpoint: Optional[str] = None
     prm_checkpoint: Optional[str] = None
+    #: 0: problems one by one on the default device; D >= 1: data-parallel over the first D devices.
+    devices: int = 0
+    #: With ``devices >= 1``: problems per device in one compiled call (> 1: vmapped).
+    problems_per_device: int = 1
 
     def validate(self) -> "ScaleConfig":
         bad = [m for m in self.methods if m not in METHODS]
@@ -90,6 +106,17 @@ class ScaleConfig:
         for name in ("beam_width", "pg_iterations", "power_steps", "max_steps", "max_step_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        for name, low in (("devices", 0), ("problems_per_device", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if self.devices == 0 and self.problems_per_device != 1:
+            raise ValueError(f"problems_per_device: {self.problems_per_device} needs devices >= 1 (with devices=0 "
+                             "problems run one by one)")
+        if self.devices > 0 and self.devices > jax.device_count():
+            raise ValueError(f"devices: asked for {self.devices}, but jax sees {jax.device_count()} device(s) "
+                             f"({jax.default_backend()}); use at most {jax.device_count()}, or on CPU set XLA_FLAGS="
+                             f"--xla_force_host_platform_device_count={self.devices} before the program starts")
         from models.tasks.arithmetic import DIFFICULTIES
 
         if self.difficulty not in DIFFICULTIES:
@@ -233,38 +260,52 @@ def _setup(cfg: ScaleConfig) -> _Setup:
 
 
 # ----------------------------------------------------------------------------------- methods
-def _run_method(name: str, cfg: ScaleConfig, program, reward, answer_fn, budget: int, key):
-    """One run of a non-pool method at one budget (``None`` where the budget does not fit)."""
+def _method_args(name: str, cfg: ScaleConfig, budget: int):
+    """``(method, args, options, uses_reward)`` of one run of a non-pool method at one budget
+    (``None`` where the budget does not fit)."""
     from ppl import scaling
 
     if name == "particle_filter":
-        return scaling.particle_filter(program, budget, key=key, reward=reward, answer_fn=answer_fn, tau=cfg.tau)
+        return scaling.particle_filter, (budget,), {"tau": cfg.tau}, True
     if name in ("beam_search", "dvts"):
         width = min(cfg.beam_width, budget)
         if budget % width:
             return None
-        fn = scaling.beam_search if name == "beam_search" else scaling.dvts
-        return fn(program, budget, beam_width=width, key=key, reward=reward, answer_fn=answer_fn)
+        return getattr(scaling, name), (budget,), {"beam_width": width}, True
     if name == "particle_gibbs":
         n = budget // cfg.pg_iterations
         if n < 2:
             return None
-        return scaling.particle_gibbs(program, n, cfg.pg_iterations, key=key, reward=reward, answer_fn=answer_fn,
-                                      tau=cfg.tau)
+        return scaling.particle_gibbs, (n, cfg.pg_iterations), {"tau": cfg.tau}, True
     if name == "parallel_tempering":
         n = budget // (2 * cfg.pg_iterations)
         if n < 2:
             return None
-        return scaling.parallel_tempering(program, n, cfg.pg_iterations, temperatures=(2.0, 1.0), key=key,
-                                          reward=reward, answer_fn=answer_fn)
+        return scaling.parallel_tempering, (n, cfg.pg_iterations), {"temperatures": (2.0, 1.0)}, True
     if name == "power_sampling":
         # A chain costs its first rollout plus about half a rollout per MH step.
         chains = int(round(budget / (1 + cfg.power_steps / 2)))
         if chains < 1:
             return None
-        return scaling.power_sampling(program, chains, cfg.power_steps, key=key, alpha=cfg.power_alpha,
-                                      answer_fn=answer_fn)
+        return scaling.power_sampling, (chains, cfg.power_steps), {"alpha": cfg.power_alpha}, False
     raise ValueError(f"methods: unknown method {name!r}")
+
+
+def _run_method(name: str, cfg: ScaleConfig, programs, rewards, answer_fn, budget: int, keys, mesh=None):
+    """One run of a non-pool method at one budget on each of ``programs`` (``None`` where the
+    budget does not fit): batched over ``mesh`` where the method has a batched path."""
+    from ppl import scaling
+    from ppl.scaling.batch import batchable
+
+    spec = _method_args(name, cfg, budget)
+    if spec is None:
+        return None
+    fn, args, options, uses_reward = spec
+    if mesh is not None and fn.__name__ in batchable():
+        return scaling.batched(fn, programs, *args, keys=keys, reward=list(rewards), answer_fn=answer_fn, mesh=mesh,
+                               problems_per_device=cfg.problems_per_device, **options)
+    return [fn(program, *args, key=key, answer_fn=answer_fn, **({"reward": reward} if uses_reward else {}), **options)
+            for program, reward, key in zip(programs, rewards, keys)]
 
 
 def _select_from_pool(name: str, cfg: ScaleConfig, pool, k: int, answer_fn):
@@ -289,7 +330,12 @@ def _new_curve() -> MethodCurve:
 
 def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
               log: Optional[Callable[[str], None]] = None) -> ScaleResults:
-    """Run ``cfg.methods`` × ``cfg.budgets`` on ``cfg.num_problems`` test problems."""
+    """Run ``cfg.methods`` × ``cfg.budgets`` on ``cfg.num_problems`` test problems.
+
+    With ``cfg.devices = 0`` problems run one by one; with ``cfg.devices = D`` they run
+    ``D * cfg.problems_per_device`` at a time, data-parallel over the first ``D`` devices (see
+    the module doc). The progress bar advances by one problem-run, a whole batch at a time.
+    """
     from ppl import scaling
 
     cfg = cfg.validate()
@@ -299,6 +345,8 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     pool_methods = [m for m in cfg.methods if m in POOL_METHODS]
     run_methods = [m for m in cfg.methods if m in RUN_METHODS]
     max_b = max(cfg.budgets)
+    mesh = scaling.prompt_mesh(cfg.devices) if cfg.devices else None
+    group = cfg.devices * cfg.problems_per_device if cfg.devices else 1
     # Per method and budget: sums over problems.
     sums = {m: {b: None for b in cfg.budgets} for m in cfg.methods}
     secs = {m: {b: 0.0 for b in cfg.budgets} for m in cfg.methods}
@@ -313,46 +361,58 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
 
         bar = tqdm(total=total, desc="ppl scale", unit="run", dynamic_ncols=True)
 
-    def record(m, b, res, correct, seconds):
+    def record(m, b, res, problem, seconds):
+        correct = res.answer is not None and res.answer == problem.answer
         solved[m][b].append(int(correct))
         comp = res.compute
         row = np.array([float(correct), comp.generated_tokens, comp.lm_forward_tokens, comp.prm_calls, comp.flops])
         sums[m][b] = row if sums[m][b] is None else sums[m][b] + row
         secs[m][b] += seconds
 
-    for i, (problem, prompt) in enumerate(zip(s.problems, s.prompts)):
-        program = s.program.with_prompt(prompt)
-        reward = s.reward_for(problem)
-        key = jax.random.fold_in(root, i)
+    for start in range(0, len(s.problems), group):
+        idx = range(start, min(start + group, len(s.problems)))
+        problems = [s.problems[i] for i in idx]
+        programs = [s.program.with_prompt(s.prompts[i]) for i in idx]
+        rewards = [s.reward_for(p) for p in problems]
+        keys = [jax.random.fold_in(root, i) for i in idx]
+        where = (f"problem {start + 1}/{len(s.problems)}" if len(idx) == 1
+                 else f"problems {start + 1}-{idx[-1] + 1}/{len(s.problems)}")
         # One pool of rollouts per problem, shared by the selection methods and the coverage line.
         t0 = time.perf_counter()
-        pool = scaling.rollouts(program, max_b, key=jax.random.fold_in(key, 0), reward=reward)
-        t_pool = time.perf_counter() - t0
-        answers = [s.answer_fn(g) for g in scaling.generations(pool.particles)]
-        right = np.array([a is not None and a == problem.answer for a in answers])
-        tokens_per_rollout.append(float(np.mean(np.asarray(pool.generated_tokens))))
-        pool_success.append(float(np.mean(right)))
-        for b in cfg.budgets:
-            cov_correct[b] += int(right[:b].any())
-        for m in pool_methods:
+        pool_keys = [jax.random.fold_in(k, 0) for k in keys]
+        if mesh is None:
+            pools = [scaling.rollouts(p, max_b, key=k, reward=r) for p, k, r in zip(programs, pool_keys, rewards)]
+        else:
+            pools = scaling.batched(scaling.rollouts, programs, max_b, keys=pool_keys, reward=rewards, mesh=mesh,
+                                    problems_per_device=cfg.problems_per_device)
+        t_pool = (time.perf_counter() - t0) / len(idx)
+        for problem, pool in zip(problems, pools):
+            answers = [s.answer_fn(g) for g in scaling.generations(pool.particles)]
+            right = np.array([a is not None and a == problem.answer for a in answers])
+            tokens_per_rollout.append(float(np.mean(np.asarray(pool.generated_tokens))))
+            pool_success.append(float(np.mean(right)))
             for b in cfg.budgets:
-                t0 = time.perf_counter()
-                res = _select_from_pool(m, cfg, pool, b, s.answer_fn)
-                record(m, b, res, res.answer is not None and res.answer == problem.answer,
-                       time.perf_counter() - t0 + t_pool * b / max_b)
+                cov_correct[b] += int(right[:b].any())
+            for m in pool_methods:
+                for b in cfg.budgets:
+                    t0 = time.perf_counter()
+                    res = _select_from_pool(m, cfg, pool, b, s.answer_fn)
+                    record(m, b, res, problem, time.perf_counter() - t0 + t_pool * b / max_b)
         if bar is not None:
-            bar.update(1)
-        for j, m in enumerate(run_methods):
-            mkey = jax.random.fold_in(key, 1 + METHODS.index(m))
+            bar.update(len(idx))
+        for m in run_methods:
+            mkeys = [jax.random.fold_in(k, 1 + METHODS.index(m)) for k in keys]
             for b in cfg.budgets:
                 t0 = time.perf_counter()
-                res = _run_method(m, cfg, program, reward, s.answer_fn, b, jax.random.fold_in(mkey, b))
-                if res is not None:
-                    record(m, b, res, res.answer is not None and res.answer == problem.answer,
-                           time.perf_counter() - t0)
+                results = _run_method(m, cfg, programs, rewards, s.answer_fn, b,
+                                      [jax.random.fold_in(k, b) for k in mkeys], mesh)
+                if results is not None:
+                    seconds = (time.perf_counter() - t0) / len(idx)
+                    for problem, res in zip(problems, results):
+                        record(m, b, res, problem, seconds)
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(f"problem {i + 1}/{len(s.problems)} {m} B={b}")
+                    bar.update(len(idx))
+                    bar.set_postfix_str(f"{where} {m} B={b}")
     if bar is not None:
         bar.close()
 

@@ -33,9 +33,15 @@ finished); optionally ``static_key()`` (what compiled code depends on besides ``
 **Answers.** ``answer_fn(token_ids) -> answer | None`` maps a generation (prompt excluded) to a
 hashable answer (default: the whole generation); :mod:`ppl.scaling.aggregate` forms the answer
 posterior and applies the selection rule.
+
+**Many prompts.** :func:`batched` runs a method on a batch of programs (a benchmark's problems)
+with one compiled function, data-parallel over a device mesh (:func:`prompt_mesh`, axis
+``"prompts"``): :func:`rollouts` and the methods built on it, :func:`particle_filter`,
+:func:`beam_search` and :func:`dvts`; see :mod:`ppl.scaling.batch`.
 """
 
 from ppl.scaling.aggregate import SELECT_RULES, answer_posterior, select_answer, whole_generation
+from ppl.scaling.batch import batched, prompt_mesh
 from ppl.scaling.compute import Compute, flops_per_token
 from ppl.scaling.result import ScalingResult, finish, generations
 from ppl.scaling.sampling import (
@@ -57,6 +63,9 @@ from ppl.scaling.power import power_sampling
 from ppl.scaling.search import beam_search, dvts
 
 __all__ = [
+    # many prompts at once (ppl.scaling.batch)
+    "batched",
+    "prompt_mesh",
     "beam_search",
     "dvts",
     "particle_filter",

@@ -76,7 +76,8 @@ from jax.scipy.special import logsumexp
 
 from ppl.core.errors import SMCError
 from ppl.lm.sampling import sample_step
-from ppl.scaling._cache import cached_jit, reward_key
+from ppl.scaling._cache import reward_key
+from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute
 from ppl.scaling.power import _check_int, _check_key, _check_positive, _check_program, _check_reward
 from ppl.scaling.result import ScalingResult, finish
@@ -240,6 +241,15 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
     ...                       answer_fn=arithmetic.answer_fn(tok))          # doctest: +SKIP
     >>> out.answer, out.answer_posterior, out.compute.prm_calls            # doctest: +SKIP
     """
+    return _prepare(program, num_particles, key=key, reward=reward, answer_fn=answer_fn, aggregate=aggregate,
+                    weighting=weighting, tau=tau, ess_threshold=ess_threshold, resampling=resampling,
+                    select=select)()
+
+
+def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
+             aggregate: str = "last", weighting: str = "softmax", tau: float = 1.0, ess_threshold: float = 1.0,
+             resampling: Union[str, Callable] = "multinomial", select: str = "argmax") -> MethodCall:
+    """Validate a :func:`particle_filter` call; the :class:`~ppl.scaling.batch.MethodCall` that runs it."""
     _check_program(program, "particle_filter")
     n = _check_int("num_particles", num_particles, 1)
     _check_key(key)
@@ -261,20 +271,27 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
     scheme = rs.get_scheme(resampling)
     cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting, kappa, scheme)
-    fn = cached_jit(cache_key, lambda: _build(program, reward, n, aggregate, weighting, kappa, scheme))
-    x, log_w, log_a, ess, resampled, ancestors, lz, counts, steps, bad = fn(program.data, reward.params, key,
-                                                                            jnp.float32(tau))
-    if bool(bad):
-        raise SMCError(f"particle_filter: every weight became zero or a reward score was NaN by step "
-                       f"{int(steps) - 1}; check the reward model", step=int(steps) - 1)
-    gen, calls, read = (int(v) for v in counts)
     prompt_len = int(program.data["prompt_length"])
-    compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
-                            prm_forward_tokens=read, lm=program.lm, reward=reward)
-    steps = int(steps)
-    diagnostics = {"ess": jax.device_get(ess)[:steps], "resampled": jax.device_get(resampled)[:steps],
-                   "ancestors": jax.device_get(ancestors)[:steps], "num_steps": steps,
-                   "final_ess": float(jnp.exp(-logsumexp(2.0 * log_w))), "log_evidence": float(lz),
-                   "aggregate": aggregate, "weighting": weighting, "tau": tau}
-    return finish("particle_filter", x, log_w, scores=jnp.exp(log_a), answer_fn=answer_fn, select=select,
-                  compute=compute, budget=n, diagnostics=diagnostics)
+
+    def finish_(out) -> ScalingResult:
+        x, log_w, log_a, ess, resampled, ancestors, lz, counts, steps, bad = out
+        if bool(bad):
+            raise SMCError(f"particle_filter: every weight became zero or a reward score was NaN by step "
+                           f"{int(steps) - 1}; check the reward model", step=int(steps) - 1)
+        gen, calls, read = (int(v) for v in counts)
+        compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
+                                prm_forward_tokens=read, lm=program.lm, reward=reward)
+        steps = int(steps)
+        diagnostics = {"ess": jax.device_get(ess)[:steps], "resampled": jax.device_get(resampled)[:steps],
+                       "ancestors": jax.device_get(ancestors)[:steps], "num_steps": steps,
+                       "final_ess": float(jnp.exp(-logsumexp(2.0 * log_w))), "log_evidence": float(lz),
+                       "aggregate": aggregate, "weighting": weighting, "tau": tau}
+        return finish("particle_filter", x, log_w, scores=jnp.exp(log_a), answer_fn=answer_fn, select=select,
+                      compute=compute, budget=n, diagnostics=diagnostics)
+
+    return MethodCall("particle_filter", cache_key,
+                      lambda: _build(program, reward, n, aggregate, weighting, kappa, scheme),
+                      program.data, reward.params, key, (jnp.float32(tau),), finish_)
+
+
+register(particle_filter, _prepare)

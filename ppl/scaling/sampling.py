@@ -48,8 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.lm.sampling import sample_step
-from ppl.scaling._cache import cached_jit, reward_key
+from ppl.scaling._cache import reward_key
 from ppl.scaling.aggregate import SELECT_RULES, _as_answer_fn
+from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute
 from ppl.scaling.result import ScalingResult, finish
 
@@ -268,22 +269,33 @@ def rollouts(program, n: int, *, key: jax.Array, reward=None) -> Rollouts:
     -------
     Rollouts
     """
+    return _prepare_rollouts(program, n, key=key, reward=reward)()
+
+
+def _prepare_rollouts(program, n: int, *, key: jax.Array, reward=None, finish=None) -> MethodCall:
+    """Validate a :func:`rollouts` call and describe it as a :class:`~ppl.scaling.batch.MethodCall`
+    (``finish``, if given, post-processes the :class:`Rollouts`: the selection methods)."""
     _check_program(program)
     n = _check_count("n", n)
     _check_reward(reward)
     cache_key = ("rollouts", program.static_key(), reward_key(reward), n)
-    fn = cached_jit(cache_key, lambda: _build_rollouts(program, n, reward))
-    params = None if reward is None else reward.params
-    state, log_r, log_p, log_q, gen, prm_tok = fn(program.data, params, key)
-    log_r = np.asarray(log_r, np.float64)
-    if reward is not None and np.isnan(log_r).any():
-        bad = np.flatnonzero(np.isnan(log_r)).tolist()
-        raise FloatingPointError(f"reward: log_score returned NaN for rollouts {bad[:8]} (of {n})")
-    gen = np.asarray(gen, np.int64)
-    return Rollouts(particles=state, scores=np.exp(log_r), log_p=np.asarray(log_p, np.float64),
-                    log_q=np.asarray(log_q, np.float64), num_tokens=gen, generated_tokens=gen.copy(),
-                    prm_forward_tokens=np.asarray(prm_tok, np.int64),
-                    prompt_length=int(np.asarray(program.data["prompt_length"])), lm=program.lm, reward=reward)
+    prompt_length = int(np.asarray(program.data["prompt_length"]))
+
+    def to_rollouts(out) -> Rollouts:
+        state, log_r, log_p, log_q, gen, prm_tok = out
+        log_r = np.asarray(log_r, np.float64)
+        if reward is not None and np.isnan(log_r).any():
+            bad = np.flatnonzero(np.isnan(log_r)).tolist()
+            raise FloatingPointError(f"reward: log_score returned NaN for rollouts {bad[:8]} (of {n})")
+        gen = np.asarray(gen, np.int64)
+        pool = Rollouts(particles=state, scores=np.exp(log_r), log_p=np.asarray(log_p, np.float64),
+                        log_q=np.asarray(log_q, np.float64), num_tokens=gen, generated_tokens=gen.copy(),
+                        prm_forward_tokens=np.asarray(prm_tok, np.int64), prompt_length=prompt_length,
+                        lm=program.lm, reward=reward)
+        return pool if finish is None else finish(pool)
+
+    return MethodCall("rollouts", cache_key, lambda: _build_rollouts(program, n, reward), program.data,
+                      None if reward is None else reward.params, key, (), to_rollouts)
 
 
 # ----------------------------------------------------------------------------------- selection
@@ -372,36 +384,66 @@ def _needs_reward(name: str, reward) -> None:
                          "self_consistency needs none")
 
 
+def _prepare_best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
+                       select: str = "argmax") -> MethodCall:
+    _needs_reward("best_of_n", reward)
+    _check_options(select, answer_fn)
+    return _prepare_rollouts(program, n, key=key, reward=reward,
+                             finish=lambda pool: best_of_n_from(pool, answer_fn=answer_fn, select=select))
+
+
+def _prepare_weighted_best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
+                                select: str = "vote") -> MethodCall:
+    _needs_reward("weighted_best_of_n", reward)
+    _check_options(select, answer_fn)
+    return _prepare_rollouts(program, n, key=key, reward=reward,
+                             finish=lambda pool: weighted_best_of_n_from(pool, answer_fn=answer_fn, select=select))
+
+
+def _prepare_self_consistency(program, n: int, *, key: jax.Array, reward=None,
+                              answer_fn: Optional[Callable] = None, select: str = "vote") -> MethodCall:
+    _check_options(select, answer_fn)
+    return _prepare_rollouts(program, n, key=key, reward=reward,
+                             finish=lambda pool: self_consistency_from(pool, answer_fn=answer_fn, select=select))
+
+
+def _prepare_weighted_majority(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
+                               tau: float = 1.0, eps: float = 1e-6, select: str = "vote") -> MethodCall:
+    _needs_reward("weighted_majority", reward)
+    _check_tau_eps(tau, eps)
+    _check_options(select, answer_fn)
+    return _prepare_rollouts(program, n, key=key, reward=reward, finish=lambda pool: weighted_majority_from(
+        pool, answer_fn=answer_fn, tau=tau, eps=eps, select=select))
+
+
 def best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
               select: str = "argmax") -> ScalingResult:
     """Best-of-N: ``n`` :func:`rollouts`, then :func:`best_of_n_from`."""
-    _needs_reward("best_of_n", reward)
-    _check_options(select, answer_fn)
-    return best_of_n_from(rollouts(program, n, key=key, reward=reward), answer_fn=answer_fn, select=select)
+    return _prepare_best_of_n(program, n, key=key, reward=reward, answer_fn=answer_fn, select=select)()
 
 
 def weighted_best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
                        select: str = "vote") -> ScalingResult:
     """Weighted best-of-N: ``n`` :func:`rollouts`, then :func:`weighted_best_of_n_from`."""
-    _needs_reward("weighted_best_of_n", reward)
-    _check_options(select, answer_fn)
-    return weighted_best_of_n_from(rollouts(program, n, key=key, reward=reward), answer_fn=answer_fn,
-                                   select=select)
+    return _prepare_weighted_best_of_n(program, n, key=key, reward=reward, answer_fn=answer_fn, select=select)()
 
 
 def self_consistency(program, n: int, *, key: jax.Array, reward=None, answer_fn: Optional[Callable] = None,
                      select: str = "vote") -> ScalingResult:
     """Self-consistency: ``n`` :func:`rollouts`, then :func:`self_consistency_from` (a reward, if
     given, only scores the generations; the vote ignores it)."""
-    _check_options(select, answer_fn)
-    return self_consistency_from(rollouts(program, n, key=key, reward=reward), answer_fn=answer_fn, select=select)
+    return _prepare_self_consistency(program, n, key=key, reward=reward, answer_fn=answer_fn, select=select)()
 
 
 def weighted_majority(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
                       tau: float = 1.0, eps: float = 1e-6, select: str = "vote") -> ScalingResult:
     """Weighted majority vote: ``n`` :func:`rollouts`, then :func:`weighted_majority_from`."""
-    _needs_reward("weighted_majority", reward)
-    _check_tau_eps(tau, eps)
-    _check_options(select, answer_fn)
-    return weighted_majority_from(rollouts(program, n, key=key, reward=reward), answer_fn=answer_fn, tau=tau,
-                                  eps=eps, select=select)
+    return _prepare_weighted_majority(program, n, key=key, reward=reward, answer_fn=answer_fn, tau=tau, eps=eps,
+                                      select=select)()
+
+
+register(rollouts, _prepare_rollouts)
+register(best_of_n, _prepare_best_of_n)
+register(weighted_best_of_n, _prepare_weighted_best_of_n)
+register(self_consistency, _prepare_self_consistency)
+register(weighted_majority, _prepare_weighted_majority)

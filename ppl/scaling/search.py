@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 
 from ppl.lm.sampling import sample_step
-from ppl.scaling._cache import cached_jit, reward_key
+from ppl.scaling._cache import reward_key
+from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute
 from ppl.scaling.power import _check_int, _check_key, _check_program, _check_reward
 from ppl.scaling.result import ScalingResult, finish
@@ -186,7 +187,7 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool):
     return run_dvts if dvts_mode else run_beam
 
 
-def _search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode) -> ScalingResult:
+def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode) -> MethodCall:
     _check_program(program, method)
     n = _check_int("num_beams", num_beams, 1)
     m = _check_int("beam_width", beam_width, 1)
@@ -199,20 +200,34 @@ def _search(method, program, num_beams, beam_width, key, reward, answer_fn, sele
     if answer_fn is not None and not callable(answer_fn):
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
     cache_key = (method, program.static_key(), reward_key(reward), n, m)
-    fn = cached_jit(cache_key, lambda: _build(program, reward, n, m, dvts_mode))
-    x, log_s, valid, counts, steps, bad = fn(program.data, reward.params, key)
-    if bool(bad):
-        raise FloatingPointError(f"{method}: the reward model returned NaN scores by step {int(steps) - 1}")
-    gen, calls, read = (int(v) for v in counts)
     prompt_len = int(program.data["prompt_length"])
-    compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
-                            prm_forward_tokens=read, lm=program.lm, reward=reward)
-    log_w = jnp.where(valid, log_s, -jnp.inf)
-    scores = jnp.where(valid, jnp.exp(log_s), jnp.nan)
-    diagnostics = {"num_steps": int(steps), "valid": jax.device_get(valid), "beam_width": m,
-                   "subtrees": n // m if dvts_mode else None}
-    return finish(method, x, log_w, scores=scores, answer_fn=answer_fn, select=select, compute=compute,
-                  budget=n, diagnostics=diagnostics)
+
+    def finish_(out) -> ScalingResult:
+        x, log_s, valid, counts, steps, bad = out
+        if bool(bad):
+            raise FloatingPointError(f"{method}: the reward model returned NaN scores by step {int(steps) - 1}")
+        gen, calls, read = (int(v) for v in counts)
+        compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
+                                prm_forward_tokens=read, lm=program.lm, reward=reward)
+        log_w = jnp.where(valid, log_s, -jnp.inf)
+        scores = jnp.where(valid, jnp.exp(log_s), jnp.nan)
+        diagnostics = {"num_steps": int(steps), "valid": jax.device_get(valid), "beam_width": m,
+                       "subtrees": n // m if dvts_mode else None}
+        return finish(method, x, log_w, scores=scores, answer_fn=answer_fn, select=select, compute=compute,
+                      budget=n, diagnostics=diagnostics)
+
+    return MethodCall(method, cache_key, lambda: _build(program, reward, n, m, dvts_mode), program.data,
+                      reward.params, key, (), finish_)
+
+
+def _prepare_beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
+                         answer_fn: Optional[Callable] = None, select: str = "argmax") -> MethodCall:
+    return _prepare_search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False)
+
+
+def _prepare_dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
+                  answer_fn: Optional[Callable] = None, select: str = "argmax") -> MethodCall:
+    return _prepare_search("dvts", program, num_beams, beam_width, key, reward, answer_fn, select, True)
 
 
 def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
@@ -244,7 +259,8 @@ def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, rew
         ``scores`` their scores (empty slots: weight 0, score NaN). ``diagnostics``:
         ``num_steps``, ``valid`` (which slots hold a beam), ``beam_width``.
     """
-    return _search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False)
+    return _prepare_beam_search(program, num_beams, beam_width=beam_width, key=key, reward=reward,
+                                answer_fn=answer_fn, select=select)()
 
 
 def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
@@ -265,4 +281,9 @@ def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
         :math:`[gM, (g+1)M)` are subtree :math:`g`), weighted by their scores;
         ``diagnostics``: ``num_steps``, ``subtrees`` (:math:`N/M`), ``beam_width``.
     """
-    return _search("dvts", program, num_beams, beam_width, key, reward, answer_fn, select, True)
+    return _prepare_dvts(program, num_beams, beam_width=beam_width, key=key, reward=reward, answer_fn=answer_fn,
+                         select=select)()
+
+
+register(beam_search, _prepare_beam_search)
+register(dvts, _prepare_dvts)

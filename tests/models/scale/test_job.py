@@ -38,6 +38,10 @@ def test_wilson_matches_closed_form_and_covers():
     ("prm", "magic", "prm"),
     ("temperature", 0.0, "temperature"),
     ("difficulty", "impossible", "difficulty"),
+    ("devices", -1, "devices"),
+    ("devices", 10_000, "devices: asked for 10000"),
+    ("problems_per_device", 0, "problems_per_device"),
+    ("problems_per_device", 2, "problems_per_device: 2 needs devices >= 1"),
 ])
 def test_bad_config_is_named(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -52,9 +56,12 @@ def test_cli_options_map_to_config():
     cfg = config_from_args(args)
     assert cfg.methods == ("best_of_n", "particle_filter")
     assert cfg.budgets == (1, 4, 16) and cfg.num_problems == 16 and cfg.prm == "oracle" and cfg.seed == 3
-    args = build_parser().parse_args(["scale", "--budgets", "8,2", "--problems", "5"])
+    assert cfg.devices == 0 and cfg.problems_per_device == 1  # one by one unless asked
+    args = build_parser().parse_args(["scale", "--budgets", "8,2", "--problems", "5", "--devices", "1",
+                                      "--problems-per-device", "3"])
     cfg = config_from_args(args)
     assert cfg.budgets == (2, 8) and cfg.num_problems == 5
+    assert cfg.devices == 1 and cfg.problems_per_device == 3
     assert set(cfg.methods) <= set(METHODS)
 
 
@@ -64,6 +71,8 @@ def test_cli_bad_option_exits_2(capsys):
     assert main(["scale", "--methods", "nope", "--quiet"]) == 2
     assert "methods" in capsys.readouterr().err
     assert main(["scale", "--checkpoint", "/nonexistent/folder", "--quiet"]) == 2
+    assert main(["scale", "--devices", "10000", "--quiet"]) == 2
+    assert "devices: asked for 10000" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,14 @@ with 8 devices, and ``ppl.run_smc`` on one device (its ``--compare``), give the 
 """
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests.fake_devices import device_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "scaling_out.py"
@@ -23,16 +24,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _env(devices: int) -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    for name in ("PPL_COORDINATOR", "PPL_NUM_PROCESSES", "PPL_PROCESS_ID"):
-        env.pop(name, None)
-    return env
 
 
 def _json_line(stdout: str) -> dict:
@@ -49,10 +40,10 @@ def runs():
     for pid in (0, 1):  # 2 processes x 4 devices, coordinated by process 0
         cmd = [sys.executable, str(SCRIPT), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
                "--process-id", str(pid), *ARGS]
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=_env(4), stdout=subprocess.PIPE,
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=device_env(4), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     # the references, started alongside: 1 process x 8 devices, and ppl.run_smc on one device
-    procs.append(subprocess.Popen([sys.executable, str(SCRIPT), *ARGS, "--compare"], cwd=ROOT, env=_env(8),
+    procs.append(subprocess.Popen([sys.executable, str(SCRIPT), *ARGS, "--compare"], cwd=ROOT, env=device_env(8),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []
     try:

@@ -6,11 +6,6 @@ with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``: the device count is
 starts, and the rest of the suite must keep its single device.
 """
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,20 +13,12 @@ import pytest
 
 from ppl.smc import sharding as sh
 from ppl.smc.loop import SMCResult
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.fake_devices import run_module
 
 
 @pytest.fixture(scope="module")
 def runs():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("JAX_PLATFORMS", None)
-    proc = subprocess.run([sys.executable, "-m", "tests.smc.sharded_runs"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_module("tests.smc.sharded_runs")
 
 
 def _assert_identical(c):

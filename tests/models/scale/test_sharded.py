@@ -5,27 +5,15 @@ started with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``: the device 
 jax starts, and the rest of the suite keeps its single device.
 """
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
+from tests.fake_devices import run_module
 
 
 @pytest.fixture(scope="module")
 def runs():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("JAX_PLATFORMS", None)
-    proc = subprocess.run([sys.executable, "-m", "tests.models.scale.sharded_scale"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_module("tests.models.scale.sharded_scale")
 
 
 def test_sharded_table_equals_one_by_one(runs):

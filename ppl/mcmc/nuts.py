@@ -14,7 +14,6 @@ the same shape does not recompile (``numpyro.infer.MCMC`` recompiles on every ``
 
 from __future__ import annotations
 
-import collections
 import numbers
 import warnings
 from typing import NamedTuple
@@ -25,6 +24,7 @@ from numpyro.handlers import seed, trace
 from numpyro.infer import MCMC, NUTS
 
 from ppl.analysis.results import PosteriorResult
+from ppl.core.cache import LRUCache
 from ppl.smc.tempering import check_key, merge_model_args, split_model_args
 
 __all__ = ["nuts"]
@@ -101,23 +101,12 @@ def _build_runner(model, static_spec, num_chains, num_warmup, num_samples, chain
     return jax.jit(lambda keys, d: jax.lax.map(lambda k: one_chain(k, d), keys))
 
 
-_RUNNER_CACHE: "collections.OrderedDict" = collections.OrderedDict()
-_RUNNER_CACHE_SIZE = 32
+_RUNNER_CACHE = LRUCache(32)
 
 
 def _get_runner(*cache_key):
-    try:
-        hash(cache_key)
-    except TypeError:
-        return _build_runner(*cache_key)
-    runner = _RUNNER_CACHE.get(cache_key)
-    if runner is None:
-        runner = _RUNNER_CACHE[cache_key] = _build_runner(*cache_key)
-        if len(_RUNNER_CACHE) > _RUNNER_CACHE_SIZE:
-            _RUNNER_CACHE.popitem(last=False)
-    else:
-        _RUNNER_CACHE.move_to_end(cache_key)
-    return runner
+    # An unhashable static model argument compiles without caching.
+    return _RUNNER_CACHE.get(cache_key, lambda: _build_runner(*cache_key))
 
 
 def _run_numpyro_mcmc(model, args, kwargs, key, num_chains, num_warmup, num_samples, method):

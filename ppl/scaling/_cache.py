@@ -7,13 +7,13 @@ method on many prompts compiles once.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Callable, Hashable
+from typing import Callable, Hashable
 
 import jax
 
-_CACHE: "OrderedDict[Hashable, Any]" = OrderedDict()
-_SIZE = 64
+from ppl.core.cache import LRUCache
+
+_CACHE = LRUCache(64)
 
 
 def reward_key(reward) -> Hashable:
@@ -26,12 +26,4 @@ def reward_key(reward) -> Hashable:
 
 def cached_jit(key: Hashable, build: Callable[[], Callable], **jit_kwargs) -> Callable:
     """``jax.jit(build())``, built once per ``key`` (least recently used of 64 evicted)."""
-    fn = _CACHE.get(key)
-    if fn is None:
-        fn = jax.jit(build(), **jit_kwargs)
-        _CACHE[key] = fn
-        if len(_CACHE) > _SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
-    return fn
+    return _CACHE.get(key, lambda: jax.jit(build(), **jit_kwargs))

@@ -36,13 +36,13 @@ data of the same shape, or with a new key, does not recompile.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ppl.core.cache import LRUCache
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import resampling as rs
@@ -263,24 +263,19 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
     return run
 
 
-_CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
-_CACHE_SIZE = 64
+_CACHE = LRUCache(64)
 
 
 def _compiled(fk: FeynmanKac, num_particles, scheme, ess_threshold, keep_history, batched):
     cache_key = (fk.static_key(), num_particles, scheme, ess_threshold, keep_history, batched)
-    fn = _CACHE.get(cache_key)
-    if fn is None:
+
+    def make():
         run = _build(fk, num_particles, scheme, ess_threshold, keep_history)
         if batched:
             run = jax.vmap(run, in_axes=(None, 0))
-        fn = jax.jit(run)
-        _CACHE[cache_key] = fn
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(cache_key)
-    return fn
+        return jax.jit(run)
+
+    return _CACHE.get(cache_key, make)
 
 
 def _is_key_batch(key) -> bool:

@@ -105,8 +105,7 @@ when :math:`N/D` is small compared with the horizon :math:`T`). Island exchange 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -115,6 +114,7 @@ from jax.scipy.special import logsumexp
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ppl.core.cache import LRUCache
 from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import loop
 from ppl.smc import resampling as rs
@@ -169,19 +169,11 @@ def _check_divisible(num_particles, size, axis_name):
                          f"mesh axis {axis_name!r}; use a multiple of {size}")
 
 
-_CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
-_CACHE_SIZE = 32
+_CACHE = LRUCache(32)
 
 
 def _cached(cache_key, make):
-    fn = _CACHE.get(cache_key)
-    if fn is None:
-        fn = _CACHE[cache_key] = make()
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(cache_key)
-    return fn
+    return _CACHE.get(cache_key, make)
 
 
 def _global_fn(fk, n, scheme, ess_threshold, keep_history, batched, mesh, axis_name):

@@ -43,7 +43,6 @@ shape does not recompile.
 
 from __future__ import annotations
 
-import collections
 import math
 import numbers
 from typing import Any, NamedTuple
@@ -61,6 +60,7 @@ from ppl.analysis.results import PosteriorResult
 from ppl.smc.kernels import get_kernel
 from ppl.smc.resampling import gather, get_scheme
 
+from ppl.core.cache import LRUCache
 from ppl.core.errors import SMCError
 
 __all__ = ["tempered_smc", "SMCError"]
@@ -400,24 +400,12 @@ def _build_runner(model, static_spec, num_particles, kernel, num_mcmc_steps, num
     return jax.jit(run)
 
 
-_RUNNER_CACHE: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
-_RUNNER_CACHE_SIZE = 64
+_RUNNER_CACHE = LRUCache(64)
 
 
 def _get_runner(*cache_key):
-    try:
-        hash(cache_key)
-    except TypeError:  # an unhashable static model argument: compile without caching
-        return _build_runner(*cache_key)
-    runner = _RUNNER_CACHE.get(cache_key)
-    if runner is None:
-        runner = _build_runner(*cache_key)
-        _RUNNER_CACHE[cache_key] = runner
-        if len(_RUNNER_CACHE) > _RUNNER_CACHE_SIZE:
-            _RUNNER_CACHE.popitem(last=False)
-    else:
-        _RUNNER_CACHE.move_to_end(cache_key)
-    return runner
+    # An unhashable static model argument compiles without caching.
+    return _RUNNER_CACHE.get(cache_key, lambda: _build_runner(*cache_key))
 
 
 # ------------------------------------------------------------------------------------------

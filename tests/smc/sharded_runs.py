@@ -210,6 +210,26 @@ def main():
     # 4. Island exchange (island particle model).
     out["exchange"] = exchange_checks(boot, ys, log_z, mesh, key)
 
+    # 4b. Island exchange when particles finish at different times (state 2 absorbing): islands of
+    # 4 particles are often all done while others are not, so every island must agree on when to
+    # stop (the exchange's collectives). Unbiased against the enumerated evidence.
+    from tests import exact
+
+    log_z_abs, _, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D, absorbing=2)
+    runs = 2000
+    absorbing = m.discrete_fk(done=lambda x: x == 2)
+    res = sh.run_smc_sharded(absorbing, 4 * D, key=jax.random.split(jax.random.key(9), runs), mesh=mesh,
+                             mode="island", exchange_every=1)
+    ratio = np.exp(np.asarray(res.log_evidence, np.float64) - log_z_abs)
+    steps = np.asarray(res.num_steps)
+    isl = sh.run_islands(absorbing, 4 * D, key=jax.random.split(jax.random.key(9), 200), mesh=mesh,
+                         exchange_every=1)
+    island_done = np.all(np.asarray(isl.particles) == 2, axis=-1)  # [runs, D] at the end
+    out["exchange_absorbing"] = dict(mean=float(ratio.mean()), se=float(ratio.std(ddof=1) / math.sqrt(runs)),
+                                     stopped_early=float(np.mean(steps < m.T_D)),
+                                     runs_with_done_and_live_islands=float(np.mean(
+                                         island_done.any(-1) & ~island_done.all(-1))))
+
     # 5. NUTS chains across devices: chain_method="parallel" (pmap, one chain per device).
     out["nuts"] = nuts_checks()
 

@@ -73,6 +73,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ppl.scaling._cache import cached_jit
+from ppl.smc.sharding import auto_axes
 
 __all__ = ["MethodCall", "PROMPT_AXIS", "batched", "prompt_mesh"]
 
@@ -159,8 +160,7 @@ def _check_mesh(mesh, axis_name):
         axis_name = mesh.axis_names[0] if len(mesh.axis_names) == 1 else PROMPT_AXIS
     if axis_name not in mesh.axis_names:
         raise ValueError(f"axis_name: {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
-    if any(t != AxisType.Auto for t in mesh.axis_types):
-        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    mesh = auto_axes(mesh)
     return mesh, axis_name, int(mesh.shape[axis_name])
 
 
@@ -270,8 +270,7 @@ def _rows(out, n: int):
                 data = shard.data
                 for j in range(data.shape[0]):
                     by_row.setdefault(start + j, (data, j))
-            per_leaf.append([by_row[i][0][by_row[i][1]] if by_row[i][0].shape[0] > 1 else
-                             by_row[i][0].reshape(by_row[i][0].shape[1:]) for i in range(n)])
+            per_leaf.append([by_row[i][0][by_row[i][1]] for i in range(n)])
         else:
             per_leaf.append([x[i] for i in range(n)])
     return [jax.tree_util.tree_unflatten(treedef, [col[i] for col in per_leaf]) for i in range(n)]

@@ -145,6 +145,14 @@ def particle_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
     return Mesh(np.asarray(devices), (axis_name,), axis_types=(AxisType.Auto,))
 
 
+def auto_axes(mesh: Mesh) -> Mesh:
+    """``mesh`` with every axis of type ``Auto`` (``with_sharding_constraint`` and plain indexing
+    need them; jax 0.10 makes ``Explicit`` axes by default)."""
+    if all(t == AxisType.Auto for t in mesh.axis_types):
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+
+
 def _check_mesh(mesh, axis_name) -> tuple[Mesh, str, int]:
     if mesh is None:
         mesh = particle_mesh(axis_name=axis_name or DEFAULT_AXIS)
@@ -157,9 +165,7 @@ def _check_mesh(mesh, axis_name) -> tuple[Mesh, str, int]:
         axis_name = mesh.axis_names[0]
     if axis_name not in mesh.axis_names:
         raise ValueError(f"axis_name: {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
-    if any(t != AxisType.Auto for t in mesh.axis_types):
-        # with_sharding_constraint and plain indexing need Auto axes (jax 0.10 defaults to Explicit).
-        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    mesh = auto_axes(mesh)
     return mesh, axis_name, int(mesh.shape[axis_name])
 
 

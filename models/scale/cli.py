@@ -40,7 +40,7 @@ def _str_list(text: str) -> tuple:
 
 def setup(parser: argparse.ArgumentParser) -> None:
     """The main job: inference-time scaling methods x budgets on the bundled task, LM and PRM."""
-    from models.scale.job import DEFAULT_METHODS, METHODS, PRM_KINDS, ScaleConfig
+    from models.scale.job import DEFAULT_METHODS, METHODS, PF_SELECTS, PF_WEIGHTINGS, PRM_KINDS, ScaleConfig
 
     d = ScaleConfig()
     parser.description = (
@@ -59,14 +59,22 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help=f"test problems (default {d.num_problems})")
     parser.add_argument("--difficulty", default=d.difficulty, help=f"task split (default {d.difficulty!r})")
     parser.add_argument("--prm", choices=PRM_KINDS, default=d.prm,
-                        help="reward: the bundled learned PRM, the exact oracle, or the learned PRM with "
-                             "logit noise (--prm-noise)")
+                        help="reward: the bundled learned PRM, the exact oracle, the learned PRM with logit "
+                             "noise (noisy), or the oracle with logit noise (noisy-oracle; scores clipped to "
+                             "[1e-4, 1 - 1e-4] first, so noise above about 4 starts to flip its verdicts)")
     parser.add_argument("--prm-noise", type=float, default=d.prm_noise,
-                        help=f"logit-noise standard deviation for --prm noisy (default {d.prm_noise})")
+                        help=f"logit-noise standard deviation for --prm noisy|noisy-oracle (default {d.prm_noise})")
     parser.add_argument("--temperature", type=float, default=d.temperature,
                         help=f"LM sampling temperature (default {d.temperature})")
     parser.add_argument("--tau", type=float, default=d.tau,
                         help=f"particle-filter softmax temperature on PRM log-odds (default {d.tau})")
+    parser.add_argument("--pf-weighting", choices=PF_WEIGHTINGS, default=d.pf_weighting,
+                        help="particle-filter weights: softmax of log-odds / tau at every step (the reference), "
+                             "or the ratio of consecutive scores, which targets the final score only "
+                             f"(default {d.pf_weighting})")
+    parser.add_argument("--pf-select", choices=PF_SELECTS, default=d.pf_select,
+                        help="particle-filter answer: the best-scored particle's, or the weighted vote over "
+                             f"particles (default {d.pf_select})")
     parser.add_argument("--beam-width", type=int, default=d.beam_width,
                         help=f"beam search / DVTS expansion width M (default {d.beam_width})")
     parser.add_argument("--max-steps", type=int, default=d.max_steps, help=f"reasoning steps at most ({d.max_steps})")
@@ -113,7 +121,9 @@ def config_from_args(args):
         num_problems=args.num_problems if args.num_problems is not None else (QUICK["num_problems"] if quick
                                                                                else d.num_problems),
         difficulty=args.difficulty, seed=args.seed, prm=args.prm, prm_noise=args.prm_noise,
-        temperature=args.temperature, tau=args.tau, beam_width=args.beam_width, max_steps=args.max_steps,
+        temperature=args.temperature, tau=args.tau,
+        pf_weighting=getattr(args, "pf_weighting", d.pf_weighting), pf_select=getattr(args, "pf_select", d.pf_select),
+        beam_width=args.beam_width, max_steps=args.max_steps,
         checkpoint=args.checkpoint, prm_checkpoint=args.prm_checkpoint,
         devices=getattr(args, "devices", d.devices),
         problems_per_device=getattr(args, "problems_per_device", d.problems_per_device))

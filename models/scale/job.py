@@ -57,7 +57,12 @@ RUN_METHODS = ("particle_filter", "beam_search", "dvts", "particle_gibbs", "para
 METHODS = POOL_METHODS + RUN_METHODS
 DEFAULT_METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "beam_search", "dvts", "particle_filter")
 QUICK_METHODS = DEFAULT_METHODS
-PRM_KINDS = ("learned", "oracle", "noisy")
+#: ``noisy`` is the learned PRM with logit noise, ``noisy-oracle`` the exact oracle with logit noise
+#: (an informative but imperfect verifier); both use ``prm_noise`` as the noise scale.
+PRM_KINDS = ("learned", "oracle", "noisy", "noisy-oracle")
+#: Particle-filter options of :func:`ppl.scaling.particle_filter` that ``ppl scale`` exposes.
+PF_WEIGHTINGS = ("softmax", "ratio")
+PF_SELECTS = ("argmax", "vote")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +78,10 @@ class ScaleConfig:
     prm_noise: float = 1.0
     temperature: float = 0.8
     tau: float = 1.0
+    #: Particle filter: ``"softmax"`` (log-odds / tau, the reference) or ``"ratio"`` weights.
+    pf_weighting: str = "softmax"
+    #: Particle filter: the answer of the best-scored particle, or the weighted vote.
+    pf_select: str = "argmax"
     beam_width: int = 4
     pg_iterations: int = 4
     power_steps: int = 4
@@ -98,6 +107,10 @@ class ScaleConfig:
             raise ValueError(f"num_problems: expected a positive integer, got {self.num_problems}")
         if self.prm not in PRM_KINDS:
             raise ValueError(f"prm: expected one of {PRM_KINDS}, got {self.prm!r}")
+        if self.pf_weighting not in PF_WEIGHTINGS:
+            raise ValueError(f"pf_weighting: expected one of {PF_WEIGHTINGS}, got {self.pf_weighting!r}")
+        if self.pf_select not in PF_SELECTS:
+            raise ValueError(f"pf_select: expected one of {PF_SELECTS}, got {self.pf_select!r}")
         if not self.prm_noise >= 0:
             raise ValueError(f"prm_noise: expected a number >= 0, got {self.prm_noise}")
         for name in ("temperature", "tau", "power_alpha"):
@@ -152,6 +165,10 @@ class ScaleResults:
     #: easy the problem is for the LM), and per method and budget whether it was solved.
     pool_success: list = dataclasses.field(default_factory=list)
     solved: dict = dataclasses.field(default_factory=dict)  # {method: {budget: [0/1 per problem]}}
+    #: Per problem: the AUC of the reward's final scores of its rollout pool, right against wrong
+    #: rollouts (``None`` where the pool is all right or all wrong): how well the reward ranks
+    #: answers *within* a problem, which is what selecting among samples needs.
+    reward_auc: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_json(cls, obj: dict) -> "ScaleResults":
@@ -172,7 +189,7 @@ class ScaleResults:
             probs = obj.get("problems", {})
             solved = {m: {int(b): v for b, v in d.items()} for m, d in probs.get("solved", {}).items()}
             return cls(cfg, n, methods, coverage, float(obj["tokens_per_rollout"]), float(obj["seconds"]),
-                       list(probs.get("pool_success", [])), solved)
+                       list(probs.get("pool_success", [])), solved, list(probs.get("reward_auc", [])))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a `ppl scale` JSON file ({type(e).__name__}: {e})") from None
 
@@ -195,7 +212,7 @@ class ScaleResults:
                 "coverage": {"budgets": list(cov["budgets"]), "accuracy": [k / n for k in cov["correct"]],
                              "ci_low": list(lo), "ci_high": list(hi)},
                 "num_problems": n, "tokens_per_rollout": self.tokens_per_rollout,
-                "problems": {"pool_success": list(self.pool_success),
+                "problems": {"pool_success": list(self.pool_success), "reward_auc": list(self.reward_auc),
                              "solved": {m: {str(b): v for b, v in d.items()} for m, d in self.solved.items()}},
                 "config": {k: (list(v) if isinstance(v, tuple) else v)
                            for k, v in dataclasses.asdict(self.config).items()},
@@ -246,9 +263,12 @@ def _setup(cfg: ScaleConfig) -> _Setup:
     program = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=cfg.max_steps, step_delimiter=newline_id(tok),
                                max_step_tokens=cfg.max_step_tokens, max_length=max_length,
                                temperature=cfg.temperature)
-    if cfg.prm == "oracle":
+    if cfg.prm in ("oracle", "noisy-oracle"):
         base = OraclePRM(problems[0], tok, epsilon=1e-4, width=max_length)
         reward_for = base.with_problem
+        if cfg.prm == "noisy-oracle":
+            noisy = NoisyReward(base, cfg.prm_noise, seed=cfg.seed)
+            reward_for = lambda problem: noisy.with_base(base.with_problem(problem))  # noqa: E731
     else:
         prm = load_prm(cfg.prm_checkpoint, lm=lm) if cfg.prm_checkpoint else bundled.load_prm()
         if cfg.prm == "noisy":
@@ -266,7 +286,8 @@ def _method_args(name: str, cfg: ScaleConfig, budget: int):
     from ppl import scaling
 
     if name == "particle_filter":
-        return scaling.particle_filter, (budget,), {"tau": cfg.tau}, True
+        return scaling.particle_filter, (budget,), {"tau": cfg.tau, "weighting": cfg.pf_weighting,
+                                                    "select": cfg.pf_select}, True
     if name in ("beam_search", "dvts"):
         width = min(cfg.beam_width, budget)
         if budget % width:
@@ -336,6 +357,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     ``D * cfg.problems_per_device`` at a time, data-parallel over the first ``D`` devices (see
     the module doc). The progress bar advances by one problem-run, a whole batch at a time.
     """
+    from models.train.prm import auc
     from ppl import scaling
 
     cfg = cfg.validate()
@@ -353,6 +375,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     cov_correct = {b: 0 for b in cfg.budgets}
     solved = {m: {b: [] for b in cfg.budgets} for m in cfg.methods}
     pool_success = []
+    reward_auc = []
     tokens_per_rollout = []
     total = len(s.problems) * (1 + sum(len(cfg.budgets) for _ in run_methods))
     bar = None
@@ -391,6 +414,9 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
             right = np.array([a is not None and a == problem.answer for a in answers])
             tokens_per_rollout.append(float(np.mean(np.asarray(pool.generated_tokens))))
             pool_success.append(float(np.mean(right)))
+            scores = np.asarray(pool.scores, np.float64)
+            mixed = right.any() and not right.all() and not np.isnan(scores).any()
+            reward_auc.append(auc(scores, right) if mixed else None)
             for b in cfg.budgets:
                 cov_correct[b] += int(right[:b].any())
             for m in pool_methods:
@@ -435,4 +461,4 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     coverage = {"budgets": list(cfg.budgets), "correct": [cov_correct[b] for b in cfg.budgets]}
     solved = {m: {b: v for b, v in d.items() if len(v) == n} for m, d in solved.items()}
     return ScaleResults(cfg, n, curves, coverage, float(np.mean(tokens_per_rollout)),
-                        time.perf_counter() - t_start, pool_success, solved)
+                        time.perf_counter() - t_start, pool_success, solved, reward_auc)

@@ -41,6 +41,10 @@ def format_table(res: ScaleResults) -> str:
     for m, c in res.methods.items():
         lines.append(row(m, list(c.budgets), list(c.correct)))
     lines.append(row("coverage (pass@B)", list(res.coverage["budgets"]), list(res.coverage["correct"])))
+    aucs = [a for a in res.reward_auc if a is not None]
+    if aucs:
+        lines.append(f"reward model within a problem: AUC {np.mean(aucs):.2f} of its final scores, right against "
+                     f"wrong rollouts, mean over the {len(aucs)} problems whose pool has both")
     lines.append("")
     lines.append("generated tokens per problem (mean; one rollout = "
                  f"{res.tokens_per_rollout:.0f} tokens)")

@@ -36,6 +36,8 @@ def test_wilson_matches_closed_form_and_covers():
     ("budgets", (2, 2), "budgets"),
     ("num_problems", 0, "num_problems"),
     ("prm", "magic", "prm"),
+    ("pf_weighting", "magic", "pf_weighting"),
+    ("pf_select", "mode", "pf_select"),
     ("temperature", 0.0, "temperature"),
     ("difficulty", "impossible", "difficulty"),
     ("devices", -1, "devices"),
@@ -63,6 +65,36 @@ def test_cli_options_map_to_config():
     assert cfg.budgets == (2, 8) and cfg.num_problems == 5
     assert cfg.devices == 1 and cfg.problems_per_device == 3
     assert set(cfg.methods) <= set(METHODS)
+    assert (cfg.pf_weighting, cfg.pf_select, cfg.prm) == ("softmax", "argmax", "learned")  # the reference's PF
+    args = build_parser().parse_args(["scale", "--pf-weighting", "ratio", "--pf-select", "vote",
+                                      "--prm", "noisy-oracle", "--prm-noise", "8"])
+    cfg = config_from_args(args)
+    assert (cfg.pf_weighting, cfg.pf_select, cfg.prm, cfg.prm_noise) == ("ratio", "vote", "noisy-oracle", 8.0)
+
+
+def test_noisy_oracle_is_the_problems_oracle_with_deterministic_noise():
+    import jax
+
+    from models.scale.job import _setup
+    from tests.models.rewards.test_rewards import _state
+
+    def scores(sigma):
+        s = _setup(ScaleConfig(num_problems=2, prm="noisy-oracle", prm_noise=sigma).validate())
+        problem = s.problems[1]
+        reward = s.reward_for(problem)
+        assert reward.base.problem is problem and reward.sigma == sigma
+        texts = [problem.solution, problem.solution.replace("=", "=1", 1), s.problems[0].solution]
+        score = jax.jit(reward.log_score)
+        return [float(score(reward.params, _state(s.tokenizer, problem.prompt, t, max_length=s.program.max_length)))
+                for t in texts]
+
+    clean = scores(0.0)
+    assert clean[0] == pytest.approx(math.log1p(-1e-4), abs=1e-6)  # the clipped oracle: right prefix
+    assert clean[1] == pytest.approx(math.log(1e-4), rel=1e-4) and clean[2] == pytest.approx(math.log(1e-4), rel=1e-4)
+    noisy, again = scores(8.0), scores(8.0)
+    assert noisy == again  # the same prefix always gets the same score
+    logit = lambda x: x - math.log(-math.expm1(x))  # noqa: E731
+    assert all(abs(logit(a) - logit(b)) > 1e-3 for a, b in zip(noisy, clean))  # noise on the log-odds
 
 
 def test_cli_bad_option_exits_2(capsys):
@@ -97,6 +129,9 @@ def test_small_run_outputs(small_run, tmp_path):
     # Coverage of the pool is monotone in the budget and bounds best-of-n (same pool).
     cov = res.coverage["correct"]
     assert cov == sorted(cov) and all(b <= c for b, c in zip(bon.correct, cov))
+    # The exact oracle ranks every right rollout above every wrong one: within-problem AUC 1.
+    assert len(res.reward_auc) == 3 and any(a is not None for a in res.reward_auc)
+    assert all(a == 1.0 for a in res.reward_auc if a is not None)
     path = write_json(res, tmp_path / "scale.json")
     curves = read_scale_json(path)  # the reader of `ppl analyze` accepts it
     assert set(curves) == set(res.methods)
@@ -108,7 +143,7 @@ def test_small_run_outputs(small_run, tmp_path):
     png = plot(res, tmp_path / "scale.png")
     assert png.stat().st_size > 10_000
     table = format_table(res)
-    assert "particle_filter" in table and "coverage" in table
+    assert "particle_filter" in table and "coverage" in table and "within a problem: AUC 1.00" in table
     assert "budgets_at_or_above" in summary(res)
 
 

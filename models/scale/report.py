@@ -17,6 +17,15 @@ def _fmt_tokens(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
+def _reward_label(cfg) -> str:
+    """The reward, with the options that change what it or the particle filter does."""
+    label = cfg.prm + (f" (noise {cfg.prm_noise:g})" if cfg.prm.startswith("noisy") else "")
+    pf = [f"tau {cfg.tau:g}"] if cfg.tau != 1.0 else []
+    pf += [f"{cfg.pf_weighting} weights"] if cfg.pf_weighting != "softmax" else []
+    pf += [f"{cfg.pf_select} answer"] if cfg.pf_select != "argmax" else []
+    return label + (f"; particle filter {', '.join(pf)}" if pf and "particle_filter" in cfg.methods else "")
+
+
 def format_table(res: ScaleResults) -> str:
     """Accuracy with 95% intervals per method (rows) and budget (columns), then tokens spent."""
     budgets = list(res.config.budgets)
@@ -25,7 +34,7 @@ def format_table(res: ScaleResults) -> str:
     col_w = 17
     head = "method".ljust(name_w) + "".join(f"B={b}".rjust(col_w) for b in budgets)
     lines = [f"accuracy on {n} {res.config.difficulty} test problems, 95% Wilson intervals "
-             f"(reward: {res.config.prm}; temperature {res.config.temperature})", head, "-" * len(head)]
+             f"(reward: {_reward_label(res.config)}; temperature {res.config.temperature})", head, "-" * len(head)]
 
     def row(name, bs, correct):
         cells = []
@@ -128,7 +137,7 @@ def plot(res: ScaleResults, path) -> Path:
     ax.set_xlabel("budget (full rollouts)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{res.config.difficulty} arithmetic chains, {n} problems, reward: {res.config.prm}")
+    ax.set_title(f"{res.config.difficulty} arithmetic chains, {n} problems, reward: {_reward_label(res.config)}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()

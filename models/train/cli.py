@@ -54,6 +54,11 @@ def setup(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--rollouts", type=int, default=d2.num_rollouts, help="LM rollouts per problem")
     q.add_argument("--continuations", type=int, default=d2.num_continuations,
                    help="continuations per prefix for its Monte Carlo label")
+    q.add_argument("--step-labels", choices=("monte-carlo", "exact"), default=d2.step_labels,
+                   help="prefix labels: the fraction of LM continuations that end right (default), or "
+                        "exact step correctness from the task's checker (process supervision)")
+    q.add_argument("--init-from-lm", action="store_true",
+                   help="give the PRM the LM's architecture and start from the LM's weights")
     q.add_argument("--eval-problems", type=int, default=32, help="test problems per difficulty (0: no card)")
     q.add_argument("--eval-samples", type=int, default=32)
     q.add_argument("--log", metavar="PATH", help="append the training loss as JSON lines")
@@ -124,7 +129,8 @@ def _run_prm(args) -> int:
             return _err(f"--lm {args.lm}: the checkpoint has no tokenizer.json.")
     cfg = dataclasses.replace(PRMTrainConfig(), seed=args.seed, steps=args.steps,
                               problems_per_difficulty=args.problems, num_rollouts=args.rollouts,
-                              num_continuations=args.continuations)
+                              num_continuations=args.continuations, step_labels=args.step_labels,
+                              init_from_lm=args.init_from_lm)
     command = "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ppl train prm"
     prm, info = train_and_save_prm(lm, cfg, args.out, command=command, progress=not args.quiet,
                                    eval_problems=args.eval_problems, eval_samples=args.eval_samples,

@@ -7,6 +7,8 @@ r"""Training the bundled process reward model on rollout labels from the tiny LM
    them whose final answer is right — a Monte Carlo estimate of
    :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})` under the LM. The label at the
    end-of-sequence token is the exact correctness of the finished rollout.
+   With ``step_labels="exact"`` (process supervision) the label of a prefix is instead whether
+   every step so far is right, from the task's checker: no continuations are sampled.
 3. **Fit.** The PRM network (:class:`models.rewards.prm.PRMNet`) is trained with binary
    cross-entropy on these soft labels at the labelled positions (optax AdamW):
 
@@ -38,8 +40,11 @@ from models.tasks.tokenizer import EOS, encode
 
 from .evaluate import sample_solutions
 
-__all__ = ["PRMTrainConfig", "RolloutData", "make_rollout_data", "train_prm", "evaluate_prm", "auc",
+__all__ = ["STEP_LABELS", "PRMTrainConfig", "RolloutData", "make_rollout_data", "train_prm", "evaluate_prm", "auc",
            "expected_calibration_error", "write_prm_card", "train_and_save_prm", "prm_small_eval", "PRM_SMALL_EVAL"]
+
+
+STEP_LABELS = ("monte-carlo", "exact")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +58,13 @@ class PRMTrainConfig:
     num_continuations: int = 4
     init_from_lm: bool = False
     lm_features: bool = True
+    #: ``"monte-carlo"``: prefix labels = fraction of continuations that end right (the value of
+    #: the prefix under the LM); ``"exact"``: 1 if every step so far is right (the checker).
+    step_labels: str = "monte-carlo"
+
+    def __post_init__(self):
+        if self.step_labels not in STEP_LABELS:
+            raise ValueError(f"step_labels: expected one of {STEP_LABELS}, got {self.step_labels!r}")
     steps: int = 800
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -104,9 +116,12 @@ def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split
                     prefix_jobs.append((pi, ri, bi, pre))
     from tqdm.auto import tqdm
 
-    values = {}
+    values = {}  # (problem, rollout, boundary) -> Monte Carlo value; None: the exact step label
     chunk = 64
-    bar = tqdm(range(0, len(prefix_jobs), chunk), desc="prm labels", disable=not progress, mininterval=2.0)
+    if cfg.step_labels == "exact":
+        values = {(pi, ri, bi): None for pi, ri, bi, _ in prefix_jobs}
+    starts = range(0, len(prefix_jobs), chunk) if cfg.step_labels == "monte-carlo" else range(0)
+    bar = tqdm(starts, desc="prm labels", disable=not progress, mininterval=2.0)
     for start in bar:
         jobs = prefix_jobs[start:start + chunk]
         key, sub = jax.random.split(key)
@@ -134,9 +149,9 @@ def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split
             nl_pos = [j for j in range(plen, len(ids)) if ids[j] == nl]
             for bi, j in enumerate(nl_pos):
                 if (pi, ri, bi) in values:
-                    labels[r, j] = values[(pi, ri, bi)]
-                    weights[r, j] = 1.0
                     oracle[r, j] = float(bi < len(steps_ok) and steps_ok[bi])
+                    labels[r, j] = oracle[r, j] if values[(pi, ri, bi)] is None else values[(pi, ri, bi)]
+                    weights[r, j] = 1.0
             if finished and len(ids) < width + 1 and ids[-1] == eos:
                 labels[r, len(ids) - 1] = float(arithmetic.check(p, sol))
                 weights[r, len(ids) - 1] = 1.0

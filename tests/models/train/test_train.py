@@ -100,6 +100,9 @@ def test_cli_parses_train_prm():
     cli.setup(parser)
     args = parser.parse_args(["prm", "--out", "y", "--rollouts", "2"])
     assert args.func is cli.run and args.rollouts == 2 and args.lm is None
+    assert args.step_labels == "monte-carlo" and not args.init_from_lm  # the shipped PRM's recipe
+    args2 = parser.parse_args(["prm", "--step-labels", "exact", "--init-from-lm"])
+    assert args2.step_labels == "exact" and args2.init_from_lm
     args.rollouts = 0
     assert cli.run(args) == 2
     with pytest.raises(SystemExit):
@@ -121,6 +124,18 @@ def test_prm_rollout_data_and_training_from_lm():
     nl, eos = tok.token_to_id("\n"), tok.token_to_id("<eos>")
     assert np.all(np.isin(data.tokens[w], [nl, eos]))  # labels sit on step boundaries only
     assert np.all((data.labels >= 0) & (data.labels <= 1)) and np.all(data.labels[~w] == 0)
+    # exact step labels (process supervision): the checker's verdict at every step boundary, the
+    # same rollouts (same key), and the final answer's correctness at the end-of-sequence token
+    exact = make_rollout_data(lm, dataclasses.replace(cfg, step_labels="exact"), jax.random.key(0), progress=False)
+    np.testing.assert_array_equal(exact.tokens, data.tokens)
+    np.testing.assert_array_equal(exact.weights, data.weights)
+    at_nl = exact.weights.astype(bool) & (exact.tokens == nl)
+    np.testing.assert_array_equal(exact.labels[at_nl], exact.oracle[at_nl])
+    at_eos = exact.weights.astype(bool) & (exact.tokens == eos)
+    np.testing.assert_array_equal(exact.labels[at_eos], data.labels[at_eos])
+    assert set(np.unique(exact.labels[w])) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="step_labels"):
+        PRMTrainConfig(step_labels="guess")
     # default: a small network reading the LM's token features
     small = dataclasses.replace(cfg, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
     prm, h = train_prm(data, small, tok, lm=lm, progress=False)

@@ -20,6 +20,9 @@ def _fmt_tokens(x: float) -> str:
 def _reward_label(cfg) -> str:
     """The reward, with the options that change what it or the particle filter does."""
     label = cfg.prm + (f" (noise {cfg.prm_noise:g})" if cfg.prm.startswith("noisy") else "")
+    if cfg.prm_checkpoint and cfg.prm in ("learned", "noisy"):
+        label += f" from {os.path.basename(os.path.normpath(cfg.prm_checkpoint))}"
+
     pf = [f"tau {cfg.tau:g}"] if cfg.tau != 1.0 else []
     pf += [f"{cfg.pf_weighting} weights"] if cfg.pf_weighting != "softmax" else []
     pf += [f"{cfg.pf_select} answer"] if cfg.pf_select != "argmax" else []

@@ -149,6 +149,8 @@ def test_small_run_outputs(small_run, tmp_path):
     # The table and plot say which reward and particle-filter options made them.
     cfg = dataclasses.replace(res.config, prm="noisy-oracle", prm_noise=8.0, tau=8.0, pf_select="vote")
     assert "noisy-oracle (noise 8); particle filter tau 8, vote answer" in format_table(dataclasses.replace(res, config=cfg))
+    cfg = dataclasses.replace(res.config, prm="learned", prm_checkpoint="/somewhere/my-prm/")
+    assert "reward: learned from my-prm;" in format_table(dataclasses.replace(res, config=cfg))
 
 
 def test_run_is_deterministic_for_a_seed(small_run):

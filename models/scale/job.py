@@ -48,6 +48,8 @@ from typing import Callable, Optional, Sequence
 import jax
 import numpy as np
 
+from ppl.scaling.particle_filter import SELECTS, WEIGHTINGS
+
 __all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "ScaleConfig", "ScaleResults", "run_scale", "wilson"]
 
 #: Methods that select among independent rollouts (one shared pool per problem).
@@ -61,8 +63,7 @@ QUICK_METHODS = DEFAULT_METHODS
 #: (an informative but imperfect verifier); both use ``prm_noise`` as the noise scale.
 PRM_KINDS = ("learned", "oracle", "noisy", "noisy-oracle")
 #: Particle-filter options of :func:`ppl.scaling.particle_filter` that ``ppl scale`` exposes.
-PF_WEIGHTINGS = ("softmax", "ratio")
-PF_SELECTS = ("argmax", "vote")
+PF_WEIGHTINGS, PF_SELECTS = WEIGHTINGS, SELECTS
 
 
 @dataclasses.dataclass(frozen=True)

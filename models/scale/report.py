@@ -22,7 +22,6 @@ def _reward_label(cfg) -> str:
     label = cfg.prm + (f" (noise {cfg.prm_noise:g})" if cfg.prm.startswith("noisy") else "")
     if cfg.prm_checkpoint and cfg.prm in ("learned", "noisy"):
         label += f" from {os.path.basename(os.path.normpath(cfg.prm_checkpoint))}"
-
     pf = [f"tau {cfg.tau:g}"] if cfg.tau != 1.0 else []
     pf += [f"{cfg.pf_weighting} weights"] if cfg.pf_weighting != "softmax" else []
     pf += [f"{cfg.pf_select} answer"] if cfg.pf_select != "argmax" else []

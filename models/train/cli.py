@@ -40,7 +40,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
-    from models.train.prm import PRMTrainConfig
+    from models.train.prm import STEP_LABELS, PRMTrainConfig
 
     d2 = PRMTrainConfig()
     q = sub.add_parser("prm", help="train the process reward model on rollout labels from the LM",
@@ -54,7 +54,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--rollouts", type=int, default=d2.num_rollouts, help="LM rollouts per problem")
     q.add_argument("--continuations", type=int, default=d2.num_continuations,
                    help="continuations per prefix for its Monte Carlo label")
-    q.add_argument("--step-labels", choices=("monte-carlo", "exact"), default=d2.step_labels,
+    q.add_argument("--step-labels", choices=STEP_LABELS, default=d2.step_labels,
                    help="prefix labels: the fraction of LM continuations that end right (default), or "
                         "exact step correctness from the task's checker (process supervision)")
     q.add_argument("--init-from-lm", action="store_true",

@@ -61,10 +61,6 @@ class PRMTrainConfig:
     #: ``"monte-carlo"``: prefix labels = fraction of continuations that end right (the value of
     #: the prefix under the LM); ``"exact"``: 1 if every step so far is right (the checker).
     step_labels: str = "monte-carlo"
-
-    def __post_init__(self):
-        if self.step_labels not in STEP_LABELS:
-            raise ValueError(f"step_labels: expected one of {STEP_LABELS}, got {self.step_labels!r}")
     steps: int = 800
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -74,6 +70,10 @@ class PRMTrainConfig:
     num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 192
+
+    def __post_init__(self):
+        if self.step_labels not in STEP_LABELS:
+            raise ValueError(f"step_labels: expected one of {STEP_LABELS}, got {self.step_labels!r}")
 
 
 class _Prompt(NamedTuple):
@@ -116,11 +116,10 @@ def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split
                     prefix_jobs.append((pi, ri, bi, pre))
     from tqdm.auto import tqdm
 
-    values = {}  # (problem, rollout, boundary) -> Monte Carlo value; None: the exact step label
+    # (problem, rollout, boundary) -> its Monte Carlo value, or None: the exact step label
+    values = {(pi, ri, bi): None for pi, ri, bi, _ in prefix_jobs}
     chunk = 64
-    if cfg.step_labels == "exact":
-        values = {(pi, ri, bi): None for pi, ri, bi, _ in prefix_jobs}
-    starts = range(0, len(prefix_jobs), chunk) if cfg.step_labels == "monte-carlo" else range(0)
+    starts = range(0, len(prefix_jobs), chunk) if cfg.step_labels == "monte-carlo" else ()
     bar = tqdm(starts, desc="prm labels", disable=not progress, mininterval=2.0)
     for start in bar:
         jobs = prefix_jobs[start:start + chunk]

@@ -83,10 +83,11 @@ from ppl.scaling.power import _check_int, _check_key, _check_positive, _check_pr
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 
-__all__ = ["particle_filter", "AGGREGATES", "WEIGHTINGS"]
+__all__ = ["particle_filter", "AGGREGATES", "WEIGHTINGS", "SELECTS"]
 
 AGGREGATES = ("last", "min", "product", "model")
 WEIGHTINGS = ("softmax", "ratio")
+SELECTS = ("argmax", "vote")
 #: Scores are clipped to ``[EPS, 1 - EPS]`` before taking log-odds.
 EPS = 1e-6
 
@@ -265,7 +266,7 @@ def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: 
         kappa = math.nan
     if not 0.0 <= kappa <= 1.0:
         raise ValueError(f"ess_threshold: expected a number in [0, 1], got {ess_threshold!r}")
-    if select not in ("argmax", "vote"):
+    if select not in SELECTS:
         raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")
     if answer_fn is not None and not callable(answer_fn):
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")

@@ -16,7 +16,8 @@ from .prm import PRMConfig, PRMNet, ProcessRewardModel, load_prm, random_prm, sa
 
 
 def load_bundled_prm() -> ProcessRewardModel:
-    """The bundled PRM (trained on rollouts of the bundled LM); no training, no network."""
+    """The bundled PRM (trained on rollouts of the bundled LM, reading the bundled verifier LM's
+    token features); no training, no network."""
     from models.bundled import load_prm as _load
 
     return _load()

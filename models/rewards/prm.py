@@ -5,11 +5,14 @@ of the prefix that ends at position :math:`i` is :math:`r_i = \sigma(\mathrm{log
 step boundaries (the newline that ends a step, or the end-of-sequence token that ends the
 answer line). Because attention is causal, one forward pass scores every prefix of a solution.
 
-It is trained (:mod:`models.train.prm`) with binary cross-entropy on soft labels: the label of
-a prefix is the fraction of the LM's continuations from it that reach the right answer (a Monte
-Carlo estimate of the prefix's value :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})`), and
-the label at the end-of-sequence token is the exact correctness of the finished solution, so
-the last-step score doubles as an outcome reward model (ORM).
+It is trained (:mod:`models.train.prm`) with binary cross-entropy: the label of a prefix is its
+exact step correctness from the task's checker (process supervision; or, with Monte Carlo
+labels, the fraction of the LM's continuations from it that reach the right answer, an
+estimate of :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})`), and the label at the
+end-of-sequence token is the exact correctness of the finished solution, so the last-step
+score doubles as an outcome reward model (ORM). With ``PRMConfig.lm_features`` the network also
+reads a frozen *features LM*'s log-probability and entropy at every token; the bundled PRM
+reads the bundled verifier LM, which knows the arithmetic better than the generator.
 
 As potentials of an LM program (:meth:`ProcessRewardModel.step_potential`):
 
@@ -128,7 +131,7 @@ class ProcessRewardModel:
         self.tokenizer = tokenizer
         if self.config.lm_features and lm is None:
             raise ValueError("ProcessRewardModel: this PRM reads the LM's token features; pass lm=... "
-                             "(the LM whose rollouts it was trained on, e.g. models.bundled.load_lm()).")
+                             "(the features LM it was trained with; for the bundled PRM models.bundled.load_verifier()).")
         self.lm = lm
         graphdef = self.graphdef
         use_lm = self.config.lm_features
@@ -192,8 +195,8 @@ class ProcessRewardModel:
 
     @property
     def flops_per_token(self) -> float:
-        """Forward FLOPs per token read: :math:`2P` of the PRM, plus :math:`2P` of the LM whose
-        features it reads."""
+        """Forward FLOPs per token read: :math:`2P` of the PRM, plus :math:`2P` of the features
+        LM it reads."""
         from ppl.scaling.compute import flops_per_token, num_params
 
         own = 2.0 * num_params(self.params)

@@ -82,6 +82,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="a local Hugging Face-format LM folder (with tokenizer.json) instead of the bundled LM")
     parser.add_argument("--prm-checkpoint", default=None, metavar="DIR",
                         help="a PRM folder written by `ppl train prm` instead of the bundled PRM")
+    parser.add_argument("--prm-features-lm", default=None, metavar="DIR",
+                        help="the LM whose token features --prm-checkpoint reads (default: the bundled verifier LM)")
     parser.add_argument("--devices", type=int, default=d.devices, metavar="N",
                         help="run the problems data-parallel over the first N devices (a 1-d mesh, axis "
                              "'prompts'), N at a time; 0 (default): one by one on the default device. The table "
@@ -125,6 +127,7 @@ def config_from_args(args):
         pf_weighting=getattr(args, "pf_weighting", d.pf_weighting), pf_select=getattr(args, "pf_select", d.pf_select),
         beam_width=args.beam_width, max_steps=args.max_steps,
         checkpoint=args.checkpoint, prm_checkpoint=args.prm_checkpoint,
+        prm_features_lm=getattr(args, "prm_features_lm", None),
         devices=getattr(args, "devices", d.devices),
         problems_per_device=getattr(args, "problems_per_device", d.problems_per_device))
     return dataclasses.replace(cfg).validate()
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except ValueError as e:
         return _err(str(e))
-    for name in ("checkpoint", "prm_checkpoint"):
+    for name in ("checkpoint", "prm_checkpoint", "prm_features_lm"):
         path = getattr(args, name)
         if path is not None and not Path(path).is_dir():
             return _err(f"--{name.replace('_', '-')} {path}: not a folder")

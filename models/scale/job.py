@@ -91,6 +91,9 @@ class ScaleConfig:
     max_step_tokens: int = 24
     checkpoint: Optional[str] = None
     prm_checkpoint: Optional[str] = None
+    #: the LM whose token features a ``prm_checkpoint`` reads (default: the bundled verifier LM,
+    #: what ``ppl train prm`` uses by default)
+    prm_features_lm: Optional[str] = None
     #: 0: problems one by one on the default device; D >= 1: data-parallel over the first D devices.
     devices: int = 0
     #: With ``devices >= 1``: problems per device in one compiled call (> 1: vmapped).
@@ -271,7 +274,11 @@ def _setup(cfg: ScaleConfig) -> _Setup:
             noisy = NoisyReward(base, cfg.prm_noise, seed=cfg.seed)
             reward_for = lambda problem: noisy.with_base(base.with_problem(problem))  # noqa: E731
     else:
-        prm = load_prm(cfg.prm_checkpoint, lm=lm) if cfg.prm_checkpoint else bundled.load_prm()
+        if cfg.prm_checkpoint:
+            features_lm = load_pretrained(cfg.prm_features_lm) if cfg.prm_features_lm else bundled.load_verifier()
+            prm = load_prm(cfg.prm_checkpoint, lm=features_lm)
+        else:
+            prm = bundled.load_prm()
         if cfg.prm == "noisy":
             noisy = NoisyReward(prm, cfg.prm_noise, seed=cfg.seed)
             reward_for = lambda problem: noisy  # noqa: E731

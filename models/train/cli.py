@@ -23,7 +23,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     p = sub.add_parser("lm", help="train the tiny LM on arithmetic-chain solutions",
                        description="Train the tiny LM on arithmetic-chain solutions (defaults: the shipped model).")
-    from models.train.lm import TrainConfig
+    from models.train.lm import SCHEDULES, TrainConfig
 
     d = TrainConfig()
     p.add_argument("--out", default="ppl-lm", help="output folder (default: ./ppl-lm)")
@@ -33,6 +33,15 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--hidden-size", type=int, default=d.hidden_size)
     p.add_argument("--num-layers", type=int, default=d.num_layers)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="learning rate after the warm-up: constant (the bundled LM) or a cosine decay to 0 "
+                        "(the bundled verifier LM)")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="continue from this LM checkpoint folder instead of random weights "
+                        "(its architecture and tokenizer are kept)")
+    p.add_argument("--first-step", type=int, default=d.first_step,
+                   help="index of the first batch of the data stream (a continued run: the steps already taken)")
     p.add_argument("--eval-problems", type=int, default=64,
                    help="test problems per difficulty for the model card (0: no evaluation, no card)")
     p.add_argument("--eval-samples", type=int, default=64, help="samples per problem (pass@k up to this k)")
@@ -47,18 +56,25 @@ def setup(parser: argparse.ArgumentParser) -> None:
                        description="Train the PRM on Monte Carlo rollout labels from the LM (defaults: the shipped PRM).")
     q.add_argument("--lm", default=None, metavar="DIR",
                    help="LM checkpoint folder whose rollouts label the prefixes (default: the bundled LM)")
+    q.add_argument("--features-lm", default=None, metavar="DIR",
+                   help="LM checkpoint folder whose token features the PRM reads (default: the bundled verifier "
+                        "LM; 'rollout' for the --lm itself)")
+    q.add_argument("--lm-features", action=argparse.BooleanOptionalAction, default=d2.lm_features,
+                   help="read the features LM's token log-probabilities and entropies")
     q.add_argument("--out", default="ppl-prm", help="output folder (default: ./ppl-prm)")
     q.add_argument("--seed", type=int, default=d2.seed)
     q.add_argument("--steps", type=int, default=d2.steps, help=f"optimizer steps (default {d2.steps})")
     q.add_argument("--problems", type=int, default=d2.problems_per_difficulty, help="train problems per difficulty")
-    q.add_argument("--rollouts", type=int, default=d2.num_rollouts, help="LM rollouts per problem")
+    q.add_argument("--rollouts", type=int, default=d2.num_rollouts, help="LM rollouts per problem and temperature")
+    q.add_argument("--rollout-temperatures", type=float, nargs="+", default=list(d2.rollout_temperatures),
+                   metavar="T", help="sampling temperatures of the rollouts")
     q.add_argument("--continuations", type=int, default=d2.num_continuations,
                    help="continuations per prefix for its Monte Carlo label")
     q.add_argument("--step-labels", choices=STEP_LABELS, default=d2.step_labels,
                    help="prefix labels: the fraction of LM continuations that end right (default), or "
                         "exact step correctness from the task's checker (process supervision)")
-    q.add_argument("--init-from-lm", action="store_true",
-                   help="give the PRM the LM's architecture and start from the LM's weights")
+    q.add_argument("--init-from-lm", action=argparse.BooleanOptionalAction, default=d2.init_from_lm,
+                   help="give the PRM the features LM's architecture and start from its weights")
     q.add_argument("--eval-problems", type=int, default=32, help="test problems per difficulty (0: no card)")
     q.add_argument("--eval-samples", type=int, default=32)
     q.add_argument("--log", metavar="PATH", help="append the training loss as JSON lines")
@@ -91,9 +107,18 @@ def _run_lm(args) -> int:
         return _err(f"--eval-problems must be >= 0, got {args.eval_problems}.")
     if not args.learning_rate > 0:
         return _err(f"--learning-rate must be > 0, got {args.learning_rate}.")
+    for name in ("warmup_steps", "first_step"):
+        if getattr(args, name) < 0:
+            return _err(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}.")
+    if args.init_from is not None:
+        from pathlib import Path
+
+        if not (Path(args.init_from) / "config.json").is_file():
+            return _err(f"--init-from {args.init_from}: not an LM checkpoint folder (no config.json).")
     cfg = dataclasses.replace(TrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                               learning_rate=args.learning_rate, hidden_size=args.hidden_size,
-                              num_layers=args.num_layers)
+                              num_layers=args.num_layers, warmup_steps=args.warmup_steps, schedule=args.schedule,
+                              init_from=args.init_from, first_step=args.first_step)
     command = "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ppl train lm"
     lm, info = train_and_save_lm(cfg, args.out, command=command, progress=not args.quiet,
                                  eval_problems=args.eval_problems, eval_samples=args.eval_samples,
@@ -114,30 +139,49 @@ def _run_prm(args) -> int:
     for name in ("steps", "problems", "rollouts", "continuations", "eval_samples"):
         if getattr(args, name) < 1:
             return _err(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    if args.lm is None:
-        from models.bundled import load_lm
+    if any(not t > 0 for t in args.rollout_temperatures):
+        return _err(f"--rollout-temperatures must all be > 0, got {args.rollout_temperatures}.")
+    try:
+        cfg = dataclasses.replace(PRMTrainConfig(), seed=args.seed, steps=args.steps,
+                                  problems_per_difficulty=args.problems, num_rollouts=args.rollouts,
+                                  rollout_temperatures=tuple(args.rollout_temperatures),
+                                  num_continuations=args.continuations, step_labels=args.step_labels,
+                                  init_from_lm=args.init_from_lm, lm_features=args.lm_features)
+    except ValueError as e:
+        return _err(str(e))
+    from models import bundled
 
-        lm = load_lm()
+    lm = _load_lm_arg("--lm", args.lm, bundled.load_lm)
+    if isinstance(lm, int):
+        return lm
+    if args.features_lm == "rollout":
+        feature_lm = lm
     else:
-        from models.lm import load_pretrained
-
-        try:
-            lm = load_pretrained(args.lm)
-        except (OSError, ValueError) as e:
-            return _err(f"--lm {args.lm}: {e}")
-        if lm.tokenizer is None:
-            return _err(f"--lm {args.lm}: the checkpoint has no tokenizer.json.")
-    cfg = dataclasses.replace(PRMTrainConfig(), seed=args.seed, steps=args.steps,
-                              problems_per_difficulty=args.problems, num_rollouts=args.rollouts,
-                              num_continuations=args.continuations, step_labels=args.step_labels,
-                              init_from_lm=args.init_from_lm)
+        feature_lm = _load_lm_arg("--features-lm", args.features_lm, bundled.load_verifier)
+        if isinstance(feature_lm, int):
+            return feature_lm
     command = "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ppl train prm"
     prm, info = train_and_save_prm(lm, cfg, args.out, command=command, progress=not args.quiet,
                                    eval_problems=args.eval_problems, eval_samples=args.eval_samples,
-                                   log_file=args.log)
+                                   log_file=args.log, feature_lm=feature_lm)
     h = info["history"]
     print(f"trained a {prm.config.num_params:,}-parameter PRM in {h['total_seconds'] / 60:.1f} min "
           f"({info['data']['labelled_prefixes']} labelled prefixes); saved to {args.out}")
     for name, m in info["metrics"].items():
         print(f"  {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in m.items() if isinstance(v, float)))
     return 0
+
+
+def _load_lm_arg(flag: str, path, default):
+    """The LM of a ``--lm``-like option (``default()`` if not given), or an exit status."""
+    if path is None:
+        return default()
+    from models.lm import load_pretrained
+
+    try:
+        lm = load_pretrained(path)
+    except (OSError, ValueError) as e:
+        return _err(f"{flag} {path}: {e}")
+    if lm.tokenizer is None:
+        return _err(f"{flag} {path}: the checkpoint has no tokenizer.json.")
+    return lm

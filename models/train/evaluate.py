@@ -38,14 +38,14 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 _SAMPLERS: dict = {}
 
 
-def _sampler(lm, num_samples: int, prompt_width: int, max_length: int):
+def _sampler(lm, num_samples: int, prompt_width: int, max_length: int, temperature: float = 1.0):
     """A jitted ``(params, prompts[B, P], lengths[B], key) -> (tokens[B*n, L], length[B*n])``."""
-    cache_key = (id(lm), num_samples, prompt_width, max_length)
+    cache_key = (id(lm), num_samples, prompt_width, max_length, float(temperature))
     if cache_key in _SAMPLERS and _SAMPLERS[cache_key][0] is lm:
         return _SAMPLERS[cache_key][1]
     from ppl.lm import StepConfig, prefill, sample_step
 
-    cfg = StepConfig(delimiter=(), max_step_tokens=max_length)
+    cfg = StepConfig(delimiter=(), max_step_tokens=max_length, temperature=float(temperature))
 
     def run(params, prompts, lengths, key):
         states = jax.vmap(lambda p, n: prefill(lm, params, p, n, max_length))(prompts, lengths)
@@ -59,8 +59,10 @@ def _sampler(lm, num_samples: int, prompt_width: int, max_length: int):
 
 
 def sample_solutions(lm, problems: Sequence[arithmetic.Problem], num_samples: int, key,
-                     max_new_tokens: int = 128, batch_prompts: int = 8, prompt_width: int | None = None) -> list[list[str]]:
-    """``num_samples`` sampled solutions (text after the prompt) for each problem.
+                     max_new_tokens: int = 128, batch_prompts: int = 8, prompt_width: int | None = None,
+                     temperature: float = 1.0) -> list[list[str]]:
+    """``num_samples`` sampled solutions (text after the prompt) for each problem, drawn at
+    ``temperature`` (logits divided by it; 1 is the LM's own distribution).
 
     Prompts are processed ``batch_prompts`` at a time (``batch_prompts * num_samples`` rows per
     compiled call); the last chunk is padded with repeats so every call has the same shape.
@@ -78,7 +80,9 @@ def sample_solutions(lm, problems: Sequence[arithmetic.Problem], num_samples: in
             raise ValueError(f"sample_solutions: prompt_width={prompt_width} is shorter than the longest prompt ({width}).")
         width = int(prompt_width)
     max_length = width + int(max_new_tokens)
-    fn = _sampler(lm, int(num_samples), width, max_length)
+    if not temperature > 0:
+        raise ValueError(f"sample_solutions: temperature must be > 0, got {temperature!r}.")
+    fn = _sampler(lm, int(num_samples), width, max_length, temperature)
     out: list[list[str]] = []
     for start in range(0, len(problems), batch_prompts):
         chunk = enc[start:start + batch_prompts]

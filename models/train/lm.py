@@ -9,8 +9,16 @@ MLP) with a character-level vocabulary. It is trained by teacher forcing on
     \mathcal L(\theta) = -\frac{1}{\sum_{b,t} m_{bt}} \sum_{b,t} m_{bt}
         \log p_\theta(y_{b,t} \mid y_{b,<t}),
 
-with AdamW (linear warm-up, cosine decay, gradient clipping). It is trained deliberately
-*briefly* so that it stays imperfect on the hard split (see the model card).
+with AdamW (linear warm-up, then a constant rate or a cosine decay to zero, gradient
+clipping). The bundled LM is trained deliberately *briefly* (constant rate) so that it stays
+imperfect on the hard split (see the model card).
+
+A run can also *continue* another: with ``init_from`` it starts from that checkpoint's weights
+and, with ``first_step``, reads the data stream from that batch on (fresh problems). The bundled
+verifier LM is the bundled LM continued for 1000 more steps with a cosine decay
+(``schedule="cosine"``): annealing the rate lifts its pass@1 on the hard split from about 0.3
+to about 0.75, so its token probabilities carry what the generator does not know (the PRM reads
+them, :mod:`models.train.prm`).
 
 Everything is deterministic given the seed: the initial weights (numpy, :func:`models.lm.random_lm`),
 the batches (:func:`models.train.data.batch_for_step`) and the evaluation keys.
@@ -35,7 +43,7 @@ from models.tasks.tokenizer import build_tokenizer
 
 from .data import batch_for_step
 
-__all__ = ["TrainConfig", "lm_config", "train_lm", "write_lm_card", "train_and_save_lm", "lm_small_eval", "SMALL_EVAL"]
+__all__ = ["TrainConfig", "SCHEDULES", "lm_config", "train_lm", "write_lm_card", "train_and_save_lm", "lm_small_eval", "SMALL_EVAL"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,27 @@ class TrainConfig:
     max_steps_in_mixture: int = 7
     moduli: tuple = (23, 97)
     max_multiplier: int = 9
+    #: ``"constant"`` after the warm-up (the bundled LM), or ``"cosine"``: decay to zero at the
+    #: last step (the bundled verifier LM)
+    schedule: str = "constant"
+    #: an LM checkpoint folder to start from instead of random weights (its architecture and
+    #: tokenizer are used; the architecture fields above are then ignored)
+    init_from: Optional[str] = None
+    #: index of the first training batch in the data stream: a continued run passes the number
+    #: of steps already taken, so that it sees fresh problems
+    first_step: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
+        if self.first_step < 0:
+            raise ValueError(f"first_step: expected >= 0, got {self.first_step!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps: expected >= 0, got {self.warmup_steps!r}")
+
+
+#: Learning-rate schedules after the linear warm-up.
+SCHEDULES = ("constant", "cosine")
 
 
 def lm_config(cfg: TrainConfig, vocab_size: int, eos_token_id: int) -> LMConfig:
@@ -86,16 +115,26 @@ def train_lm(cfg: TrainConfig = TrainConfig(), *, progress: bool = True, log_eve
     ``checkpoint_dir/step_<n>`` (identical to a run with ``steps=n``: the schedule is constant
     after warm-up).
     """
-    tok = build_tokenizer()
-    config = lm_config(cfg, tok.get_vocab_size(), tok.token_to_id("<eos>"))
-    lm = random_lm(config, seed=cfg.seed, tokenizer=tok)
+    if cfg.init_from is not None:
+        from models.lm import load_pretrained
+
+        lm = load_pretrained(cfg.init_from)
+        if lm.tokenizer is None:
+            raise ValueError(f"init_from={cfg.init_from!r}: the checkpoint has no tokenizer.json.")
+        tok = lm.tokenizer
+    else:
+        tok = build_tokenizer()
+        config = lm_config(cfg, tok.get_vocab_size(), tok.token_to_id("<eos>"))
+        lm = random_lm(config, seed=cfg.seed, tokenizer=tok)
     mixture = arithmetic.training_mixture(cfg.max_steps_in_mixture, cfg.moduli, cfg.max_multiplier)
 
     # Linear warm-up then a constant rate: the weights after step n do not depend on the total
-    # number of steps, so a checkpoint of a long run is exactly a shorter run.
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps), optax.constant_schedule(cfg.learning_rate)],
-        [cfg.warmup_steps])
+    # number of steps, so a checkpoint of a long run is exactly a shorter run. Or a cosine decay
+    # to zero at the last step, which anneals the weights.
+    after = (optax.constant_schedule(cfg.learning_rate) if cfg.schedule == "constant"
+             else optax.cosine_decay_schedule(cfg.learning_rate, max(cfg.steps - cfg.warmup_steps, 1), 0.0))
+    schedule = optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps), after],
+                                    [cfg.warmup_steps])
     opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
                       optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=cfg.weight_decay))
     params = lm.params
@@ -118,7 +157,7 @@ def train_lm(cfg: TrainConfig = TrainConfig(), *, progress: bool = True, log_eve
     log = open(log_file, "a") if log_file else None
     try:
         for i in bar:
-            batch = batch_for_step(tok, i, cfg.seed, cfg.batch_size, mixture)
+            batch = batch_for_step(tok, cfg.first_step + i, cfg.seed, cfg.batch_size, mixture)
             params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(batch.tokens),
                                               jnp.asarray(batch.targets), jnp.asarray(batch.mask))
             if i % 10 == 0 or i == cfg.steps - 1:
@@ -156,11 +195,28 @@ def write_lm_card(path, cfg: TrainConfig, lm: LanguageModel, history: dict, metr
     if small_eval is not None:
         small = (f"\nSmall fixed evaluation used by the test suite (`models.train.lm_small_eval`): "
                  f"`{json.dumps(small_eval)}`.\n")
-    text = f"""# Bundled tiny LM: modular arithmetic chains
+    if cfg.init_from is None:
+        title, origin = "Bundled tiny LM: modular arithmetic chains", "trained from scratch"
+        purpose = """It is **deliberately under-trained**: imperfect on the hard split, with much higher coverage
+at 64 samples, so that inference-time scaling (best-of-N, particle filtering with a PRM,
+majority vote) has room to work."""
+    else:
+        title = "Verifier LM: modular arithmetic chains"
+        origin = (f"continued from the checkpoint `{cfg.init_from}` (data stream from batch {cfg.first_step} on, "
+                  f"so every problem is fresh)")
+        purpose = """It is the generator LM **trained further, with the learning rate annealed**, so it knows the
+arithmetic much better than the generator; the bundled process reward model reads its token
+log-probabilities (a reward model stronger than the policy, as in practice). It is not meant to
+be sampled from in the scaling experiments."""
+    loader = ("`models.bundled.load_lm()`" if cfg.init_from is None else
+              "`models.lm.load_pretrained(folder)` (the bundled one: `models.bundled.load_verifier()`)")
+    rate = ("(then constant)" if cfg.schedule == "constant"
+            else f"(then a cosine decay to 0 at step {cfg.steps})")
+    text = f"""# {title}
 
 A {c.num_params:,}-parameter Llama-style decoder ({c.num_layers} layers, width {c.hidden_size},
 {c.num_heads} heads, gated MLP {c.intermediate_size}, rotary positions, vocabulary {c.vocab_size}
-characters) trained from scratch with optax AdamW to write chain-of-thought solutions of
+characters) {origin}, with optax AdamW, to write chain-of-thought solutions of
 modular arithmetic chains (`models.tasks.arithmetic`), one step per line:
 
 ```
@@ -171,9 +227,7 @@ solution: 34+21=55=55
           answer: 51<eos>
 ```
 
-It is **deliberately under-trained**: imperfect on the hard split, with much higher coverage
-at 64 samples, so that inference-time scaling (best-of-N, particle filtering with a PRM,
-majority vote) has room to work.
+{purpose}
 
 ## Training
 
@@ -183,7 +237,7 @@ majority vote) has room to work.
   each batch is one difficulty, cycling through the mixture.
 - Loss: cross-entropy of the solution tokens and the end-of-sequence token (prompt masked).
 - Optimizer: AdamW (b1 0.9, b2 0.98, weight decay {cfg.weight_decay}), learning rate
-  {cfg.learning_rate} after {cfg.warmup_steps} linear warm-up steps (then constant), global-norm clipping
+  {cfg.learning_rate} after {cfg.warmup_steps} linear warm-up steps {rate}, global-norm clipping
   {cfg.clip_norm}; {cfg.steps} steps of batch {cfg.batch_size}; seed {cfg.seed}.
 - Command: `{command}`
 - Wall time: {history.get('train_seconds', float('nan')) / 60:.1f} min on 2 CPU cores (shared machine).
@@ -206,7 +260,7 @@ well-formed `answer:` line.
 (character-level `tokenizers` WordLevel model; `<pad>`=0, `<eos>`=1, `<unk>`=2; the newline
 token delimits steps), `metrics.json` (the table above as JSON).
 
-Load with `models.bundled.load_lm()` (no training, no network).
+Load with {loader} (no training, no network).
 """
     (path / "MODEL_CARD.md").write_text(text)
     with open(path / "metrics.json", "w") as fh:

@@ -1,21 +1,28 @@
-r"""Training the bundled process reward model on rollout labels from the tiny LM.
+r"""Training the bundled process reward model on rollouts of the tiny LM.
 
 1. **Rollouts.** For problems of the *train* split (a mixture of difficulties), sample
-   ``num_rollouts`` solutions from the LM.
-2. **Labels.** For every rollout and every step boundary (the newline ending step ``t``), sample
-   ``num_continuations`` continuations from the prefix; the prefix's label is the fraction of
-   them whose final answer is right — a Monte Carlo estimate of
-   :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})` under the LM. The label at the
-   end-of-sequence token is the exact correctness of the finished rollout.
-   With ``step_labels="exact"`` (process supervision) the label of a prefix is instead whether
-   every step so far is right, from the task's checker: no continuations are sampled.
+   ``num_rollouts`` solutions from the LM at each of ``rollout_temperatures``.
+2. **Labels.** With ``step_labels="exact"`` (process supervision, the default) the label of
+   the prefix that ends at a step boundary (the newline ending step ``t``) is whether every
+   step so far is right, from the task's checker. With ``step_labels="monte-carlo"``,
+   ``num_continuations`` continuations are sampled from the prefix and its label is the
+   fraction of them whose final answer is right — a Monte Carlo estimate of
+   :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})` under the LM. Either way the label at
+   the end-of-sequence token is the exact correctness of the finished rollout.
 3. **Fit.** The PRM network (:class:`models.rewards.prm.PRMNet`) is trained with binary
-   cross-entropy on these soft labels at the labelled positions (optax AdamW):
+   cross-entropy on these labels at the labelled positions (optax AdamW):
 
 .. math::
 
     \mathcal L = -\frac{1}{|B|}\sum_{(b,i) \in B} \big[y_{bi} \log \sigma(z_{bi})
                  + (1 - y_{bi}) \log(1 - \sigma(z_{bi}))\big].
+
+The network reads, besides the tokens, the token log-probabilities and entropies of a
+*features LM* (:func:`models.rewards.prm.lm_token_features`). For the bundled PRM that is the
+bundled **verifier LM** (the generator trained further, :mod:`models.train.lm`), not the
+generator: a PRM that only sees the generator's own confidence cannot flag the generator's
+confident mistakes (with the generator's features the within-problem AUC on ``ppl scale``'s
+pools was 0.69; with the verifier's it is about 0.96).
 
 Deterministic given the seed.
 """
@@ -55,12 +62,14 @@ class PRMTrainConfig:
     problems_per_difficulty: int = 100
     difficulties: tuple = ((3, 23), (5, 23), (7, 23), (3, 97), (4, 97), (6, 97))
     num_rollouts: int = 4
+    #: rollouts are drawn ``num_rollouts`` times per problem at each of these temperatures
+    rollout_temperatures: tuple = (1.0, 0.8)
     num_continuations: int = 4
     init_from_lm: bool = False
     lm_features: bool = True
-    #: ``"monte-carlo"``: prefix labels = fraction of continuations that end right (the value of
-    #: the prefix under the LM); ``"exact"``: 1 if every step so far is right (the checker).
-    step_labels: str = "monte-carlo"
+    #: ``"exact"``: 1 if every step so far is right (the checker); ``"monte-carlo"``: prefix
+    #: labels = fraction of continuations that end right (the value of the prefix under the LM).
+    step_labels: str = "exact"
     steps: int = 800
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -74,6 +83,10 @@ class PRMTrainConfig:
     def __post_init__(self):
         if self.step_labels not in STEP_LABELS:
             raise ValueError(f"step_labels: expected one of {STEP_LABELS}, got {self.step_labels!r}")
+        temps = tuple(float(t) for t in self.rollout_temperatures)
+        if not temps or not all(t > 0 for t in temps):
+            raise ValueError(f"rollout_temperatures: expected one or more positive numbers, got {self.rollout_temperatures!r}")
+        object.__setattr__(self, "rollout_temperatures", temps)
 
 
 class _Prompt(NamedTuple):
@@ -98,15 +111,19 @@ def _boundaries(solution: str) -> list[str]:
 
 def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split: str = "train",
                       width: int = 256) -> RolloutData:
-    """Rollouts and Monte Carlo prefix labels (see the module docstring)."""
+    """Rollouts and their prefix labels (see the module docstring)."""
     tok = lm.tokenizer
     problems = []
     for j, (steps, mod) in enumerate(cfg.difficulties):
         d = arithmetic.Difficulty(steps, mod)
         problems += arithmetic.generate(cfg.problems_per_difficulty, d, split=split, seed=cfg.seed * 1000 + j)
     key, k_roll = jax.random.split(key)
-    rollouts = sample_solutions(lm, problems, cfg.num_rollouts, k_roll, max_new_tokens=112, batch_prompts=16,
-                                prompt_width=32)
+    rollouts = [[] for _ in problems]
+    for t, temp in enumerate(cfg.rollout_temperatures):
+        sub = k_roll if t == 0 else jax.random.fold_in(k_roll, t)
+        drawn = sample_solutions(lm, problems, cfg.num_rollouts, sub, max_new_tokens=112, batch_prompts=16,
+                                 prompt_width=32, temperature=temp)
+        rollouts = [r + d for r, d in zip(rollouts, drawn)]
     # every (problem, rollout, boundary) prefix, continued num_continuations times
     prefix_jobs = []
     for pi, (p, rows) in enumerate(zip(problems, rollouts)):
@@ -129,33 +146,39 @@ def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split
                                  prompt_width=112)
         for (pi, ri, bi, pre), cs in zip(jobs, conts):
             values[(pi, ri, bi)] = float(np.mean([arithmetic.check(problems[pi], pre + c) for c in cs]))
-    # token rows with labels at boundaries
+    examples = [(p, sol, [values.get((pi, ri, bi)) for bi in range(sol.count("\n"))])
+                for pi, (p, rows) in enumerate(zip(problems, rollouts)) for ri, sol in enumerate(rows)]
+    return _label_rows(tok, examples, width)
+
+
+def _label_rows(tok, examples, width: int) -> RolloutData:
+    """Token rows of ``(problem, solution, prefix values or None)`` with labels at the step
+    boundaries (a prefix's value if given, else its exact step correctness) and at the
+    end-of-sequence token of a finished solution (its exact correctness)."""
     nl, eos = tok.token_to_id("\n"), tok.token_to_id(EOS)
-    n = sum(len(r) for r in rollouts)
+    n = len(examples)
     tokens = np.zeros((n, width), np.int32)
     labels = np.zeros((n, width), np.float32)
     weights = np.zeros((n, width), np.float32)
     oracle = np.zeros((n, width), np.float32)
-    r = 0
-    for pi, (p, rows) in enumerate(zip(problems, rollouts)):
-        for ri, sol in enumerate(rows):
-            finished = arithmetic.extract_answer(sol) is not arithmetic.NO_ANSWER
-            ids = encode(tok, p.prompt) + encode(tok, sol) + ([eos] if finished else [])
-            ids = ids[:width]
-            tokens[r, :len(ids)] = ids
-            steps_ok = arithmetic.step_correctness(p, sol)
-            plen = len(encode(tok, p.prompt))
-            nl_pos = [j for j in range(plen, len(ids)) if ids[j] == nl]
-            for bi, j in enumerate(nl_pos):
-                if (pi, ri, bi) in values:
-                    oracle[r, j] = float(bi < len(steps_ok) and steps_ok[bi])
-                    labels[r, j] = oracle[r, j] if values[(pi, ri, bi)] is None else values[(pi, ri, bi)]
-                    weights[r, j] = 1.0
-            if finished and len(ids) < width + 1 and ids[-1] == eos:
-                labels[r, len(ids) - 1] = float(arithmetic.check(p, sol))
-                weights[r, len(ids) - 1] = 1.0
-                oracle[r, len(ids) - 1] = float(bool(steps_ok) and steps_ok[-1])
-            r += 1
+    for r, (p, sol, vals) in enumerate(examples):
+        finished = arithmetic.extract_answer(sol) is not arithmetic.NO_ANSWER
+        plen = len(encode(tok, p.prompt))
+        ids = (encode(tok, p.prompt) + encode(tok, sol) + ([eos] if finished else []))[:width]
+        tokens[r, :len(ids)] = ids
+        steps_ok = arithmetic.step_correctness(p, sol)
+        nl_pos = [j for j in range(plen, len(ids)) if ids[j] == nl]
+        for bi, j in enumerate(nl_pos):
+            if j > 112 - 1:  # prefixes longer than the label budget are not labelled
+                break
+            oracle[r, j] = float(bi < len(steps_ok) and steps_ok[bi])
+            v = None if vals is None else vals[bi]
+            labels[r, j] = oracle[r, j] if v is None else v
+            weights[r, j] = 1.0
+        if finished and ids[-1] == eos:
+            labels[r, len(ids) - 1] = float(arithmetic.check(p, sol))
+            weights[r, len(ids) - 1] = 1.0
+            oracle[r, len(ids) - 1] = float(bool(steps_ok) and steps_ok[-1])
     # trim the width to what is used
     used = int(np.max(np.nonzero(tokens.any(axis=0))[0])) + 1 if tokens.any() else 16
     used = -(-used // 16) * 16
@@ -165,6 +188,10 @@ def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split
 def train_prm(data: RolloutData, cfg: PRMTrainConfig, tokenizer, *, lm=None, progress: bool = True,
               log_file: Optional[str] = None) -> tuple[ProcessRewardModel, dict]:
     """Fit the PRM network to ``data`` (BCE on soft labels at labelled positions).
+
+    ``lm`` is the LM the PRM reads (its token features) or starts from; it need not be the LM
+    that drew the rollouts: the bundled PRM reads the bundled *verifier* LM, which knows the
+    arithmetic better than the generator.
 
     With ``cfg.init_from_lm`` the network has the LM's architecture and starts from the LM's
     weights (embedding, blocks, final norm; a fresh scalar head replaces the vocabulary head):
@@ -306,7 +333,9 @@ def evaluate_prm(prm: ProcessRewardModel, lm, difficulties: Sequence[str] = ("me
                  num_problems: int = 32, num_samples: int = 32, seed: int = 4321) -> dict:
     """Quality of the PRM on fresh LM samples for *test* problems.
 
-    Per difficulty: ``auc_final`` (final score, correct vs incorrect solutions), ``ece_final``
+    Per difficulty: ``auc_final`` (final score, correct vs incorrect solutions, pooled over
+    problems), ``auc_within`` (the same within each problem, averaged over problems whose
+    samples are neither all right nor all wrong: what selecting among samples needs), ``ece_final``
     (calibration of the final score against correctness), ``auc_steps`` (step scores vs exact
     step correctness at every step boundary), ``pass@1`` of the LM, and ``prm_best_of_n``:
     accuracy of the solution with the highest final score among the ``num_samples``.
@@ -317,7 +346,7 @@ def evaluate_prm(prm: ProcessRewardModel, lm, difficulties: Sequence[str] = ("me
         key, sub = jax.random.split(key)
         problems = arithmetic.generate(num_problems, name, split="test", seed=seed)
         texts = sample_solutions(lm, problems, num_samples, sub, batch_prompts=8)
-        finals, correct, step_s, step_y, best = [], [], [], [], []
+        finals, correct, step_s, step_y, best, within = [], [], [], [], [], []
         for p, row in zip(problems, texts):
             scores = prm.step_scores([p.prompt] * len(row), row)
             fin = [arithmetic.extract_answer(t) is not arithmetic.NO_ANSWER for t in row]
@@ -333,10 +362,13 @@ def evaluate_prm(prm: ProcessRewardModel, lm, difficulties: Sequence[str] = ("me
                     step_s.append(float(s[b]))
                     step_y.append(bool(sc[b]))
             best.append(ok[int(np.argmax(row_final))])
+            if 0 < sum(ok) < len(ok):
+                within.append(auc(row_final, ok))
         out[name] = {
             "num_problems": num_problems, "num_samples": num_samples,
             "pass@1": float(np.mean(correct)),
             "auc_final": auc(finals, correct),
+            "auc_within": float(np.mean(within)) if within else float("nan"),
             "ece_final": expected_calibration_error(finals, correct),
             "auc_steps": auc(step_s, step_y),
             "prm_best_of_n": float(np.mean(best)),
@@ -349,30 +381,45 @@ def write_prm_card(path, cfg: PRMTrainConfig, prm: ProcessRewardModel, history: 
     path = Path(path)
     rows = "\n".join(
         f"| {name} | {m['num_problems']} x {m['num_samples']} | {m['pass@1']:.3f} | {m['auc_final']:.3f} | "
-        f"{m['ece_final']:.3f} | {m['auc_steps']:.3f} | {m['prm_best_of_n']:.3f} |" for name, m in metrics.items())
+        f"{m['auc_within']:.3f} | {m['ece_final']:.3f} | {m['auc_steps']:.3f} | {m['prm_best_of_n']:.3f} |"
+        for name, m in metrics.items())
     small = ""
     if small_eval is not None:
         small = (f"Small fixed evaluation used by the test suite (`models.train.prm.prm_small_eval`): "
                  f"`{json.dumps(small_eval)}`.\n")
+    target = ("P(every step so far is right | prefix)" if cfg.step_labels == "exact"
+              else "P(final answer correct | prefix) under the LM")
+    features = ""
+    if prm.config.lm_features:
+        features = ("Besides the tokens, it reads at every position the log-probability that a frozen *features LM* "
+                    "gives the token and the entropy of that prediction (`models.rewards.prm.lm_token_features`), "
+                    "so loading it needs that LM. The bundled PRM reads the bundled **verifier LM** "
+                    "(`models/bundled/verifier`: the generator trained further, which knows the arithmetic "
+                    "much better); `models.bundled.load_prm()` passes it.")
+    if cfg.step_labels == "exact":
+        labels = ("every step-boundary prefix labelled with its exact step correctness from the task's checker "
+                  "(1 if every step so far is right)")
+    else:
+        labels = (f"every step-boundary prefix labelled with the fraction of {cfg.num_continuations} LM "
+                  "continuations that reach the right answer")
     text = f"""# Bundled process reward model (PRM) for the arithmetic chains
 
 A {prm.config.num_params:,}-parameter causal transformer ({prm.config.num_layers} layers, width
 {prm.config.hidden_size}, {prm.config.num_heads} heads) with a scalar head, scoring every prefix
 of a solution at its step boundaries (newline tokens; the end-of-sequence token gives the
-outcome score). Score = sigmoid(logit) = estimated P(final answer correct | prefix) under the
-bundled LM. {"Besides the tokens, it reads at every position the frozen bundled LM's log-probability of the token and the entropy of that prediction (`models.rewards.prm.lm_token_features`), so loading it needs the LM (`models.bundled.load_prm()` passes it)." if prm.config.lm_features else ""}
+outcome score). Score = sigmoid(logit) = estimated {target}; at the end of a finished solution,
+P(answer correct). {features}
 
 ## Training data
 
 Rollouts of the bundled LM (`models/bundled/lm`) on *train*-split problems:
 {cfg.problems_per_difficulty} problems for each (steps, modulus) in {list(cfg.difficulties)},
-{cfg.num_rollouts} rollouts each; every step-boundary prefix labelled with the fraction of
-{cfg.num_continuations} LM continuations that reach the right answer; the end of a finished
-rollout labelled with its exact correctness. {json.dumps(data_stats)}
+{cfg.num_rollouts} rollouts each at each temperature in {list(cfg.rollout_temperatures)};
+{labels}; the end of a finished rollout labelled with its exact correctness. {json.dumps(data_stats)}
 
 ## Training
 
-Binary cross-entropy on the soft labels, AdamW (peak {cfg.learning_rate}, {cfg.warmup_steps}
+Binary cross-entropy on the labels, AdamW (peak {cfg.learning_rate}, {cfg.warmup_steps}
 warm-up, cosine decay), {cfg.steps} steps of batch {cfg.batch_size}, seed {cfg.seed}.
 Command: `{command}`. Wall time: {history.get('total_seconds', float('nan')) / 60:.1f} min on 2 CPU cores
 (labels {history.get('label_seconds', float('nan')) / 60:.1f} min, fit {history.get('train_seconds', float('nan')) / 60:.1f} min).
@@ -380,12 +427,14 @@ Final loss {history['loss'][-1]:.4f}. Config: `{json.dumps(dataclasses.asdict(cf
 
 ## Quality (fresh LM samples on *test*-split problems)
 
-`auc_final`: AUC of the final (outcome) score, correct vs incorrect solutions; `ece_final`:
-expected calibration error of the final score (10 bins); `auc_steps`: AUC of step scores
-against exact step correctness; `best-of-n`: accuracy of the highest-scored of the n samples.
+`auc_final`: AUC of the final (outcome) score, correct vs incorrect solutions, pooled over
+problems; `auc_within`: the same within each problem (averaged over problems with both right and
+wrong samples; what choosing among one problem's samples needs); `ece_final`: expected
+calibration error of the final score (10 bins); `auc_steps`: AUC of step scores against exact
+step correctness; `best-of-n`: accuracy of the highest-scored of the n samples.
 
-| difficulty | problems x samples | LM pass@1 | auc_final | ece_final | auc_steps | best-of-n |
-|---|---|---|---|---|---|---|
+| difficulty | problems x samples | LM pass@1 | auc_final | auc_within | ece_final | auc_steps | best-of-n |
+|---|---|---|---|---|---|---|---|
 {rows}
 
 {small}
@@ -400,12 +449,17 @@ Load with `models.bundled.load_prm()` (or `models.rewards.load_bundled_prm()`).
 
 
 def train_and_save_prm(lm, cfg: PRMTrainConfig, out, *, command: str = "ppl train prm", progress: bool = True,
-                       eval_problems: int = 32, eval_samples: int = 32, log_file: Optional[str] = None):
-    """Rollout labels, fit, save (:func:`models.rewards.prm.save_prm`), evaluate, model card."""
+                       eval_problems: int = 32, eval_samples: int = 32, log_file: Optional[str] = None,
+                       feature_lm=None):
+    """Rollout labels, fit, save (:func:`models.rewards.prm.save_prm`), evaluate, model card.
+
+    ``lm`` draws the rollouts (and the evaluation samples); ``feature_lm`` (default ``lm``) is
+    the LM whose token features the PRM reads, or whose weights it starts from."""
     t0 = time.time()
     data = make_rollout_data(lm, cfg, jax.random.key(cfg.seed), progress=progress)
     label_s = time.time() - t0
-    prm, history = train_prm(data, cfg, lm.tokenizer, lm=lm, progress=progress, log_file=log_file)
+    prm, history = train_prm(data, cfg, lm.tokenizer, lm=lm if feature_lm is None else feature_lm,
+                             progress=progress, log_file=log_file)
     history["label_seconds"] = label_s
     history["total_seconds"] = time.time() - t0
     out = Path(out)

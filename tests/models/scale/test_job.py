@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -95,6 +96,30 @@ def test_noisy_oracle_is_the_problems_oracle_with_deterministic_noise():
     assert noisy == again  # the same prefix always gets the same score
     logit = lambda x: x - math.log(-math.expm1(x))  # noqa: E731
     assert all(abs(logit(a) - logit(b)) > 1e-3 for a, b in zip(noisy, clean))  # noise on the log-odds
+
+
+def test_prm_checkpoint_reads_the_features_lm_it_is_given(tmp_path):
+    # a user's PRM folder reads the bundled verifier LM by default, or --prm-features-lm
+    from models import bundled
+    from models.lm import LMConfig, random_lm, save_pretrained
+    from models.rewards.prm import PRMConfig, random_prm, save_prm
+    from models.scale.job import _setup
+
+    tok = bundled.load_lm().tokenizer
+    save_prm(random_prm(PRMConfig(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                                  lm_features=True), seed=1, tokenizer=tok, lm=bundled.load_verifier()),
+             tmp_path / "prm")
+    s = _setup(ScaleConfig(num_problems=1, prm="learned", prm_checkpoint=str(tmp_path / "prm")).validate())
+    reward = s.reward_for(s.problems[0])
+    ver = bundled.load_verifier()
+    for a, b in zip(jax.tree.leaves(reward.lm.params), jax.tree.leaves(ver.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = random_lm(LMConfig.llama(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                                     max_position_embeddings=256, eos_token_id=1), seed=3, tokenizer=tok)
+    save_pretrained(other, tmp_path / "lm")
+    s = _setup(ScaleConfig(num_problems=1, prm="learned", prm_checkpoint=str(tmp_path / "prm"),
+                           prm_features_lm=str(tmp_path / "lm")).validate())
+    assert s.reward_for(s.problems[0]).lm.config.hidden_size == 16
 
 
 def test_cli_bad_option_exits_2(capsys):

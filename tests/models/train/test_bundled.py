@@ -32,6 +32,22 @@ def test_bundled_lm_loads_and_matches_its_card():
     assert hard["pass@64"] >= hard["pass@1"] + 0.2
 
 
+def test_bundled_verifier_lm_loads_matches_its_card_and_knows_more_than_the_generator():
+    # the PRM reads the verifier's token features; it is the LM trained further, so it must be
+    # clearly stronger than the generator on the hard split
+    from models.train.lm import SMALL_EVAL, lm_small_eval
+
+    ver = bundled.load_verifier()
+    card = bundled.verifier_card_metrics()
+    assert ver.config.num_params == card["num_params"] == bundled.lm_card_metrics()["num_params"]
+    assert card["train_config"]["init_from"] is not None and card["train_config"]["schedule"] == "cosine"
+    small = lm_small_eval(ver)
+    assert card["small_eval"]["difficulty"] == SMALL_EVAL["difficulty"]
+    assert abs(small["pass@1"] - card["small_eval"]["pass@1"]) <= SMALL_EVAL_TOLERANCE
+    assert abs(small["pass@1"] - card["metrics"]["hard"]["pass@1"]) <= LARGE_EVAL_TOLERANCE
+    assert card["metrics"]["hard"]["pass@1"] >= bundled.lm_card_metrics()["metrics"]["hard"]["pass@1"] + 0.3
+
+
 def test_bundled_weights_are_small():
     total = 0
     for root, _, files in os.walk(bundled.BUNDLED_DIR):

@@ -93,6 +93,50 @@ def test_checkpoint_of_long_run_equals_short_run(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_continued_run_starts_from_checkpoint_and_reads_later_batches(tmp_path):
+    # the bundled verifier LM is the bundled LM continued: init_from loads the weights and
+    # first_step offsets the data stream, so the first loss is the checkpoint's loss on batch k
+    import jax.numpy as jnp
+
+    from models.lm import save_pretrained
+    from models.train.lm import TrainConfig, _loss, train_lm
+
+    small = dict(batch_size=4, warmup_steps=0, hidden_size=32, num_layers=1, num_heads=2,
+                 intermediate_size=64, max_steps_in_mixture=2, moduli=(23,))
+    base, _ = train_lm(TrainConfig(steps=3, **small), progress=False)
+    save_pretrained(base, tmp_path / "base")
+    cont = TrainConfig(steps=2, learning_rate=1e-3, schedule="cosine", init_from=str(tmp_path / "base"),
+                       first_step=3, **small)
+    lm, h = train_lm(cont, progress=False, log_every=1)
+    mix = A.training_mixture(2, (23,))
+    b = batch_for_step(base.tokenizer, 3, 0, 4, mix)
+    want = float(_loss(base.apply, base.params, jnp.asarray(b.tokens), jnp.asarray(b.targets), jnp.asarray(b.mask)))
+    assert h["loss"][0] == pytest.approx(want, rel=1e-5)
+    b0 = batch_for_step(base.tokenizer, 0, 0, 4, mix)
+    other = float(_loss(base.apply, base.params, jnp.asarray(b0.tokens), jnp.asarray(b0.targets), jnp.asarray(b0.mask)))
+    assert other != pytest.approx(want, rel=1e-5)
+    moved = [float(np.max(np.abs(np.asarray(a) - np.asarray(c)))) for a, c in
+             zip(jax.tree.leaves(lm.params), jax.tree.leaves(base.params))]
+    assert 0 < max(moved) < 0.05  # a few small steps away from the checkpoint
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="first_step"):
+        TrainConfig(first_step=-1)
+
+
+def test_cli_parses_train_lm_continuation(tmp_path):
+    from models.train import cli
+
+    parser = argparse.ArgumentParser()
+    cli.setup(parser)
+    args = parser.parse_args(["lm", "--init-from", str(tmp_path), "--first-step", "3000", "--schedule", "cosine",
+                              "--warmup-steps", "0"])
+    assert args.init_from == str(tmp_path) and args.first_step == 3000 and args.schedule == "cosine"
+    assert cli.run(args) == 2  # not a checkpoint folder: a clear error before any work
+    args = parser.parse_args(["lm", "--first-step", "-1"])
+    assert cli.run(args) == 2
+
+
 def test_cli_parses_train_prm():
     from models.train import cli
 
@@ -100,9 +144,15 @@ def test_cli_parses_train_prm():
     cli.setup(parser)
     args = parser.parse_args(["prm", "--out", "y", "--rollouts", "2"])
     assert args.func is cli.run and args.rollouts == 2 and args.lm is None
-    assert args.step_labels == "monte-carlo" and not args.init_from_lm  # the shipped PRM's recipe
-    args2 = parser.parse_args(["prm", "--step-labels", "exact", "--init-from-lm"])
-    assert args2.step_labels == "exact" and args2.init_from_lm
+    # the shipped PRM's recipe: exact step labels on rollouts at T=1 and 0.8, reading the verifier LM
+    assert args.step_labels == "exact" and not args.init_from_lm and args.lm_features
+    assert args.rollout_temperatures == [1.0, 0.8] and args.features_lm is None
+    args2 = parser.parse_args(["prm", "--step-labels", "monte-carlo", "--init-from-lm", "--no-lm-features",
+                               "--rollout-temperatures", "0.7", "--features-lm", "rollout"])
+    assert args2.step_labels == "monte-carlo" and args2.init_from_lm and not args2.lm_features
+    assert args2.rollout_temperatures == [0.7] and args2.features_lm == "rollout"
+    args2.rollout_temperatures = [0.0]
+    assert cli.run(args2) == 2
     args.rollouts = 0
     assert cli.run(args) == 2
     with pytest.raises(SystemExit):
@@ -117,9 +167,18 @@ def test_prm_rollout_data_and_training_from_lm():
     lm = random_lm(LMConfig.llama(vocab_size=32, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                                   max_position_embeddings=256, eos_token_id=1), seed=0, tokenizer=tok)
     cfg = PRMTrainConfig(problems_per_difficulty=2, difficulties=((2, 23),), num_rollouts=2, num_continuations=2,
-                         steps=5, batch_size=4, warmup_steps=1)
+                         steps=5, batch_size=4, warmup_steps=1, step_labels="monte-carlo", rollout_temperatures=(1.0,))
     data = make_rollout_data(lm, cfg, jax.random.key(0), progress=False)
     assert data.tokens.shape[0] == 4
+    # rollouts at two temperatures: the first temperature's are the same, the second's added
+    two = make_rollout_data(lm, dataclasses.replace(cfg, step_labels="exact", rollout_temperatures=(1.0, 0.5)),
+                            jax.random.key(0), progress=False)
+    assert two.tokens.shape[0] == 8
+    width = min(two.tokens.shape[1], data.tokens.shape[1])
+    for i in range(2):  # problem i: rows 4i, 4i+1 at T=1 (as before), then 2 at T=0.5
+        np.testing.assert_array_equal(two.tokens[4 * i:4 * i + 2, :width], data.tokens[2 * i:2 * i + 2, :width])
+    with pytest.raises(ValueError, match="rollout_temperatures"):
+        PRMTrainConfig(rollout_temperatures=(1.0, 0.0))
     w = data.weights > 0
     nl, eos = tok.token_to_id("\n"), tok.token_to_id("<eos>")
     assert np.all(np.isin(data.tokens[w], [nl, eos]))  # labels sit on step boundaries only

@@ -22,8 +22,9 @@ attention ignored:
     \mathrm{FLOPs} \approx 2 P_{\mathrm{LM}} \cdot \text{lm\_forward\_tokens}
                      + 2 P_{\mathrm{RM}} \cdot \text{prm\_forward\_tokens},
 
-with :math:`P` the parameter counts (:func:`flops_per_token`). A reward model that reads the
-LM's features (the bundled PRM) reports its own ``flops_per_token`` including the LM's.
+with :math:`P` the parameter counts (:func:`flops_per_token`). A reward model that reads an
+LM's token features (the bundled PRM reads the verifier LM's) reports its own
+``flops_per_token`` including that LM's.
 
 Budgets are stated, as in Puri et al. (2025), in *rollouts*: a budget of :math:`B` is the
 compute of :math:`B` full generations from the LM. :meth:`Compute.rollouts` converts tokens

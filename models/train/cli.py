@@ -52,8 +52,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
     from models.train.prm import STEP_LABELS, PRMTrainConfig
 
     d2 = PRMTrainConfig()
-    q = sub.add_parser("prm", help="train the process reward model on rollout labels from the LM",
-                       description="Train the PRM on Monte Carlo rollout labels from the LM (defaults: the shipped PRM).")
+    q = sub.add_parser("prm", help="train the process reward model on labelled rollouts of the LM",
+                       description="Train the PRM on labelled rollouts of the LM (defaults: the shipped PRM).")
     q.add_argument("--lm", default=None, metavar="DIR",
                    help="LM checkpoint folder whose rollouts label the prefixes (default: the bundled LM)")
     q.add_argument("--features-lm", default=None, metavar="DIR",
@@ -71,8 +71,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--continuations", type=int, default=d2.num_continuations,
                    help="continuations per prefix for its Monte Carlo label")
     q.add_argument("--step-labels", choices=STEP_LABELS, default=d2.step_labels,
-                   help="prefix labels: the fraction of LM continuations that end right (default), or "
-                        "exact step correctness from the task's checker (process supervision)")
+                   help="prefix labels: exact step correctness from the task's checker (process supervision, "
+                        "the default), or the fraction of LM continuations that end right (monte-carlo)")
     q.add_argument("--init-from-lm", action=argparse.BooleanOptionalAction, default=d2.init_from_lm,
                    help="give the PRM the features LM's architecture and start from its weights")
     q.add_argument("--eval-problems", type=int, default=32, help="test problems per difficulty (0: no card)")
@@ -154,8 +154,8 @@ def _run_prm(args) -> int:
     lm = _load_lm_arg("--lm", args.lm, bundled.load_lm)
     if isinstance(lm, int):
         return lm
-    if args.features_lm == "rollout":
-        feature_lm = lm
+    if args.features_lm == "rollout" or not (cfg.lm_features or cfg.init_from_lm):
+        feature_lm = lm  # read the rollout LM, or no LM at all
     else:
         feature_lm = _load_lm_arg("--features-lm", args.features_lm, bundled.load_verifier)
         if isinstance(feature_lm, int):

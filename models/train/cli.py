@@ -139,8 +139,6 @@ def _run_prm(args) -> int:
     for name in ("steps", "problems", "rollouts", "continuations", "eval_samples"):
         if getattr(args, name) < 1:
             return _err(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    if any(not t > 0 for t in args.rollout_temperatures):
-        return _err(f"--rollout-temperatures must all be > 0, got {args.rollout_temperatures}.")
     try:
         cfg = dataclasses.replace(PRMTrainConfig(), seed=args.seed, steps=args.steps,
                                   problems_per_difficulty=args.problems, num_rollouts=args.rollouts,

@@ -52,6 +52,9 @@ __all__ = ["STEP_LABELS", "PRMTrainConfig", "RolloutData", "make_rollout_data", 
 
 
 STEP_LABELS = ("monte-carlo", "exact")
+#: Prefixes (prompt included) longer than this many tokens are not labelled; it is also the
+#: prompt width of the continuations that give Monte Carlo labels.
+MAX_PREFIX_TOKENS = 112
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +132,7 @@ def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split
     for pi, (p, rows) in enumerate(zip(problems, rollouts)):
         for ri, sol in enumerate(rows):
             for bi, pre in enumerate(_boundaries(sol)):
-                if len(encode(tok, p.prompt + pre)) <= 112:
+                if len(encode(tok, p.prompt + pre)) <= MAX_PREFIX_TOKENS:
                     prefix_jobs.append((pi, ri, bi, pre))
     from tqdm.auto import tqdm
 
@@ -143,7 +146,7 @@ def make_rollout_data(lm, cfg: PRMTrainConfig, key, progress: bool = True, split
         key, sub = jax.random.split(key)
         conts = sample_solutions(lm, [_Prompt(problems[pi].prompt + pre) for pi, _, _, pre in jobs],
                                  cfg.num_continuations, sub, max_new_tokens=112, batch_prompts=chunk,
-                                 prompt_width=112)
+                                 prompt_width=MAX_PREFIX_TOKENS)
         for (pi, ri, bi, pre), cs in zip(jobs, conts):
             values[(pi, ri, bi)] = float(np.mean([arithmetic.check(problems[pi], pre + c) for c in cs]))
     examples = [(p, sol, [values.get((pi, ri, bi)) for bi in range(sol.count("\n"))])
@@ -169,7 +172,7 @@ def _label_rows(tok, examples, width: int) -> RolloutData:
         steps_ok = arithmetic.step_correctness(p, sol)
         nl_pos = [j for j in range(plen, len(ids)) if ids[j] == nl]
         for bi, j in enumerate(nl_pos):
-            if j > 112 - 1:  # prefixes longer than the label budget are not labelled
+            if j >= MAX_PREFIX_TOKENS:  # the prefix ending here is too long to be labelled
                 break
             oracle[r, j] = float(bi < len(steps_ok) and steps_ok[bi])
             v = None if vals is None else vals[bi]

@@ -69,3 +69,12 @@ def test_scaling_judge_selection_example(capsys, tmp_path):
     for word in ("teacher as judge", "log-log slope", "misspecified judge", "optimal k =", "optimal T ="):
         assert word in out
     assert out_png.stat().st_size > 10_000
+
+
+def test_reward_models_example(capsys):
+    pytest.importorskip("models.lm")
+    code = _load("reward_models").main(["--problems", "3", "--samples", "4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for name in ("generator log p", "verifier log p", "bundled PRM", "within-problem AUC"):
+        assert name in out

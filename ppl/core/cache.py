@@ -6,10 +6,16 @@ reward, sizes, options) and pass the data as traced arguments, so many runs shar
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import types
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
-__all__ = ["LRUCache"]
+import jax
+import numpy as np
+
+__all__ = ["LRUCache", "structural_key"]
 
 
 class LRUCache:
@@ -40,3 +46,93 @@ class LRUCache:
 
     def __iter__(self):
         return iter(list(self._items))
+
+
+class _Identity:
+    """A key equal only to the very same object (kept alive by the key, so ids are not reused)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+_MAX_HASHED_BYTES = 1 << 24  # larger arrays (model weights) are keyed by identity
+
+
+def _array_key(x) -> tuple:
+    a = np.asarray(x)
+    return ("array", a.shape, a.dtype.str, hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest())
+
+
+def structural_key(obj, _depth: int = 0) -> Hashable:
+    """A hashable key under which two objects that compile to the same code are equal.
+
+    What compiled code depends on, and so what the key holds:
+
+    * arrays (numpy or concrete JAX): shape, dtype and a hash of the values (arrays over 16 MiB,
+      such as model weights: identity);
+    * numpyro distributions and other pytrees: their type, structure and leaves' keys, so
+      ``dist.Normal(0, 1)`` built twice gives one key;
+    * plain functions and lambdas: the code object, the defaults, the values captured in the
+      closure (by this same rule) and the module globals they read (by identity), so the same
+      ``lambda`` written in a loop, or a closure over equal arrays, gives one key;
+      ``functools.partial``: the function and its arguments; a bound method: its object and
+      function;
+    * other hashable objects: themselves (their own ``__eq__``); anything else, and traced
+      values: identity.
+
+    What recompiles, then: a function with other code, other captured values, or another
+    module; a distribution with other parameter values (they are compiled in as constants) or
+    another type; a model object that is neither hashable nor a pytree, unless it is the same
+    object.
+    """
+    if _depth > 8:
+        return _Identity(obj)
+    d = _depth + 1
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes, type)):
+        return (type(obj), obj)
+    if isinstance(obj, jax.core.Tracer):
+        return _Identity(obj)
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        return _array_key(obj) if np.size(obj) * np.dtype(obj.dtype).itemsize <= _MAX_HASHED_BYTES \
+            else _Identity(obj)
+    if isinstance(obj, types.MethodType):
+        return ("method", structural_key(obj.__self__, d), structural_key(obj.__func__, d))
+    if isinstance(obj, types.FunctionType):
+        closure = tuple(structural_key(c.cell_contents, d) if _has_contents(c) else ("empty",)
+                        for c in (obj.__closure__ or ()))
+        defaults = structural_key(obj.__defaults__, d)
+        kwdefaults = structural_key(obj.__kwdefaults__, d)
+        return ("function", obj.__code__, closure, defaults, kwdefaults, _Identity(obj.__globals__))
+    if isinstance(obj, functools.partial):
+        return ("partial", structural_key(obj.func, d), structural_key(obj.args, d),
+                structural_key(obj.keywords, d))
+    if isinstance(obj, (tuple, list, dict)) or _is_registered_pytree(obj):
+        leaves, treedef = jax.tree_util.tree_flatten(obj)
+        if not (len(leaves) == 1 and leaves[0] is obj):
+            return ("pytree", type(obj), treedef, tuple(structural_key(leaf, d) for leaf in leaves))
+    try:
+        hash(obj)
+    except TypeError:
+        return _Identity(obj)
+    return obj
+
+
+def _has_contents(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell (a name assigned after the closure was made)
+        return False
+    return True
+
+
+def _is_registered_pytree(obj) -> bool:
+    leaves, treedef = jax.tree_util.tree_flatten(obj)
+    return not (treedef.num_leaves == 1 and len(leaves) == 1 and leaves[0] is obj)

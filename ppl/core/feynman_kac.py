@@ -43,18 +43,31 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+from numpyro.distributions import Distribution as _NumpyroDistribution
+from numpyro.distributions.batch_util import promote_batch_shape as _promote_batch_shape
+
+from ppl.core.cache import structural_key
 
 __all__ = ["FeynmanKac", "PointMass", "num_steps_of", "data_at"]
 
 
+@jax.tree_util.register_pytree_node_class
 class PointMass:
     """A point mass on an arbitrary pytree: ``sample`` returns it, ``log_prob`` is 0.
 
-    Useful as the initial distribution of a model whose first state is fixed (a prompt).
+    Useful as the initial distribution of a model whose first state is fixed (a prompt). A
+    pytree (its value is the child), so two point masses on equal values share compiled code.
     """
 
     def __init__(self, value: Any):
         self.value = value
+
+    def tree_flatten(self):
+        return (self.value,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0])
 
     def sample(self, key, sample_shape=()):
         del key
@@ -80,10 +93,18 @@ def num_steps_of(data) -> int:
         raise ValueError("data: the data pytree has no array leaves; pass num_steps instead")
     lengths = {int(jnp.shape(leaf)[0]) if jnp.ndim(leaf) else -1 for leaf in leaves}
     if -1 in lengths:
-        raise ValueError("data: every leaf needs a leading time axis (data_t = data[t]); found a scalar")
+        hint = ""
+        if isinstance(data, (list, tuple)) and all(jnp.ndim(leaf) == 0 for leaf in leaves):
+            hint = (f"; data is a Python {type(data).__name__} of numbers, which is a pytree of "
+                    "scalars: pass an array, e.g. data=jnp.asarray(ys)")
+        raise ValueError("data: every leaf needs a leading time axis (data_t = data[t]); found a "
+                         f"scalar{hint}")
     if len(lengths) != 1:
         raise ValueError(f"data: leaves have different leading (time) lengths {sorted(lengths)}")
-    return lengths.pop()
+    T = lengths.pop()
+    if T == 0:
+        raise ValueError("data: the leading time axis has length 0; a model needs at least one step")
+    return T
 
 
 def data_at(data, t):
@@ -123,6 +144,12 @@ class FeynmanKac:
         ``None`` at ``t = 0``). The weights get the correction :math:`M_t / q_t`.
     done
         Optional callable ``x -> bool``: finished particles are not moved and keep their weight.
+    batched_randomness
+        Draw the whole particle set with one key per step, from the one-particle distribution
+        lifted to a batched numpyro distribution (default; what a hand-written vectorised
+        filter does). ``False`` gives every particle its own key (``jax.random.split``), the
+        draws a step program makes, at about twice the cost of the random bits. Either way the
+        model and its target are the same; only the stream of random numbers differs.
 
     Examples
     --------
@@ -143,6 +170,7 @@ class FeynmanKac:
     num_steps: Optional[int] = None
     proposal: Optional[Callable] = None
     done: Optional[Callable] = None
+    batched_randomness: bool = True
 
     #: Whether ``data`` has a leading time axis (``data_t = data[t]``). Models whose data are
     #: constant over time (an LM program's weights and prompt) set this to ``False``.
@@ -173,9 +201,15 @@ class FeynmanKac:
 
     # ----------------------------------------------------------------- static structure
     def static_key(self) -> tuple:
-        """Everything but the data: models with equal keys share compiled code."""
-        return (type(self), self.init, self.transition, self.log_potential, self.proposal, self.done,
-                self.num_steps, self.data is None)
+        """Everything but the data: models with equal keys share compiled code.
+
+        The pieces are compared by :func:`ppl.core.cache.structural_key`: a model rebuilt from
+        an equal distribution (``dist.Normal(0, 1)`` again) or the same ``lambda`` code with
+        equal captured values does not recompile.
+        """
+        parts = (self.init, self.transition, self.log_potential, self.proposal, self.done)
+        return (type(self), tuple(structural_key(p) for p in parts), self.num_steps,
+                self.data is None, self.batched_randomness)
 
     def data_at(self, data, t):
         """``data_t``, what step ``t`` receives: ``data[t]`` (the whole ``data`` if not time-indexed)."""
@@ -237,21 +271,58 @@ class FeynmanKac:
         return jnp.asarray(self.done(x), dtype=bool)
 
     # ----------------------------------------------------------------- the particle system
-    # The engine calls these three on the whole particle set. By default they lift the
-    # one-particle methods with ``vmap`` (one key per particle, split from ``key``); a model
-    # whose natural form is batched (an LM decoding all particles at once) overrides them.
+    # The engine calls these three on the whole particle set. A model whose natural form is
+    # batched (an LM decoding all particles at once) overrides them.
+    #
+    # With ``batched_randomness`` (the default) the particle set draws with *one* key per step:
+    # the one-particle distribution is lifted with ``vmap`` into one batched numpyro
+    # distribution (``numpyro.distributions.batch_util.promote_batch_shape``) and sampled once,
+    # which is what a hand-written vectorised filter does, instead of splitting the key into
+    # N keys and drawing N times. The log-weights are the one-particle :meth:`log_weight` lifted
+    # with ``vmap``. A distribution that is not a numpyro distribution, or whose lifted form
+    # does not have the shape ``[N] + one particle's``, falls back to one key per particle.
     def init_batch(self, key: jax.Array, num_particles: int, data_0) -> tuple[Any, jax.Array]:
         """:meth:`init_step` for ``num_particles`` particles: states ``[N, ...]``, log-weights ``[N]``."""
+        if self.batched_randomness:
+            q0 = self._init_dist(data_0) if self.proposal is None else self.proposal(None, 0, data_0)
+            if isinstance(q0, _NumpyroDistribution):
+                x = q0.sample(key, (num_particles,))
+                log_w = jax.vmap(self.log_weight, in_axes=(None, 0, None, None))(None, x, 0, data_0)
+                return x, log_w
         return jax.vmap(self.init_step, in_axes=(0, None))(jax.random.split(key, num_particles), data_0)
 
     def step_batch(self, key: jax.Array, x, t, data_t) -> tuple[Any, jax.Array]:
         """:meth:`step` for every particle of ``x`` (leaves ``[N, ...]``)."""
         n = jax.tree_util.tree_leaves(x)[0].shape[0]
+        if self.batched_randomness:
+            move = self.transition if self.proposal is None else self.proposal
+            batched = _lift(move, x, t, data_t, n)
+            if batched is not None:
+                x_new = batched.sample(key)
+                return x_new, jax.vmap(self.log_weight, in_axes=(0, 0, None, None))(x, x_new, t, data_t)
         return jax.vmap(self.step, in_axes=(0, 0, None, None))(jax.random.split(key, n), x, t, data_t)
 
     def done_batch(self, x) -> jax.Array:
         """:meth:`is_done` for every particle: ``bool[N]``."""
         return jax.vmap(self.is_done)(x)
+
+
+def _lift(move, x, t, data_t, n):
+    """``move(x_prev, t, data_t)`` for every particle as one numpyro distribution of batch ``[n]``.
+
+    ``None`` when ``move`` does not return a numpyro distribution, or when the lifted
+    distribution's draws would not have the shape ``[n] + one particle's draw``.
+    """
+    one = move(jax.tree_util.tree_map(lambda leaf: leaf[0], x), t, data_t)  # traced only for its type
+    if not isinstance(one, _NumpyroDistribution):
+        return None
+    try:
+        lifted = _promote_batch_shape(jax.vmap(move, in_axes=(0, None, None))(x, t, data_t))
+    except Exception:  # a distribution numpyro cannot lift: one key per particle
+        return None
+    if tuple(lifted.shape()) != (n,) + tuple(one.shape()):
+        return None
+    return lifted
 
 
 def _check_horizon(data, num_steps):

@@ -15,8 +15,10 @@ and step 0 runs the program once on it, so :math:`M_0` is "draw from ``init``, t
 Keys: the step's key is used exactly as a Feynman–Kac transition would use it — the first latent
 site of a step draws with the step's key itself, site number ``k > 0`` with
 ``jax.random.fold_in(key, k)``. Consequently a one-site step program and the equivalent
-:class:`~ppl.core.feynman_kac.FeynmanKac` whose transition is that site's distribution produce
-identical particles for the same key. When ``init`` is a distribution, step 0 splits its key in
+:class:`~ppl.core.feynman_kac.FeynmanKac` whose transition is that site's distribution, built with
+``batched_randomness=False``, produce identical particles for the same key. (A step program
+always draws with one key per particle; a plain ``FeynmanKac`` by default draws the whole
+particle set with one key per step.) When ``init`` is a distribution, step 0 splits its key in
 two: the first half draws :math:`x_{-1}`, the second runs the program.
 
 The particles of such a model are :class:`ProgramState` pytrees: the program's return value and
@@ -34,6 +36,7 @@ import jax.numpy as jnp
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
+from ppl.core.cache import structural_key
 from ppl.core.feynman_kac import FeynmanKac, PointMass, _is_distribution
 
 __all__ = ["from_step_program", "ProgramState", "StepProgramModel"]
@@ -90,7 +93,7 @@ class StepProgramModel(FeynmanKac):
             raise TypeError(f"step: expected a callable step program, got {type(step).__name__}")
         super().__init__(init=init if callable(init) or _is_distribution(init) else PointMass(init),
                          transition=step, log_potential=step, data=data, num_steps=num_steps,
-                         proposal=None, done=done)
+                         proposal=None, done=done, batched_randomness=False)
         try:
             params = inspect.signature(step).parameters
         except (TypeError, ValueError):  # builtins, C callables
@@ -102,7 +105,8 @@ class StepProgramModel(FeynmanKac):
         return self.transition
 
     def static_key(self) -> tuple:
-        return (type(self), self.init, self.transition, self.done, self.num_steps, self.data is None)
+        return (type(self), structural_key(self.init), structural_key(self.transition),
+                structural_key(self.done), self.num_steps, self.data is None)
 
     def with_data(self, data) -> "StepProgramModel":
         return StepProgramModel(self.program, self.init, data=data,

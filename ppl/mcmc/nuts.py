@@ -24,7 +24,8 @@ from numpyro.handlers import seed, trace
 from numpyro.infer import MCMC, NUTS
 
 from ppl.analysis.results import PosteriorResult
-from ppl.core.cache import LRUCache
+from ppl.core.cache import LRUCache, structural_key
+from ppl.core.checks import check_model_data
 from ppl.smc.tempering import check_key, merge_model_args, split_model_args
 
 __all__ = ["nuts"]
@@ -104,9 +105,11 @@ def _build_runner(model, static_spec, num_chains, num_warmup, num_samples, chain
 _RUNNER_CACHE = LRUCache(32)
 
 
-def _get_runner(*cache_key):
-    # An unhashable static model argument compiles without caching.
-    return _RUNNER_CACHE.get(cache_key, lambda: _build_runner(*cache_key))
+def _get_runner(model, *rest):
+    # The model by structure (a new but equal function or closure shares the compiled runner);
+    # an unhashable static model argument compiles without caching.
+    key = (structural_key(model),) + rest
+    return _RUNNER_CACHE.get(key, lambda: _build_runner(model, *rest))
 
 
 def _run_numpyro_mcmc(model, args, kwargs, key, num_chains, num_warmup, num_samples, method):
@@ -168,6 +171,7 @@ def nuts(
     num_samples = _check_int("num_samples", num_samples, 1)
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"nuts: chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    check_model_data(model, model_args, model_kwargs, "nuts")
     if chain_method == "parallel" and jax.local_device_count() < num_chains:
         warnings.warn(
             f"nuts: chain_method='parallel' needs {num_chains} devices, found "

@@ -41,7 +41,8 @@ import jax.numpy as jnp
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import resampling as rs
-from ppl.smc.loop import SMCResult, _is_key_batch, _raise_failure, _reweight, _select
+from ppl.core.checks import check_no_nan
+from ppl.smc.loop import SMCResult, _check_increments, _is_key_batch, _raise_failure, _reweight, _select
 from ppl.smc.loop import genealogy, run_smc, trajectory
 
 __all__ = ["conditional_smc", "particle_gibbs", "ParticleGibbsResult"]
@@ -69,6 +70,7 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
         k0, k_final, key = jax.random.split(key, 3)
         data_0 = fk.data_at(data, 0)
         x, inc = fk.init_batch(k0, N, data_0)
+        _check_increments(inc, N, 0, data_0)
         ref0 = ref_at(0)
         x = _set_slot0(x, ref0)
         inc = inc.at[0].set(fk.log_weight(None, ref0, 0, data_0))
@@ -96,6 +98,7 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
             anc = anc.at[0].set(a0)
             x = rs.gather(x, anc)
             x_new, inc = fk.step_batch(k_move, x, t, data_t)
+            _check_increments(inc, N, "t >= 1", data_t)
             x_new = _set_slot0(x_new, ref_t)
             ref_parent = jax.tree_util.tree_map(lambda leaf: leaf[0], x)
             inc = inc.at[0].set(fk.log_weight(ref_parent, ref_t, t, data_t))
@@ -188,6 +191,8 @@ def conditional_smc(fk: FeynmanKac, num_particles: int, reference, *, key: jax.A
     if not isinstance(fk, FeynmanKac):
         raise TypeError(f"fk: expected a ppl.FeynmanKac model, got {type(fk).__name__}")
     _check_reference(fk, reference)
+    if fk.time_indexed:  # an LM program's "data" are its weights and prompt
+        check_no_nan(fk.data, "data", time_axis=True)
     fn = _cached(("csmc", int(num_particles), bool(ancestor_sampling)), fk,
                  lambda: jax.jit(_build_csmc(fk, num_particles, ancestor_sampling)))
     new_ref, res, failure, step = fn(fk.data, key, reference)
@@ -249,6 +254,8 @@ def particle_gibbs(fk: FeynmanKac, num_particles: int, num_iterations: int, *, k
         raise ValueError(f"num_iterations: expected a positive integer, got {num_iterations!r}")
     if init_reference is not None:
         _check_reference(fk, init_reference)
+    if fk.time_indexed:  # an LM program's "data" are its weights and prompt
+        check_no_nan(fk.data, "data", time_axis=True)
     batched = _is_key_batch(key)
     sweep = _build_csmc(fk, num_particles, ancestor_sampling)
 

@@ -26,8 +26,9 @@ For a Feynman–Kac model (:class:`~ppl.core.feynman_kac.FeynmanKac`) and :math:
 
 A particle whose ``done`` flag is set is neither moved nor reweighted. The loop stops after
 :math:`T` steps or as soon as every particle is done. If at some step every weight is zero
-(all log-weights :math:`-\infty`) or a potential is NaN, the loop stops there and
-:func:`run_smc` raises :class:`~ppl.core.errors.SMCError` naming the step.
+(all log-weights :math:`-\infty`) or a potential is NaN or :math:`+\infty`, the loop stops
+there and :func:`run_smc` raises :class:`~ppl.core.errors.SMCError` naming the step. NaN in the
+data is an error before any compute (a numpyro density would silently read it as impossible).
 
 Compiled code is cached per model structure and static options: running the same model on new
 data of the same shape, or with a new key, does not recompile.
@@ -43,6 +44,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from ppl.core.cache import LRUCache
+from ppl.core.checks import check_no_nan
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import resampling as rs
@@ -50,7 +52,7 @@ from ppl.smc import resampling as rs
 __all__ = ["run_smc", "SMCResult", "genealogy", "trajectory", "trajectories"]
 
 # Failure codes written by the compiled loop.
-_OK, _NAN, _ALL_ZERO = 0, 1, 2
+_OK, _NAN, _ALL_ZERO, _INF = 0, 1, 2, 3
 
 
 class SMCResult(NamedTuple):
@@ -112,9 +114,23 @@ def _reweight(log_w_prev, inc):
     lz_inc = logsumexp(log_w)
     log_w = log_w - lz_inc
     ess = jnp.exp(-logsumexp(2.0 * log_w))
-    bad_nan = jnp.any(nan & (log_w_prev > -jnp.inf))
-    failure = jnp.where(bad_nan, _NAN, jnp.where(lz_inc == -jnp.inf, _ALL_ZERO, _OK)).astype(jnp.int32)
+    live = log_w_prev > -jnp.inf
+    bad_nan = jnp.any(nan & live)
+    bad_inf = jnp.any((inc == jnp.inf) & live)
+    failure = jnp.where(bad_nan, _NAN, jnp.where(bad_inf, _INF, jnp.where(
+        lz_inc == -jnp.inf, _ALL_ZERO, _OK))).astype(jnp.int32)
     return log_w, lz_inc, ess, failure
+
+
+def _check_increments(inc, n, t, data_t):
+    """At trace time: the model gave one scalar log-weight per particle (else name the shapes)."""
+    shape = tuple(jnp.shape(inc))
+    if shape != (n,):
+        data_shapes = jax.tree_util.tree_map(jnp.shape, data_t)
+        raise ValueError(
+            f"log_potential: expected one scalar log-weight per particle, got shape {shape[1:]} per "
+            f"particle at step {t} (data_t shapes: {data_shapes}); a potential must return a "
+            "scalar: sum over observation coordinates, or give the data the shape the model reads")
 
 
 def _select(pred, on_true, on_false):
@@ -165,6 +181,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
     def run(data, key):
         k0, key = jax.random.split(key)
         x, inc = fk.init_batch(k0, N, fk.data_at(data, 0))
+        _check_increments(inc, N, 0, fk.data_at(data, 0))
         x, inc = pin(x, "state"), pin(inc, "weights")
         log_w, lz_inc, ess0, failure = _reweight(jnp.full((N,), -log_n), inc)
 
@@ -218,6 +235,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 
             data_t = fk.data_at(data, t)
             x_new, inc = fk.step_batch(k_move, x, t, data_t)
+            _check_increments(inc, N, "t >= 1", data_t)
             x_new, inc = pin(x_new, "state"), pin(inc, "weights")
             finished = done_v(x)
             if not fk.freezes_done:
@@ -315,6 +333,10 @@ def _raise_failure(failure, step, what="SMC"):
     if int(failure[i]) == _NAN:
         raise SMCError(f"{what}: a log-potential was NaN at step {s}{run}; check the model's "
                        "log_potential / observation densities for invalid values", step=s)
+    if int(failure[i]) == _INF:
+        raise SMCError(f"{what}: a log-potential was +inf at step {s}{run}, so the weights cannot be "
+                       "normalised; a log-potential must be finite, or -inf for a hard constraint",
+                       step=s)
     raise SMCError(f"{what}: every particle weight became zero (log-weight -inf) at step {s}{run}; "
                    "the potentials rule out every particle — relax a hard constraint, use more "
                    "particles or a better proposal", step=s)
@@ -355,6 +377,8 @@ def run_smc(fk: FeynmanKac, num_particles: int, *, key: jax.Array,
         If every weight becomes zero or a potential is NaN; the message names the step.
     """
     _validate(fk, num_particles, ess_threshold, keep_history)
+    if fk.time_indexed:  # an LM program's "data" are its weights and prompt
+        check_no_nan(fk.data, "data", time_axis=True)
     scheme = rs.get_scheme(resampling)
     batched = _is_key_batch(key)
     fn = _compiled(fk, int(num_particles), scheme, float(ess_threshold), keep_history, batched)

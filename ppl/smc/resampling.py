@@ -58,13 +58,27 @@ def _normalise(log_weights: jax.Array) -> jax.Array:
     return jnp.exp(log_weights - jax.scipy.special.logsumexp(log_weights))
 
 
-def _inverse_cdf(sorted_uniforms: jax.Array, weights: jax.Array) -> jax.Array:
-    """Indices ``a_n`` with ``C_{a_n - 1} <= u_n < C_{a_n}`` for the cumulative weights ``C``."""
-    cdf = jnp.cumsum(weights)
-    # Guard against round-off: the last cumulative weight is exactly one.
-    cdf = cdf.at[-1].set(jnp.inf)
-    idx = jnp.searchsorted(cdf, sorted_uniforms, side="right")
-    return jnp.clip(idx, 0, weights.shape[0] - 1).astype(jnp.int32)
+def _inverse_cdf(uniforms: jax.Array, weights: jax.Array) -> jax.Array:
+    r"""Indices ``a_n`` with ``C_{a_n - 1} <= u_n C_{N-1} < C_{a_n}`` for the cumulative weights ``C``.
+
+    Never returns a slot of weight zero, whatever the round-off:
+
+    * the search is over the cumulative sum *as computed*, scaled by its own total
+      :math:`C_{N-1}` (in float32 it can end at 0.99999982 rather than 1, and a point past it
+      would otherwise fall on the last slot, dead or not);
+    * a zero-weight slot gets the running maximum of the live slots before it, so no point can
+      land on it even if a parallel prefix sum is not exactly monotone;
+    * a point at or past the total (a uniform that rounded up to 1) goes to the last slot with
+      positive weight.
+
+    ``uniforms`` lie in :math:`[0, 1]` and need not be sorted.
+    """
+    weights = jnp.asarray(weights)
+    live = weights > 0
+    cdf = jax.lax.cummax(jnp.where(live, jnp.cumsum(weights), 0.0), axis=0)
+    idx = jnp.searchsorted(cdf, uniforms * cdf[-1], side="right")
+    last_live = weights.shape[0] - 1 - jnp.argmax(live[::-1])
+    return jnp.minimum(idx, last_live).astype(jnp.int32)
 
 
 def _sorted_uniforms(key: jax.Array, n: int) -> jax.Array:

@@ -60,7 +60,8 @@ from ppl.analysis.results import PosteriorResult
 from ppl.smc.kernels import get_kernel
 from ppl.smc.resampling import gather, get_scheme
 
-from ppl.core.cache import LRUCache
+from ppl.core.cache import LRUCache, structural_key
+from ppl.core.checks import check_model_data
 from ppl.core.errors import SMCError
 
 __all__ = ["tempered_smc", "SMCError"]
@@ -403,9 +404,11 @@ def _build_runner(model, static_spec, num_particles, kernel, num_mcmc_steps, num
 _RUNNER_CACHE = LRUCache(64)
 
 
-def _get_runner(*cache_key):
-    # An unhashable static model argument compiles without caching.
-    return _RUNNER_CACHE.get(cache_key, lambda: _build_runner(*cache_key))
+def _get_runner(model, *rest):
+    # The model by structure (a new but equal function or closure shares the compiled runner);
+    # an unhashable static model argument compiles without caching.
+    key = (structural_key(model),) + rest
+    return _RUNNER_CACHE.get(key, lambda: _build_runner(model, *rest))
 
 
 # ------------------------------------------------------------------------------------------
@@ -523,6 +526,7 @@ def tempered_smc(
         0.0 < float(target_ess) < 1.0
     ):
         raise ValueError(f"target_ess must be a number in (0, 1), got {target_ess!r}")
+    check_model_data(model, model_args, model_kwargs, "tempered_smc")
     kern = get_kernel(kernel)
     scheme = get_scheme(resampling)
     if temperatures is not None:

@@ -18,7 +18,7 @@ def test_identical_particles_for_the_same_key(resampling):
     ys = jnp.asarray(m.simulate_lg(0, T=12))
     sp = ppl.from_step_program(m.lg_step, init=0.5, data=ys)
     fk = ppl.FeynmanKac(init=lambda y: m.lg_transition(0.5, 0, y), transition=m.lg_transition,
-                        log_potential=m.lg_potential, data=ys)
+                        log_potential=m.lg_potential, data=ys, batched_randomness=False)
     a = ppl.run_smc(sp, 200, key=jax.random.key(9), resampling=resampling, keep_history=True)
     b = ppl.run_smc(fk, 200, key=jax.random.key(9), resampling=resampling, keep_history=True)
     np.testing.assert_array_equal(np.asarray(a.particles.value), np.asarray(b.particles))

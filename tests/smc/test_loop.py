@@ -204,3 +204,65 @@ def test_evidence_unbiased_for_every_scheme_many_runs(lg, scheme):
     se = ratio.std(ddof=1) / np.sqrt(runs)
     assert se < 0.02
     assert abs(ratio.mean() - 1.0) < 4.0 * se
+
+
+# ------------------------------------------------------------------ compile once (issue 16)
+@pytest.fixture
+def count_compiles():
+    """A counter of XLA backend compilations while the test runs."""
+    from jax import monitoring
+
+    counter = {"n": 0}
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            counter["n"] += 1
+
+    monitoring.register_event_duration_secs_listener(listen)
+    yield counter
+    monitoring.unregister_event_duration_listener(listen)
+
+
+def test_equal_but_new_model_objects_do_not_recompile(count_compiles):
+    counter = count_compiles
+    ys = jnp.asarray(m.simulate_lg(5, T=9))
+
+    def build(scale):  # a new distribution, new lambdas and a new closure on every call
+        offsets = jnp.zeros(9)
+        return ppl.FeynmanKac(dist.Normal(0.0, 1.0), lambda x, t, y: dist.Normal(0.9 * x, scale),
+                              lambda xp, x, t, y: dist.Normal(x + offsets[t], 0.5).log_prob(y), data=ys)
+
+    key = jax.random.key(0)
+    first = ppl.run_smc(build(1.0), 32, key=key)
+    before = counter["n"]
+    second = ppl.run_smc(build(1.0), 32, key=key)
+    assert counter["n"] == before, "an equal model rebuilt from new objects recompiled"
+    assert float(first.log_evidence) == float(second.log_evidence)
+    ppl.run_smc(build(2.0), 32, key=key)  # another captured value: compiled anew
+    assert counter["n"] > before
+    # A step program with a new point-mass initial state of equal value.
+    sp = lambda: ppl.from_step_program(m.lg_step, init=jnp.zeros(()), data=ys)  # noqa: E731
+    ppl.run_smc(sp(), 32, key=key)
+    before = counter["n"]
+    ppl.run_smc(sp(), 32, key=key)
+    assert counter["n"] == before
+
+
+def test_equal_static_models_share_the_tempered_and_nuts_runners(count_compiles):
+    import numpyro
+
+    counter = count_compiles
+    y = jnp.asarray(np.random.default_rng(0).normal(1.0, 1.0, 30), jnp.float32)
+
+    def make_model(prior_scale):
+        def model(y):
+            mu = numpyro.sample("mu", dist.Normal(0.0, prior_scale))
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        return model
+
+    for method, opts in [("tempered_smc", dict(num_particles=64, num_mcmc_steps=2)),
+                         ("nuts", dict(num_chains=1, num_warmup=20, num_samples=20))]:
+        ppl.infer(make_model(3.0), y, method=method, key=jax.random.key(1), **opts)
+        before = counter["n"]
+        ppl.infer(make_model(3.0), y, method=method, key=jax.random.key(2), **opts)
+        assert counter["n"] == before, method

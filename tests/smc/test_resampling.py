@@ -85,3 +85,82 @@ def test_gather_moves_whole_pytree():
     np.testing.assert_array_equal(np.asarray(out["a"]), [3, 3, 0, 1])
     np.testing.assert_array_equal(np.asarray(out["b"][0]), [[6, 7], [6, 7], [0, 1], [2, 3]])
     assert out["b"][1].shape == (4, 3, 2)
+
+
+# ------------------------------------------------------------------ zero-weight slots (issue 16)
+def _adversarial_log_weights(key, n):
+    """Float32 log-weight vectors built to make a float32 CDF end short of 1 and dead slots sit
+    where round-off lands: random, last slot dead, one live particle, all but the last dead,
+    a dynamic range of 1e30 (log 1e30 = 69), and half dead at random."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    z = 2.0 * jax.random.normal(k1, (n,))
+    one = jax.random.randint(k2, (), 0, n)
+    dead = jnp.full((n,), -jnp.inf)
+    return jnp.stack([
+        z.at[-1].set(-jnp.inf),
+        dead.at[one].set(0.0),
+        dead.at[-1].set(1.0),
+        dead.at[0].set(5.0),
+        jnp.where(jnp.arange(n) % 2 == 0, 0.0, -69.0).at[-1].set(-jnp.inf),
+        jnp.linspace(0.0, -69.0, n).at[-1].set(-jnp.inf).at[-2].set(-jnp.inf),
+        jnp.where(jax.random.bernoulli(k3, 0.5, (n,)), z, -jnp.inf).at[-1].set(-jnp.inf),
+    ])
+
+
+def test_reproducer_of_issue_16_picks_no_dead_particle():
+    n = 4096
+    lw = (2.0 * jax.random.normal(jax.random.key(6), (n,))).at[-1].set(-jnp.inf)
+    assert int((rs.systematic(jax.random.key(956), lw, n) == n - 1).sum()) == 0
+
+
+def _iid(key, log_w, n):  # what conditional SMC draws its free slots with
+    return rs._iid_draws(key, rs._normalise(log_w), n)
+
+
+@pytest.mark.parametrize("name", UNBIASED + ["conditional"])
+def test_zero_weight_slot_is_never_drawn(name):
+    """Over thousands of adversarial float32 weight vectors, no scheme draws a dead slot.
+
+    Before the fix, 2000 vectors of Gaussian log-weights with the last slot dead made
+    multinomial, stratified and systematic resampling pick that slot 1-2 times each."""
+    n = 4096
+    scheme = _iid if name == "conditional" else rs.get_scheme(name)
+    gaussian = (2.0 * jax.random.normal(jax.random.key(1), (2000, n))).at[:, -1].set(-jnp.inf)
+    crafted = jax.vmap(lambda k: _adversarial_log_weights(k, n))(
+        jax.random.split(jax.random.key(11), 96)).reshape(-1, n)
+    vectors = jnp.concatenate([gaussian, crafted])
+    keys = jax.random.split(jax.random.key(2), vectors.shape[0])
+    anc = jax.jit(jax.vmap(lambda k, lw: scheme(k, lw, n)))(keys, vectors)
+    picked_w = np.take_along_axis(np.asarray(vectors), np.asarray(anc), axis=1)
+    assert vectors.dtype == jnp.float32
+    assert np.isfinite(picked_w).all(), f"{name}: {int((~np.isfinite(picked_w)).sum())} dead draws"
+
+
+def test_inverse_cdf_handles_uniforms_at_one_and_a_short_total():
+    # A weight vector whose float32 sum is below one, searched with uniforms at exactly 1.0.
+    w = jnp.full((7,), 1 / 7, jnp.float32).at[-1].set(0.0).at[-2].set(0.0)
+    idx = rs._inverse_cdf(jnp.array([0.0, 0.5, 0.9999999, 1.0], jnp.float32), w)
+    np.testing.assert_array_equal(np.asarray(idx), [0, 2, 4, 4])
+
+
+def test_conditional_smc_free_slots_draw_no_dead_particle():
+    """Conditional SMC under a per-step hard constraint: no slot descends from a dead one."""
+    from ppl.smc.conditional import conditional_smc
+    import numpyro.distributions as dist
+    import ppl
+
+    T, N = 40, 512
+    # A Gaussian random walk that must stay above -1 at every step: about a sixth of the
+    # particles die each step, so dead slots sit everywhere in the weight vector.
+    fk = ppl.FeynmanKac(init=dist.Normal(0.0, 1.0),
+                        transition=lambda x, t, d: dist.Normal(x, 1.0),
+                        log_potential=lambda xp, x, t, d: jnp.where(x > -1.0, 0.0, -jnp.inf),
+                        num_steps=T)
+    ref = jnp.abs(jnp.sin(jnp.arange(T, dtype=jnp.float32)))  # satisfies the constraint
+    for seed in range(4):
+        _, res = conditional_smc(fk, N, ref, key=jax.random.key(seed))
+        prev_w = np.asarray(res.history_log_weights[:-1])
+        anc = np.asarray(res.ancestors[1:])
+        parents = np.take_along_axis(prev_w, anc, axis=1)
+        assert np.isfinite(parents).all()
+        assert (np.asarray(res.history)[np.isfinite(np.asarray(res.history_log_weights))] > -1.0).all()

@@ -285,9 +285,15 @@ def factor_model(c):
     numpyro.factor("f", c * x**2)
 
 
+def sqrt_model(c):
+    """x ~ N(0, 1); log-likelihood sqrt(c) * x^2: NaN for c < 0 (NaN *data* is refused up front)."""
+    x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    numpyro.factor("f", jnp.sqrt(c) * x**2)
+
+
 def test_nan_log_likelihood_raises():
     with pytest.raises(SMCError, match="NaN") as info:
-        tempered_smc(factor_model, jnp.asarray(jnp.nan), key=jax.random.key(0), num_particles=64,
+        tempered_smc(sqrt_model, jnp.asarray(-1.0), key=jax.random.key(0), num_particles=64,
                      num_mcmc_steps=1)
     assert info.value.step == 0
 

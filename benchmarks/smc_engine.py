@@ -15,7 +15,7 @@ Two comparisons, each on one problem, each timed *after compilation* (median of 
    systematic resampling and the same ESS threshold (resample when ESS/N < 0.5, the
    ``particles`` default). ``particles`` pins ``numpy < 2``, which breaks jax, so it runs in its
    own virtual environment (``benchmarks/.venv-particles``, created on first use) in a
-   subprocess running ``benchmarks/_particles_sv.py``.
+   subprocess running ``benchmarks/_particles_filter.py``.
 
 2. **Adaptive tempered SMC** (``ppl.tempered_smc`` with ``kernel="rwmh"``) against blackjax's
    ``adaptive_tempered_smc`` with random-walk Metropolis moves, on a Bayesian logistic
@@ -76,6 +76,46 @@ def simulate_sv(T: int, seed: int, mu: float, rho: float, sigma: float) -> np.nd
     return np.exp(0.5 * x) * rng.standard_normal(T)
 
 
+# A 3-d linear-Gaussian state-space model: a damped rotation, correlated noises.
+_TH = 0.3
+LGSSM3 = {
+    "F": 0.9 * np.array([[math.cos(_TH), -math.sin(_TH), 0.0], [math.sin(_TH), math.cos(_TH), 0.0],
+                         [0.0, 0.0, 1.0]]),
+    "G": np.array([[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.3, 1.0]]),
+    "covX": 0.5 * np.array([[1.0, 0.3, 0.1], [0.3, 0.8, 0.2], [0.1, 0.2, 0.5]]),
+    "covY": np.array([[1.0, 0.2, 0.0], [0.2, 1.0, 0.3], [0.0, 0.3, 1.0]]),
+    "mu0": np.zeros(3),
+    "cov0": np.eye(3),
+}
+
+
+def simulate_lgssm(T: int, seed: int, F, G, covX, covY, mu0, cov0) -> np.ndarray:
+    """Observations ``[T, dy]`` of x_0 ~ N(mu0, cov0), x_t = F x_{t-1} + N(0, covX), y_t = G x_t + N(0, covY)."""
+    rng = np.random.default_rng(seed)
+    x = rng.multivariate_normal(mu0, cov0)
+    ys = np.empty((T, G.shape[0]))
+    for t in range(T):
+        if t:
+            x = F @ x + rng.multivariate_normal(np.zeros(F.shape[0]), covX)
+        ys[t] = G @ x + rng.multivariate_normal(np.zeros(G.shape[0]), covY)
+    return ys
+
+
+def kalman_log_evidence(y: np.ndarray, F, G, covX, covY, mu0, cov0) -> float:
+    """Exact log p(y_{0:T-1}) of the linear-Gaussian model (float64 Kalman filter)."""
+    m, P, total = np.asarray(mu0, float), np.asarray(cov0, float), 0.0
+    for t in range(y.shape[0]):
+        if t:
+            m, P = F @ m, F @ P @ F.T + covX
+        S = G @ P @ G.T + covY
+        r = y[t] - G @ m
+        _, logdet = np.linalg.slogdet(S)
+        total += -0.5 * (r @ np.linalg.solve(S, r) + logdet + len(r) * math.log(2 * math.pi))
+        K = P @ G.T @ np.linalg.inv(S)
+        m, P = m + K @ r, P - K @ S @ K.T
+    return float(total)
+
+
 def simulate_logistic(num_obs: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Design matrix X [n, d], labels y [n] in {0, 1} and the true coefficients w [d]."""
     rng = np.random.default_rng(seed)
@@ -109,13 +149,13 @@ class ParticlesServer:
     so both sides see the same machine load (timings on shared machines drift by tens of %).
     """
 
-    def __init__(self, y: np.ndarray, params: dict, N: int, venv: Path):
+    def __init__(self, model: str, y: np.ndarray, params: dict, N: int, venv: Path):
         python = ensure_particles_venv(venv)
         self._tmp = tempfile.TemporaryDirectory()
-        path = Path(self._tmp.name) / "sv_data.npz"
-        np.savez(path, y=np.asarray(y, dtype=np.float64),
-                 **{k: np.float64(v) for k, v in params.items()})
-        cmd = [str(python), str(HERE / "_particles_sv.py"), str(path), "--N", str(N),
+        path = Path(self._tmp.name) / f"{model}_data.npz"
+        np.savez(path, model=np.str_(model), y=np.asarray(y, dtype=np.float64),
+                 **{k: np.asarray(v, dtype=np.float64) for k, v in params.items()})
+        cmd = [str(python), str(HERE / "_particles_filter.py"), str(path), "--N", str(N),
                "--ess-rmin", "0.5", "--resampling", "systematic", "--serve"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -174,12 +214,39 @@ def make_sv_feynman_kac(y, params: dict):
 
 
 def make_ours_filter(y, params: dict, N: int, seed: int):
-    """``r -> (log Z, number of resampling steps)`` running ``ppl.run_smc`` with key ``r``."""
+    """``r -> (log Z, number of resampling steps)`` of the stochastic-volatility filter, key ``r``."""
+    return make_ours_filter_of(make_sv_feynman_kac(y, params), N, seed)
+
+
+def make_lgssm_feynman_kac(y, params: dict):
+    """The bootstrap filter of a linear-Gaussian model, written with numpyro's ``MultivariateNormal``.
+
+    This is the plain way a user writes it (covariance matrices, no hand-written density):
+    with the engine's batched randomness the particle set draws from one lifted
+    ``MultivariateNormal`` per step, and the Cholesky factors of the constant covariances are
+    computed once per step, not once per particle, because they do not depend on the particle.
+    """
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+
+    import ppl
+
+    F, G, covX, covY, mu0, cov0 = (jnp.asarray(params[k], jnp.float32)
+                                   for k in ("F", "G", "covX", "covY", "mu0", "cov0"))
+    return ppl.FeynmanKac(
+        init=dist.MultivariateNormal(mu0, cov0),
+        transition=lambda x, t, y_t: dist.MultivariateNormal(F @ x, covX),
+        log_potential=lambda x_prev, x, t, y_t: dist.MultivariateNormal(G @ x, covY).log_prob(y_t),
+        data=jnp.asarray(y, jnp.float32),
+    )
+
+
+def make_ours_filter_of(fk, N: int, seed: int):
+    """``r -> (log Z, number of resampling steps)`` running ``ppl.run_smc`` on ``fk`` with key ``r``."""
     import jax
 
     import ppl
 
-    fk = make_sv_feynman_kac(y, params)
     base = jax.random.key(seed)
 
     def call(r):
@@ -234,6 +301,67 @@ def make_jax_reference_filter(y, params: dict, N: int, seed: int):
                 do_res, lambda a: (a[0][systematic(k_res, a[1])], jnp.full((N,), -log_n)),
                 lambda a: a, (x, log_w))
             x = mu + rho * (x - mu) + sigma * jax.random.normal(k_move, (N,))
+            log_w = log_w + log_g(x, y_t)
+            return (x, log_w, log_z + logsumexp(log_w), n_res + do_res), None
+
+        (x, log_w, log_z, n_res), _ = jax.lax.scan(
+            step, (x, log_w, log_z, jnp.zeros((), jnp.int32)), (jax.random.split(key, T - 1), ys[1:]))
+        return log_z, n_res
+
+    base = jax.random.key(seed + 2_000)
+
+    def call(r):
+        log_z, n_res = jax.block_until_ready(run(jax.random.fold_in(base, r + 1), yj))
+        return {"log_evidence": float(log_z), "num_resampling_steps": int(n_res)}
+
+    return call
+
+
+def make_jax_reference_lgssm(y, params: dict, N: int, seed: int):
+    """A hand-written, fused bootstrap filter of the linear-Gaussian model in plain JAX.
+
+    Structure of arrays ``[N, dx]``, Cholesky factors computed once, one batched draw per step,
+    a triangular solve for the density: what JAX itself costs on this machine for this filter.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.scipy.special import logsumexp
+
+    F, G, covX, covY, mu0, cov0 = (jnp.asarray(params[k], jnp.float32)
+                                   for k in ("F", "G", "covX", "covY", "mu0", "cov0"))
+    LX, LY, L0 = (jnp.linalg.cholesky(c) for c in (covX, covY, cov0))
+    dx, dy = F.shape[0], G.shape[0]
+    log_det = jnp.sum(jnp.log(jnp.diag(LY)))
+    yj = jnp.asarray(y, jnp.float32)
+    T = yj.shape[0]
+    log_n = math.log(N)
+
+    def log_g(x, y_t):
+        z = jax.scipy.linalg.solve_triangular(LY, (y_t - x @ G.T).T, lower=True)
+        return -0.5 * jnp.sum(z * z, 0) - log_det - 0.5 * dy * math.log(2 * math.pi)
+
+    def systematic(key, log_w):
+        cdf = jnp.cumsum(jnp.exp(log_w - logsumexp(log_w)))
+        u = (jax.random.uniform(key) + jnp.arange(N)) / N
+        return jnp.clip(jnp.searchsorted(cdf, u), 0, N - 1)
+
+    @jax.jit
+    def run(key, ys):
+        k0, key = jax.random.split(key)
+        x = mu0 + jax.random.normal(k0, (N, dx)) @ L0.T
+        log_w = log_g(x, ys[0])
+        log_z = logsumexp(log_w) - log_n
+
+        def step(carry, inp):
+            x, log_w, log_z, n_res = carry
+            k, y_t = inp
+            k_res, k_move = jax.random.split(k)
+            log_w = log_w - logsumexp(log_w)
+            do_res = jnp.exp(-logsumexp(2.0 * log_w)) < 0.5 * N
+            x, log_w = jax.lax.cond(
+                do_res, lambda a: (a[0][systematic(k_res, a[1])], jnp.full((N,), -log_n)),
+                lambda a: a, (x, log_w))
+            x = x @ F.T + jax.random.normal(k_move, (N, dx)) @ LX.T
             log_w = log_w + log_g(x, y_t)
             return (x, log_w, log_z + logsumexp(log_w), n_res + do_res), None
 
@@ -489,6 +617,52 @@ def _finite_problems(obj, prefix="") -> list[str]:
     return problems
 
 
+# Targets (issue 16). Every one that was measured must hold for "ok": true.
+TARGETS = {
+    "pf_vs_jax_reference_ratio": ("<=", 1.2),
+    "pf_vs_particles_speedup": (">=", 2.0),
+    "pf_vs_particles_speedup_lgssm3": (">=", 1.5),
+    "tempered_vs_blackjax_speedup_per_step": (">=", 1.2),
+}
+
+
+def logz_agreement(result: dict) -> dict:
+    """Log-evidence checks: |ours - yardstick| within 4 standard errors of the two runs' means
+    (plus 0.05 nats of float32 slack). Yardsticks: particles (SV), Kalman (LGSSM), the
+    importance-sampling reference (tempered)."""
+    checks = {}
+    r = result.get("repeats", 1)
+
+    def within(name, diff, *stds):
+        se = math.sqrt(sum((s or 0.0) ** 2 for s in stds) / r)
+        checks[name] = {"abs_diff": diff, "bound": 4 * se + 0.05, "ok": diff <= 4 * se + 0.05}
+
+    if "logz_abs_diff_vs_particles" in result:
+        within("sv_vs_particles", result["logz_abs_diff_vs_particles"], result["pf_ours_logz_std"],
+               result["pf_particles_logz_std"])
+    if "lgssm3_ours_logz_abs_err" in result:
+        within("lgssm3_vs_kalman", result["lgssm3_ours_logz_abs_err"], result["lgssm3_ours_logz_std"])
+    if "tempered_ours_logz_abs_err" in result:
+        within("tempered_vs_reference", result["tempered_ours_logz_abs_err"], result["tempered_ours_logz_std"],
+               result.get("tempered_blackjax_logz_std"))
+    return checks
+
+
+def missed_targets(result: dict) -> list[str]:
+    """Names of the speed targets (of those measured) and log-evidence checks that failed."""
+    missed = []
+    for name, (op, bound) in TARGETS.items():
+        value = result.get(name)
+        if value is None:
+            continue
+        if not (value <= bound if op == "<=" else value >= bound):
+            missed.append(f"{name} = {value:.3g} (target {op} {bound})")
+    result["logz_agreement"] = logz_agreement(result)
+    missed += [f"log Z {k}: |diff| {v['abs_diff']:.3g} > {v['bound']:.3g}"
+               for k, v in result["logz_agreement"].items() if not v["ok"]]
+    return missed
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Benchmark ppl's SMC engine against particles (bootstrap filter) and blackjax "
@@ -504,7 +678,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated data and of the runs")
     p.add_argument("--quick", action="store_true",
                    help="short smoke run: T=200, N=1024, 300 tempered particles, 2 repeats")
-    p.add_argument("--skip", action="append", default=[], choices=["filter", "tempered"],
+    p.add_argument("--skip", action="append", default=[], choices=["filter", "lgssm3", "tempered"],
                    help="leave out one comparison (repeatable)")
     p.add_argument("--no-jax-reference", action="store_true",
                    help="do not time the hand-written plain-JAX filter")
@@ -527,7 +701,7 @@ def parse_args(argv=None):
 def compare_filter(args) -> dict:
     y = simulate_sv(args.T, args.seed, **SV_PARAMS)
     log(f"[filter] stochastic volatility T={args.T} N={args.N}, {args.repeats} interleaved repeats")
-    server = ParticlesServer(y, SV_PARAMS, args.N, args.particles_venv)
+    server = ParticlesServer("stochastic_volatility", y, SV_PARAMS, args.N, args.particles_venv)
     try:
         sides = {"particles": lambda r: server.run(args.seed + r + 1 if r >= 0 else 10_001),
                  "ours": make_ours_filter(y, SV_PARAMS, args.N, args.seed)}
@@ -565,9 +739,55 @@ def compare_filter(args) -> dict:
         out.update({
             "pf_jax_reference_seconds": _median(ref["seconds"]),
             "pf_jax_reference_logz_mean": _mean(ref["log_evidence"]),
-            "pf_ours_over_jax_reference": t_ours / _median(ref["seconds"]),
+            "pf_vs_jax_reference_ratio": t_ours / _median(ref["seconds"]),
         })
     return out
+
+
+def compare_lgssm(args) -> dict:
+    y = simulate_lgssm(args.T, args.seed, **LGSSM3)
+    log(f"[lgssm3] 3-d linear-Gaussian T={args.T} N={args.N} (numpyro MultivariateNormal), "
+        f"{args.repeats} interleaved repeats")
+    server = ParticlesServer("lgssm", y, LGSSM3, args.N, args.particles_venv)
+    try:
+        sides = {"particles": lambda r: server.run(args.seed + r + 1 if r >= 0 else 10_001),
+                 "ours": make_ours_filter_of(make_lgssm_feynman_kac(y, LGSSM3), args.N, args.seed)}
+        if not args.no_jax_reference:
+            sides["jax_reference"] = make_jax_reference_lgssm(y, LGSSM3, args.N, args.seed)
+        res = interleaved(sides, args.repeats)
+    finally:
+        server.close()
+    theirs, ours = res["particles"], res["ours"]
+    for name, r in res.items():
+        log(f"[lgssm3] {name:9s} seconds {[round(s, 4) for s in r['seconds']]} "
+            f"(first call {r['first_call_seconds']:.2f} s) log Z {[round(z, 2) for z in r['log_evidence']]}")
+    exact = kalman_log_evidence(y, **LGSSM3)
+    t_theirs, t_ours = _median(theirs["seconds"]), _median(ours["seconds"])
+    extra = {}
+    if "jax_reference" in res:
+        t_ref = _median(res["jax_reference"]["seconds"])
+        extra = {"lgssm3_jax_reference_seconds": t_ref,
+                 "lgssm3_vs_jax_reference_ratio": t_ours / t_ref,
+                 "lgssm3_jax_reference_vs_particles_speedup": t_theirs / t_ref,
+                 "lgssm3_jax_reference_logz_mean": _mean(res["jax_reference"]["log_evidence"])}
+    return {**extra,
+        "pf_vs_particles_speedup_lgssm3": t_theirs / t_ours,
+        "lgssm3_model": {"name": "lgssm3", "dx": 3, "dy": 3, "T": args.T, "N": args.N,
+                         "written_with": "numpyro MultivariateNormal(loc, covariance_matrix)",
+                         "resampling": "systematic", "ess_threshold": 0.5, "data_seed": args.seed},
+        "lgssm3_ours_seconds": t_ours,
+        "lgssm3_particles_seconds": t_theirs,
+        "lgssm3_ours_seconds_all": ours["seconds"],
+        "lgssm3_particles_seconds_all": theirs["seconds"],
+        "lgssm3_ours_first_call_seconds": ours["first_call_seconds"],
+        "lgssm3_kalman_logz": exact,
+        "lgssm3_ours_logz_mean": _mean(ours["log_evidence"]),
+        "lgssm3_ours_logz_std": _std(ours["log_evidence"]),
+        "lgssm3_particles_logz_mean": _mean(theirs["log_evidence"]),
+        "lgssm3_particles_logz_std": _std(theirs["log_evidence"]),
+        "lgssm3_ours_logz_abs_err": abs(_mean(ours["log_evidence"]) - exact),
+        "lgssm3_particles_logz_abs_err": abs(_mean(theirs["log_evidence"]) - exact),
+    }
 
 
 def compare_tempered(args) -> dict:
@@ -626,15 +846,20 @@ def main(argv=None) -> int:
     load_start = _loadavg()
     if "filter" not in args.skip:
         result.update(compare_filter(args))
+    if "lgssm3" not in args.skip:
+        result.update(compare_lgssm(args))
     if "tempered" not in args.skip:
         result.update(compare_tempered(args))
-    result["targets"] = {"pf_vs_particles_speedup": ">= 10", "tempered_vs_blackjax_speedup": ">= 1"}
+    result["targets"] = {name: f"{op} {bound}" for name, (op, bound) in TARGETS.items()}
     result["versions"] = versions()
     result["platform"] = {**platform_info(), "loadavg_start": load_start, "loadavg_end": _loadavg()}
     problems = _finite_problems({k: v for k, v in result.items() if k != "platform"})
-    result["ok"] = not problems
+    missed = missed_targets(result)
+    result["ok"] = not problems and not missed
     if problems:
         result["non_finite"] = problems
+    if missed:
+        result["missed_targets"] = missed
     line = json.dumps(result)
     if args.output is not None:
         args.output.write_text(line + "\n")
@@ -642,6 +867,8 @@ def main(argv=None) -> int:
     if problems:
         log(f"non-finite figures: {problems}")
         return 1
+    if missed:
+        log(f"missed targets: {missed}")
     return 0
 
 

@@ -26,11 +26,17 @@ Kernels
     standard deviation (diagonal) or the Cholesky factor of the population covariance (full),
     times the optimal-scaling constant :math:`2.38/\sqrt d` (Roberts, Gelman & Gilks 1997).
 :class:`HMC`
-    Hamiltonian Monte Carlo with a diagonal mass matrix :math:`M = \mathrm{diag}(m)` and a fixed
-    number :math:`L` of leapfrog steps of size :math:`\epsilon`. With the inverse mass set to the
-    population variances, the dynamics run in units where the target is roughly isotropic.
-    The step size is adapted *between* SMC steps from the previous acceptance rate
-    (:func:`adapt_step_size`).
+    Hamiltonian Monte Carlo with a fixed number :math:`L` of leapfrog steps of size
+    :math:`\epsilon` and the inverse mass matrix :math:`M^{-1} = \hat\Sigma`, the population
+    covariance (full up to ``max_full_dim`` coordinates, else its diagonal). The dynamics then
+    run in coordinates where the target is roughly isotropic, so one step size fits every
+    direction, correlated ones included. The step size is adapted after every sweep over the
+    population from the sweep's mean acceptance, by a bounded multiplicative rule
+    (:meth:`HMC.adapt`), and carried over to the next SMC step.
+
+Every kernel also has ``step_batch(key, states, logdensity_fn, params)``, which moves the whole
+population with *one* key (one draw of all the noise, then the per-particle move lifted with
+``vmap``), the form SMC samplers use.
 """
 
 from __future__ import annotations
@@ -76,6 +82,20 @@ def _mh_accept(key, log_ratio):
     prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
     accept = jnp.log(jax.random.uniform(key, dtype=prob.dtype)) < log_ratio
     return accept, prob
+
+
+def _mh_accept_u(u, log_ratio):
+    """:func:`_mh_accept` with the uniform given."""
+    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+    prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
+    return jnp.log(u) < log_ratio, prob
+
+
+def _noise(key, shape, dtype):
+    """Gaussian noise of ``shape`` and one acceptance uniform per leading row (or a scalar)."""
+    k_eps, k_u = jax.random.split(key)
+    return (jax.random.normal(k_eps, shape, dtype),
+            jax.random.uniform(k_u, shape[:-1], dtype))
 
 
 def _select(pred, new, old):
@@ -134,15 +154,30 @@ class RWMH:
     ) -> tuple[RWMHState, KernelInfo]:
         r"""One move: :math:`x' = x + L\varepsilon`, accepted with probability
         :math:`\min(1, e^{\ell(x') - \ell(x)})`."""
-        k_prop, k_acc = jax.random.split(key)
-        eps = jax.random.normal(k_prop, state.position.shape, state.position.dtype)
+        eps, u = _noise(key, state.position.shape, state.position.dtype)
+        return RWMH.move(state, eps, u, logdensity_fn, params)
+
+    @staticmethod
+    def move(state: RWMHState, eps, u, logdensity_fn: LogDensityFn, params: RWMHParams):
+        """The move given its noise: ``eps ~ N(0, I_d)`` and the acceptance uniform ``u``."""
         if params.scale.ndim == 1:
             delta = params.scale * eps
         else:
             delta = params.scale @ eps
         proposal = RWMH.init(state.position + delta, logdensity_fn)
-        accept, prob = _mh_accept(k_acc, proposal.logdensity - state.logdensity)
+        accept, prob = _mh_accept_u(u, proposal.logdensity - state.logdensity)
         return _select(accept, proposal, state), KernelInfo(prob, accept)
+
+    def step_batch(self, key, states: RWMHState, logdensity_fn: LogDensityFn, params: RWMHParams):
+        """:meth:`step` for every particle of ``states`` (leaves ``[N, ...]``), with one key."""
+        eps, u = _noise(key, states.position.shape, states.position.dtype)
+        return jax.vmap(RWMH.move, in_axes=(0, 0, 0, None, None))(states, eps, u, logdensity_fn, params)
+
+    @staticmethod
+    def adapt(params: RWMHParams, acceptance_rate) -> RWMHParams:
+        """No adaptation between sweeps: the scale is re-tuned from the population each SMC step."""
+        del acceptance_rate
+        return params
 
     def params_from_particles(self, positions: jax.Array, **_: Any) -> RWMHParams:
         r"""Proposal scale from an (equally weighted) population ``positions [N, d]``.
@@ -184,29 +219,31 @@ class HMCState(NamedTuple):
 
 
 class HMCParams(NamedTuple):
-    r"""``step_size`` :math:`\epsilon` (scalar) and ``inverse_mass`` :math:`M^{-1}` (diagonal,
-    ``[d]``)."""
+    r"""``step_size`` :math:`\epsilon` (scalar) and the inverse mass: ``inverse_mass [d]``, a
+    diagonal :math:`M^{-1}`, or ``[d, d]``, a lower-triangular :math:`L` with
+    :math:`M^{-1} = L L^\top`."""
 
     step_size: jax.Array
     inverse_mass: jax.Array
 
 
-def adapt_step_size(step_size, acceptance_rate, target, rate=1.0, max_factor=1.5):
-    r"""Step-size update between SMC steps from the last mean acceptance rate :math:`\bar a`:
+def adapt_step_size(step_size, acceptance_rate, target, rate=1.0, max_factor=1.25):
+    r"""Step-size update from a mean acceptance rate :math:`\bar a`:
 
     .. math:: \epsilon' = \epsilon \cdot \mathrm{clip}\big(\exp(\kappa(\bar a - a^*)),
               1/c, c\big)
 
     with :math:`\kappa` = ``rate``, :math:`a^*` = ``target`` and :math:`c` = ``max_factor``.
-    Too many rejections shrink the step, too few grow it.
+    Too many rejections shrink the step, too few grow it, by at most a factor :math:`c` per
+    update. A NaN rate leaves the step unchanged.
     """
     factor = jnp.clip(jnp.exp(rate * (acceptance_rate - target)), 1.0 / max_factor, max_factor)
-    return step_size * factor
+    return jnp.where(jnp.isnan(acceptance_rate), step_size, step_size * factor)
 
 
 @dataclasses.dataclass(frozen=True)
 class HMC:
-    r"""Hamiltonian Monte Carlo with a diagonal mass matrix and a fixed number of leapfrog steps.
+    r"""Hamiltonian Monte Carlo with a population mass matrix and a fixed number of leapfrog steps.
 
     Hamiltonian :math:`H(x, p) = -\ell(x) + \tfrac12 p^\top M^{-1} p`, momentum
     :math:`p \sim \mathcal N(0, M)`. Leapfrog, :math:`L` times:
@@ -219,16 +256,32 @@ class HMC:
     accepted with probability :math:`\min\{1, \exp(H(x, p) - H(x', p'))\}`; a proposal with a NaN
     or infinite energy is rejected (a divergence).
 
+    **Tuning from the population.** :math:`M^{-1} = \hat\Sigma`, the particles' covariance: with
+    :math:`\hat\Sigma = L L^\top` the move is HMC with identity mass on :math:`L^{-1}x`, where
+    the target is roughly isotropic. A diagonal :math:`M^{-1}` on a correlated target makes the
+    stable step size that of the narrowest direction, so the acceptance falls off a cliff when
+    :math:`\epsilon` overshoots it; the full matrix removes that. The step size is adapted
+    after every sweep by :func:`adapt_step_size` (at most ``max_step_change`` per sweep),
+    so a temperature's first sweeps correct the step inherited from the previous one.
+
     Args:
         num_integration_steps: leapfrog steps per move (static).
         target_acceptance: :math:`a^*` for :func:`adapt_step_size`.
         initial_step_size: :math:`\epsilon` at the first SMC step, in units of the mass-matrix
             scaled coordinates; ``None`` means :math:`d^{-1/4}`.
+        mass: ``"auto"`` (full covariance up to ``max_full_dim`` coordinates, else diagonal),
+            ``"full"`` or ``"diag"``.
+        max_full_dim: the largest dimension for which ``"auto"`` uses the full covariance
+            (:math:`O(d^2)` per leapfrog step, :math:`O(d^3)` per SMC step).
+        max_step_change: the bound :math:`c > 1` on the step-size factor per sweep.
     """
 
     num_integration_steps: int = 5
     target_acceptance: float = 0.65
     initial_step_size: float | None = None
+    mass: str = "auto"
+    max_full_dim: int = 64
+    max_step_change: float = 1.25
 
     name = "hmc"
 
@@ -243,6 +296,10 @@ class HMC:
             )
         if self.initial_step_size is not None and not float(self.initial_step_size) > 0:
             raise ValueError(f"HMC: initial_step_size must be > 0, got {self.initial_step_size}")
+        if self.mass not in ("auto", "full", "diag"):
+            raise ValueError(f"HMC: mass must be 'auto', 'full' or 'diag', got {self.mass!r}")
+        if not float(self.max_step_change) > 1.0:
+            raise ValueError(f"HMC: max_step_change must be > 1, got {self.max_step_change}")
 
     @staticmethod
     def init(position: jax.Array, logdensity_fn: LogDensityFn) -> HMCState:
@@ -253,45 +310,72 @@ class HMC:
         self, key: jax.Array, state: HMCState, logdensity_fn: LogDensityFn, params: HMCParams
     ) -> tuple[HMCState, KernelInfo]:
         """One HMC move (momentum refresh, ``num_integration_steps`` leapfrog steps, MH test)."""
-        k_mom, k_acc = jax.random.split(key)
+        z, u = _noise(key, state.position.shape, state.position.dtype)
+        return self.move(state, z, u, logdensity_fn, params)
+
+    def move(self, state: HMCState, z, u, logdensity_fn: LogDensityFn, params: HMCParams):
+        """The move given its noise: ``z ~ N(0, I_d)`` (momentum :math:`p = L^{-\top} z`, or
+        :math:`z / \sqrt{m^{-1}}` for a diagonal mass) and the acceptance uniform ``u``."""
         eps, inv_mass = params.step_size, params.inverse_mass
-        p0 = jax.random.normal(k_mom, state.position.shape, state.position.dtype) / jnp.sqrt(
-            inv_mass
-        )
+        if inv_mass.ndim == 1:
+            p0 = z / jnp.sqrt(inv_mass)
+            velocity = lambda p: inv_mass * p  # noqa: E731
+            kinetic = lambda p: 0.5 * jnp.sum(inv_mass * p**2)  # noqa: E731
+        else:
+            p0 = jax.scipy.linalg.solve_triangular(inv_mass.T, z, lower=False)
+            velocity = lambda p: inv_mass @ (inv_mass.T @ p)  # noqa: E731
+            kinetic = lambda p: 0.5 * jnp.sum((inv_mass.T @ p) ** 2)  # noqa: E731
 
         def leapfrog(_, carry):
             s, p = carry
             p = p + 0.5 * eps * s.grad
-            x = s.position + eps * inv_mass * p
+            x = s.position + eps * velocity(p)
             s = HMC.init(x, logdensity_fn)
             p = p + 0.5 * eps * s.grad
             return s, p
 
         new, p1 = jax.lax.fori_loop(0, int(self.num_integration_steps), leapfrog, (state, p0))
-        kinetic0 = 0.5 * jnp.sum(inv_mass * p0**2)
-        kinetic1 = 0.5 * jnp.sum(inv_mass * p1**2)
-        log_ratio = (new.logdensity - kinetic1) - (state.logdensity - kinetic0)
+        log_ratio = (new.logdensity - kinetic(p1)) - (state.logdensity - kinetic(p0))
         log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-        accept, prob = _mh_accept(k_acc, log_ratio)
+        accept, prob = _mh_accept_u(u, log_ratio)
         return _select(accept, new, state), KernelInfo(prob, accept)
+
+    def step_batch(self, key, states: HMCState, logdensity_fn: LogDensityFn, params: HMCParams):
+        """:meth:`step` for every particle of ``states`` (leaves ``[N, ...]``), with one key."""
+        z, u = _noise(key, states.position.shape, states.position.dtype)
+        return jax.vmap(self.move, in_axes=(0, 0, 0, None, None))(states, z, u, logdensity_fn, params)
+
+    def adapt(self, params: HMCParams, acceptance_rate) -> HMCParams:
+        """The step size after a sweep whose mean acceptance was ``acceptance_rate``."""
+        return params._replace(step_size=adapt_step_size(
+            params.step_size, acceptance_rate, self.target_acceptance,
+            max_factor=self.max_step_change).astype(params.step_size.dtype))
 
     def params_from_particles(
         self, positions: jax.Array, previous_params: HMCParams | None = None, acceptance_rate=None
     ) -> HMCParams:
-        r"""Inverse mass :math:`M^{-1} = \mathrm{diag}(\widehat{\mathrm{Var}}[x])` from the
-        population ``positions [N, d]``; the step size is carried over from ``previous_params``
-        and adapted with :func:`adapt_step_size` from the last mean ``acceptance_rate`` (no
-        adaptation when it is ``None`` or NaN; the initial step size without previous params)."""
+        r"""The inverse mass from the population ``positions [N, d]``: the Cholesky factor of
+        its covariance (``mass="full"``, or ``"auto"`` with :math:`d \le` ``max_full_dim``) or its
+        variances. The step size is carried over from ``previous_params`` (it is adapted after
+        every sweep, :meth:`adapt`), or the initial one. ``acceptance_rate`` is accepted for a
+        common interface and not used."""
+        del acceptance_rate
+        n, d = positions.shape
         var = jnp.var(positions, axis=0)
         var = jnp.maximum(var, 1e-12 * (1.0 + jnp.mean(var)))
+        full = self.mass == "full" or (self.mass == "auto" and d <= int(self.max_full_dim))
+        if full:
+            cov = jnp.cov(positions, rowvar=False).reshape(d, d)
+            jitter = 1e-6 * (1.0 + jnp.trace(cov) / d)
+            chol = jnp.linalg.cholesky(cov + jitter * jnp.eye(d, dtype=cov.dtype))
+            inverse_mass = jnp.where(jnp.all(jnp.isfinite(chol)), chol, jnp.diag(jnp.sqrt(var)))
+        else:
+            inverse_mass = var
         if previous_params is None:
-            step_size = self._initial_step_size(positions.shape[1], positions.dtype)
+            step_size = self._initial_step_size(d, positions.dtype)
         else:
             step_size = previous_params.step_size
-            if acceptance_rate is not None:
-                adapted = adapt_step_size(step_size, acceptance_rate, self.target_acceptance)
-                step_size = jnp.where(jnp.isnan(acceptance_rate), step_size, adapted)
-        return HMCParams(jnp.asarray(step_size, positions.dtype), var)
+        return HMCParams(jnp.asarray(step_size, positions.dtype), inverse_mass)
 
     def _initial_step_size(self, d, dtype):
         if self.initial_step_size is not None:

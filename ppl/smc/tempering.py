@@ -324,9 +324,7 @@ def _build_runner(model, static_spec, num_particles, kernel, num_mcmc_steps, num
             idx = scheme(k_res, safe, n)
             z, lp, ll = gather((s.z, s.log_prior, s.log_lik), idx)
 
-            params = kernel.params_from_particles(
-                z, previous_params=s.kernel_params, acceptance_rate=s.acceptance
-            )
+            params = kernel.params_from_particles(z, previous_params=s.kernel_params)
 
             def logdensity(x):
                 lp_, ll_ = prior_lik(x)
@@ -335,14 +333,15 @@ def _build_runner(model, static_spec, num_particles, kernel, num_mcmc_steps, num
             if num_mcmc_steps > 0:
                 states = jax.vmap(kernel.init, in_axes=(0, None))(z, logdensity)
 
-                def move(states, k):
-                    keys = jax.random.split(k, n)
-                    states, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None))(
-                        keys, states, logdensity, params
-                    )
-                    return states, jnp.mean(info.acceptance_rate)
+                def move(carry, k):
+                    # One sweep over the population, then the kernel adapts to its acceptance.
+                    states, params = carry
+                    states, info = kernel.step_batch(k, states, logdensity, params)
+                    acc = jnp.mean(info.acceptance_rate)
+                    return (states, kernel.adapt(params, acc)), acc
 
-                states, accs = jax.lax.scan(move, states, jax.random.split(k_mcmc, num_mcmc_steps))
+                (states, params), accs = jax.lax.scan(
+                    move, (states, params), jax.random.split(k_mcmc, num_mcmc_steps))
                 z = states.position
                 lp, ll = states.aux
                 acc = jnp.mean(accs).astype(dtype)

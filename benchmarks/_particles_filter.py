@@ -1,13 +1,19 @@
-"""The ``particles`` side of ``benchmarks/smc_engine.py``: bootstrap filter, stochastic volatility.
+"""The ``particles`` side of ``benchmarks/smc_engine.py``: bootstrap filters.
 
 Runs inside its own virtual environment (``particles`` 0.4 pins ``numpy < 2``, which breaks jax),
 so it imports nothing from ``ppl`` or jax. Usage::
 
-    python _particles_sv.py DATA.npz --N 4096 --repeats 3 --seed 0
-    python _particles_sv.py DATA.npz --N 4096 --serve     # one run per "run SEED" line on stdin
+    python _particles_filter.py DATA.npz --N 4096 --repeats 3 --seed 0
+    python _particles_filter.py DATA.npz --N 4096 --serve     # one run per "run SEED" line on stdin
 
 ``DATA.npz`` (written by ``smc_engine.py`` with ``np.savez``, read with ``allow_pickle=False``)
-holds ``y`` (the observations, shape ``[T]``) and the scalars ``mu``, ``rho``, ``sigma``.
+holds ``model`` (a string) and ``y`` (the observations, ``[T]`` or ``[T, dy]``), and the model's
+parameters:
+
+* ``model="stochastic_volatility"``: the scalars ``mu``, ``rho``, ``sigma``
+  (``particles.state_space_models.StochVol``);
+* ``model="lgssm"``: the arrays ``F``, ``G``, ``covX``, ``covY``, ``mu0``, ``cov0`` of a
+  multivariate linear-Gaussian model (``particles.kalman.MVLinearGauss``).
 The last line of stdout is one JSON object with the wall time and log-evidence of every repeat.
 With ``--serve`` the filter is warmed up once, ``ready`` plus a JSON line of versions is printed,
 and then every stdin line ``run SEED`` is answered by one JSON line
@@ -28,7 +34,7 @@ import numpy as np
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", help="npz file with y, mu, rho, sigma")
+    parser.add_argument("data", help="npz file with model, y and the model's parameters")
     parser.add_argument("--N", type=int, default=4096, help="number of particles")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs")
     parser.add_argument("--seed", type=int, default=0, help="numpy seed of the first run")
@@ -41,10 +47,18 @@ def main(argv=None) -> int:
     from particles import state_space_models as ssm
 
     with np.load(args.data, allow_pickle=False) as f:
+        name = str(f["model"])
         y = np.asarray(f["y"], dtype=np.float64)
-        mu, rho, sigma = float(f["mu"]), float(f["rho"]), float(f["sigma"])
+        if name == "stochastic_volatility":
+            model = ssm.StochVol(mu=float(f["mu"]), rho=float(f["rho"]), sigma=float(f["sigma"]))
+        elif name == "lgssm":
+            from particles import kalman
 
-    model = ssm.StochVol(mu=mu, rho=rho, sigma=sigma)
+            model = kalman.MVLinearGauss(**{k: np.asarray(f[k], dtype=np.float64)
+                                            for k in ("F", "G", "covX", "covY", "mu0", "cov0")})
+        else:
+            raise SystemExit(f"unknown model {name!r} in {args.data}")
+
     fk = ssm.Bootstrap(ssm=model, data=y)
 
     def one_run(seed):
@@ -58,6 +72,7 @@ def main(argv=None) -> int:
 
     one_run(args.seed + 10_000)  # warm-up: numba-compiled resampling, imports, caches
     info = {
+        "model": name,
         "T": int(y.shape[0]),
         "N": args.N,
         "resampling": args.resampling,

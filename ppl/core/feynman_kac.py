@@ -44,9 +44,11 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution as _NumpyroDistribution
+from numpyro.distributions import MultivariateNormal as _MultivariateNormal
 from numpyro.distributions.batch_util import promote_batch_shape as _promote_batch_shape
 
 from ppl.core.cache import structural_key
+from ppl.core.gaussian import Gaussian
 
 __all__ = ["FeynmanKac", "PointMass", "num_steps_of", "data_at"]
 
@@ -280,7 +282,9 @@ class FeynmanKac:
     # which is what a hand-written vectorised filter does, instead of splitting the key into
     # N keys and drawing N times. The log-weights are the one-particle :meth:`log_weight` lifted
     # with ``vmap``. A distribution that is not a numpyro distribution, or whose lifted form
-    # does not have the shape ``[N] + one particle's``, falls back to one key per particle.
+    # does not have the shape ``[N] + one particle's``, falls back to one key per particle. A
+    # lifted ``MultivariateNormal`` is drawn as :class:`~ppl.core.gaussian.Gaussian` (the same
+    # draws, computed without batched tiny matrix products).
     def init_batch(self, key: jax.Array, num_particles: int, data_0) -> tuple[Any, jax.Array]:
         """:meth:`init_step` for ``num_particles`` particles: states ``[N, ...]``, log-weights ``[N]``."""
         if self.batched_randomness:
@@ -322,6 +326,8 @@ def _lift(move, x, t, data_t, n):
         return None
     if tuple(lifted.shape()) != (n,) + tuple(one.shape()):
         return None
+    if type(lifted) is _MultivariateNormal:  # same draws, without batched tiny matmuls
+        lifted = Gaussian(lifted.loc, scale_tril=lifted.scale_tril)
     return lifted
 
 

@@ -314,7 +314,7 @@ class HMC:
         return self.move(state, z, u, logdensity_fn, params)
 
     def move(self, state: HMCState, z, u, logdensity_fn: LogDensityFn, params: HMCParams):
-        """The move given its noise: ``z ~ N(0, I_d)`` (momentum :math:`p = L^{-\top} z`, or
+        r"""The move given its noise: ``z ~ N(0, I_d)`` (momentum :math:`p = L^{-\top} z`, or
         :math:`z / \sqrt{m^{-1}}` for a diagonal mass) and the acceptance uniform ``u``."""
         eps, inv_mass = params.step_size, params.inverse_mass
         if inv_mass.ndim == 1:

@@ -266,3 +266,31 @@ def test_equal_static_models_share_the_tempered_and_nuts_runners(count_compiles)
         before = counter["n"]
         ppl.infer(make_model(3.0), y, method=method, key=jax.random.key(2), **opts)
         assert counter["n"] == before, method
+
+
+@pytest.mark.parametrize("density", ["numpyro", "ppl.Gaussian"])
+def test_multivariate_linear_gaussian_evidence_is_unbiased(density):
+    """3-d states, correlated noises, batched draws of a lifted MultivariateNormal: Z-hat / Z
+    has mean 1 against the Kalman filter."""
+    F = np.array([[0.8, -0.2, 0.0], [0.2, 0.8, 0.0], [0.0, 0.1, 0.9]])
+    G = np.array([[1.0, 0.0, 0.0], [0.5, 1.0, 0.0]])
+    cov_x = 0.3 * np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    cov_y = np.array([[0.5, 0.1], [0.1, 0.4]])
+    rng = np.random.default_rng(7)
+    x, ys = rng.multivariate_normal(np.zeros(3), np.eye(3)), []
+    for t in range(12):
+        x = F @ x + rng.multivariate_normal(np.zeros(3), cov_x) if t else x
+        ys.append(G @ x + rng.multivariate_normal(np.zeros(2), cov_y))
+    log_z = exact.kalman_log_evidence(ys, F, G, cov_x, cov_y, np.zeros(3), np.eye(3))
+    Fj, Gj, Qj, Rj = (jnp.asarray(a, jnp.float32) for a in (F, G, cov_x, cov_y))
+    obs = dist.MultivariateNormal if density == "numpyro" else ppl.Gaussian
+    fk = ppl.FeynmanKac(dist.MultivariateNormal(jnp.zeros(3), jnp.eye(3)),
+                        lambda x, t, y: dist.MultivariateNormal(Fj @ x, Qj),
+                        lambda xp, x, t, y: obs(Gj @ x, Rj).log_prob(y),
+                        data=jnp.asarray(np.array(ys), jnp.float32))
+    runs = 300
+    res = ppl.run_smc(fk, 128, key=jax.random.split(jax.random.key(8), runs))
+    ratio = np.exp(np.asarray(res.log_evidence, np.float64) - log_z)
+    se = ratio.std(ddof=1) / np.sqrt(runs)
+    assert se < 0.1, "too noisy to be a test"
+    assert abs(ratio.mean() - 1.0) < 4.0 * se

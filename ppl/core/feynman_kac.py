@@ -49,6 +49,7 @@ from numpyro.distributions.batch_util import promote_batch_shape as _promote_bat
 
 from ppl.core.cache import structural_key
 from ppl.core.gaussian import Gaussian
+from ppl.core.small_dots import small_dots
 
 __all__ = ["FeynmanKac", "PointMass", "num_steps_of", "data_at"]
 
@@ -291,24 +292,31 @@ class FeynmanKac:
             q0 = self._init_dist(data_0) if self.proposal is None else self.proposal(None, 0, data_0)
             if isinstance(q0, _NumpyroDistribution):
                 x = q0.sample(key, (num_particles,))
-                log_w = jax.vmap(self.log_weight, in_axes=(None, 0, None, None))(None, x, 0, data_0)
+                log_w = jax.vmap(_fast(lambda x: self.log_weight(None, x, 0, data_0)))(x)
                 return x, log_w
-        return jax.vmap(self.init_step, in_axes=(0, None))(jax.random.split(key, num_particles), data_0)
+        return jax.vmap(_fast(self.init_step), in_axes=(0, None))(jax.random.split(key, num_particles), data_0)
 
     def step_batch(self, key: jax.Array, x, t, data_t) -> tuple[Any, jax.Array]:
         """:meth:`step` for every particle of ``x`` (leaves ``[N, ...]``)."""
         n = jax.tree_util.tree_leaves(x)[0].shape[0]
         if self.batched_randomness:
             move = self.transition if self.proposal is None else self.proposal
-            batched = _lift(move, x, t, data_t, n)
+            batched = _lift(_fast(move), x, t, data_t, n)
             if batched is not None:
                 x_new = batched.sample(key)
-                return x_new, jax.vmap(self.log_weight, in_axes=(0, 0, None, None))(x, x_new, t, data_t)
-        return jax.vmap(self.step, in_axes=(0, 0, None, None))(jax.random.split(key, n), x, t, data_t)
+                log_w = jax.vmap(_fast(self.log_weight), in_axes=(0, 0, None, None))(x, x_new, t, data_t)
+                return x_new, log_w
+        return jax.vmap(_fast(self.step), in_axes=(0, 0, None, None))(jax.random.split(key, n), x, t, data_t)
 
     def done_batch(self, x) -> jax.Array:
         """:meth:`is_done` for every particle: ``bool[N]``."""
         return jax.vmap(self.is_done)(x)
+
+
+def _fast(fn):
+    """``fn`` as the engine lifts it: on CPU with tiny matrix products as multiply-and-sum
+    (:func:`ppl.core.small_dots.small_dots`; the same values), elsewhere unchanged."""
+    return small_dots(fn) if jax.default_backend() == "cpu" else fn
 
 
 def _lift(move, x, t, data_t, n):

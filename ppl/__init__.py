@@ -8,7 +8,7 @@ numpyro models (:func:`infer`), and conversion of every result to ``arviz.Infere
 __version__ = "0.1.0"
 
 from ppl.analysis.results import PosteriorResult
-from ppl.core import FeynmanKac, Gaussian, PointMass, ProgramState, SMCError, from_step_program
+from ppl.core import FeynmanKac, PointMass, ProgramState, SMCError, from_step_program
 from ppl import lm
 from ppl.infer import infer
 from ppl.mcmc import nuts
@@ -26,7 +26,6 @@ from ppl.smc import (
 
 __all__ = [
     "FeynmanKac",
-    "Gaussian",
     "ParticleGibbsResult",
     "PointMass",
     "PosteriorResult",

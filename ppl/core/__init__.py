@@ -2,7 +2,6 @@
 
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac, PointMass
-from ppl.core.gaussian import Gaussian
 from ppl.core.step_program import ProgramState, from_step_program
 
-__all__ = ["FeynmanKac", "Gaussian", "PointMass", "ProgramState", "SMCError", "from_step_program"]
+__all__ = ["FeynmanKac", "PointMass", "ProgramState", "SMCError", "from_step_program"]

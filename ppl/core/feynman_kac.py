@@ -44,11 +44,9 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution as _NumpyroDistribution
-from numpyro.distributions import MultivariateNormal as _MultivariateNormal
 from numpyro.distributions.batch_util import promote_batch_shape as _promote_batch_shape
 
 from ppl.core.cache import structural_key
-from ppl.core.gaussian import Gaussian
 from ppl.core.small_dots import small_dots
 
 __all__ = ["FeynmanKac", "PointMass", "num_steps_of", "data_at"]
@@ -283,15 +281,14 @@ class FeynmanKac:
     # which is what a hand-written vectorised filter does, instead of splitting the key into
     # N keys and drawing N times. The log-weights are the one-particle :meth:`log_weight` lifted
     # with ``vmap``. A distribution that is not a numpyro distribution, or whose lifted form
-    # does not have the shape ``[N] + one particle's``, falls back to one key per particle. A
-    # lifted ``MultivariateNormal`` is drawn as :class:`~ppl.core.gaussian.Gaussian` (the same
-    # draws, computed without batched tiny matrix products).
+    # does not have the shape ``[N] + one particle's``, falls back to one key per particle. On
+    # CPU every lifted computation runs through :func:`ppl.core.small_dots.small_dots`.
     def init_batch(self, key: jax.Array, num_particles: int, data_0) -> tuple[Any, jax.Array]:
         """:meth:`init_step` for ``num_particles`` particles: states ``[N, ...]``, log-weights ``[N]``."""
         if self.batched_randomness:
             q0 = self._init_dist(data_0) if self.proposal is None else self.proposal(None, 0, data_0)
             if isinstance(q0, _NumpyroDistribution):
-                x = q0.sample(key, (num_particles,))
+                x = _fast(lambda k: q0.sample(k, (num_particles,)))(key)
                 log_w = jax.vmap(_fast(lambda x: self.log_weight(None, x, 0, data_0)))(x)
                 return x, log_w
         return jax.vmap(_fast(self.init_step), in_axes=(0, None))(jax.random.split(key, num_particles), data_0)
@@ -303,7 +300,7 @@ class FeynmanKac:
             move = self.transition if self.proposal is None else self.proposal
             batched = _lift(_fast(move), x, t, data_t, n)
             if batched is not None:
-                x_new = batched.sample(key)
+                x_new = _fast(batched.sample)(key)
                 log_w = jax.vmap(_fast(self.log_weight), in_axes=(0, 0, None, None))(x, x_new, t, data_t)
                 return x_new, log_w
         return jax.vmap(_fast(self.step), in_axes=(0, 0, None, None))(jax.random.split(key, n), x, t, data_t)
@@ -334,8 +331,6 @@ def _lift(move, x, t, data_t, n):
         return None
     if tuple(lifted.shape()) != (n,) + tuple(one.shape()):
         return None
-    if type(lifted) is _MultivariateNormal:  # same draws, without batched tiny matmuls
-        lifted = Gaussian(lifted.loc, scale_tril=lifted.scale_tril)
     return lifted
 
 

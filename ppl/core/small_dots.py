@@ -1,4 +1,4 @@
-r"""Matrix products with a tiny contraction, written as multiply-and-sum: a CPU fast path.
+r"""Tiny matrix products and triangular solves, written as elementwise arithmetic: a CPU fast path.
 
 A particle filter evaluates a model's one-particle functions for :math:`N` particles under
 ``vmap``. A product such as ``F @ x`` with a :math:`3 \times 3` matrix then becomes one
@@ -15,9 +15,12 @@ replacing every ``dot_general`` whose contracted size is at most ``max_contract`
     (A B)_{b,i,j} = \sum_{k} A_{b,i,k} B_{b,j,k}
     \quad\text{as}\quad \mathrm{sum}_k\big(A_{b,i,\cdot,k} \odot B_{b,\cdot,j,k}\big),
 
-inlining nested ``jit`` calls so that the products inside ``jnp`` helpers are reached too. Every
-other equation is bound unchanged, so the function computes the same values (the summation order
-of :math:`k` may differ in the last bit). The engine applies it on CPU only (on accelerators the
+and every left-sided ``triangular_solve`` with at most ``max_contract`` rows (numpyro's
+``MultivariateNormal.log_prob``: 65 µs against 4 µs there) by forward or back substitution
+written row by row, :math:`z_i = (b_i - \sum_{j<i} L_{ij} z_j) / L_{ii}`. Nested ``jit`` calls are
+inlined so that the products inside ``jnp`` helpers are reached too. Every other equation is
+bound unchanged, so the function computes the same values (sums may be taken in another order,
+which changes the last bit). The engine applies it on CPU only (on accelerators the
 matrix units are the fast path).
 """
 
@@ -53,6 +56,27 @@ def _mul_sum(lhs, rhs, dimension_numbers, preferred_element_type):
     return jnp.sum(prod, axis=tuple(range(prod.ndim - nc, prod.ndim))) if nc else prod
 
 
+def _substitute(a, b, *, left_side, lower, transpose_a, conjugate_a, unit_diagonal):
+    """Solve ``a x = b`` (``left_side``) by forward / back substitution, one row at a time."""
+    if conjugate_a:
+        a = jnp.conj(a)
+    if transpose_a:
+        a, lower = jnp.swapaxes(a, -1, -2), not lower
+    m = a.shape[-1]
+    order = range(m) if lower else range(m - 1, -1, -1)
+    rows = [None] * m
+    for i in order:
+        acc = b[..., i, :]
+        for j in (range(i) if lower else range(i + 1, m)):
+            acc = acc - a[..., i, j, None] * rows[j]
+        rows[i] = acc if unit_diagonal else acc / a[..., i, i, None]
+    return jnp.stack(rows, axis=-2)
+
+
+def _small_solve(eqn, max_contract):
+    return eqn.params["left_side"] and eqn.invars[0].aval.shape[-1] <= max_contract
+
+
 def _small(eqn, max_contract):
     (lc, _), _ = eqn.params["dimension_numbers"]
     lhs = eqn.invars[0].aval
@@ -77,6 +101,8 @@ def _eval(jaxpr, consts, args, max_contract):
         if eqn.primitive is prims.dot_general_p and _small(eqn, max_contract):
             outvals = [_mul_sum(*invals, eqn.params["dimension_numbers"],
                                 eqn.params.get("preferred_element_type"))]
+        elif eqn.primitive is prims.triangular_solve_p and _small_solve(eqn, max_contract):
+            outvals = [_substitute(*invals, **eqn.params)]
         elif eqn.primitive in _CALLS:
             inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
             if isinstance(inner, jcore.ClosedJaxpr):

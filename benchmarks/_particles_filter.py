@@ -17,7 +17,7 @@ parameters:
 The last line of stdout is one JSON object with the wall time and log-evidence of every repeat.
 With ``--serve`` the filter is warmed up once, ``ready`` plus a JSON line of versions is printed,
 and then every stdin line ``run SEED`` is answered by one JSON line
-``{"seconds": ..., "log_evidence": ..., "num_resampling_steps": ...}`` (``quit`` or EOF ends it);
+``{"seconds": ..., "cpu_seconds": ..., "log_evidence": ..., "num_resampling_steps": ...}`` (``quit`` or EOF ends it);
 the caller can then interleave these runs with its own to share the machine's load fairly.
 """
 
@@ -65,10 +65,10 @@ def main(argv=None) -> int:
         np.random.seed(seed)
         pf = particles.SMC(fk=fk, N=args.N, resampling=args.resampling, ESSrmin=args.ess_rmin,
                            store_history=False)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         pf.run()
-        elapsed = time.perf_counter() - t0
-        return elapsed, float(pf.logLt), int(np.sum(pf.summaries.rs_flags))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return elapsed, cpu, float(pf.logLt), int(np.sum(pf.summaries.rs_flags))
 
     one_run(args.seed + 10_000)  # warm-up: numba-compiled resampling, imports, caches
     info = {
@@ -92,13 +92,14 @@ def main(argv=None) -> int:
             if cmd[0] != "run" or len(cmd) != 2:
                 print(json.dumps({"error": f"unknown command {line.strip()!r}"}), flush=True)
                 continue
-            s, lz, nr = one_run(int(cmd[1]))
-            print(json.dumps({"seconds": s, "log_evidence": lz, "num_resampling_steps": nr}), flush=True)
+            s, c, lz, nr = one_run(int(cmd[1]))
+            print(json.dumps({"seconds": s, "cpu_seconds": c, "log_evidence": lz,
+                              "num_resampling_steps": nr}), flush=True)
         return 0
 
     seconds, log_z, resample_counts = [], [], []
     for r in range(args.repeats):
-        s, lz, nr = one_run(args.seed + r)
+        s, _, lz, nr = one_run(args.seed + r)
         seconds.append(s)
         log_z.append(lz)
         resample_counts.append(nr)

@@ -536,18 +536,23 @@ def interleaved(sides: dict, repeats: int) -> dict:
 
     ``sides`` maps a name to ``call(r) -> dict``. Interleaving the rounds spreads any drift of
     the machine's load evenly over the sides. Returns, per side, ``first_call_seconds``,
-    ``seconds`` and the lists of every field the calls returned.
+    ``seconds`` (wall), ``cpu_seconds`` (process CPU time, all threads; a side that runs in a
+    subprocess returns its own as ``cpu_seconds``) and the lists of every field the calls
+    returned.
     """
     out = {}
     for name, call in sides.items():
         t0 = time.perf_counter()
         call(-1)
-        out[name] = {"first_call_seconds": time.perf_counter() - t0, "seconds": [], "records": []}
+        out[name] = {"first_call_seconds": time.perf_counter() - t0, "seconds": [],
+                     "cpu_seconds": [], "records": []}
     for r in range(repeats):
         for name, call in sides.items():
-            t0 = time.perf_counter()
-            rec = call(r)
+            t0, c0 = time.perf_counter(), time.process_time()
+            rec = dict(call(r))
             out[name]["seconds"].append(time.perf_counter() - t0)
+            # CPU time of this process (all its threads); a subprocess side reports its own.
+            out[name]["cpu_seconds"].append(rec.pop("cpu_seconds", time.process_time() - c0))
             out[name]["records"].append(rec)
     for name, res in out.items():
         for field in res["records"][0]:
@@ -718,6 +723,9 @@ def compare_filter(args) -> dict:
     t_theirs, t_ours = _median(theirs["seconds"]), _median(ours["seconds"])
     out = {
         "pf_vs_particles_speedup": t_theirs / t_ours,
+        "pf_vs_particles_speedup_cpu": _median(theirs["cpu_seconds"]) / _median(ours["cpu_seconds"]),
+        "pf_ours_cpu_seconds": _median(ours["cpu_seconds"]),
+        "pf_particles_cpu_seconds": _median(theirs["cpu_seconds"]),
         "logz_abs_diff_vs_particles": abs(_mean(ours["log_evidence"]) - _mean(theirs["log_evidence"])),
         "pf_vs_particles_speedup_best": min(theirs["seconds"]) / min(ours["seconds"]),
         "pf_model": {"name": "stochastic_volatility", **SV_PARAMS, "T": args.T, "N": args.N,
@@ -741,6 +749,7 @@ def compare_filter(args) -> dict:
             "pf_jax_reference_seconds": _median(ref["seconds"]),
             "pf_jax_reference_logz_mean": _mean(ref["log_evidence"]),
             "pf_vs_jax_reference_ratio": t_ours / _median(ref["seconds"]),
+            "pf_vs_jax_reference_ratio_cpu": _median(ours["cpu_seconds"]) / _median(ref["cpu_seconds"]),
         })
     return out
 
@@ -773,6 +782,9 @@ def compare_lgssm(args) -> dict:
                  "lgssm3_jax_reference_logz_mean": _mean(res["jax_reference"]["log_evidence"])}
     return {**extra,
         "pf_vs_particles_speedup_lgssm3": t_theirs / t_ours,
+        "pf_vs_particles_speedup_lgssm3_cpu": _median(theirs["cpu_seconds"]) / _median(ours["cpu_seconds"]),
+        "lgssm3_ours_cpu_seconds": _median(ours["cpu_seconds"]),
+        "lgssm3_particles_cpu_seconds": _median(theirs["cpu_seconds"]),
         "lgssm3_model": {"name": "lgssm3", "dx": 3, "dy": 3, "T": args.T, "N": args.N,
                          "written_with": "numpyro MultivariateNormal(loc, covariance_matrix)",
                          "resampling": "systematic", "ess_threshold": 0.5, "data_seed": args.seed},
@@ -811,6 +823,10 @@ def compare_tempered(args) -> dict:
         "logz_abs_diff_vs_blackjax": abs(_mean(ours["log_evidence"]) - _mean(bj["log_evidence"])),
         "tempered_vs_blackjax_speedup_best": min(bj["seconds"]) / min(ours["seconds"]),
         "tempered_vs_blackjax_speedup_per_step": (t_bj / steps_bj) / (t_ours / steps_ours),
+        "tempered_vs_blackjax_speedup_per_step_cpu": (_median(bj["cpu_seconds"]) / steps_bj)
+        / (_median(ours["cpu_seconds"]) / steps_ours),
+        "tempered_ours_cpu_seconds": _median(ours["cpu_seconds"]),
+        "tempered_blackjax_cpu_seconds": _median(bj["cpu_seconds"]),
         "tempered_model": {"name": "logistic_regression", "dim": args.dim, "num_obs": args.num_obs,
                            "prior": "N(0,1)", "num_particles": args.tempered_particles,
                            "num_mcmc_steps": args.num_mcmc_steps, "target_ess": args.target_ess,

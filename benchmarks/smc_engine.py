@@ -89,33 +89,6 @@ LGSSM3 = {
 }
 
 
-def simulate_lgssm(T: int, seed: int, F, G, covX, covY, mu0, cov0) -> np.ndarray:
-    """Observations ``[T, dy]`` of x_0 ~ N(mu0, cov0), x_t = F x_{t-1} + N(0, covX), y_t = G x_t + N(0, covY)."""
-    rng = np.random.default_rng(seed)
-    x = rng.multivariate_normal(mu0, cov0)
-    ys = np.empty((T, G.shape[0]))
-    for t in range(T):
-        if t:
-            x = F @ x + rng.multivariate_normal(np.zeros(F.shape[0]), covX)
-        ys[t] = G @ x + rng.multivariate_normal(np.zeros(G.shape[0]), covY)
-    return ys
-
-
-def kalman_log_evidence(y: np.ndarray, F, G, covX, covY, mu0, cov0) -> float:
-    """Exact log p(y_{0:T-1}) of the linear-Gaussian model (float64 Kalman filter)."""
-    m, P, total = np.asarray(mu0, float), np.asarray(cov0, float), 0.0
-    for t in range(y.shape[0]):
-        if t:
-            m, P = F @ m, F @ P @ F.T + covX
-        S = G @ P @ G.T + covY
-        r = y[t] - G @ m
-        _, logdet = np.linalg.slogdet(S)
-        total += -0.5 * (r @ np.linalg.solve(S, r) + logdet + len(r) * math.log(2 * math.pi))
-        K = P @ G.T @ np.linalg.inv(S)
-        m, P = m + K @ r, P - K @ S @ K.T
-    return float(total)
-
-
 def simulate_logistic(num_obs: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Design matrix X [n, d], labels y [n] in {0, 1} and the true coefficients w [d]."""
     rng = np.random.default_rng(seed)
@@ -218,28 +191,18 @@ def make_ours_filter(y, params: dict, N: int, seed: int):
     return make_ours_filter_of(make_sv_feynman_kac(y, params), N, seed)
 
 
-def make_lgssm_feynman_kac(y, params: dict):
-    """The bootstrap filter of a linear-Gaussian model, written with numpyro's ``MultivariateNormal``.
+def lgssm3_model():
+    """``LGSSM3`` as a ``models.state_space.MultivariateLinearGaussian``.
 
-    This is the plain way a user writes it (covariance matrices, no hand-written density). The
-    engine draws the particle set from one lifted ``MultivariateNormal`` per step, and on CPU
-    runs its tiny products and triangular solves as elementwise arithmetic
-    (``ppl.core.small_dots``); the Cholesky factors of the constant covariances are computed
-    once per step, not once per particle.
+    Its ``bootstrap`` form is the plain way a user writes the filter (numpyro
+    ``MultivariateNormal``, covariance matrices, no hand-written density). The engine draws the
+    particle set from one lifted ``MultivariateNormal`` per step, and on CPU runs its tiny
+    products and triangular solves as elementwise arithmetic (``ppl.core.small_dots``).
     """
-    import jax.numpy as jnp
-    import numpyro.distributions as dist
+    from models.state_space import MultivariateLinearGaussian
 
-    import ppl
-
-    F, G, covX, covY, mu0, cov0 = (jnp.asarray(params[k], jnp.float32)
-                                   for k in ("F", "G", "covX", "covY", "mu0", "cov0"))
-    return ppl.FeynmanKac(
-        init=dist.MultivariateNormal(mu0, cov0),
-        transition=lambda x, t, y_t: dist.MultivariateNormal(F @ x, covX),
-        log_potential=lambda x_prev, x, t, y_t: dist.MultivariateNormal(G @ x, covY).log_prob(y_t),
-        data=jnp.asarray(y, jnp.float32),
-    )
+    p = LGSSM3
+    return MultivariateLinearGaussian(F=p["F"], G=p["G"], Q=p["covX"], R=p["covY"], m0=p["mu0"], P0=p["cov0"])
 
 
 def make_ours_filter_of(fk, N: int, seed: int):
@@ -260,25 +223,21 @@ def make_ours_filter_of(fk, N: int, seed: int):
     return call
 
 
-def make_jax_reference_filter(y, params: dict, N: int, seed: int):
+def _jax_reference(y, N: int, seed: int, init, move, log_g):
     """A hand-written, fully vectorised bootstrap filter in plain JAX (``lax.scan``).
 
-    Not part of the comparison: it shows what JAX itself costs on this machine for this filter
-    (one batched normal draw per step instead of one key per particle, no diagnostics), so the
-    engine's own overhead can be read off as ``pf_ours_seconds / pf_jax_reference_seconds``.
+    ``init(key) -> x [N, ...]``, ``move(key, x) -> x`` and ``log_g(x, y_t) -> [N]`` act on the
+    whole particle set (one batched draw per step, no diagnostics); systematic resampling when
+    ESS/N < 0.5. Not part of the comparison: it shows what JAX itself costs on this machine for
+    the filter, so the engine's own overhead is ours / this.
     """
     import jax
     import jax.numpy as jnp
     from jax.scipy.special import logsumexp
 
-    mu, rho, sigma = params["mu"], params["rho"], params["sigma"]
-    sig0 = sigma / math.sqrt(1.0 - rho**2)
     yj = jnp.asarray(y, jnp.float32)
     T = yj.shape[0]
     log_n = math.log(N)
-
-    def log_g(x, y_t):
-        return -0.5 * (math.log(2.0 * math.pi) + x + y_t**2 * jnp.exp(-x))
 
     def systematic(key, log_w):
         cdf = jnp.cumsum(jnp.exp(log_w - logsumexp(log_w)))
@@ -288,7 +247,7 @@ def make_jax_reference_filter(y, params: dict, N: int, seed: int):
     @jax.jit
     def run(key, ys):
         k0, key = jax.random.split(key)
-        x = mu + sig0 * jax.random.normal(k0, (N,))
+        x = init(k0)
         log_w = log_g(x, ys[0])
         log_z = logsumexp(log_w) - log_n
 
@@ -301,7 +260,7 @@ def make_jax_reference_filter(y, params: dict, N: int, seed: int):
             x, log_w = jax.lax.cond(
                 do_res, lambda a: (a[0][systematic(k_res, a[1])], jnp.full((N,), -log_n)),
                 lambda a: a, (x, log_w))
-            x = mu + rho * (x - mu) + sigma * jax.random.normal(k_move, (N,))
+            x = move(k_move, x)
             log_w = log_w + log_g(x, y_t)
             return (x, log_w, log_z + logsumexp(log_w), n_res + do_res), None
 
@@ -318,65 +277,41 @@ def make_jax_reference_filter(y, params: dict, N: int, seed: int):
     return call
 
 
-def make_jax_reference_lgssm(y, params: dict, N: int, seed: int):
-    """A hand-written, fused bootstrap filter of the linear-Gaussian model in plain JAX.
-
-    Structure of arrays ``[N, dx]``, Cholesky factors computed once, one batched draw per step,
-    a triangular solve for the density: what JAX itself costs on this machine for this filter.
-    """
+def make_jax_reference_filter(y, params: dict, N: int, seed: int):
+    """The hand-written JAX filter (:func:`_jax_reference`) of the stochastic-volatility model."""
     import jax
     import jax.numpy as jnp
-    from jax.scipy.special import logsumexp
+
+    mu, rho, sigma = params["mu"], params["rho"], params["sigma"]
+    sig0 = sigma / math.sqrt(1.0 - rho**2)
+    return _jax_reference(
+        y, N, seed,
+        init=lambda k: mu + sig0 * jax.random.normal(k, (N,)),
+        move=lambda k, x: mu + rho * (x - mu) + sigma * jax.random.normal(k, (N,)),
+        log_g=lambda x, y_t: -0.5 * (math.log(2.0 * math.pi) + x + y_t**2 * jnp.exp(-x)))
+
+
+def make_jax_reference_lgssm(y, params: dict, N: int, seed: int):
+    """The hand-written JAX filter (:func:`_jax_reference`) of the linear-Gaussian model:
+    states ``[N, dx]``, Cholesky factors computed once, a triangular solve for the density."""
+    import jax
+    import jax.numpy as jnp
 
     F, G, covX, covY, mu0, cov0 = (jnp.asarray(params[k], jnp.float32)
                                    for k in ("F", "G", "covX", "covY", "mu0", "cov0"))
     LX, LY, L0 = (jnp.linalg.cholesky(c) for c in (covX, covY, cov0))
     dx, dy = F.shape[0], G.shape[0]
     log_det = jnp.sum(jnp.log(jnp.diag(LY)))
-    yj = jnp.asarray(y, jnp.float32)
-    T = yj.shape[0]
-    log_n = math.log(N)
 
     def log_g(x, y_t):
         z = jax.scipy.linalg.solve_triangular(LY, (y_t - x @ G.T).T, lower=True)
         return -0.5 * jnp.sum(z * z, 0) - log_det - 0.5 * dy * math.log(2 * math.pi)
 
-    def systematic(key, log_w):
-        cdf = jnp.cumsum(jnp.exp(log_w - logsumexp(log_w)))
-        u = (jax.random.uniform(key) + jnp.arange(N)) / N
-        return jnp.clip(jnp.searchsorted(cdf, u), 0, N - 1)
-
-    @jax.jit
-    def run(key, ys):
-        k0, key = jax.random.split(key)
-        x = mu0 + jax.random.normal(k0, (N, dx)) @ L0.T
-        log_w = log_g(x, ys[0])
-        log_z = logsumexp(log_w) - log_n
-
-        def step(carry, inp):
-            x, log_w, log_z, n_res = carry
-            k, y_t = inp
-            k_res, k_move = jax.random.split(k)
-            log_w = log_w - logsumexp(log_w)
-            do_res = jnp.exp(-logsumexp(2.0 * log_w)) < 0.5 * N
-            x, log_w = jax.lax.cond(
-                do_res, lambda a: (a[0][systematic(k_res, a[1])], jnp.full((N,), -log_n)),
-                lambda a: a, (x, log_w))
-            x = x @ F.T + jax.random.normal(k_move, (N, dx)) @ LX.T
-            log_w = log_w + log_g(x, y_t)
-            return (x, log_w, log_z + logsumexp(log_w), n_res + do_res), None
-
-        (x, log_w, log_z, n_res), _ = jax.lax.scan(
-            step, (x, log_w, log_z, jnp.zeros((), jnp.int32)), (jax.random.split(key, T - 1), ys[1:]))
-        return log_z, n_res
-
-    base = jax.random.key(seed + 2_000)
-
-    def call(r):
-        log_z, n_res = jax.block_until_ready(run(jax.random.fold_in(base, r + 1), yj))
-        return {"log_evidence": float(log_z), "num_resampling_steps": int(n_res)}
-
-    return call
+    return _jax_reference(
+        y, N, seed,
+        init=lambda k: mu0 + jax.random.normal(k, (N, dx)) @ L0.T,
+        move=lambda k, x: x @ F.T + jax.random.normal(k, (N, dx)) @ LX.T,
+        log_g=log_g)
 
 
 # ------------------------------------------------------------------- logistic regression
@@ -704,22 +639,30 @@ def parse_args(argv=None):
     return args
 
 
-def compare_filter(args) -> dict:
-    y = simulate_sv(args.T, args.seed, **SV_PARAMS)
-    log(f"[filter] stochastic volatility T={args.T} N={args.N}, {args.repeats} interleaved repeats")
-    server = ParticlesServer("stochastic_volatility", y, SV_PARAMS, args.N, args.particles_venv)
+def _filter_sides(args, tag: str, model: str, y, params: dict, ours, make_reference):
+    """Time ``particles`` (in its subprocess), ours and, unless ``--no-jax-reference``, the
+    hand-written JAX filter, interleaved; log each side's times and log Z. Returns the timings
+    and the ``particles`` server's info."""
+    server = ParticlesServer(model, y, params, args.N, args.particles_venv)
     try:
-        sides = {"particles": lambda r: server.run(args.seed + r + 1 if r >= 0 else 10_001),
-                 "ours": make_ours_filter(y, SV_PARAMS, args.N, args.seed)}
+        sides = {"particles": lambda r: server.run(args.seed + r + 1 if r >= 0 else 10_001), "ours": ours}
         if not args.no_jax_reference:
-            sides["jax_reference"] = make_jax_reference_filter(y, SV_PARAMS, args.N, args.seed)
+            sides["jax_reference"] = make_reference(y, params, args.N, args.seed)
         res = interleaved(sides, args.repeats)
     finally:
         server.close()
-    theirs, ours = res["particles"], res["ours"]
     for name, r in res.items():
-        log(f"[filter] {name:13s} seconds {[round(s, 4) for s in r['seconds']]} "
+        log(f"[{tag}] {name:13s} seconds {[round(s, 4) for s in r['seconds']]} "
             f"(first call {r['first_call_seconds']:.2f} s) log Z {[round(z, 2) for z in r['log_evidence']]}")
+    return res, server.info
+
+
+def compare_filter(args) -> dict:
+    y = simulate_sv(args.T, args.seed, **SV_PARAMS)
+    log(f"[filter] stochastic volatility T={args.T} N={args.N}, {args.repeats} interleaved repeats")
+    res, info = _filter_sides(args, "filter", "stochastic_volatility", y, SV_PARAMS,
+                              make_ours_filter(y, SV_PARAMS, args.N, args.seed), make_jax_reference_filter)
+    theirs, ours = res["particles"], res["ours"]
     t_theirs, t_ours = _median(theirs["seconds"]), _median(ours["seconds"])
     out = {
         "pf_vs_particles_speedup": t_theirs / t_ours,
@@ -741,7 +684,7 @@ def compare_filter(args) -> dict:
         "pf_particles_logz_std": _std(theirs["log_evidence"]),
         "pf_ours_num_resampling_steps": ours["num_resampling_steps"],
         "pf_particles_num_resampling_steps": theirs["num_resampling_steps"],
-        "particles_versions": server.info["versions"],
+        "particles_versions": info["versions"],
     }
     if "jax_reference" in res:
         ref = res["jax_reference"]
@@ -755,23 +698,14 @@ def compare_filter(args) -> dict:
 
 
 def compare_lgssm(args) -> dict:
-    y = simulate_lgssm(args.T, args.seed, **LGSSM3)
+    model = lgssm3_model()
+    y = model.simulate(args.T, args.seed)
     log(f"[lgssm3] 3-d linear-Gaussian T={args.T} N={args.N} (numpyro MultivariateNormal), "
         f"{args.repeats} interleaved repeats")
-    server = ParticlesServer("lgssm", y, LGSSM3, args.N, args.particles_venv)
-    try:
-        sides = {"particles": lambda r: server.run(args.seed + r + 1 if r >= 0 else 10_001),
-                 "ours": make_ours_filter_of(make_lgssm_feynman_kac(y, LGSSM3), args.N, args.seed)}
-        if not args.no_jax_reference:
-            sides["jax_reference"] = make_jax_reference_lgssm(y, LGSSM3, args.N, args.seed)
-        res = interleaved(sides, args.repeats)
-    finally:
-        server.close()
+    res, _ = _filter_sides(args, "lgssm3", "lgssm", y, LGSSM3,
+                           make_ours_filter_of(model.bootstrap(y), args.N, args.seed), make_jax_reference_lgssm)
     theirs, ours = res["particles"], res["ours"]
-    for name, r in res.items():
-        log(f"[lgssm3] {name:9s} seconds {[round(s, 4) for s in r['seconds']]} "
-            f"(first call {r['first_call_seconds']:.2f} s) log Z {[round(z, 2) for z in r['log_evidence']]}")
-    exact = kalman_log_evidence(y, **LGSSM3)
+    exact = model.kalman_log_evidence(y)
     t_theirs, t_ours = _median(theirs["seconds"]), _median(ours["seconds"])
     extra = {}
     if "jax_reference" in res:

@@ -1,4 +1,4 @@
-r"""The linear-Gaussian state-space model: Feynman–Kac forms and its exact Kalman filter.
+r"""Linear-Gaussian state-space models: Feynman–Kac forms and their exact Kalman filters.
 
 .. math::
 
@@ -11,6 +11,10 @@ filters. Three equivalent ways to write it for the engine are given: the bootstr
 (:meth:`LinearGaussian.bootstrap`), the guided filter with the locally optimal proposal
 :math:`q_t(x_t \mid x_{t-1}) = p(x_t \mid x_{t-1}, y_t)` (:meth:`LinearGaussian.guided`), and a
 numpyro step program (:meth:`LinearGaussian.step_program`).
+
+:class:`MultivariateLinearGaussian` is the vector form,
+:math:`x_t = F x_{t-1} + \mathcal N(0, Q)`, :math:`y_t = G x_t + \mathcal N(0, R)`, written with
+numpyro's ``MultivariateNormal`` as a user would write it, with its exact log-evidence.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpyro.distributions as dist
 
 import ppl
 
-__all__ = ["LinearGaussian", "KalmanResult"]
+__all__ = ["LinearGaussian", "MultivariateLinearGaussian", "KalmanResult"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,3 +128,65 @@ class LinearGaussian:
                              "use bootstrap() instead")
         init = dist.Normal(self.m0 / self.a, math.sqrt((self.p0 - self.q) / self.a**2))
         return ppl.from_step_program(self.step, init=init, data=jnp.asarray(ys))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultivariateLinearGaussian:
+    r""":math:`x_0 \sim \mathcal N(m_0, P_0)`, :math:`x_t = F x_{t-1} + \mathcal N(0, Q)`,
+    :math:`y_t = G x_t + \mathcal N(0, R)`, with ``F [dx, dx]``, ``G [dy, dx]``, ``Q``, ``R``,
+    ``P0`` covariance matrices and ``m0 [dx]`` (numpy arrays)."""
+
+    F: np.ndarray
+    G: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    m0: np.ndarray
+    P0: np.ndarray
+
+    def __post_init__(self):
+        dx, dy = np.shape(self.F)[0], np.shape(self.G)[0]
+        shapes = {"F": (dx, dx), "G": (dy, dx), "Q": (dx, dx), "R": (dy, dy), "m0": (dx,), "P0": (dx, dx)}
+        for name, shape in shapes.items():
+            if np.shape(getattr(self, name)) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {np.shape(getattr(self, name))}")
+        for name in ("Q", "R", "P0"):
+            try:
+                np.linalg.cholesky(np.asarray(getattr(self, name), np.float64))
+            except np.linalg.LinAlgError:
+                raise ValueError(f"{name}: a covariance must be symmetric positive definite") from None
+
+    def simulate(self, num_steps: int, seed: int = 0) -> np.ndarray:
+        """Observations ``[T, dy]`` (float32) simulated with numpy's generator ``seed``."""
+        if int(num_steps) < 1:
+            raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
+        rng = np.random.default_rng(seed)
+        x = rng.multivariate_normal(self.m0, self.P0)
+        ys = np.empty((int(num_steps), np.shape(self.G)[0]))
+        for t in range(int(num_steps)):
+            if t:
+                x = self.F @ x + rng.multivariate_normal(np.zeros(len(x)), self.Q)
+            ys[t] = self.G @ x + rng.multivariate_normal(np.zeros(ys.shape[1]), self.R)
+        return ys.astype(np.float32)
+
+    def kalman_log_evidence(self, ys) -> float:
+        """The exact :math:`\log p(y_{0:T-1})` (float64 Kalman filter)."""
+        F, G, Q, R = (np.asarray(a, np.float64) for a in (self.F, self.G, self.Q, self.R))
+        m, P, total = np.asarray(self.m0, np.float64), np.asarray(self.P0, np.float64), 0.0
+        for t, y in enumerate(np.asarray(ys, np.float64)):
+            if t:
+                m, P = F @ m, F @ P @ F.T + Q
+            S = G @ P @ G.T + R
+            r = y - G @ m
+            total += -0.5 * (r @ np.linalg.solve(S, r) + np.linalg.slogdet(S)[1] + len(r) * math.log(2 * math.pi))
+            K = P @ G.T @ np.linalg.inv(S)
+            m, P = m + K @ r, P - K @ S @ K.T
+        return float(total)
+
+    def bootstrap(self, ys, **kwargs) -> ppl.FeynmanKac:
+        """The bootstrap filter with numpyro's ``MultivariateNormal`` (``kwargs`` go to FeynmanKac)."""
+        F, G, Q, R, m0, P0 = (jnp.asarray(a, jnp.float32) for a in (self.F, self.G, self.Q, self.R, self.m0, self.P0))
+        return ppl.FeynmanKac(
+            init=dist.MultivariateNormal(m0, P0),
+            transition=lambda x, t, y: dist.MultivariateNormal(F @ x, Q),
+            log_potential=lambda x_prev, x, t, y: dist.MultivariateNormal(G @ x, R).log_prob(y),
+            data=jnp.asarray(ys, jnp.float32), **kwargs)

@@ -50,17 +50,3 @@ def enumerate_chain(log_p0, log_trans, log_g0, log_g, T, absorbing=None):
     w = np.exp(log_terms - log_z)
     return log_z, np.bincount(last, weights=w, minlength=K), np.bincount(first, weights=w, minlength=K)
 
-
-def kalman_log_evidence(ys, F, G, cov_x, cov_y, mu0, cov0):
-    """Exact log p(y_{0:T-1}) of x_0 ~ N(mu0, cov0), x_t = F x_{t-1} + N(0, cov_x),
-    y_t = G x_t + N(0, cov_y) (float64 Kalman filter)."""
-    m, P, total = np.asarray(mu0, float), np.asarray(cov0, float), 0.0
-    for t, y in enumerate(np.asarray(ys, float)):
-        if t:
-            m, P = F @ m, F @ P @ F.T + cov_x
-        S = G @ P @ G.T + cov_y
-        r = y - G @ m
-        total += -0.5 * (r @ np.linalg.solve(S, r) + np.linalg.slogdet(S)[1] + len(r) * np.log(2 * np.pi))
-        K = P @ G.T @ np.linalg.inv(S)
-        m, P = m + K @ r, P - K @ S @ K.T
-    return float(total)

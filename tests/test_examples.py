@@ -78,3 +78,11 @@ def test_reward_models_example(capsys):
     assert code == 0, out
     for name in ("generator log p", "verifier log p", "bundled PRM", "within-problem AUC"):
         assert name in out
+
+
+def test_multivariate_state_space_example(capsys):
+    assert _load("multivariate_state_space").main(["--steps", "20", "--particles", "256", "--runs", "8"]) == 0
+    out = capsys.readouterr().out
+    for line in ("exact log Z (Kalman)", "one key per step", "one key per particle", "equal model (new lambdas and distributions): 0 compilations",
+                 "NaN at index (5, 1) (time step 5)"):
+        assert line in out

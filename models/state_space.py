@@ -169,7 +169,7 @@ class MultivariateLinearGaussian:
         return ys.astype(np.float32)
 
     def kalman_log_evidence(self, ys) -> float:
-        """The exact :math:`\log p(y_{0:T-1})` (float64 Kalman filter)."""
+        r"""The exact :math:`\log p(y_{0:T-1})` (float64 Kalman filter)."""
         F, G, Q, R = (np.asarray(a, np.float64) for a in (self.F, self.G, self.Q, self.R))
         m, P, total = np.asarray(self.m0, np.float64), np.asarray(self.P0, np.float64), 0.0
         for t, y in enumerate(np.asarray(ys, np.float64)):

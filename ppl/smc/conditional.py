@@ -42,7 +42,10 @@ from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import resampling as rs
 from ppl.core.checks import check_no_nan
-from ppl.smc.loop import SMCResult, _check_increments, _is_key_batch, _raise_failure, _reweight, _select
+from ppl.smc.base import check_increments as _check_increments
+from ppl.smc.base import reweight as _reweight
+from ppl.smc.base import select_rows as _select
+from ppl.smc.loop import SMCResult, _is_key_batch, _raise_failure
 from ppl.smc.loop import genealogy, run_smc, trajectory
 
 __all__ = ["conditional_smc", "particle_gibbs", "ParticleGibbsResult"]

@@ -47,12 +47,13 @@ from ppl.core.cache import LRUCache
 from ppl.core.checks import check_no_nan
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
+from ppl.smc import base
 from ppl.smc import resampling as rs
 
 __all__ = ["run_smc", "SMCResult", "genealogy", "trajectory", "trajectories"]
 
-# Failure codes written by the compiled loop.
-_OK, _NAN, _ALL_ZERO, _INF = 0, 1, 2, 3
+# Failure codes written by the compiled loop (see ppl.smc.base).
+_OK, _NAN, _ALL_ZERO, _INF = base.OK, base.NAN, base.ALL_ZERO, base.INF
 
 
 class SMCResult(NamedTuple):
@@ -102,47 +103,6 @@ class SMCResult(NamedTuple):
         return smc_to_inference_data(self, **kwargs)
 
 
-def _reweight(log_w_prev, inc):
-    """Add incremental log-weights to normalised ones, with two reductions in all.
-
-    Returns the normalised new log-weights, the log-evidence increment
-    ``log sum_n W_prev^n G^n``, the ESS and a failure code (NaN potentials of live particles, or
-    every weight zero).
-    """
-    nan = jnp.isnan(inc)
-    log_w = log_w_prev + jnp.where(nan, -jnp.inf, inc)
-    lz_inc = logsumexp(log_w)
-    log_w = log_w - lz_inc
-    ess = jnp.exp(-logsumexp(2.0 * log_w))
-    live = log_w_prev > -jnp.inf
-    bad_nan = jnp.any(nan & live)
-    bad_inf = jnp.any((inc == jnp.inf) & live)
-    failure = jnp.where(bad_nan, _NAN, jnp.where(bad_inf, _INF, jnp.where(
-        lz_inc == -jnp.inf, _ALL_ZERO, _OK))).astype(jnp.int32)
-    return log_w, lz_inc, ess, failure
-
-
-def _check_increments(inc, n, t, data_t):
-    """At trace time: the model gave one scalar log-weight per particle (else name the shapes)."""
-    shape = tuple(jnp.shape(inc))
-    if shape != (n,):
-        data_shapes = jax.tree_util.tree_map(jnp.shape, data_t)
-        raise ValueError(
-            f"log_potential: expected one scalar log-weight per particle, got shape {shape[1:]} per "
-            f"particle at step {t} (data_t shapes: {data_shapes}); a potential must return a "
-            "scalar: sum over observation coordinates, or give the data the shape the model reads")
-
-
-def _select(pred, on_true, on_false):
-    """Per-particle select on a pytree (``pred`` is ``[N]``)."""
-
-    def sel(a, b):
-        p = pred.reshape(pred.shape + (1,) * (a.ndim - 1))
-        return jnp.where(p, a, b)
-
-    return jax.tree_util.tree_map(sel, on_true, on_false)
-
-
 def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, keep_history: bool,
            constrain=None, interact=None):
     r"""The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``.
@@ -169,95 +129,55 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 
     Without ``interact`` the compiled program is exactly the single-filter one.
     """
-    pin = constrain if constrain is not None else (lambda tree, role: tree)
+    pin = constrain if constrain is not None else base._no_pin
     T = int(fk.num_steps)
     N = int(num_particles)
-    log_n = math.log(N)
-    always = ess_threshold >= 1.0
-    never = ess_threshold <= 0.0
-
-    done_v = fk.done_batch
 
     def run(data, key):
         k0, key = jax.random.split(key)
-        x, inc = fk.init_batch(k0, N, fk.data_at(data, 0))
-        _check_increments(inc, N, 0, fk.data_at(data, 0))
-        x, inc = pin(x, "state"), pin(inc, "weights")
-        log_w, lz_inc, ess0, failure = _reweight(jnp.full((N,), -log_n), inc)
-
-        ess = jnp.full((T,), jnp.nan).at[0].set(ess0)
-        lz_incs = jnp.zeros((T,)).at[0].set(lz_inc)
+        state, lz0 = base.init(fk, N, k0, fk.data_at(data, 0), pin=pin)
+        ess = jnp.full((T,), jnp.nan).at[0].set(state.ess)
+        lz_incs = jnp.zeros((T,)).at[0].set(lz0)
         resampled = jnp.zeros((T,), dtype=bool)
         ancestors = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (T, N))
         if keep_history:
-            hist = jax.tree_util.tree_map(lambda l: jnp.zeros((T,) + l.shape, l.dtype).at[0].set(l), x)
-            hist_w = jnp.zeros((T, N)).at[0].set(log_w)
+            hist = jax.tree_util.tree_map(lambda l: jnp.zeros((T,) + l.shape, l.dtype).at[0].set(l),
+                                          state.particles)
+            hist_w = jnp.zeros((T, N)).at[0].set(state.log_weights)
         else:
             hist, hist_w = None, None
 
         def cond(c):
-            t, _, x, _, failure, *_ = c
-            all_done = jnp.all(done_v(x))
+            t, _, state, *_ = c
+            failure, all_done = state.failure, jnp.all(fk.done_batch(state.particles))
             if interact is not None:
                 failure, all_done = interact[0](failure, all_done)
             return (t < T) & (failure == _OK) & ~all_done
 
         def body(c):
-            t, key, x, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w = c
+            t, key, state, ess, lz_incs, resampled, ancestors, hist, hist_w = c
             key, k_res, k_move = jax.random.split(key, 3)
-            log_w_norm = log_w  # normalised, and ess[t - 1] is its ESS
-            ess_prev = ess[t - 1]
             if interact is not None:
-                x, log_w_norm, ess_prev, lz_adjust, anc_offset = interact[1](
-                    t, x, log_w_norm, ess_prev, jnp.sum(lz_incs))
-            if always:
-                do_res = jnp.asarray(True)
-            elif never:
-                do_res = jnp.asarray(False)
-            else:
-                do_res = ess_prev < ess_threshold * N
-
-            def resample(args):
-                x, log_w_norm = args
-                anc = pin(scheme(k_res, log_w_norm, N).astype(jnp.int32), "ancestors")
-                return pin(rs.gather(x, anc), "state"), jnp.full((N,), -log_n), anc
-
-            def keep(args):
-                x, log_w_norm = args
-                return x, log_w_norm, jnp.arange(N, dtype=jnp.int32)
-
-            if always:
-                x, log_w_prev, anc = resample((x, log_w_norm))
-            elif never:
-                x, log_w_prev, anc = keep((x, log_w_norm))
-            else:
-                x, log_w_prev, anc = jax.lax.cond(do_res, resample, keep, (x, log_w_norm))
-
-            data_t = fk.data_at(data, t)
-            x_new, inc = fk.step_batch(k_move, x, t, data_t)
-            _check_increments(inc, N, "t >= 1", data_t)
-            x_new, inc = pin(x_new, "state"), pin(inc, "weights")
-            finished = done_v(x)
-            if not fk.freezes_done:
-                x_new = _select(finished, x, x_new)
-            inc = jnp.where(finished, 0.0, inc)
-            log_w, lz_inc, ess_t, failure = _reweight(log_w_prev, inc)
-
+                x, log_w, ess_prev, lz_adjust, anc_offset = interact[1](
+                    t, state.particles, state.log_weights, state.ess, jnp.sum(lz_incs))
+                state = state._replace(particles=x, log_weights=log_w, ess=ess_prev)
+            state, info = base.step(fk, state, t, k_res, k_move, fk.data_at(data, t), selection=scheme,
+                                    ess_threshold=ess_threshold, pin=pin)
+            lz_inc, anc = info.log_evidence_increment, info.ancestors
             if interact is not None:
                 lz_inc, anc = lz_inc + lz_adjust, anc + anc_offset
-            ess = ess.at[t].set(ess_t)
+            ess = ess.at[t].set(info.ess)
             lz_incs = lz_incs.at[t].set(lz_inc)
-            resampled = resampled.at[t].set(do_res)
+            resampled = resampled.at[t].set(info.resampled)
             ancestors = ancestors.at[t].set(anc)
             if keep_history:
-                hist = jax.tree_util.tree_map(lambda h, l: h.at[t].set(l), hist, x_new)
-                hist_w = hist_w.at[t].set(log_w)
-            return (t + 1, key, x_new, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w)
+                hist = jax.tree_util.tree_map(lambda h, l: h.at[t].set(l), hist, state.particles)
+                hist_w = hist_w.at[t].set(state.log_weights)
+            return (t + 1, key, state, ess, lz_incs, resampled, ancestors, hist, hist_w)
 
-        carry = (jnp.asarray(1, jnp.int32), key, x, log_w, failure, ess, lz_incs, resampled,
-                 ancestors, hist, hist_w)
-        t, _, x, log_w, failure, ess, lz_incs, resampled, ancestors, hist, hist_w = jax.lax.while_loop(
-            cond, body, carry)
+        carry = (jnp.asarray(1, jnp.int32), key, state, ess, lz_incs, resampled, ancestors, hist, hist_w)
+        t, _, state, ess, lz_incs, resampled, ancestors, hist, hist_w = jax.lax.while_loop(cond, body, carry)
+        x, log_w = state.particles, state.log_weights
         if keep_history:
             tail = jnp.arange(T) >= t
             hist = jax.tree_util.tree_map(
@@ -276,7 +196,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             history_log_weights=hist_w,
         )
         # The step at which a failure occurred is the last one run.
-        return res, failure, t - 1
+        return res, state.failure, t - 1
 
     return run
 

@@ -1,0 +1,177 @@
+r"""The SMC kernel: ``init`` and ``step`` over NamedTuple states.
+
+In the shape of blackjax's ``smc/base.py``: a filter is ``state = init(...)`` followed by
+``state, info = step(state, ...)`` for :math:`t = 1, 2, \dots`, and :func:`ppl.run_smc` is the
+loop over :func:`step` (one ``lax.while_loop`` under ``jit``) that records each
+:class:`StepInfo`. One step of the generic particle filter (Chopin & Papaspiliopoulos 2020,
+alg. 10.1), with normalised weights :math:`W_{t-1}` and :math:`\mathrm{ESS}_{t-1}` in the state:
+
+1. **select**: if :math:`\mathrm{ESS}_{t-1} < \kappa N` (``ess_threshold`` :math:`= \kappa`;
+   :math:`\kappa \ge 1` every step, :math:`\kappa = 0` never), draw ancestors
+   :math:`A^{1:N}` with ``selection`` — an unbiased resampling scheme, or a deterministic one
+   such as :func:`~ppl.smc.resampling.top_k` (beam search) — gather the particle set and set
+   :math:`W_{t-1} = 1/N`; otherwise :math:`A^n = n`;
+2. **move**: :math:`x_t^n \sim M_t(x_{t-1}^{A^n}, \cdot)` (or the proposal) for the whole set,
+   :meth:`~ppl.core.feynman_kac.FeynmanKac.step_batch`;
+3. **finished particles**: a particle whose ``done`` flag was set keeps its state and gets the
+   incremental weight :math:`\log G = 0` (a factor 1);
+4. **reweight**: :math:`\log w_t^n = \log W_{t-1}^n + \log G_t^n`, normalise, and report the
+   log-evidence increment :math:`\log \sum_n W_{t-1}^n G_t^n`, the ESS and a failure code
+   (NaN or :math:`+\infty` potentials, every weight zero).
+
+Every choice is a value or a function passed in, never a string inside a private loop. The
+``pin`` hook (``pin(tree, role) -> tree``) is called on every array with a particle axis right
+after it is made; :mod:`ppl.smc.sharding` uses it to place them on a device mesh.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from ppl.smc import resampling as rs
+
+__all__ = ["SMCState", "StepInfo", "init", "step", "reweight", "OK", "NAN", "ALL_ZERO", "INF"]
+
+#: Failure codes: none, a NaN potential, every weight zero, a :math:`+\infty` potential.
+OK, NAN, ALL_ZERO, INF = 0, 1, 2, 3
+
+Pin = Callable[[Any, str], Any]
+
+
+def _no_pin(tree, role):
+    return tree
+
+
+class SMCState(NamedTuple):
+    """The particle system between steps.
+
+    Attributes
+    ----------
+    particles
+        States, a pytree with leaves ``[N, ...]``.
+    log_weights
+        ``[N]`` normalised log-weights (``logsumexp == 0``).
+    ess
+        Their effective sample size :math:`1 / \\sum_n W_n^2`.
+    failure
+        The failure code of the last reweighting (:data:`OK` when none).
+    """
+
+    particles: Any
+    log_weights: jax.Array
+    ess: jax.Array
+    failure: jax.Array
+
+
+class StepInfo(NamedTuple):
+    """What one step reports: ``ancestors [N]`` (the identity when not resampled),
+    ``resampled``, the ``log_evidence_increment``, the ``ess`` after reweighting and the
+    ``failure`` code."""
+
+    ancestors: jax.Array
+    resampled: jax.Array
+    log_evidence_increment: jax.Array
+    ess: jax.Array
+    failure: jax.Array
+
+
+def reweight(log_w_prev, inc):
+    """Add incremental log-weights to normalised ones, with two reductions in all.
+
+    Returns the normalised new log-weights, the log-evidence increment
+    ``log sum_n W_prev^n G^n``, the ESS and a failure code: :data:`NAN` for a NaN potential of a
+    live particle, :data:`INF` for a :math:`+\\infty` one, :data:`ALL_ZERO` when every weight is
+    zero.
+    """
+    nan = jnp.isnan(inc)
+    log_w = log_w_prev + jnp.where(nan, -jnp.inf, inc)
+    lz_inc = logsumexp(log_w)
+    log_w = log_w - lz_inc
+    ess = jnp.exp(-logsumexp(2.0 * log_w))
+    live = log_w_prev > -jnp.inf
+    bad_nan = jnp.any(nan & live)
+    bad_inf = jnp.any((inc == jnp.inf) & live)
+    failure = jnp.where(bad_nan, NAN, jnp.where(bad_inf, INF, jnp.where(
+        lz_inc == -jnp.inf, ALL_ZERO, OK))).astype(jnp.int32)
+    return log_w, lz_inc, ess, failure
+
+
+def check_increments(inc, n, t, data_t):
+    """At trace time: the model gave one scalar log-weight per particle (else name the shapes)."""
+    shape = tuple(jnp.shape(inc))
+    if shape != (n,):
+        data_shapes = jax.tree_util.tree_map(jnp.shape, data_t)
+        raise ValueError(
+            f"log_potential: expected one scalar log-weight per particle, got shape {shape[1:]} per "
+            f"particle at step {t} (data_t shapes: {data_shapes}); a potential must return a "
+            "scalar: sum over observation coordinates, or give the data the shape the model reads")
+
+
+def select_rows(pred, on_true, on_false):
+    """Per-particle select on a pytree (``pred`` is ``[N]``)."""
+
+    def sel(a, b):
+        p = pred.reshape(pred.shape + (1,) * (a.ndim - 1))
+        return jnp.where(p, a, b)
+
+    return jax.tree_util.tree_map(sel, on_true, on_false)
+
+
+def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin):
+    r"""Draw :math:`x_0^{1:N}` and weight them by :math:`G_0`: ``(SMCState, log_evidence_increment)``.
+
+    ``data_0`` is what step 0 receives (``fk.data_at(data, 0)``).
+    """
+    n = int(num_particles)
+    x, inc = fk.init_batch(key, n, data_0)
+    check_increments(inc, n, 0, data_0)
+    x, inc = pin(x, "state"), pin(inc, "weights")
+    log_w, lz_inc, ess, failure = reweight(jnp.full((n,), -math.log(n)), inc)
+    return SMCState(x, log_w, ess, failure), lz_inc
+
+
+def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, data_t, *,
+         selection: rs.ResamplingFn = rs.systematic, ess_threshold: float = 0.5,
+         pin: Pin = _no_pin) -> tuple[SMCState, StepInfo]:
+    r"""One step :math:`t \ge 1` of the particle filter (see the module docstring).
+
+    ``selection`` is a scheme ``(key, log_weights, n) -> ancestors``; ``ess_threshold`` is
+    static: :math:`\ge 1` selects at every step (no ``lax.cond``), :math:`\le 0` never.
+    """
+    x, log_w_norm = state.particles, state.log_weights
+    n = log_w_norm.shape[0]
+    log_n = math.log(n)
+
+    def resample(args):
+        x, log_w = args
+        anc = pin(selection(key_select, log_w, n).astype(jnp.int32), "ancestors")
+        return pin(rs.gather(x, anc), "state"), jnp.full((n,), -log_n), anc
+
+    def keep(args):
+        x, log_w = args
+        return x, log_w, jnp.arange(n, dtype=jnp.int32)
+
+    if ess_threshold >= 1.0:
+        do_res = jnp.asarray(True)
+        x, log_w_prev, anc = resample((x, log_w_norm))
+    elif ess_threshold <= 0.0:
+        do_res = jnp.asarray(False)
+        x, log_w_prev, anc = keep((x, log_w_norm))
+    else:
+        do_res = state.ess < ess_threshold * n
+        x, log_w_prev, anc = jax.lax.cond(do_res, resample, keep, (x, log_w_norm))
+
+    x_new, inc = fk.step_batch(key_move, x, t, data_t)
+    check_increments(inc, n, "t >= 1", data_t)
+    x_new, inc = pin(x_new, "state"), pin(inc, "weights")
+    finished = fk.done_batch(x)
+    if not fk.freezes_done:
+        x_new = select_rows(finished, x, x_new)
+    inc = jnp.where(finished, 0.0, inc)
+    log_w, lz_inc, ess, failure = reweight(log_w_prev, inc)
+    return SMCState(x_new, log_w, ess, failure), StepInfo(anc, do_res, lz_inc, ess, failure)

@@ -3,11 +3,52 @@
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_no_nan", "check_model_data"]
+__all__ = ["check_int", "check_positive", "check_key", "check_no_nan", "check_model_data"]
+
+
+def _prefix(fn):
+    return f"{fn}: " if fn else ""
+
+
+def check_int(name: str, value, minimum: int, fn: str | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``, else ``ValueError``
+    naming ``name`` (and the function ``fn``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{_prefix(fn)}{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value, fn: str | None = None) -> float:
+    """``value`` as a ``float`` if it is a positive finite number, else ``ValueError`` naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{_prefix(fn)}{name}: expected a positive number, got {value!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{_prefix(fn)}{name}: expected a positive finite number, got {value!r}")
+    return v
+
+
+def check_key(key, fn: str | None = None):
+    """One PRNG key (``jax.random.key(0)`` or a raw ``uint32[2]``), returned as is; a
+    ``TypeError`` for a non-array, a ``ValueError`` for a batch of keys or another array."""
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"{_prefix(fn)}key: expected a jax.random.key(...), got {type(key).__name__}")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        ok = key.ndim == 0
+    else:
+        ok = key.dtype == jnp.uint32 and key.shape == (2,)
+    if not ok:
+        raise ValueError(f"{_prefix(fn)}key: expected one jax.random.key(...), got an array of shape "
+                         f"{key.shape} and dtype {key.dtype}; run one call per key")
+    return key
 
 
 def check_no_nan(tree, name: str, *, time_axis: bool = False) -> None:

@@ -39,16 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as numpyro_dist
 
+from ppl.core.trees import broadcast
 from ppl.core.feynman_kac import FeynmanKac, PointMass
 from ppl.lm.potentials import Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
 from ppl.lm.state import LMState, check_lm, pad_prompt, prefill
 
 __all__ = ["LMProgram", "LMStep", "prompt_state"]
-
-
-def _broadcast(state, n):
-    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), state)
 
 
 def _one(state):
@@ -149,7 +146,7 @@ class LMProgram(FeynmanKac):
         return log_w
 
     def init_batch(self, key, num_particles, data):
-        prev = _broadcast(self.prompt_state(data), num_particles)
+        prev = broadcast(self.prompt_state(data), num_particles)
         new, log_p, log_q = sample_step(self.lm, data["params"], key, prev, self.config)
         return new, self._log_w(prev, new, log_p, log_q)
 

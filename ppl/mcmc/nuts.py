@@ -14,7 +14,6 @@ the same shape does not recompile (``numpyro.infer.MCMC`` recompiles on every ``
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import NamedTuple
 
@@ -25,18 +24,13 @@ from numpyro.infer import MCMC, NUTS
 
 from ppl.analysis.results import PosteriorResult
 from ppl.core.cache import LRUCache, structural_key
-from ppl.core.checks import check_model_data
-from ppl.smc.tempering import check_key, merge_model_args, split_model_args
+from ppl.core.checks import check_int, check_key, check_model_data
+from ppl.smc.tempering import merge_model_args, split_model_args
 
 __all__ = ["nuts"]
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"nuts: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_no_discrete_latents(model_trace):
@@ -166,9 +160,9 @@ def nuts(
     if not callable(model):
         raise TypeError(f"nuts: model must be a callable numpyro model, got {type(model).__name__}")
     check_key(key, "nuts")
-    num_chains = _check_int("num_chains", num_chains, 1)
-    num_warmup = _check_int("num_warmup", num_warmup, 0)
-    num_samples = _check_int("num_samples", num_samples, 1)
+    num_chains = check_int("num_chains", num_chains, 1, "nuts")
+    num_warmup = check_int("num_warmup", num_warmup, 0, "nuts")
+    num_samples = check_int("num_samples", num_samples, 1, "nuts")
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"nuts: chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
     check_model_data(model, model_args, model_kwargs, "nuts")

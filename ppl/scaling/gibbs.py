@@ -74,12 +74,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from ppl.core.checks import check_int, check_key, check_positive
 from ppl.core.errors import SMCError
 from ppl.lm.program import LMProgram
 from ppl.lm.sampling import sample_step
 from ppl.scaling._cache import cached_jit, reward_key
 from ppl.scaling.compute import Compute
-from ppl.scaling.power import (Path, _check_int, _check_key, _check_positive, _check_program, _check_reward,
+from ppl.scaling.power import (Path, _check_program, _check_reward,
                                _check_select, empty_paths, lite, step_mask, truncate)
 from ppl.scaling.result import ScalingResult, finish
 
@@ -250,15 +251,15 @@ def _build(program: LMProgram, reward, N: int, I: int, M: int, twist: bool):
 def _validate_common(program, num_particles, num_iterations, key, reward, answer_fn, tau, select, burn_in,
                      posterior, potential, method):
     _check_program(program, method)
-    N = _check_int("num_particles", num_particles, 2)
-    I = _check_int("num_iterations", num_iterations, 1)
-    _check_key(key)
+    N = check_int("num_particles", num_particles, 2)
+    I = check_int("num_iterations", num_iterations, 1)
+    check_key(key)
     _check_reward(reward, True, method)
     if answer_fn is not None and not callable(answer_fn):
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
-    t = _check_positive("tau", tau)
+    t = check_positive("tau", tau)
     _check_select(select)
-    b = _check_int("burn_in", burn_in, 0)
+    b = check_int("burn_in", burn_in, 0)
     if b >= I:
         raise ValueError(f"burn_in: must be smaller than num_iterations={I}, got {burn_in!r}")
     if posterior not in POSTERIORS:

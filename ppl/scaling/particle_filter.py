@@ -74,12 +74,13 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ppl.core.checks import check_int, check_key, check_positive
 from ppl.core.errors import SMCError
 from ppl.lm.sampling import sample_step
 from ppl.scaling._cache import reward_key
 from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute
-from ppl.scaling.power import _check_int, _check_key, _check_positive, _check_program, _check_reward
+from ppl.scaling.power import _check_program, _check_reward
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 
@@ -252,14 +253,14 @@ def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: 
              resampling: Union[str, Callable] = "multinomial", select: str = "argmax") -> MethodCall:
     """Validate a :func:`particle_filter` call; the :class:`~ppl.scaling.batch.MethodCall` that runs it."""
     _check_program(program, "particle_filter")
-    n = _check_int("num_particles", num_particles, 1)
-    _check_key(key)
+    n = check_int("num_particles", num_particles, 1)
+    check_key(key)
     _check_reward(reward, True, "particle_filter")
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate: expected one of {AGGREGATES}, got {aggregate!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
-    tau = _check_positive("tau", tau)
+    tau = check_positive("tau", tau)
     try:
         kappa = float(ess_threshold)
     except (TypeError, ValueError):

@@ -46,13 +46,14 @@ a ``lax.scan``, all in one compiled function.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.core.checks import check_int, check_key, check_positive
+from ppl.core.trees import broadcast, select_rows
 from ppl.lm.program import LMProgram
 from ppl.lm.sampling import sample_step
 from ppl.lm.state import LMState
@@ -94,35 +95,6 @@ def _check_program(program, method: str) -> None:
             f"(got {program.potential!r}); construct the LMProgram with potential=None")
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
-    return v
-
-
-def _check_key(key) -> None:
-    arr = key if isinstance(key, jax.Array) else None
-    if arr is None:
-        raise TypeError(f"key: expected a jax.random.key(...), got {type(key).__name__}")
-    if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
-        ok = arr.ndim == 0
-    else:
-        ok = arr.dtype == jnp.uint32 and arr.shape == (2,)
-    if not ok:
-        raise ValueError(f"key: expected one jax.random.key(...), got an array of shape {arr.shape} "
-                         f"and dtype {arr.dtype}; run one call per key")
-
-
 def _check_reward(reward, required: bool, method: str) -> None:
     if reward is None:
         if required:
@@ -139,22 +111,10 @@ def _check_select(select) -> None:
         raise ValueError(f"select: expected one of {SELECT_RULES}, got {select!r}")
 
 
-def _broadcast(tree, n: int):
-    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)), tree)
-
-
-def _where_rows(pred, on_true, on_false):
-    """Per-row select on two pytrees with a leading batch axis (``pred`` is ``[B]``)."""
-    def sel(a, b):
-        return jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - 1)), a, b)
-
-    return jax.tree_util.tree_map(sel, on_true, on_false)
-
-
 def empty_paths(prompt: LMState, n: int, num_steps: int) -> Path:
     """``n`` copies of the prompt as paths with no step yet."""
     t = int(num_steps)
-    return Path(state=_broadcast(prompt, n),
+    return Path(state=broadcast(prompt, n),
                 bounds=jnp.broadcast_to(prompt.length.astype(jnp.int32), (n, t + 1)),
                 log_p=jnp.zeros((n, t), jnp.float32), log_q=jnp.zeros((n, t), jnp.float32))
 
@@ -247,7 +207,7 @@ def _build(program: LMProgram, num_chains: int, num_mh_steps: int, reward):
             d_log_q = jnp.sum(jnp.where(new, prop.log_q, 0.0), 1) - jnp.sum(jnp.where(old, paths.log_q, 0.0), 1)
             log_a = alpha * d_log_p - d_log_q + jnp.log(K.astype(jnp.float32)) - jnp.log(K1.astype(jnp.float32))
             accept = jnp.log(jax.random.uniform(k_u, (C,))) < log_a
-            paths = _where_rows(accept, prop, paths)
+            paths = select_rows(accept, prop, paths)
             log_p_total = jnp.sum(jnp.where(step_mask(T, jnp.zeros_like(K1), paths.state.num_steps),
                                             paths.log_p, 0.0), 1)
             out = (jnp.mean(accept.astype(jnp.float32)), jnp.mean(jnp.minimum(1.0, jnp.exp(log_a))),
@@ -317,10 +277,10 @@ def power_sampling(program: LMProgram, num_chains: int, num_mh_steps: int, *, ke
     :math:`\pi_\alpha`.
     """
     _check_program(program, "power_sampling")
-    C = _check_int("num_chains", num_chains, 1)
-    S = _check_int("num_mh_steps", num_mh_steps, 0)
-    a = _check_positive("alpha", alpha)
-    _check_key(key)
+    C = check_int("num_chains", num_chains, 1)
+    S = check_int("num_mh_steps", num_mh_steps, 0)
+    a = check_positive("alpha", alpha)
+    check_key(key)
     _check_reward(reward, False, "power_sampling")
     if answer_fn is not None and not callable(answer_fn):
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")

@@ -46,11 +46,13 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from ppl.core.checks import check_int, check_key
+from ppl.core.trees import broadcast
 from ppl.lm.sampling import sample_step
 from ppl.scaling._cache import reward_key
 from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute
-from ppl.scaling.power import _check_int, _check_key, _check_program, _check_reward
+from ppl.scaling.power import _check_program, _check_reward
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 
@@ -88,10 +90,6 @@ def subtree_best(log_s: jax.Array, done: jax.Array, stopped: jax.Array, width: i
     return anc.astype(jnp.int32), jnp.repeat(stop, width)
 
 
-def _broadcast(state, n):
-    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), state)
-
-
 def _concat(a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u, v], axis=0), a, b)
 
@@ -117,7 +115,7 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool):
         return new, log_s, live, counts, bad
 
     def run_beam(data, rparams, key):
-        x = _broadcast(program.prompt_state(data), N)
+        x = broadcast(program.prompt_state(data), N)
         log_s = jnp.zeros((N,), jnp.float32)
         # The completed pool: N states, their log-scores, and which slots hold a beam.
         pool, pool_s, pool_ok = x, jnp.full((N,), -jnp.inf), jnp.zeros((N,), bool)
@@ -158,7 +156,7 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool):
         return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, t, bad
 
     def run_dvts(data, rparams, key):
-        x = _broadcast(program.prompt_state(data), N)
+        x = broadcast(program.prompt_state(data), N)
         log_s = jnp.zeros((N,), jnp.float32)
 
         def cond(c):
@@ -189,11 +187,11 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool):
 
 def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode) -> MethodCall:
     _check_program(program, method)
-    n = _check_int("num_beams", num_beams, 1)
-    m = _check_int("beam_width", beam_width, 1)
+    n = check_int("num_beams", num_beams, 1)
+    m = check_int("beam_width", beam_width, 1)
     if n % m:
         raise ValueError(f"beam_width: num_beams={n} must be a multiple of beam_width={m}")
-    _check_key(key)
+    check_key(key)
     _check_reward(reward, True, method)
     if select not in ("argmax", "vote"):
         raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")

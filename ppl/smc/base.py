@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ppl.core.trees import select_rows
 from ppl.smc import resampling as rs
 
 __all__ = ["SMCState", "StepInfo", "init", "step", "reweight", "OK", "NAN", "ALL_ZERO", "INF"]
@@ -110,16 +111,6 @@ def check_increments(inc, n, t, data_t):
             f"log_potential: expected one scalar log-weight per particle, got shape {shape[1:]} per "
             f"particle at step {t} (data_t shapes: {data_shapes}); a potential must return a "
             "scalar: sum over observation coordinates, or give the data the shape the model reads")
-
-
-def select_rows(pred, on_true, on_false):
-    """Per-particle select on a pytree (``pred`` is ``[N]``)."""
-
-    def sel(a, b):
-        p = pred.reshape(pred.shape + (1,) * (a.ndim - 1))
-        return jnp.where(p, a, b)
-
-    return jax.tree_util.tree_map(sel, on_true, on_false)
 
 
 def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +44,9 @@ from ppl.smc import resampling as rs
 from ppl.core.checks import check_no_nan
 from ppl.smc.base import check_increments as _check_increments
 from ppl.smc.base import reweight as _reweight
-from ppl.smc.base import select_rows as _select
+from ppl.core.trees import select_rows as _select
 from ppl.smc.loop import SMCResult, _is_key_batch, _raise_failure
-from ppl.smc.loop import genealogy, run_smc, trajectory
+from ppl.smc.loop import run_smc, trajectory
 
 __all__ = ["conditional_smc", "particle_gibbs", "ParticleGibbsResult"]
 

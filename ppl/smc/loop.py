@@ -41,7 +41,6 @@ from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
 from ppl.core.cache import LRUCache
 from ppl.core.checks import check_no_nan

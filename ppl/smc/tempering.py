@@ -61,7 +61,7 @@ from ppl.smc.kernels import get_kernel
 from ppl.smc.resampling import gather, get_scheme
 
 from ppl.core.cache import LRUCache, structural_key
-from ppl.core.checks import check_model_data
+from ppl.core.checks import check_int, check_key, check_model_data
 from ppl.core.errors import SMCError
 
 __all__ = ["tempered_smc", "SMCError"]
@@ -415,28 +415,6 @@ def _get_runner(model, *rest):
 # ------------------------------------------------------------------------------------------
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_key(key, fn="tempered_smc"):
-    if not isinstance(key, jax.Array):
-        raise TypeError(
-            f"{fn}: key must be a JAX PRNG key such as jax.random.key(0), got {type(key).__name__}"
-        )
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"{fn}: key must be a single PRNG key, got shape {key.shape}")
-    elif key.shape != (2,) or key.dtype != jnp.uint32:
-        raise ValueError(
-            f"{fn}: key must be a single PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), "
-            f"got an array of shape {key.shape} and dtype {key.dtype}"
-        )
-    return key
-
-
 def validate_temperatures(temperatures) -> np.ndarray:
     """Check a fixed schedule: 1-d, finite, strictly increasing in (0, 1], ending at 1.
 
@@ -517,10 +495,10 @@ def tempered_smc(
     """
     if not callable(model):
         raise TypeError(f"model must be a callable numpyro model, got {type(model).__name__}")
-    check_key(key)
-    num_particles = _check_int("num_particles", num_particles, 2)
-    num_mcmc_steps = _check_int("num_mcmc_steps", num_mcmc_steps, 0)
-    max_steps = _check_int("max_steps", max_steps, 1)
+    check_key(key, "tempered_smc")
+    num_particles = check_int("num_particles", num_particles, 2, "tempered_smc")
+    num_mcmc_steps = check_int("num_mcmc_steps", num_mcmc_steps, 0, "tempered_smc")
+    max_steps = check_int("max_steps", max_steps, 1, "tempered_smc")
     if isinstance(target_ess, bool) or not isinstance(target_ess, numbers.Real) or not (
         0.0 < float(target_ess) < 1.0
     ):

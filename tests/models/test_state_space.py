@@ -55,7 +55,7 @@ def test_multivariate_kalman_matches_a_direct_gaussian_computation():
     m0 = np.array([0.3, -0.1])
     mlg = MultivariateLinearGaussian(F=F, G=G, Q=Q, R=R, m0=m0, P0=P0)
     ys = mlg.simulate(5, seed=2).astype(np.float64)
-    T, dx, dy = len(ys), 2, 3
+    T, dx = len(ys), 2
     P = [P0]
     for _ in range(1, T):
         P.append(F @ P[-1] @ F.T + Q)

@@ -13,8 +13,10 @@ alg. 10.1), with normalised weights :math:`W_{t-1}` and :math:`\mathrm{ESS}_{t-1
    :math:`W_{t-1} = 1/N`; otherwise :math:`A^n = n`;
 2. **move**: :math:`x_t^n \sim M_t(x_{t-1}^{A^n}, \cdot)` (or the proposal) for the whole set,
    :meth:`~ppl.core.feynman_kac.FeynmanKac.step_batch`;
-3. **finished particles**: a particle whose ``done`` flag was set keeps its state and gets the
-   incremental weight :math:`\log G = 0` (a factor 1);
+3. **finished particles**: a particle whose ``done`` flag was set keeps its state, and its
+   incremental weight is ``finished(last)`` of the last one it received: :func:`factor_one`
+   (:math:`\log G = 0`, the particle keeps its weight; the default) or :func:`absorbing` (its
+   final potential repeated at every later step, the target of Puri et al.'s particle filter);
 4. **reweight**: :math:`\log w_t^n = \log W_{t-1}^n + \log G_t^n`, normalise, and report the
    log-evidence increment :math:`\log \sum_n W_{t-1}^n G_t^n`, the ESS and a failure code
    (NaN or :math:`+\infty` potentials, every weight zero).
@@ -36,7 +38,8 @@ from jax.scipy.special import logsumexp
 from ppl.core.trees import select_rows
 from ppl.smc import resampling as rs
 
-__all__ = ["SMCState", "StepInfo", "init", "step", "reweight", "OK", "NAN", "ALL_ZERO", "INF"]
+__all__ = ["SMCState", "StepInfo", "init", "step", "reweight", "factor_one", "absorbing", "OK", "NAN",
+           "ALL_ZERO", "INF"]
 
 #: Failure codes: none, a NaN potential, every weight zero, a :math:`+\infty` potential.
 OK, NAN, ALL_ZERO, INF = 0, 1, 2, 3
@@ -61,12 +64,26 @@ class SMCState(NamedTuple):
         Their effective sample size :math:`1 / \\sum_n W_n^2`.
     failure
         The failure code of the last reweighting (:data:`OK` when none).
+    increments
+        ``[N]`` the last incremental log-weight each particle received (it travels with the
+        particle through resampling); what the ``finished`` hook reads.
     """
 
     particles: Any
     log_weights: jax.Array
     ess: jax.Array
     failure: jax.Array
+    increments: jax.Array
+
+
+def factor_one(last: jax.Array) -> jax.Array:
+    r"""Finished particles get a factor 1 (:math:`\log G = 0`): they keep their weight."""
+    return jnp.zeros_like(last)
+
+
+def absorbing(last: jax.Array) -> jax.Array:
+    """Finished particles get their final potential again at every later step (absorbing)."""
+    return last
 
 
 class StepInfo(NamedTuple):
@@ -123,46 +140,50 @@ def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin):
     check_increments(inc, n, 0, data_0)
     x, inc = pin(x, "state"), pin(inc, "weights")
     log_w, lz_inc, ess, failure = reweight(jnp.full((n,), -math.log(n)), inc)
-    return SMCState(x, log_w, ess, failure), lz_inc
+    return SMCState(x, log_w, ess, failure, inc), lz_inc
 
 
 def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, data_t, *,
          selection: rs.ResamplingFn = rs.systematic, ess_threshold: float = 0.5,
+         finished: Callable[[jax.Array], jax.Array] = factor_one,
          pin: Pin = _no_pin) -> tuple[SMCState, StepInfo]:
     r"""One step :math:`t \ge 1` of the particle filter (see the module docstring).
 
     ``selection`` is a scheme ``(key, log_weights, n) -> ancestors``; ``ess_threshold`` is
-    static: :math:`\ge 1` selects at every step (no ``lax.cond``), :math:`\le 0` never.
+    static: :math:`\ge 1` selects at every step (no ``lax.cond``), :math:`\le 0` never;
+    ``finished`` maps a finished particle's last incremental log-weight to this step's
+    (:func:`factor_one` or :func:`absorbing`).
     """
-    x, log_w_norm = state.particles, state.log_weights
-    n = log_w_norm.shape[0]
+    n = state.log_weights.shape[0]
     log_n = math.log(n)
 
     def resample(args):
-        x, log_w = args
+        (x, last), log_w = args
         anc = pin(selection(key_select, log_w, n).astype(jnp.int32), "ancestors")
-        return pin(rs.gather(x, anc), "state"), jnp.full((n,), -log_n), anc
+        x, last = rs.gather((x, last), anc)
+        return (pin(x, "state"), pin(last, "weights")), jnp.full((n,), -log_n), anc
 
     def keep(args):
-        x, log_w = args
-        return x, log_w, jnp.arange(n, dtype=jnp.int32)
+        xs, log_w = args
+        return xs, log_w, jnp.arange(n, dtype=jnp.int32)
 
+    args = ((state.particles, state.increments), state.log_weights)
     if ess_threshold >= 1.0:
         do_res = jnp.asarray(True)
-        x, log_w_prev, anc = resample((x, log_w_norm))
+        (x, last), log_w_prev, anc = resample(args)
     elif ess_threshold <= 0.0:
         do_res = jnp.asarray(False)
-        x, log_w_prev, anc = keep((x, log_w_norm))
+        (x, last), log_w_prev, anc = keep(args)
     else:
         do_res = state.ess < ess_threshold * n
-        x, log_w_prev, anc = jax.lax.cond(do_res, resample, keep, (x, log_w_norm))
+        (x, last), log_w_prev, anc = jax.lax.cond(do_res, resample, keep, args)
 
     x_new, inc = fk.step_batch(key_move, x, t, data_t)
     check_increments(inc, n, "t >= 1", data_t)
     x_new, inc = pin(x_new, "state"), pin(inc, "weights")
-    finished = fk.done_batch(x)
+    done = fk.done_batch(x)
     if not fk.freezes_done:
-        x_new = select_rows(finished, x, x_new)
-    inc = jnp.where(finished, 0.0, inc)
+        x_new = select_rows(done, x, x_new)
+    inc = jnp.where(done, finished(last), inc)
     log_w, lz_inc, ess, failure = reweight(log_w_prev, inc)
-    return SMCState(x_new, log_w, ess, failure), StepInfo(anc, do_res, lz_inc, ess, failure)
+    return SMCState(x_new, log_w, ess, failure, inc), StepInfo(anc, do_res, lz_inc, ess, failure)

@@ -24,8 +24,11 @@ For a Feynman–Kac model (:class:`~ppl.core.feynman_kac.FeynmanKac`) and :math:
    which is unbiased for :math:`Z_T` on the natural scale (:math:`\mathbb{E}\,\hat Z_T = Z_T`)
    for every unbiased resampling scheme.
 
-A particle whose ``done`` flag is set is neither moved nor reweighted. The loop stops after
-:math:`T` steps or as soon as every particle is done. If at some step every weight is zero
+A particle whose ``done`` flag is set is not moved; its incremental weight is 0 (it keeps its
+weight), or with ``finished=ppl.smc.base.absorbing`` its final potential again at every later
+step. The loop stops after :math:`T` steps or as soon as every particle is done (the factors of
+the steps not run are then applied in closed form; ``finished`` must satisfy
+:math:`f(f(g)) = f(g)`, as both provided rules do). If at some step every weight is zero
 (all log-weights :math:`-\infty`) or a potential is NaN or :math:`+\infty`, the loop stops
 there and :func:`run_smc` raises :class:`~ppl.core.errors.SMCError` naming the step. NaN in the
 data is an error before any compute (a numpyro density would silently read it as impossible).
@@ -103,7 +106,7 @@ class SMCResult(NamedTuple):
 
 
 def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, keep_history: bool,
-           constrain=None, interact=None):
+           constrain=None, interact=None, finished=base.factor_one):
     r"""The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``.
 
     ``constrain``, if given, is called as ``constrain(tree, role)`` on every pytree whose leaves
@@ -161,7 +164,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
                     t, state.particles, state.log_weights, state.ess, jnp.sum(lz_incs))
                 state = state._replace(particles=x, log_weights=log_w, ess=ess_prev)
             state, info = base.step(fk, state, t, k_res, k_move, fk.data_at(data, t), selection=scheme,
-                                    ess_threshold=ess_threshold, pin=pin)
+                                    ess_threshold=ess_threshold, finished=finished, pin=pin)
             lz_inc, anc = info.log_evidence_increment, info.ancestors
             if interact is not None:
                 lz_inc, anc = lz_inc + lz_adjust, anc + anc_offset
@@ -176,6 +179,16 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 
         carry = (jnp.asarray(1, jnp.int32), key, state, ess, lz_incs, resampled, ancestors, hist, hist_w)
         t, _, state, ess, lz_incs, resampled, ancestors, hist, hist_w = jax.lax.while_loop(cond, body, carry)
+        if finished is not base.factor_one:
+            # Every particle finished at step t - 1 < T - 1: the T - t steps not run would each
+            # multiply a particle's weight by exp(finished(last)), in closed form.
+            remaining = (T - t).astype(state.increments.dtype)
+            done = fk.done_batch(state.particles)
+            extra = jnp.where(done, remaining * finished(state.increments), 0.0)
+            log_w, lz_extra, _, _ = base.reweight(state.log_weights, extra)
+            stopped_early = (t < T) & (state.failure == _OK)
+            state = state._replace(log_weights=jnp.where(stopped_early, log_w, state.log_weights))
+            lz_incs = jnp.where(stopped_early, lz_incs.at[jnp.minimum(t, T - 1)].set(lz_extra), lz_incs)
         x, log_w = state.particles, state.log_weights
         if keep_history:
             tail = jnp.arange(T) >= t
@@ -203,11 +216,12 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 _CACHE = LRUCache(64)
 
 
-def _compiled(fk: FeynmanKac, num_particles, scheme, ess_threshold, keep_history, batched):
-    cache_key = (fk.static_key(), num_particles, scheme, ess_threshold, keep_history, batched)
+def _compiled(fk: FeynmanKac, num_particles, scheme, ess_threshold, keep_history, batched,
+              finished=base.factor_one):
+    cache_key = (fk.static_key(), num_particles, scheme, ess_threshold, keep_history, batched, finished)
 
     def make():
-        run = _build(fk, num_particles, scheme, ess_threshold, keep_history)
+        run = _build(fk, num_particles, scheme, ess_threshold, keep_history, finished=finished)
         if batched:
             run = jax.vmap(run, in_axes=(None, 0))
         return jax.jit(run)
@@ -263,7 +277,7 @@ def _raise_failure(failure, step, what="SMC"):
 
 def run_smc(fk: FeynmanKac, num_particles: int, *, key: jax.Array,
             resampling: Union[str, rs.ResamplingFn] = "systematic", ess_threshold: float = 0.5,
-            keep_history: bool = False) -> SMCResult:
+            keep_history: bool = False, finished=base.factor_one) -> SMCResult:
     r"""Run a particle filter on a Feynman–Kac model.
 
     Parameters
@@ -285,6 +299,10 @@ def run_smc(fk: FeynmanKac, num_particles: int, *, key: jax.Array,
         never (sequential importance sampling).
     keep_history
         Also return the particles and weights at every step (memory :math:`T \times N`).
+    finished
+        What a finished (``done``) particle's incremental weight is, from the last one it
+        received: :func:`ppl.smc.base.factor_one` (0: it keeps its weight; the default) or
+        :func:`ppl.smc.base.absorbing` (its final potential again at every later step).
 
     Returns
     -------
@@ -300,7 +318,10 @@ def run_smc(fk: FeynmanKac, num_particles: int, *, key: jax.Array,
         check_no_nan(fk.data, "data", time_axis=True)
     scheme = rs.get_scheme(resampling)
     batched = _is_key_batch(key)
-    fn = _compiled(fk, int(num_particles), scheme, float(ess_threshold), keep_history, batched)
+    if not callable(finished):
+        raise TypeError(f"finished: expected a callable such as ppl.smc.base.absorbing, got "
+                        f"{type(finished).__name__}")
+    fn = _compiled(fk, int(num_particles), scheme, float(ess_threshold), keep_history, batched, finished)
     res, failure, step = fn(fk.data, key)
     _raise_failure(failure, step)
     return res

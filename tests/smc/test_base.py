@@ -48,3 +48,32 @@ def test_selection_and_resampling_rule_hooks():
     np.testing.assert_array_equal(np.asarray(info.ancestors), np.arange(8))
     assert not bool(info.resampled)
     assert abs(float(jax.scipy.special.logsumexp(new.log_weights))) < 1e-5
+
+
+def test_absorbing_finished_particles_match_enumeration():
+    """finished=absorbing: a particle that reached the absorbing state gets the potential it
+    entered with at every later step. log Z and the final marginal match enumeration of that
+    target, whether the filter runs all T steps or stops early (closed-form remaining factors)."""
+    from tests import exact
+
+    log_z, last, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D,
+                                           absorbing=2, repeat_final=True)
+    log_z_one, _, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D, absorbing=2)
+    assert abs(log_z - log_z_one) > 0.1  # the two targets differ: the test can tell them apart
+    runs = 8
+    res = ppl.run_smc(m.discrete_fk(done=lambda x: x == 2), 4000, key=jax.random.split(jax.random.key(13), runs),
+                      ess_threshold=0.5, finished=base.absorbing)
+    lz = np.asarray(res.log_evidence, np.float64)
+    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(runs), 0.01)
+    w = np.exp(np.asarray(res.log_weights, np.float64))
+    marg = np.stack([(w * (np.asarray(res.particles) == k)).sum(1) for k in range(m.K)], 1).mean(0)
+    np.testing.assert_allclose(marg, last, atol=0.015)
+
+    # Every particle starts absorbed: the filter stops after step 0 and applies T - 1 factors.
+    fk = ppl.FeynmanKac(init=ppl.PointMass(jnp.asarray(2)), transition=lambda x, t, d: ppl.PointMass(x),
+                        log_potential=lambda xp, x, t, d: jnp.asarray(-0.25), num_steps=m.T_D,
+                        done=lambda x: x == 2)
+    res = ppl.run_smc(fk, 8, key=jax.random.key(0), finished=base.absorbing)
+    assert int(res.num_steps) == 1
+    np.testing.assert_allclose(float(res.log_evidence), -0.25 * m.T_D, rtol=1e-6)
+    assert float(ppl.run_smc(fk, 8, key=jax.random.key(0)).log_evidence) == -0.25

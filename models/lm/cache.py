@@ -41,6 +41,17 @@ def init_cache(num_layers: int, batch_size: int, num_kv_heads: int, max_length: 
     return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(num_layers))
 
 
+def init_cache_for(config, batch_size: int, max_length: int, dtype) -> KVCache:
+    """:func:`init_cache` for a model of ``config`` (an :class:`~models.lm.config.LMConfig`); a
+    learned position table bounds ``max_length``."""
+    if config.position == "learned" and max_length > config.max_position_embeddings:
+        raise ValueError(
+            f"init_cache: max_length={max_length} exceeds max_position_embeddings="
+            f"{config.max_position_embeddings} of this model's learned position table."
+        )
+    return init_cache(config.num_layers, batch_size, config.num_kv_heads, max_length, config.head_dim, dtype)
+
+
 def write_cache(layer: LayerCache, k: jax.Array, v: jax.Array, positions: jax.Array) -> LayerCache:
     """Write new keys/values ``k, v: [B, S, H_kv, D_h]`` into slots ``positions: int[B, S]``.
 

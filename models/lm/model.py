@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .cache import KVCache, init_cache
+from .cache import KVCache, init_cache_for
 from .config import LMConfig
 from .transformer import Transformer
 
@@ -69,14 +69,7 @@ class LanguageModel:
 
     def init_cache(self, batch_size: int, max_length: int, dtype=None) -> KVCache:
         """Zero KV cache: per layer ``LayerCache(k, v)`` of shape ``[batch_size, H_kv, max_length, D_h]``."""
-        c = self.config
-        if c.position == "learned" and max_length > c.max_position_embeddings:
-            raise ValueError(
-                f"init_cache: max_length={max_length} exceeds max_position_embeddings="
-                f"{c.max_position_embeddings} of this model's learned position table."
-            )
-        return init_cache(c.num_layers, batch_size, c.num_kv_heads, max_length, c.head_dim,
-                          self.dtype if dtype is None else dtype)
+        return init_cache_for(self.config, batch_size, max_length, self.dtype if dtype is None else dtype)
 
     def module(self, params=None) -> Transformer:
         """The nnx module with ``params`` (default: :attr:`params`)."""

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .cache import KVCache, LayerCache, init_cache, write_cache
+from .cache import KVCache, LayerCache, init_cache_for, write_cache
 from .config import LMConfig
 
 __all__ = ["Transformer", "rope", "rms_norm", "layer_norm"]
@@ -224,14 +224,7 @@ class Transformer(nnx.Module):
 
     def init_cache(self, batch_size: int, max_length: int, dtype=None) -> KVCache:
         """Zero cache for ``batch_size`` rows of up to ``max_length`` positions (compute dtype by default)."""
-        c = self.config
-        if c.position == "learned" and max_length > c.max_position_embeddings:
-            raise ValueError(
-                f"init_cache: max_length={max_length} exceeds max_position_embeddings="
-                f"{c.max_position_embeddings} of this model's learned position table."
-            )
-        return init_cache(c.num_layers, batch_size, c.num_kv_heads, max_length, c.head_dim,
-                          self.dtype if dtype is None else dtype)
+        return init_cache_for(self.config, batch_size, max_length, self.dtype if dtype is None else dtype)
 
     def __call__(self, tokens, positions, cache: KVCache | None = None):
         """Logits of ``tokens: int[B, S]`` at ``positions: int[B, S]``.

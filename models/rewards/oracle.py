@@ -99,16 +99,8 @@ class OraclePRM:
         return jnp.where(match, 0.0, self._log_eps)
 
     def step_potential(self, kind: str = "prefix", max_steps: int | None = None):
-        """A :class:`ppl.lm.Potential` (``"prefix"``, ``"twist"`` or ``"last"``, as for the learned PRM)."""
+        """A :class:`ppl.lm.Potential` of this reward's prefix score: ``"prefix"``, ``"twist"`` or
+        ``"last"`` (:func:`ppl.lm.potentials.from_score`)."""
         from ppl.lm import potentials
 
-        score = self.log_prefix_score
-        if kind == "prefix":
-            return potentials.on_prefix(score)
-        if kind == "twist":
-            return potentials.twist(score)
-        if kind == "last":
-            if max_steps is None:
-                raise ValueError("step_potential(kind='last') needs max_steps.")
-            return potentials.when_finished(potentials.on_prefix(score), int(max_steps))
-        raise ValueError(f"step_potential: kind={kind!r}; expected 'prefix', 'twist' or 'last'.")
+        return potentials.from_score(self.log_prefix_score, kind, max_steps)

@@ -218,19 +218,11 @@ class ProcessRewardModel:
         return self.log_score(self.params, state)
 
     def step_potential(self, kind: str = "prefix", max_steps: int | None = None):
-        """A :class:`ppl.lm.Potential`: ``"prefix"``, ``"twist"`` or ``"last"`` (see the module doc)."""
+        """A :class:`ppl.lm.Potential` of this reward's prefix score: ``"prefix"``, ``"twist"`` or
+        ``"last"`` (:func:`ppl.lm.potentials.from_score`)."""
         from ppl.lm import potentials
 
-        score = self.log_prefix_score
-        if kind == "prefix":
-            return potentials.on_prefix(score)
-        if kind == "twist":
-            return potentials.twist(score)
-        if kind == "last":
-            if max_steps is None:
-                raise ValueError("step_potential(kind='last') needs max_steps (the program's max_steps).")
-            return potentials.when_finished(potentials.on_prefix(score), int(max_steps))
-        raise ValueError(f"step_potential: kind={kind!r}; expected 'prefix', 'twist' or 'last'.")
+        return potentials.from_score(self.log_prefix_score, kind, max_steps)
 
 
 def random_prm(config: PRMConfig, seed: int = 0, tokenizer=None, lm=None) -> ProcessRewardModel:

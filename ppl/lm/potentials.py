@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from ppl.lm.state import LMState
 
-__all__ = ["Potential", "on_prefix", "twist", "constraint", "when_finished", "product"]
+__all__ = ["Potential", "on_prefix", "twist", "constraint", "when_finished", "product", "from_score"]
 
 
 class Potential:
@@ -101,3 +101,23 @@ def when_finished(potential, max_steps: int) -> Potential:
         return jnp.where(finished, inner(prev, state), 0.0)
 
     return Potential(fn, f"when_finished({inner.name})")
+
+
+def from_score(score: Callable[[LMState], jnp.ndarray], kind: str = "prefix",
+               max_steps: int | None = None) -> Potential:
+    r"""A potential from a prefix score :math:`\log r(x_{1:t})` (a reward model's, one particle):
+
+    * ``"prefix"`` — :func:`on_prefix`: :math:`\log G_t = \log r(x_{1:t})`;
+    * ``"twist"`` — :func:`twist`: :math:`\log G_t = \log r(x_{1:t}) - \log r(x_{1:t-1})`;
+    * ``"last"`` — the score of the finished prefix only, :func:`when_finished` of
+      :func:`on_prefix` (needs the program's ``max_steps``).
+    """
+    if kind == "prefix":
+        return on_prefix(score)
+    if kind == "twist":
+        return twist(score)
+    if kind == "last":
+        if max_steps is None:
+            raise ValueError("step_potential(kind='last') needs max_steps (the program's max_steps).")
+        return when_finished(on_prefix(score), int(max_steps))
+    raise ValueError(f"step_potential: kind={kind!r}; expected 'prefix', 'twist' or 'last'.")

@@ -106,3 +106,21 @@ def test_bad_lm_and_prompt_are_named():
         ppl.lm.LMProgram(LM, [], None, max_steps=2)
     with pytest.raises(ValueError, match="max_length"):
         ppl.lm.LMProgram(LM, [1, 2, 3], None, max_steps=2, max_length=3)
+
+
+def test_potential_from_a_prefix_score():
+    """from_score: prefix, twist (ratio of successive scores) and last (needs max_steps)."""
+    from types import SimpleNamespace
+
+    from ppl.lm import potentials
+
+    score = lambda s: s.value  # noqa: E731  (a stand-in state with a log-score field)
+    prev, state = SimpleNamespace(value=jnp.asarray(-1.0), num_steps=1), SimpleNamespace(value=jnp.asarray(-0.25))
+    assert float(potentials.from_score(score, "prefix").fn(prev, state)) == -0.25
+    assert float(potentials.from_score(score, "twist").fn(prev, state)) == 0.75
+    at_prompt = SimpleNamespace(value=jnp.asarray(-1.0), num_steps=0)
+    assert float(potentials.from_score(score, "twist").fn(at_prompt, state)) == -0.25
+    with pytest.raises(ValueError, match="needs max_steps"):
+        potentials.from_score(score, "last")
+    with pytest.raises(ValueError, match="expected 'prefix', 'twist' or 'last'"):
+        potentials.from_score(score, "final")

@@ -130,15 +130,23 @@ def check_increments(inc, n, t, data_t):
             "scalar: sum over observation coordinates, or give the data the shape the model reads")
 
 
-def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin):
+Adjust = Callable[[Any, Any, jax.Array], "tuple[Any, jax.Array]"]
+
+
+def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin,
+         adjust: Adjust | None = None):
     r"""Draw :math:`x_0^{1:N}` and weight them by :math:`G_0`: ``(SMCState, log_evidence_increment)``.
 
-    ``data_0`` is what step 0 receives (``fk.data_at(data, 0)``).
+    ``data_0`` is what step 0 receives (``fk.data_at(data, 0)``). ``adjust(None, x, inc) -> (x,
+    inc)``, if given, may replace particles and their incremental log-weights before the
+    reweighting (conditional SMC pins its reference there).
     """
     n = int(num_particles)
     x, inc = fk.init_batch(key, n, data_0)
     check_increments(inc, n, 0, data_0)
     x, inc = pin(x, "state"), pin(inc, "weights")
+    if adjust is not None:
+        x, inc = adjust(None, x, inc)
     log_w, lz_inc, ess, failure = reweight(jnp.full((n,), -math.log(n)), inc)
     return SMCState(x, log_w, ess, failure, inc), lz_inc
 
@@ -146,13 +154,15 @@ def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin):
 def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, data_t, *,
          selection: rs.ResamplingFn = rs.systematic, ess_threshold: float = 0.5,
          finished: Callable[[jax.Array], jax.Array] = factor_one,
-         pin: Pin = _no_pin) -> tuple[SMCState, StepInfo]:
+         pin: Pin = _no_pin, adjust: Adjust | None = None) -> tuple[SMCState, StepInfo]:
     r"""One step :math:`t \ge 1` of the particle filter (see the module docstring).
 
     ``selection`` is a scheme ``(key, log_weights, n) -> ancestors``; ``ess_threshold`` is
     static: :math:`\ge 1` selects at every step (no ``lax.cond``), :math:`\le 0` never;
     ``finished`` maps a finished particle's last incremental log-weight to this step's
-    (:func:`factor_one` or :func:`absorbing`).
+    (:func:`factor_one` or :func:`absorbing`); ``adjust(parents, x_new, inc) -> (x_new, inc)``
+    may replace moved particles and their incremental log-weights before the finished rule and
+    the reweighting (conditional SMC pins its reference there).
     """
     n = state.log_weights.shape[0]
     log_n = math.log(n)
@@ -181,6 +191,8 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
     x_new, inc = fk.step_batch(key_move, x, t, data_t)
     check_increments(inc, n, "t >= 1", data_t)
     x_new, inc = pin(x_new, "state"), pin(inc, "weights")
+    if adjust is not None:
+        x_new, inc = adjust(x, x_new, inc)
     done = fk.done_batch(x)
     if not fk.freezes_done:
         x_new = select_rows(done, x, x_new)

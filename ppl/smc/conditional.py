@@ -25,13 +25,14 @@ which breaks the path degeneracy of the reference and makes the kernel mix much 
 (:meth:`~ppl.core.feynman_kac.FeynmanKac.log_density`).
 
 CSMC resamples multinomially at every step (the conditional version of the other schemes is
-more involved and buys little here). A finished (``done``) particle has a point-mass
+more involved and buys little here). A sweep is :func:`ppl.smc.base.init` and
+:func:`ppl.smc.base.step` in a ``lax.scan``: the selection draws i.i.d. ancestors and sets slot
+0's, and the ``adjust`` hook pins the reference in slot 0 with its incremental weight. A finished (``done``) particle has a point-mass
 transition: it can only be the ancestor of a reference state equal to itself.
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
@@ -42,9 +43,7 @@ from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
 from ppl.smc import resampling as rs
 from ppl.core.checks import check_no_nan
-from ppl.smc.base import check_increments as _check_increments
-from ppl.smc.base import reweight as _reweight
-from ppl.core.trees import select_rows as _select
+from ppl.smc import base
 from ppl.smc.loop import SMCResult, _is_key_batch, _raise_failure
 from ppl.smc.loop import run_smc, trajectory
 
@@ -64,7 +63,6 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
     """One CSMC sweep followed by the draw of a new reference: ``(data, key, ref) -> ...``."""
     T = int(fk.num_steps)
     N = int(num_particles)
-    log_n = math.log(N)
     done_v = fk.done_batch
     dens_v = jax.vmap(fk.log_density, in_axes=(0, None, None, None))
 
@@ -72,22 +70,24 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
         ref_at = lambda t: jax.tree_util.tree_map(lambda leaf: leaf[t], ref)  # noqa: E731
         k0, k_final, key = jax.random.split(key, 3)
         data_0 = fk.data_at(data, 0)
-        x, inc = fk.init_batch(k0, N, data_0)
-        _check_increments(inc, N, 0, data_0)
-        ref0 = ref_at(0)
-        x = _set_slot0(x, ref0)
-        inc = inc.at[0].set(fk.log_weight(None, ref0, 0, data_0))
-        log_w, lz0, ess0, failure0 = _reweight(jnp.full((N,), -log_n), inc)
-        log_w0 = log_w
-        x_init = x
+
+        def pin_reference(t, data_t):
+            """Slot 0 holds the reference, weighted by the potential it would have received."""
+            ref_t = ref_at(t)
+
+            def adjust(parents, x, inc):
+                parent = None if parents is None else jax.tree_util.tree_map(lambda leaf: leaf[0], parents)
+                return _set_slot0(x, ref_t), inc.at[0].set(fk.log_weight(parent, ref_t, t, data_t))
+
+            return adjust
+
+        state, lz0 = base.init(fk, N, k0, data_0, adjust=pin_reference(0, data_0))
+        failure0, log_w0, x_init, ess0 = state.failure, state.log_weights, state.particles, state.ess
 
         def body(carry, t):
-            x, log_w, key, failure = carry
+            state, key, failure = carry
             key, k_res, k_anc, k_move = jax.random.split(key, 4)
-            log_w_norm = log_w  # normalised
-            # i.i.d. draws in random order: slot 0 is overwritten below, so the draws must not be
-            # sorted (sorted draws would drop the smallest one and bias the other slots).
-            anc = rs._iid_draws(k_res, rs._normalise(log_w_norm), N).astype(jnp.int32)
+            x, log_w_norm = state.particles, state.log_weights
             data_t = fk.data_at(data, t)
             ref_t = ref_at(t)
             if ancestor_sampling:
@@ -98,24 +98,22 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
                 a0 = jax.random.categorical(k_anc, la).astype(jnp.int32)
             else:
                 a0 = jnp.asarray(0, jnp.int32)
-            anc = anc.at[0].set(a0)
-            x = rs.gather(x, anc)
-            x_new, inc = fk.step_batch(k_move, x, t, data_t)
-            _check_increments(inc, N, "t >= 1", data_t)
-            x_new = _set_slot0(x_new, ref_t)
-            ref_parent = jax.tree_util.tree_map(lambda leaf: leaf[0], x)
-            inc = inc.at[0].set(fk.log_weight(ref_parent, ref_t, t, data_t))
-            finished = done_v(x)
-            if not fk.freezes_done:
-                x_new = _select(finished, x, x_new)
-            inc = jnp.where(finished, 0.0, inc)
-            log_w, lz, ess, step_failure = _reweight(jnp.full((N,), -log_n), inc)
-            failure = jnp.where(failure == 0, step_failure, failure)
-            out = (x_new, log_w, anc, lz, ess, step_failure)
-            return (x_new, log_w, key, failure), out
 
-        (x, log_w, _, failure), (hx, hw, anc, lz, ess, fails) = jax.lax.scan(
-            body, (x, log_w, key, failure0), jnp.arange(1, T))
+            def selection(k, log_w, n):
+                # i.i.d. draws in random order: slot 0 is overwritten, so the draws must not be
+                # sorted (sorted draws would drop the smallest one and bias the other slots).
+                return rs._iid_draws(k, rs._normalise(log_w), n).astype(jnp.int32).at[0].set(a0)
+
+            state, info = base.step(fk, state, t, k_res, k_move, data_t, selection=selection,
+                                    ess_threshold=1.0, adjust=pin_reference(t, data_t))
+            failure = jnp.where(failure == 0, info.failure, failure)
+            out = (state.particles, state.log_weights, info.ancestors, info.log_evidence_increment,
+                   info.ess, info.failure)
+            return (state, key, failure), out
+
+        (state, _, failure), (hx, hw, anc, lz, ess, fails) = jax.lax.scan(
+            body, (state, key, failure0), jnp.arange(1, T))
+        x, log_w = state.particles, state.log_weights
         cat = lambda first, rest: jnp.concatenate([first[None], rest])  # noqa: E731
         history = jax.tree_util.tree_map(cat, x_init, hx)
         all_fail = jnp.concatenate([failure0[None], fails])

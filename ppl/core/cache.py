@@ -114,10 +114,9 @@ def structural_key(obj, _depth: int = 0) -> Hashable:
     if isinstance(obj, functools.partial):
         return ("partial", structural_key(obj.func, d), structural_key(obj.args, d),
                 structural_key(obj.keywords, d))
-    if isinstance(obj, (tuple, list, dict)) or _is_registered_pytree(obj):
-        leaves, treedef = jax.tree_util.tree_flatten(obj)
-        if not (len(leaves) == 1 and leaves[0] is obj):
-            return ("pytree", type(obj), treedef, tuple(structural_key(leaf, d) for leaf in leaves))
+    leaves, treedef = jax.tree_util.tree_flatten(obj)
+    if not (len(leaves) == 1 and leaves[0] is obj):  # a container: tuple, dict, distribution, ...
+        return ("pytree", type(obj), treedef, tuple(structural_key(leaf, d) for leaf in leaves))
     try:
         hash(obj)
     except TypeError:
@@ -132,7 +131,3 @@ def _has_contents(cell) -> bool:
         return False
     return True
 
-
-def _is_registered_pytree(obj) -> bool:
-    leaves, treedef = jax.tree_util.tree_flatten(obj)
-    return not (treedef.num_leaves == 1 and len(leaves) == 1 and leaves[0] is obj)

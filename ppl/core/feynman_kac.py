@@ -298,7 +298,7 @@ class FeynmanKac:
         n = jax.tree_util.tree_leaves(x)[0].shape[0]
         if self.batched_randomness:
             move = self.transition if self.proposal is None else self.proposal
-            batched = _lift(_fast(move), x, t, data_t, n)
+            batched = _lift(move, x, t, data_t, n)
             if batched is not None:
                 x_new = _fast(batched.sample)(key)
                 log_w = jax.vmap(_fast(self.log_weight), in_axes=(0, 0, None, None))(x, x_new, t, data_t)
@@ -326,7 +326,7 @@ def _lift(move, x, t, data_t, n):
     if not isinstance(one, _NumpyroDistribution):
         return None
     try:
-        lifted = _promote_batch_shape(jax.vmap(move, in_axes=(0, None, None))(x, t, data_t))
+        lifted = _promote_batch_shape(jax.vmap(_fast(move), in_axes=(0, None, None))(x, t, data_t))
     except Exception:  # a distribution numpyro cannot lift: one key per particle
         return None
     if tuple(lifted.shape()) != (n,) + tuple(one.shape()):

@@ -76,16 +76,9 @@ class KernelInfo(NamedTuple):
     is_accepted: jax.Array
 
 
-def _mh_accept(key, log_ratio):
-    """Return ``(accept, prob)`` for log acceptance ratio ``log_ratio``; NaN means reject."""
-    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-    prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-    accept = jnp.log(jax.random.uniform(key, dtype=prob.dtype)) < log_ratio
-    return accept, prob
-
-
-def _mh_accept_u(u, log_ratio):
-    """:func:`_mh_accept` with the uniform given."""
+def _mh_accept(u, log_ratio):
+    """Return ``(accept, prob)`` for log acceptance ratio ``log_ratio`` and the uniform ``u``;
+    NaN means reject."""
     log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
     prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
     return jnp.log(u) < log_ratio, prob
@@ -165,7 +158,7 @@ class RWMH:
         else:
             delta = params.scale @ eps
         proposal = RWMH.init(state.position + delta, logdensity_fn)
-        accept, prob = _mh_accept_u(u, proposal.logdensity - state.logdensity)
+        accept, prob = _mh_accept(u, proposal.logdensity - state.logdensity)
         return _select(accept, proposal, state), KernelInfo(prob, accept)
 
     def step_batch(self, key, states: RWMHState, logdensity_fn: LogDensityFn, params: RWMHParams):
@@ -337,7 +330,7 @@ class HMC:
         new, p1 = jax.lax.fori_loop(0, int(self.num_integration_steps), leapfrog, (state, p0))
         log_ratio = (new.logdensity - kinetic(p1)) - (state.logdensity - kinetic(p0))
         log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-        accept, prob = _mh_accept_u(u, log_ratio)
+        accept, prob = _mh_accept(u, log_ratio)
         return _select(accept, new, state), KernelInfo(prob, accept)
 
     def step_batch(self, key, states: HMCState, logdensity_fn: LogDensityFn, params: HMCParams):

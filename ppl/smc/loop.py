@@ -54,10 +54,6 @@ from ppl.smc import resampling as rs
 
 __all__ = ["run_smc", "SMCResult", "genealogy", "trajectory", "trajectories"]
 
-# Failure codes written by the compiled loop (see ppl.smc.base).
-_OK, _NAN, _ALL_ZERO, _INF = base.OK, base.NAN, base.ALL_ZERO, base.INF
-
-
 class SMCResult(NamedTuple):
     """The output of :func:`run_smc` (every field gains a leading axis for a batch of keys).
 
@@ -154,7 +150,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             failure, all_done = state.failure, jnp.all(fk.done_batch(state.particles))
             if interact is not None:
                 failure, all_done = interact[0](failure, all_done)
-            return (t < T) & (failure == _OK) & ~all_done
+            return (t < T) & (failure == base.OK) & ~all_done
 
         def body(c):
             t, key, state, ess, lz_incs, resampled, ancestors, hist, hist_w = c
@@ -186,7 +182,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             done = fk.done_batch(state.particles)
             extra = jnp.where(done, remaining * finished(state.increments), 0.0)
             log_w, lz_extra, _, _ = base.reweight(state.log_weights, extra)
-            stopped_early = (t < T) & (state.failure == _OK)
+            stopped_early = (t < T) & (state.failure == base.OK)
             state = state._replace(log_weights=jnp.where(stopped_early, log_w, state.log_weights))
             lz_incs = jnp.where(stopped_early, lz_incs.at[jnp.minimum(t, T - 1)].set(lz_extra), lz_incs)
         x, log_w = state.particles, state.log_weights
@@ -257,16 +253,16 @@ def _raise_failure(failure, step, what="SMC"):
         return
     failure = jnp.atleast_1d(failure)
     step = jnp.atleast_1d(step)
-    bad = [i for i, f in enumerate(failure.tolist()) if f != _OK]
+    bad = [i for i, f in enumerate(failure.tolist()) if f != base.OK]
     if not bad:
         return
     i = bad[0]
     run = f" (run {i} of the batch)" if failure.shape[0] > 1 else ""
     s = int(step[i])
-    if int(failure[i]) == _NAN:
+    if int(failure[i]) == base.NAN:
         raise SMCError(f"{what}: a log-potential was NaN at step {s}{run}; check the model's "
                        "log_potential / observation densities for invalid values", step=s)
-    if int(failure[i]) == _INF:
+    if int(failure[i]) == base.INF:
         raise SMCError(f"{what}: a log-potential was +inf at step {s}{run}, so the weights cannot be "
                        "normalised; a log-potential must be finite, or -inf for a hard constraint",
                        step=s)

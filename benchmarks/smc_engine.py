@@ -500,6 +500,18 @@ def _median(xs):
     return float(statistics.median(xs))
 
 
+def ratio_ci95(num, den, scale: float = 1.0, reps: int = 4000, seed: int = 0) -> list[float]:
+    """95% bootstrap interval of ``scale * median(num) / median(den)``.
+
+    The repeats are interleaved rounds, so round ``r`` of both sides ran under the same load:
+    the bootstrap resamples rounds (pairs), not each side on its own.
+    """
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    idx = np.random.default_rng(seed).integers(0, len(num), (reps, len(num)))
+    r = scale * np.median(num[idx], axis=1) / np.median(den[idx], axis=1)
+    return [float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))]
+
+
 def _mean(xs):
     return float(np.mean(xs))
 
@@ -666,6 +678,7 @@ def compare_filter(args) -> dict:
     t_theirs, t_ours = _median(theirs["seconds"]), _median(ours["seconds"])
     out = {
         "pf_vs_particles_speedup": t_theirs / t_ours,
+        "pf_vs_particles_speedup_ci95": ratio_ci95(theirs["seconds"], ours["seconds"]),
         "pf_vs_particles_speedup_cpu": _median(theirs["cpu_seconds"]) / _median(ours["cpu_seconds"]),
         "pf_ours_cpu_seconds": _median(ours["cpu_seconds"]),
         "pf_particles_cpu_seconds": _median(theirs["cpu_seconds"]),
@@ -692,6 +705,8 @@ def compare_filter(args) -> dict:
             "pf_jax_reference_seconds": _median(ref["seconds"]),
             "pf_jax_reference_logz_mean": _mean(ref["log_evidence"]),
             "pf_vs_jax_reference_ratio": t_ours / _median(ref["seconds"]),
+            "pf_vs_jax_reference_ratio_ci95": ratio_ci95(ours["seconds"], ref["seconds"]),
+            "pf_jax_reference_seconds_all": ref["seconds"],
             "pf_vs_jax_reference_ratio_cpu": _median(ours["cpu_seconds"]) / _median(ref["cpu_seconds"]),
         })
     return out
@@ -711,11 +726,13 @@ def compare_lgssm(args) -> dict:
     if "jax_reference" in res:
         t_ref = _median(res["jax_reference"]["seconds"])
         extra |= {"lgssm3_jax_reference_seconds": t_ref,
+                  "lgssm3_jax_reference_seconds_all": res["jax_reference"]["seconds"],
                  "lgssm3_vs_jax_reference_ratio": t_ours / t_ref,
                  "lgssm3_jax_reference_vs_particles_speedup": t_theirs / t_ref,
                  "lgssm3_jax_reference_logz_mean": _mean(res["jax_reference"]["log_evidence"])}
     return {**extra,
         "pf_vs_particles_speedup_lgssm3": t_theirs / t_ours,
+        "pf_vs_particles_speedup_lgssm3_ci95": ratio_ci95(theirs["seconds"], ours["seconds"]),
         "pf_vs_particles_speedup_lgssm3_cpu": _median(theirs["cpu_seconds"]) / _median(ours["cpu_seconds"]),
         "lgssm3_ours_cpu_seconds": _median(ours["cpu_seconds"]),
         "lgssm3_particles_cpu_seconds": _median(theirs["cpu_seconds"]),
@@ -757,6 +774,8 @@ def compare_tempered(args) -> dict:
         "logz_abs_diff_vs_blackjax": abs(_mean(ours["log_evidence"]) - _mean(bj["log_evidence"])),
         "tempered_vs_blackjax_speedup_best": min(bj["seconds"]) / min(ours["seconds"]),
         "tempered_vs_blackjax_speedup_per_step": (t_bj / steps_bj) / (t_ours / steps_ours),
+        "tempered_vs_blackjax_speedup_per_step_ci95": ratio_ci95(bj["seconds"], ours["seconds"],
+                                                                 scale=steps_ours / steps_bj),
         "tempered_vs_blackjax_speedup_per_step_cpu": (_median(bj["cpu_seconds"]) / steps_bj)
         / (_median(ours["cpu_seconds"]) / steps_ours),
         "tempered_ours_cpu_seconds": _median(ours["cpu_seconds"]),

@@ -21,18 +21,28 @@ logs):
 * :func:`constraint` — :math:`G_t \in \{1, 0\}`: a hard constraint on the prefix (log 0 =
   :math:`-\infty`);
 * :func:`when_finished` — apply a potential once, at the step where the particle finishes
-  (end-of-sequence, or the program's last step): outcome rewards and final-answer constraints.
+  (end-of-sequence, or the program's last step): outcome rewards and final-answer constraints;
+* :func:`from_reward` — a reward model as a potential with *memory*: the running aggregate of
+  its prefix scores (last, minimum or product) rides in the particle (``state.memory``), and
+  the weight is the aggregate's log-odds over :math:`\tau` (Puri et al.) or the ratio of
+  successive aggregates (a twist whose product is the final aggregate).
+
+A potential with memory (:class:`MemoryPotential`) maps ``(prev, state)`` to ``(log G,
+memory)``; the program stores the memory in the new state, so it is gathered with the particle
+when resampling and nothing is recomputed.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from ppl.lm.state import LMState
 
-__all__ = ["Potential", "on_prefix", "twist", "constraint", "when_finished", "product", "from_score"]
+__all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist", "constraint", "when_finished",
+           "product", "from_score", "from_reward", "AGGREGATES", "WEIGHTINGS"]
 
 
 class Potential:
@@ -54,6 +64,20 @@ class Potential:
         return f"Potential({self.name})"
 
 
+class MemoryPotential(Potential):
+    """A log-potential that keeps a memory in the particle.
+
+    ``update(prev, state) -> (log G, memory)`` reads ``prev.memory`` (the parent's) and returns
+    the new memory, which the program stores as ``state.memory``; ``memory0`` is the prompt's
+    memory. Called as a plain potential it returns ``log G`` only.
+    """
+
+    def __init__(self, update: Callable, memory0, name: str = "potential"):
+        super().__init__(lambda prev, state: update(prev, state)[0], name)
+        self.update = update
+        self.memory0 = memory0
+
+
 def _as_potential(p) -> Potential:
     return p if isinstance(p, Potential) else Potential(p, getattr(p, "__name__", "potential"))
 
@@ -63,8 +87,19 @@ def product(*potentials) -> Potential:
     ps = [_as_potential(p) for p in potentials]
     if not ps:
         raise ValueError("product: needs at least one potential")
-    return Potential(lambda prev, state: sum(p(prev, state) for p in ps),
-                     " * ".join(p.name for p in ps))
+    name = " * ".join(p.name for p in ps)
+    with_memory = [p for p in ps if isinstance(p, MemoryPotential)]
+    if len(with_memory) > 1:
+        raise ValueError(f"product: at most one potential may keep a memory, got {len(with_memory)} ({name})")
+    if not with_memory:
+        return Potential(lambda prev, state: sum(p(prev, state) for p in ps), name)
+    mem, rest = with_memory[0], [p for p in ps if p is not with_memory[0]]
+
+    def update(prev, state):
+        log_g, memory = mem.update(prev, state)
+        return log_g + sum(p(prev, state) for p in rest), memory
+
+    return MemoryPotential(update, mem.memory0, name)
 
 
 def on_prefix(score: Callable[[LMState], jnp.ndarray]) -> Potential:
@@ -121,3 +156,78 @@ def from_score(score: Callable[[LMState], jnp.ndarray], kind: str = "prefix",
             raise ValueError("step_potential(kind='last') needs max_steps (the program's max_steps).")
         return when_finished(on_prefix(score), int(max_steps))
     raise ValueError(f"step_potential: kind={kind!r}; expected 'prefix', 'twist' or 'last'.")
+
+
+#: How :func:`from_reward` aggregates the prefix scores, and how it turns them into weights.
+AGGREGATES = ("last", "min", "product", "model")
+WEIGHTINGS = ("softmax", "ratio")
+
+
+class RewardMemory(NamedTuple):
+    r"""Running aggregates of a reward's log prefix scores :math:`\log r_s`, :math:`s \le t`:
+    the last, the minimum and the sum (the log of the product)."""
+
+    last: jax.Array
+    low: jax.Array
+    total: jax.Array
+
+
+def _aggregate(kind: str, m: RewardMemory):
+    if kind in ("last", "model"):
+        return m.last
+    if kind == "min":
+        return m.low
+    return m.total
+
+
+def log_odds(log_a, eps: float = 1e-6):
+    r""":math:`\operatorname{logit}(a)` of a log-score, :math:`a` clipped to :math:`[\varepsilon, 1-\varepsilon]`."""
+    a = jnp.clip(jnp.exp(log_a), eps, 1.0 - eps)
+    return jnp.log(a) - jnp.log1p(-a)
+
+
+def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str = "softmax", tau=1.0,
+                eps: float = 1e-6) -> MemoryPotential:
+    r"""A reward model as a potential (Puri et al. 2025), for one particle.
+
+    After each step the reward scores the prefix, :math:`r_t = r(x_{1:t})` (``reward.log_score(
+    params, state)``), and the aggregate :math:`a_t` of the scores so far is kept in the
+    particle's memory (:class:`RewardMemory`): ``"last"`` (or ``"model"``) :math:`a_t = r_t`,
+    ``"min"`` :math:`a_t = \min_{s \le t} r_s`, ``"product"`` :math:`a_t = \prod_{s \le t} r_s`.
+    The log-potential is
+
+    * ``weighting="softmax"``: :math:`\log G_t = \operatorname{logit}(a_t) / \tau`
+      (:math:`a_t` clipped to :math:`[\varepsilon, 1 - \varepsilon]`), the resampling weight
+      :math:`\mathrm{softmax}(\operatorname{logit}(a)/\tau)` of the reference implementation;
+      with finished particles absorbing (:func:`ppl.smc.base.absorbing`) this is the particle
+      filter's target :math:`q(x)\prod_{t \le T} G(a_{\min(t, K)})`;
+    * ``weighting="ratio"``: :math:`\log G_t = \log a_t - \log a_{t-1}` (:math:`a_0 = 1`): the
+      product telescopes to the final aggregate :math:`a_K` (give finished particles a factor
+      one, :func:`ppl.smc.base.factor_one`).
+
+    A finished particle (``prev.done``) keeps its memory: it is not scored again.
+    ``params`` may be traced (a method passes the reward's parameters as data); ``tau`` too.
+    """
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate: expected one of {AGGREGATES}, got {aggregate!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
+    if not callable(getattr(reward, "log_score", None)):
+        raise TypeError(f"reward: expected an object with log_score(params, state), got {type(reward).__name__}")
+    params = reward.params if params is None else params
+    softmax = weighting == "softmax"
+
+    def update(prev, state):
+        live = ~prev.done
+        log_r = reward.log_score(params, state).astype(jnp.float32)
+        m = prev.memory
+        prev_a = jnp.where(prev.num_steps > 0, _aggregate(aggregate, m), 0.0)
+        m = RewardMemory(jnp.where(live, log_r, m.last), jnp.where(live, jnp.minimum(m.low, log_r), m.low),
+                         jnp.where(live, m.total + log_r, m.total))
+        a = _aggregate(aggregate, m)
+        log_g = log_odds(a, eps) / tau if softmax else jnp.where(live, a - prev_a, 0.0)
+        return log_g, m
+
+    zero = jnp.zeros((), jnp.float32)
+    return MemoryPotential(update, RewardMemory(zero, jnp.full((), jnp.inf, jnp.float32), zero),
+                           f"from_reward({aggregate}, {weighting})")

@@ -41,7 +41,7 @@ import numpyro.distributions as numpyro_dist
 
 from ppl.core.trees import broadcast
 from ppl.core.feynman_kac import FeynmanKac, PointMass
-from ppl.lm.potentials import Potential, _as_potential
+from ppl.lm.potentials import MemoryPotential, Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
 from ppl.lm.state import LMState, check_lm, pad_prompt, prefill
 
@@ -91,6 +91,13 @@ class LMProgram(FeynmanKac):
         The proposal :math:`q`.
     correct_proposal
         Weight by :math:`p/q` so that the target uses the LM itself.
+    frozen
+        Optional ``frozen(x) -> bool[N]`` on a particle set: particles held in place at the next
+        step besides the finished ones (DVTS's stopped subtrees). They are not extended nor
+        re-weighted, and count as finished for the filter (:meth:`done_batch`).
+
+    A potential with memory (:class:`~ppl.lm.potentials.MemoryPotential`, e.g.
+    :func:`~ppl.lm.potentials.from_reward`) keeps it in ``state.memory``.
     """
 
     time_indexed = False
@@ -99,7 +106,7 @@ class LMProgram(FeynmanKac):
     def __init__(self, lm, prompt, potential: Optional[Callable] = None, *, max_steps: int,
                  step_delimiter=(), max_step_tokens: int = 32, max_length: Optional[int] = None,
                  temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
-                 correct_proposal: bool = True):
+                 correct_proposal: bool = True, frozen: Optional[Callable] = None):
         check_lm(lm)
         cfg = StepConfig(delimiter=step_delimiter, max_step_tokens=max_step_tokens,
                          temperature=temperature, top_k=top_k, top_p=top_p)
@@ -111,15 +118,22 @@ class LMProgram(FeynmanKac):
                          data={"params": lm.params, "prompt": padded, "prompt_length": length},
                          num_steps=int(max_steps))
         for name, value in (("lm", lm), ("config", cfg), ("potential", pot), ("max_length", int(max_length)),
-                            ("correct_proposal", bool(correct_proposal))):
+                            ("correct_proposal", bool(correct_proposal)), ("frozen", frozen)):
             object.__setattr__(self, name, value)
 
     def static_key(self) -> tuple:
         return (type(self), self.lm, self.config, self.potential, self.max_length, self.correct_proposal,
-                self.num_steps, self.data["prompt"].shape)
+                self.frozen, self.num_steps, self.data["prompt"].shape)
 
     def with_data(self, data) -> "LMProgram":
         raise TypeError("LMProgram: use with_prompt(prompt) for a new prompt")
+
+    def _replace(self, **fields) -> "LMProgram":
+        new = object.__new__(LMProgram)
+        new.__dict__.update(self.__dict__)
+        for name, value in fields.items():
+            object.__setattr__(new, name, value)
+        return new
 
     def with_prompt(self, prompt) -> "LMProgram":
         """The same program on another prompt (no recompilation if it fits the padded length)."""
@@ -127,35 +141,58 @@ class LMProgram(FeynmanKac):
         width = self.data["prompt"].shape[0]
         if padded.shape[0] <= width:
             padded = jnp.zeros((width,), jnp.int32).at[:padded.shape[0]].set(padded)
-        new = object.__new__(LMProgram)
-        new.__dict__.update(self.__dict__)
-        object.__setattr__(new, "data", {"params": self.data["params"], "prompt": padded, "prompt_length": length})
-        return new
+        return self._replace(data={"params": self.data["params"], "prompt": padded, "prompt_length": length})
+
+    def with_potential(self, potential: Optional[Callable], *, frozen: Optional[Callable] = None,
+                       correct_proposal: Optional[bool] = None) -> "LMProgram":
+        """The same program (same data) with another potential, ``frozen`` rule and, if given,
+        ``correct_proposal``. The scaling methods build their models this way, with
+        ``correct_proposal=False``: they target the sampler :math:`q` times the reward's
+        potentials, as the reference implementations do."""
+        pot = None if potential is None else _as_potential(potential)
+        fields = {"potential": pot, "frozen": frozen, "log_potential": pot or (lambda p, s: 0.0)}
+        if correct_proposal is not None:
+            fields["correct_proposal"] = bool(correct_proposal)
+        return self._replace(**fields)
 
     # --------------------------------------------------------------------------------------
     def prompt_state(self, data) -> LMState:
-        """The prompt's state (one particle): :math:`x_{-1}`."""
-        return prefill(self.lm, data["params"], data["prompt"], data["prompt_length"], self.max_length)
+        """The prompt's state (one particle): :math:`x_{-1}`, with the potential's initial memory."""
+        state = prefill(self.lm, data["params"], data["prompt"], data["prompt_length"], self.max_length)
+        if isinstance(self.potential, MemoryPotential):
+            state = state._replace(memory=self.potential.memory0)
+        return state
 
-    def _log_w(self, prev, new, log_p, log_q):
+    def _weigh(self, prev, new, log_p, log_q):
+        """``(new, log_w)``: the log-weights of the moved set, and the potential's memory stored."""
         log_w = jnp.zeros_like(log_p)
-        if self.potential is not None:
+        if isinstance(self.potential, MemoryPotential):
+            log_g, memory = jax.vmap(self.potential.update)(prev, new)
+            new, log_w = new._replace(memory=memory), log_w + log_g
+        elif self.potential is not None:
             log_w = log_w + jax.vmap(self.potential)(prev, new)
         if self.correct_proposal and not self.config.is_exact:
             log_w = log_w + log_p - log_q
-        return log_w
+        return new, log_w
 
     def init_batch(self, key, num_particles, data):
         prev = broadcast(self.prompt_state(data), num_particles)
         new, log_p, log_q = sample_step(self.lm, data["params"], key, prev, self.config)
-        return new, self._log_w(prev, new, log_p, log_q)
+        return self._weigh(prev, new, log_p, log_q)
 
     def step_batch(self, key, x, t, data):
-        new, log_p, log_q = sample_step(self.lm, data["params"], key, x, self.config)
-        return new, self._log_w(x, new, log_p, log_q)
+        if self.frozen is None:
+            new, log_p, log_q = sample_step(self.lm, data["params"], key, x, self.config)
+            return self._weigh(x, new, log_p, log_q)
+        hold = self.done_batch(x)
+        held = x._replace(done=hold)
+        new, log_p, log_q = sample_step(self.lm, data["params"], key, held, self.config)
+        new, log_w = self._weigh(held, new, log_p, log_q)
+        return new._replace(done=jnp.where(hold, x.done, new.done)), log_w
 
     def done_batch(self, x):
-        return x.done
+        """Finished particles (and, with a ``frozen`` rule, the held ones)."""
+        return x.done if self.frozen is None else x.done | self.frozen(x)
 
     # One-particle forms (conditional SMC and ancestor sampling re-score given steps).
     def init_step(self, key, data):
@@ -176,7 +213,7 @@ class LMProgram(FeynmanKac):
 
     def log_weight(self, x_prev, x, t, data):
         prev, log_p, log_q = self._score(x_prev, x, data)
-        return self._log_w(_one(prev), _one(x), log_p[None], log_q[None])[0]
+        return self._weigh(_one(prev), _one(x), log_p[None], log_q[None])[1][0]
 
     def log_density(self, x_prev, x, t, data):
         prev, log_p, _ = self._score(x_prev, x, data)

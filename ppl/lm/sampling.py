@@ -150,6 +150,7 @@ def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig):
         done=state.done | hit_eos | (length >= max_len),
         step_log_p=jnp.where(active0, log_p, state.step_log_p),
         step_log_q=jnp.where(active0, log_q, state.step_log_q),
+        memory=state.memory,
     )
     return new_state, log_p, log_q
 

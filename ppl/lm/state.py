@@ -55,6 +55,10 @@ class LMState(NamedTuple):
     step_log_p, step_log_q
         Log-probability of the latest step under the LM and under the proposal that drew it
         (equal when the proposal is the LM), so potentials and corrections need no re-scoring.
+    memory
+        What the program's potential keeps between steps (``()`` for a memoryless one): e.g. the
+        running aggregates of a reward's prefix scores (:func:`ppl.lm.potentials.from_reward`).
+        It travels with the particle through resampling like the KV cache.
     """
 
     tokens: jax.Array
@@ -66,6 +70,7 @@ class LMState(NamedTuple):
     done: jax.Array
     step_log_p: jax.Array
     step_log_q: jax.Array
+    memory: Any = ()
 
 
 def check_lm(lm) -> None:

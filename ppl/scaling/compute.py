@@ -36,9 +36,12 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Compute", "flops_per_token", "num_params"]
+from ppl.smc.base import Collector
+
+__all__ = ["Compute", "flops_per_token", "num_params", "token_counter"]
 
 
 def num_params(params) -> int:
@@ -91,3 +94,19 @@ class Compute(NamedTuple):
         return self._asdict()
 
 
+
+
+def _counts(parents_length, children, live):
+    grown = jnp.sum(children.length - parents_length)
+    calls = jnp.sum(live.astype(jnp.int32))
+    read = jnp.sum(jnp.where(live, children.length, 0))
+    return jnp.stack([grown, calls, read]).astype(jnp.int32)
+
+
+#: The SMC collector of an LM filter's exact compute, ``int32[3]``: generated tokens, reward calls
+#: (one per particle moved at a step) and reward tokens read (the length of each scored prefix).
+#: Every particle moved counts, those later discarded by resampling included.
+token_counter = Collector(
+    init=lambda x: _counts(x.prompt_length, x, jnp.ones_like(x.done)),
+    update=lambda aux, parents, children, done: aux + _counts(parents.length, children, ~done),
+)

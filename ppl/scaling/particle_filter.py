@@ -57,12 +57,14 @@ the best-scored particle is always among them.
 The budget is :math:`N` particles: about :math:`N` full rollouts of tokens, plus one reward call
 per live particle and step (a finished particle keeps its stored score: no call).
 
-**Implementation.** One compiled ``lax.while_loop`` of resample (one gather of the particle set,
-KV caches and the per-particle running aggregates included) → :func:`~ppl.lm.sampling.sample_step`
-→ a ``vmap``-ed reward call → reweight. It is not :func:`ppl.run_smc` because the engine neither
-moves nor reweights a finished particle, while the softmax weighting reweights absorbing ones;
-the aggregates and the exact compute counters ride along in the same loop. The LM's weights,
-the prompt, the reward's ``params`` and :math:`\tau` are traced: new problems do not recompile.
+**Implementation.** The model is the program with the reward as its potential,
+``program.with_potential(from_reward(reward, aggregate=..., weighting=..., tau=...))``
+(:func:`ppl.lm.potentials.from_reward`: the running aggregates ride in each particle's
+``memory``), and the filter is the engine's loop (:func:`ppl.smc.loop.build_filter`) with the
+resampling scheme, the ESS rule, finished particles :func:`~ppl.smc.base.absorbing` (softmax) or
+:func:`~ppl.smc.base.factor_one` (ratio), and the :data:`~ppl.scaling.compute.token_counter`
+collector. The LM's weights, the prompt, the reward's ``params`` and :math:`\tau` are traced:
+new problems do not recompile.
 """
 
 from __future__ import annotations
@@ -76,114 +78,30 @@ from jax.scipy.special import logsumexp
 
 from ppl.core.checks import check_int, check_key, check_positive
 from ppl.core.errors import SMCError
-from ppl.lm.sampling import sample_step
+from ppl.lm.potentials import AGGREGATES, WEIGHTINGS, _aggregate, from_reward
 from ppl.scaling._cache import reward_key
 from ppl.scaling.batch import MethodCall, register
-from ppl.scaling.compute import Compute
+from ppl.scaling.compute import Compute, token_counter
 from ppl.scaling.power import _check_program, _check_reward
 from ppl.scaling.result import ScalingResult, finish
+from ppl.smc import base
 from ppl.smc import resampling as rs
+from ppl.smc.loop import build_filter
 
 __all__ = ["particle_filter", "AGGREGATES", "WEIGHTINGS", "SELECTS"]
 
-AGGREGATES = ("last", "min", "product", "model")
-WEIGHTINGS = ("softmax", "ratio")
 SELECTS = ("argmax", "vote")
-#: Scores are clipped to ``[EPS, 1 - EPS]`` before taking log-odds.
-EPS = 1e-6
-
-
-def _aggregate(kind, last, low, total):
-    if kind in ("last", "model"):
-        return last
-    if kind == "min":
-        return low
-    return total
-
-
-def _log_odds(log_a):
-    a = jnp.clip(jnp.exp(log_a), EPS, 1.0 - EPS)
-    return jnp.log(a) - jnp.log1p(-a)
 
 
 def _build(program, reward, N: int, aggregate: str, weighting: str, ess_threshold: float, scheme):
-    T = int(program.num_steps)
-    lm, cfg = program.lm, program.config
-    log_n = math.log(N)
-    score_v = jax.vmap(reward.log_score, in_axes=(None, 0))
-    always = ess_threshold >= 1.0
-    softmax = weighting == "softmax"
+    finished = base.absorbing if weighting == "softmax" else base.factor_one
 
     def run(data, rparams, key, tau):
-        x = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (N,) + a.shape), program.prompt_state(data))
-        zeros = jnp.zeros((N,), jnp.float32)
-        # Per-particle running aggregates of the log scores: last, min, sum (= log product).
-        agg = (zeros, jnp.full((N,), jnp.inf), zeros)
-        log_w = jnp.full((N,), -log_n)
-        ess = jnp.full((T,), jnp.nan)
-        resampled = jnp.zeros((T,), bool)
-        ancestors = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (T, N))
-        lz = jnp.zeros((), jnp.float32)
-        counts = jnp.zeros((3,), jnp.int32)  # generated tokens, reward calls, reward tokens
-
-        def cond(c):
-            t, x, bad = c[0], c[2], c[-1]
-            return (t < T) & ~bad & ~jnp.all(x.done)
-
-        def body(c):
-            t, key, x, agg, log_w, ess, resampled, ancestors, lz, counts, bad = c
-            key, k_res, k_move = jax.random.split(key, 3)
-            if always:
-                do_res = t > 0
-            else:
-                do_res = (t > 0) & (jnp.exp(-logsumexp(2.0 * log_w)) < ess_threshold * N)
-
-            def resample(args):
-                x, agg, _ = args
-                anc = scheme(k_res, log_w, N).astype(jnp.int32)
-                return rs.gather(x, anc), rs.gather(agg, anc), anc
-
-            x, agg, anc = jax.lax.cond(do_res, resample, lambda a: a, (x, agg, jnp.arange(N, dtype=jnp.int32)))
-            log_w = jnp.where(do_res, -log_n, log_w)
-            live = ~x.done
-            new, _, _ = sample_step(lm, data["params"], k_move, x, cfg)
-            log_r = score_v(rparams, new).astype(jnp.float32)
-            bad = bad | jnp.any(live & jnp.isnan(log_r))
-            last, low, total = agg
-            prev_a = jnp.where(t > 0, _aggregate(aggregate, last, low, total), 0.0)
-            # Finished particles keep their stored score (their reward call is not counted).
-            last = jnp.where(live, log_r, last)
-            low = jnp.where(live, jnp.minimum(low, log_r), low)
-            total = jnp.where(live, total + log_r, total)
-            a = _aggregate(aggregate, last, low, total)
-            inc = _log_odds(a) / tau if softmax else jnp.where(live, a - prev_a, 0.0)
-            inc = jnp.where(jnp.isnan(inc), -jnp.inf, inc)
-            unnorm = log_w + inc
-            lz_t = logsumexp(unnorm)
-            log_w = unnorm - lz_t
-            ess = ess.at[t].set(jnp.exp(-logsumexp(2.0 * log_w)))
-            resampled = resampled.at[t].set(do_res)
-            ancestors = ancestors.at[t].set(anc)
-            grown = jnp.sum(new.length - x.length)
-            calls = jnp.sum(live.astype(jnp.int32))
-            read = jnp.sum(jnp.where(live, new.length, 0))
-            counts = counts + jnp.stack([grown, calls, read]).astype(jnp.int32)
-            bad = bad | (lz_t == -jnp.inf)
-            return (t + 1, key, new, (last, low, total), log_w, ess, resampled, ancestors, lz + lz_t, counts, bad)
-
-        carry = (jnp.asarray(0, jnp.int32), key, x, agg, log_w, ess, resampled, ancestors, lz, counts,
-                 jnp.asarray(False))
-        t, _, x, agg, log_w, ess, resampled, ancestors, lz, counts, bad = jax.lax.while_loop(cond, body, carry)
-        a = _aggregate(aggregate, *agg)
-        if softmax:
-            # Every particle has finished at step t <= T: the factors of the idle steps t+1..T are
-            # G(a_K)^(T - t), applied in closed form (no resampling needed: the target is the same).
-            extra = (T - t).astype(jnp.float32) * (_log_odds(a) / tau)
-            unnorm = log_w + jnp.where(t < T, extra, 0.0)
-            lz_extra = logsumexp(unnorm)
-            log_w = unnorm - lz_extra
-            lz = lz + lz_extra
-        return x, log_w, a, ess, resampled, ancestors, lz, counts, t, bad
+        pot = from_reward(reward, rparams, aggregate=aggregate, weighting=weighting, tau=tau)
+        model = program.with_potential(pot, correct_proposal=False)
+        res, failure, step = build_filter(model, N, scheme, ess_threshold, finished=finished,
+                                          collect=token_counter)(data, key)
+        return res, _aggregate(aggregate, res.particles.memory), failure, step
 
     return run
 
@@ -256,10 +174,7 @@ def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: 
     n = check_int("num_particles", num_particles, 1)
     check_key(key)
     _check_reward(reward, True, "particle_filter")
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate: expected one of {AGGREGATES}, got {aggregate!r}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
+    from_reward(reward, aggregate=aggregate, weighting=weighting)  # validates both names
     tau = check_positive("tau", tau)
     try:
         kappa = float(ess_threshold)
@@ -276,20 +191,22 @@ def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: 
     prompt_len = int(program.data["prompt_length"])
 
     def finish_(out) -> ScalingResult:
-        x, log_w, log_a, ess, resampled, ancestors, lz, counts, steps, bad = out
-        if bool(bad):
+        res, log_a, failure, step = out
+        if int(failure) != base.OK:
             raise SMCError(f"particle_filter: every weight became zero or a reward score was NaN by step "
-                           f"{int(steps) - 1}; check the reward model", step=int(steps) - 1)
-        gen, calls, read = (int(v) for v in counts)
+                           f"{int(step)}; check the reward model", step=int(step))
+        gen, calls, read = (int(v) for v in res.aux)
         compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
                                 prm_forward_tokens=read, lm=program.lm, reward=reward)
-        steps = int(steps)
-        diagnostics = {"ess": jax.device_get(ess)[:steps], "resampled": jax.device_get(resampled)[:steps],
-                       "ancestors": jax.device_get(ancestors)[:steps], "num_steps": steps,
-                       "final_ess": float(jnp.exp(-logsumexp(2.0 * log_w))), "log_evidence": float(lz),
+        steps = int(res.num_steps)
+        log_w = res.log_weights
+        diagnostics = {"ess": jax.device_get(res.ess)[:steps], "resampled": jax.device_get(res.resampled)[:steps],
+                       "ancestors": jax.device_get(res.ancestors)[:steps], "num_steps": steps,
+                       "final_ess": float(jnp.exp(-logsumexp(2.0 * log_w))),
+                       "log_evidence": float(res.log_evidence),
                        "aggregate": aggregate, "weighting": weighting, "tau": tau}
-        return finish("particle_filter", x, log_w, scores=jnp.exp(log_a), answer_fn=answer_fn, select=select,
-                      compute=compute, budget=n, diagnostics=diagnostics)
+        return finish("particle_filter", res.particles, log_w, scores=jnp.exp(log_a), answer_fn=answer_fn,
+                      select=select, compute=compute, budget=n, diagnostics=diagnostics)
 
     return MethodCall("particle_filter", cache_key,
                       lambda: _build(program, reward, n, aggregate, weighting, kappa, scheme),

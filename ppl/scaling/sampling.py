@@ -47,12 +47,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.lm.sampling import sample_step
 from ppl.scaling._cache import reward_key
 from ppl.scaling.aggregate import SELECT_RULES, _as_answer_fn
 from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute
 from ppl.scaling.result import ScalingResult, finish
+from ppl.smc import resampling as rs
+from ppl.smc.base import Collector
+from ppl.smc.loop import build_filter
 
 __all__ = [
     "Rollouts",
@@ -214,25 +216,26 @@ def _check_reward(reward) -> None:
                         f"{type(reward).__name__}")
 
 
+def _path_log_probs_init(x):
+    return x.step_log_p, x.step_log_q
+
+
+def _path_log_probs_update(aux, parents, children, done):
+    return (aux[0] + jnp.where(done, 0.0, children.step_log_p), aux[1] + jnp.where(done, 0.0, children.step_log_q))
+
+
+#: Per slot, :math:`\sum_t \log p` and :math:`\sum_t \log q` of the steps it generated (valid
+#: without resampling: slot :math:`n` is rollout :math:`n`).
+path_log_probs = Collector(_path_log_probs_init, _path_log_probs_update)
+
+
 def _build_rollouts(program, n: int, reward):
-    lm, cfg, num_steps = program.lm, program.config, int(program.num_steps)
+    model = program.with_potential(None, correct_proposal=False)
     log_score = None if reward is None else jax.vmap(reward.log_score, in_axes=(None, 0))
 
     def run(data, reward_params, key):
-        one = program.prompt_state(data)
-        state = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), one)
-        zeros = jnp.zeros((n,), jnp.float32)
-
-        def cond(c):
-            return (c[0] < num_steps) & jnp.any(~c[1].done)
-
-        def body(c):
-            t, st, k, log_p, log_q = c
-            k, sub = jax.random.split(k)
-            st, lp, lq = sample_step(lm, data["params"], sub, st, cfg)
-            return t + 1, st, k, log_p + lp, log_q + lq
-
-        _, state, _, log_p, log_q = jax.lax.while_loop(cond, body, (jnp.int32(0), state, key, zeros, zeros))
+        res, _, _ = build_filter(model, n, rs.systematic, 0.0, collect=path_log_probs)(data, key)
+        state, (log_p, log_q) = res.particles, res.aux
         generated = (state.length - state.prompt_length).astype(jnp.int32)
         if log_score is None:
             log_r = jnp.full((n,), jnp.nan, jnp.float32)
@@ -248,10 +251,11 @@ def _build_rollouts(program, n: int, reward):
 def rollouts(program, n: int, *, key: jax.Array, reward=None) -> Rollouts:
     r"""Draw ``n`` independent whole generations from the program's sampler and score each once.
 
-    All rollouts decode together in one compiled ``lax.while_loop`` over reasoning steps (each
-    step one batched :func:`~ppl.lm.sample_step`), until every rollout has finished (end of
-    sequence, full buffer) or ``program.num_steps`` steps were generated; then one reward call per
-    rollout on its final state, :math:`r_n = \exp(\texttt{reward.log\_score}(\theta, x^{(n)}))`.
+    The engine's filter (:func:`ppl.smc.loop.build_filter`) without selection and without
+    potential runs the rollouts together (each step one batched :func:`~ppl.lm.sample_step`),
+    until every rollout has finished (end of sequence, full buffer) or ``program.num_steps``
+    steps were generated; the :data:`path_log_probs` collector sums each rollout's
+    :math:`\log p` and :math:`\log q`. Then one reward call per rollout on its final state, :math:`r_n = \exp(\texttt{reward.log\_score}(\theta, x^{(n)}))`.
 
     Parameters
     ----------

@@ -33,14 +33,19 @@ search methods, not samplers: the final ``log_weights`` are the beams' log-score
 score-weighted vote over the final beams (weighted best-of-N). The budget is :math:`N` beams:
 about :math:`N` rollouts of tokens and :math:`N` reward calls per step.
 
-**Implementation.** One compiled ``lax.while_loop``: select (one gather of the beam set, KV
-caches included) → :func:`~ppl.lm.sampling.sample_step` → a ``vmap``-ed reward call. For beam
-search the completed pool is a second set of :math:`N` states, merged with the newly finished
-beams by a top-:math:`N` over :math:`2N` candidates (only at steps where a beam finished).
+**Implementation.** Both are the engine's loop (:func:`ppl.smc.loop.build_filter`) on the
+program with the reward as a potential with memory (:func:`ppl.lm.potentials.from_reward`: each
+beam carries its last score), a deterministic :class:`~ppl.smc.resampling.Selection` at every
+step, and the :data:`~ppl.scaling.compute.token_counter` collector. Beam search's selection is
+:func:`expand_top` of the unfinished beams, and its completed pool is a collector: a second set of
+:math:`N` states, merged with the newly finished beams by a top-:math:`N` over :math:`2N`
+candidates (only at steps where a beam finished). DVTS's selection is :func:`subtree_best`, and a
+stopped subtree is held in place by the program's ``frozen`` rule.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import jax
@@ -48,13 +53,15 @@ import jax.numpy as jnp
 
 from ppl.core.checks import check_int, check_key
 from ppl.core.trees import broadcast
-from ppl.lm.sampling import sample_step
+from ppl.lm.potentials import from_reward
 from ppl.scaling._cache import reward_key
 from ppl.scaling.batch import MethodCall, register
-from ppl.scaling.compute import Compute
+from ppl.scaling.compute import Compute, token_counter
 from ppl.scaling.power import _check_program, _check_reward
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
+from ppl.smc.base import OK, Collector
+from ppl.smc.loop import build_filter
 
 __all__ = ["beam_search", "dvts"]
 
@@ -94,95 +101,65 @@ def _concat(a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u, v], axis=0), a, b)
 
 
+def _beam_select(x, done, log_w, keep: int):
+    return expand_top(x.memory.last, ~done, keep)
+
+
+def _stopped(x, width: int):
+    """DVTS: the slots of the subtrees whose best candidate has finished (a stopped subtree's
+    slots stay as they are, so it stays stopped)."""
+    return subtree_best(x.memory.last, x.done, jnp.zeros_like(x.done), width)[1]
+
+
+def _subtree_select(x, done, log_w, width: int):
+    return subtree_best(x.memory.last, x.done, jnp.zeros_like(x.done), width)[0]
+
+
+def _pool(prompt, N: int):
+    """Beam search's collector: the compute counters and the pool of the N best completed beams
+    (states, log-scores, which slots hold a beam)."""
+
+    def merge(pool, new, finished):
+        def take(args):
+            pool, pool_s, pool_ok = args
+            ok = jnp.concatenate([pool_ok, finished])
+            scores = jnp.concatenate([pool_s, new.memory.last])
+            _, idx = jax.lax.top_k(_rank(scores, ok), N)
+            return rs.gather(_concat(pool, new), idx), scores[idx], ok[idx]
+
+        return jax.lax.cond(jnp.any(finished), take, lambda a: a, pool)
+
+    def init(x):
+        empty = (broadcast(prompt, N), jnp.full((N,), -jnp.inf), jnp.zeros((N,), bool))
+        return token_counter.init(x), merge(empty, x, x.done)
+
+    def update(aux, parents, children, done):
+        counts, pool = aux
+        return token_counter.update(counts, parents, children, done), merge(pool, children, ~done & children.done)
+
+    return Collector(init, update)
+
+
 def _build(program, reward, N: int, M: int, dvts_mode: bool):
-    T = int(program.num_steps)
-    lm, cfg = program.lm, program.config
-    keep = N // M
-    score_v = jax.vmap(reward.log_score, in_axes=(None, 0))
-
-    def move(data, rparams, key, x, log_s, frozen, counts, bad):
-        """One step for the live slots (not finished, not frozen); the others are unchanged."""
-        live = ~x.done & ~frozen
-        new, _, _ = sample_step(lm, data["params"], key, x._replace(done=~live), cfg)
-        new = new._replace(done=jnp.where(live, new.done, x.done))
-        log_r = score_v(rparams, new).astype(jnp.float32)
-        bad = bad | jnp.any(live & jnp.isnan(log_r))
-        log_s = jnp.where(live, log_r, log_s)
-        grown = jnp.sum(new.length - x.length)
-        calls = jnp.sum(live.astype(jnp.int32))
-        read = jnp.sum(jnp.where(live, new.length, 0))
-        counts = counts + jnp.stack([grown, calls, read]).astype(jnp.int32)
-        return new, log_s, live, counts, bad
-
-    def run_beam(data, rparams, key):
-        x = broadcast(program.prompt_state(data), N)
-        log_s = jnp.zeros((N,), jnp.float32)
-        # The completed pool: N states, their log-scores, and which slots hold a beam.
-        pool, pool_s, pool_ok = x, jnp.full((N,), -jnp.inf), jnp.zeros((N,), bool)
-        none = jnp.zeros((N,), bool)
-
-        def cond(c):
-            t, x, bad = c[0], c[2], c[-1]
-            return (t < T) & ~jnp.all(x.done) & ~bad
-
-        def body(c):
-            t, key, x, log_s, pool, pool_s, pool_ok, counts, bad = c
-            key, k_move = jax.random.split(key)
-
-            def select(args):
-                x, log_s = args
-                return rs.gather((x, log_s), expand_top(log_s, ~x.done, keep))
-
-            x, log_s = jax.lax.cond(t > 0, select, lambda a: a, (x, log_s))
-            new, log_s, live, counts, bad = move(data, rparams, k_move, x, log_s, none, counts, bad)
-            finished = live & new.done
-
-            def merge(args):
-                pool, pool_s, pool_ok = args
-                ok = jnp.concatenate([pool_ok, finished])
-                _, idx = jax.lax.top_k(_rank(jnp.concatenate([pool_s, log_s]), ok), N)
-                return rs.gather(_concat(pool, new), idx), jnp.concatenate([pool_s, log_s])[idx], ok[idx]
-
-            pool, pool_s, pool_ok = jax.lax.cond(jnp.any(finished), merge, lambda a: a, (pool, pool_s, pool_ok))
-            return t + 1, key, new, log_s, pool, pool_s, pool_ok, counts, bad
-
-        carry = (jnp.asarray(0, jnp.int32), key, x, log_s, pool, pool_s, pool_ok, jnp.zeros((3,), jnp.int32),
-                 jnp.asarray(False))
-        t, _, x, log_s, pool, pool_s, pool_ok, counts, bad = jax.lax.while_loop(cond, body, carry)
+    def run(data, rparams, key):
+        pot = from_reward(reward, rparams)
+        if dvts_mode:
+            model = program.with_potential(pot, frozen=functools.partial(_stopped, width=M), correct_proposal=False)
+            res, failure, _ = build_filter(model, N, rs.Selection(_subtree_select, (M,)), 1.0,
+                                           collect=token_counter)(data, key)
+            x = res.particles
+            return x, x.memory.last, jnp.ones((N,), bool), res.aux, res.num_steps, failure
+        model = program.with_potential(pot, correct_proposal=False)
+        collect = _pool(model.prompt_state(data), N)
+        res, failure, _ = build_filter(model, N, rs.Selection(_beam_select, (N // M,)), 1.0, collect=collect)(data, key)
+        x, (counts, (pool, pool_s, pool_ok)) = res.particles, res.aux
         # Final beams: the best N of the completed pool and the beams still active at the limit.
         ok = jnp.concatenate([pool_ok, ~x.done])
-        scores = jnp.concatenate([pool_s, log_s])
+        scores = jnp.concatenate([pool_s, x.memory.last])
         _, idx = jax.lax.top_k(_rank(scores, ok), N)
-        return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, t, bad
+        return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, res.num_steps, failure
 
-    def run_dvts(data, rparams, key):
-        x = broadcast(program.prompt_state(data), N)
-        log_s = jnp.zeros((N,), jnp.float32)
-
-        def cond(c):
-            t, x, stopped, bad = c[0], c[2], c[4], c[-1]
-            return (t < T) & jnp.any(~x.done & ~stopped) & ~bad
-
-        def body(c):
-            t, key, x, log_s, stopped, counts, bad = c
-            key, k_move = jax.random.split(key)
-
-            def select(args):
-                x, log_s = args
-                return rs.gather((x, log_s), subtree_best(log_s, x.done, stopped, M)[0])
-
-            x, log_s = jax.lax.cond(t > 0, select, lambda a: a, (x, log_s))
-            new, log_s, _, counts, bad = move(data, rparams, k_move, x, log_s, stopped, counts, bad)
-            # A subtree whose best candidate has finished stops now (so the loop can end here).
-            stopped = subtree_best(log_s, new.done, stopped, M)[1]
-            return t + 1, key, new, log_s, stopped, counts, bad
-
-        carry = (jnp.asarray(0, jnp.int32), key, x, log_s, jnp.zeros((N,), bool), jnp.zeros((3,), jnp.int32),
-                 jnp.asarray(False))
-        t, _, x, log_s, stopped, counts, bad = jax.lax.while_loop(cond, body, carry)
-        return x, log_s, jnp.ones((N,), bool), counts, t, bad
-
-    return run_dvts if dvts_mode else run_beam
+    return run
 
 
 def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode) -> MethodCall:
@@ -201,8 +178,8 @@ def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_
     prompt_len = int(program.data["prompt_length"])
 
     def finish_(out) -> ScalingResult:
-        x, log_s, valid, counts, steps, bad = out
-        if bool(bad):
+        x, log_s, valid, counts, steps, failure = out
+        if int(failure) != OK:
             raise FloatingPointError(f"{method}: the reward model returned NaN scores by step {int(steps) - 1}")
         gen, calls, read = (int(v) for v in counts)
         compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,

@@ -9,7 +9,9 @@ alg. 10.1), with normalised weights :math:`W_{t-1}` and :math:`\mathrm{ESS}_{t-1
 1. **select**: if :math:`\mathrm{ESS}_{t-1} < \kappa N` (``ess_threshold`` :math:`= \kappa`;
    :math:`\kappa \ge 1` every step, :math:`\kappa = 0` never), draw ancestors
    :math:`A^{1:N}` with ``selection`` — an unbiased resampling scheme, or a deterministic one
-   such as :func:`~ppl.smc.resampling.top_k` (beam search) — gather the particle set and set
+   such as :func:`~ppl.smc.resampling.top_k` (beam search) or a
+   :class:`~ppl.smc.resampling.Selection` that reads the particles (the top scored unfinished
+   ones, the best of each subtree) — gather the particle set and set
    :math:`W_{t-1} = 1/N`; otherwise :math:`A^n = n`;
 2. **move**: :math:`x_t^n \sim M_t(x_{t-1}^{A^n}, \cdot)` (or the proposal) for the whole set,
    :meth:`~ppl.core.feynman_kac.FeynmanKac.step_batch`;
@@ -19,7 +21,10 @@ alg. 10.1), with normalised weights :math:`W_{t-1}` and :math:`\mathrm{ESS}_{t-1
    final potential repeated at every later step, the target of Puri et al.'s particle filter);
 4. **reweight**: :math:`\log w_t^n = \log W_{t-1}^n + \log G_t^n`, normalise, and report the
    log-evidence increment :math:`\log \sum_n W_{t-1}^n G_t^n`, the ESS and a failure code
-   (NaN or :math:`+\infty` potentials, every weight zero).
+   (NaN or :math:`+\infty` potentials, every weight zero);
+5. **collect**: a :class:`Collector`, if given, folds what the step did (parents after
+   selection, children, which parents were finished) into ``state.aux``: compute counters
+   (tokens, reward calls), a pool of finished beams, diagnostics.
 
 Every choice is a value or a function passed in, never a string inside a private loop. The
 ``pin`` hook (``pin(tree, role) -> tree``) is called on every array with a particle axis right
@@ -38,8 +43,8 @@ from jax.scipy.special import logsumexp
 from ppl.core.trees import select_rows
 from ppl.smc import resampling as rs
 
-__all__ = ["SMCState", "StepInfo", "init", "step", "reweight", "factor_one", "absorbing", "OK", "NAN",
-           "ALL_ZERO", "INF"]
+__all__ = ["SMCState", "StepInfo", "Collector", "init", "step", "reweight", "factor_one", "absorbing", "OK",
+           "NAN", "ALL_ZERO", "INF"]
 
 #: Failure codes: none, a NaN potential, every weight zero, a :math:`+\infty` potential.
 OK, NAN, ALL_ZERO, INF = 0, 1, 2, 3
@@ -67,6 +72,8 @@ class SMCState(NamedTuple):
     increments
         ``[N]`` the last incremental log-weight each particle received (it travels with the
         particle through resampling); what the ``finished`` hook reads.
+    aux
+        What a :class:`Collector` accumulates (``None`` without one).
     """
 
     particles: Any
@@ -74,6 +81,20 @@ class SMCState(NamedTuple):
     ess: jax.Array
     failure: jax.Array
     increments: jax.Array
+    aux: Any = None
+
+
+class Collector(NamedTuple):
+    """An auxiliary accumulator carried through the filter in ``SMCState.aux``.
+
+    ``init(particles) -> aux`` after the first particles are drawn; ``update(aux, parents,
+    children, done) -> aux`` after each step, with the parents after selection, the moved
+    particles and ``done [N]``, which parents were finished (not moved). Compute counters,
+    diagnostics and pools of finished particles are collectors; they never change the particles.
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[[Any, Any, Any, jax.Array], Any]
 
 
 def factor_one(last: jax.Array) -> jax.Array:
@@ -134,12 +155,12 @@ Adjust = Callable[[Any, Any, jax.Array], "tuple[Any, jax.Array]"]
 
 
 def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin,
-         adjust: Adjust | None = None):
+         adjust: Adjust | None = None, collect: Collector | None = None):
     r"""Draw :math:`x_0^{1:N}` and weight them by :math:`G_0`: ``(SMCState, log_evidence_increment)``.
 
     ``data_0`` is what step 0 receives (``fk.data_at(data, 0)``). ``adjust(None, x, inc) -> (x,
     inc)``, if given, may replace particles and their incremental log-weights before the
-    reweighting (conditional SMC pins its reference there).
+    reweighting (conditional SMC pins its reference there). ``collect`` starts ``state.aux``.
     """
     n = int(num_particles)
     x, inc = fk.init_batch(key, n, data_0)
@@ -148,28 +169,46 @@ def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin,
     if adjust is not None:
         x, inc = adjust(None, x, inc)
     log_w, lz_inc, ess, failure = reweight(jnp.full((n,), -math.log(n)), inc)
-    return SMCState(x, log_w, ess, failure, inc), lz_inc
+    aux = None if collect is None else collect.init(x)
+    return SMCState(x, log_w, ess, failure, inc, aux), lz_inc
+
+
+def _select(selection, key, state: SMCState, done, n):
+    if isinstance(selection, rs.Selection):
+        return selection(state.particles, done, state.log_weights)
+    return selection(key, state.log_weights, n)
+
+
+def uses_key(selection, ess_threshold: float) -> bool:
+    """Whether a step with this selection and threshold draws a selection key (a deterministic
+    :class:`~ppl.smc.resampling.Selection`, or never selecting, needs none)."""
+    return ess_threshold > 0.0 and not isinstance(selection, rs.Selection)
 
 
 def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, data_t, *,
          selection: rs.ResamplingFn = rs.systematic, ess_threshold: float = 0.5,
          finished: Callable[[jax.Array], jax.Array] = factor_one,
-         pin: Pin = _no_pin, adjust: Adjust | None = None) -> tuple[SMCState, StepInfo]:
+         pin: Pin = _no_pin, adjust: Adjust | None = None,
+         collect: Collector | None = None) -> tuple[SMCState, StepInfo]:
     r"""One step :math:`t \ge 1` of the particle filter (see the module docstring).
 
-    ``selection`` is a scheme ``(key, log_weights, n) -> ancestors``; ``ess_threshold`` is
+    ``selection`` is a scheme ``(key, log_weights, n) -> ancestors`` or a
+    :class:`~ppl.smc.resampling.Selection` (``key_select`` unused); ``ess_threshold`` is
     static: :math:`\ge 1` selects at every step (no ``lax.cond``), :math:`\le 0` never;
     ``finished`` maps a finished particle's last incremental log-weight to this step's
     (:func:`factor_one` or :func:`absorbing`); ``adjust(parents, x_new, inc) -> (x_new, inc)``
     may replace moved particles and their incremental log-weights before the finished rule and
-    the reweighting (conditional SMC pins its reference there).
+    the reweighting (conditional SMC pins its reference there); ``collect`` updates
+    ``state.aux``.
     """
     n = state.log_weights.shape[0]
     log_n = math.log(n)
 
     def resample(args):
         (x, last), log_w = args
-        anc = pin(selection(key_select, log_w, n).astype(jnp.int32), "ancestors")
+        done_prev = fk.done_batch(x) if isinstance(selection, rs.Selection) else None
+        anc = _select(selection, key_select, state._replace(particles=x, log_weights=log_w), done_prev, n)
+        anc = pin(anc.astype(jnp.int32), "ancestors")
         x, last = rs.gather((x, last), anc)
         return (pin(x, "state"), pin(last, "weights")), jnp.full((n,), -log_n), anc
 
@@ -198,4 +237,5 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
         x_new = select_rows(done, x, x_new)
     inc = jnp.where(done, finished(last), inc)
     log_w, lz_inc, ess, failure = reweight(log_w_prev, inc)
-    return SMCState(x_new, log_w, ess, failure, inc), StepInfo(anc, do_res, lz_inc, ess, failure)
+    aux = state.aux if collect is None else collect.update(state.aux, x, x_new, done)
+    return SMCState(x_new, log_w, ess, failure, inc, aux), StepInfo(anc, do_res, lz_inc, ess, failure)

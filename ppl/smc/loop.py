@@ -81,6 +81,8 @@ class SMCResult(NamedTuple):
         run repeat the final states); else ``None``.
     history_log_weights
         With ``keep_history=True``, ``[T, N]`` normalised log-weights after each step.
+    aux
+        What the filter's :class:`~ppl.smc.base.Collector` accumulated (``None`` without one).
     """
 
     particles: Any
@@ -93,6 +95,7 @@ class SMCResult(NamedTuple):
     num_steps: jax.Array
     history: Any = None
     history_log_weights: Optional[jax.Array] = None
+    aux: Any = None
 
     def to_arviz(self, **kwargs):
         """Convert to ``arviz.InferenceData`` (see :func:`ppl.analysis.arviz.smc_to_inference_data`)."""
@@ -101,9 +104,21 @@ class SMCResult(NamedTuple):
         return smc_to_inference_data(self, **kwargs)
 
 
-def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, keep_history: bool,
-           constrain=None, interact=None, finished=base.factor_one):
-    r"""The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``.
+def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_history: bool = False,
+                 constrain=None, interact=None, finished=base.factor_one, collect=None):
+    r"""The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``: the one SMC loop.
+
+    ``fk`` is any model with the batched Feynman–Kac protocol (``init_batch``, ``step_batch``,
+    ``done_batch``, ``data_at``, ``num_steps``, ``freezes_done``): a
+    :class:`~ppl.core.feynman_kac.FeynmanKac` or an :class:`~ppl.lm.LMProgram`. ``scheme`` is a
+    resampling scheme or a :class:`~ppl.smc.resampling.Selection`; ``finished`` and ``collect``
+    are the hooks of :func:`ppl.smc.base.step`. The methods of :mod:`ppl.scaling` call it inside
+    their own compiled functions.
+
+    **Keys.** Every step :math:`t \ge 0` splits the running key: ``key, k_select, k_move =
+    split(key, 3)``, or ``key, k_move = split(key)`` when the step draws no selection key (a
+    deterministic selection, or ``ess_threshold=0``); step 0 (the initial draw) selects nothing
+    and uses ``k_move``.
 
     ``constrain``, if given, is called as ``constrain(tree, role)`` on every pytree whose leaves
     have a leading particle axis, right after it is created, with ``role`` one of ``"state"``
@@ -130,10 +145,17 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
     pin = constrain if constrain is not None else base._no_pin
     T = int(fk.num_steps)
     N = int(num_particles)
+    keyed = base.uses_key(scheme, ess_threshold)
+
+    def keys(key):
+        if keyed:
+            return jax.random.split(key, 3)
+        key, k_move = jax.random.split(key)
+        return key, k_move, k_move
 
     def run(data, key):
-        k0, key = jax.random.split(key)
-        state, lz0 = base.init(fk, N, k0, fk.data_at(data, 0), pin=pin)
+        key, _, k0 = keys(key)
+        state, lz0 = base.init(fk, N, k0, fk.data_at(data, 0), pin=pin, collect=collect)
         ess = jnp.full((T,), jnp.nan).at[0].set(state.ess)
         lz_incs = jnp.zeros((T,)).at[0].set(lz0)
         resampled = jnp.zeros((T,), dtype=bool)
@@ -154,13 +176,14 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
 
         def body(c):
             t, key, state, ess, lz_incs, resampled, ancestors, hist, hist_w = c
-            key, k_res, k_move = jax.random.split(key, 3)
+            key, k_res, k_move = keys(key)
             if interact is not None:
                 x, log_w, ess_prev, lz_adjust, anc_offset = interact[1](
                     t, state.particles, state.log_weights, state.ess, jnp.sum(lz_incs))
                 state = state._replace(particles=x, log_weights=log_w, ess=ess_prev)
             state, info = base.step(fk, state, t, k_res, k_move, fk.data_at(data, t), selection=scheme,
-                                    ess_threshold=ess_threshold, finished=finished, pin=pin)
+                                    ess_threshold=ess_threshold, finished=finished, pin=pin,
+                                    collect=collect)
             lz_inc, anc = info.log_evidence_increment, info.ancestors
             if interact is not None:
                 lz_inc, anc = lz_inc + lz_adjust, anc + anc_offset
@@ -202,6 +225,7 @@ def _build(fk: FeynmanKac, num_particles: int, scheme, ess_threshold: float, kee
             num_steps=t,
             history=hist,
             history_log_weights=hist_w,
+            aux=state.aux,
         )
         # The step at which a failure occurred is the last one run.
         return res, state.failure, t - 1
@@ -217,7 +241,7 @@ def _compiled(fk: FeynmanKac, num_particles, scheme, ess_threshold, keep_history
     cache_key = (fk.static_key(), num_particles, scheme, ess_threshold, keep_history, batched, finished)
 
     def make():
-        run = _build(fk, num_particles, scheme, ess_threshold, keep_history, finished=finished)
+        run = build_filter(fk, num_particles, scheme, ess_threshold, keep_history, finished=finished)
         if batched:
             run = jax.vmap(run, in_axes=(None, 0))
         return jax.jit(run)

@@ -32,7 +32,7 @@ computed with it are meaningless.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,7 @@ __all__ = [
     "residual",
     "killing",
     "top_k",
+    "Selection",
     "get_scheme",
     "gather",
     "SCHEMES",
@@ -185,6 +186,24 @@ def top_k(k: int) -> ResamplingFn:
     scheme.__name__ = f"top_k({k})"
     scheme.unbiased = False  # type: ignore[attr-defined]
     return scheme
+
+
+class Selection(NamedTuple):
+    """A deterministic selection that reads the particles, not only their weights.
+
+    ``Selection(fn, *args)(particles, done, log_weights)`` calls ``fn(particles, done,
+    log_weights, *args) -> int32[N]`` ancestors; ``done [N]`` marks the finished particles.
+    Search methods select this way: beam search keeps the top scored *unfinished* prefixes,
+    DVTS the best of each subtree (:mod:`ppl.scaling.search`). A selection draws no key, and,
+    like :func:`top_k`, is **not** unbiased. ``fn`` and ``args`` must be hashable: they are part
+    of the compiled program's cache key.
+    """
+
+    fn: Callable
+    args: tuple = ()
+
+    def __call__(self, particles: Any, done: jax.Array, log_weights: jax.Array) -> jax.Array:
+        return self.fn(particles, done, log_weights, *self.args)
 
 
 SCHEMES: dict[str, ResamplingFn] = {

@@ -194,7 +194,7 @@ def _global_fn(fk, n, scheme, ess_threshold, keep_history, batched, mesh, axis_n
             lambda leaf: jax.lax.with_sharding_constraint(leaf, s) if jnp.ndim(leaf) else leaf, tree)
 
     def make():
-        run = loop._build(fk, n, scheme, ess_threshold, keep_history, constrain=constrain)
+        run = loop.build_filter(fk, n, scheme, ess_threshold, keep_history, constrain=constrain)
         if batched:
             run = jax.vmap(run, in_axes=(None, 0))
         return jax.jit(run)
@@ -205,7 +205,7 @@ def _global_fn(fk, n, scheme, ess_threshold, keep_history, batched, mesh, axis_n
 
 def _island_fn(fk, n_local, scheme, ess_threshold, keep_history, batched, mesh, axis_name):
     def make():
-        run = jax.vmap(loop._build(fk, n_local, scheme, ess_threshold, keep_history), in_axes=(None, 0))
+        run = jax.vmap(loop.build_filter(fk, n_local, scheme, ess_threshold, keep_history), in_axes=(None, 0))
         if batched:  # keys [B, D]: local block [B, 1]
             run = jax.vmap(run, in_axes=(None, 0))
         key_spec = P(None, axis_name) if batched else P(axis_name)
@@ -220,7 +220,7 @@ def _island_fn(fk, n_local, scheme, ess_threshold, keep_history, batched, mesh, 
 
 
 def _exchange_hooks(key, every, scheme, axis_name, num_islands, n_local):
-    """The ``(agree, between)`` pair of :func:`ppl.smc.loop._build` for island exchange.
+    """The ``(agree, between)`` pair of :func:`ppl.smc.loop.build_filter` for island exchange.
 
     Runs inside ``shard_map`` (one island per device along ``axis_name``); ``key`` is the same on
     every device, so every island draws the same island ancestors.
@@ -260,7 +260,7 @@ def _island_exchange_fn(fk, n_local, scheme, ess_threshold, keep_history, batche
     def make():
         def one(data, island_keys, exchange_key):  # island_keys: the local block [1]
             hooks = _exchange_hooks(exchange_key, every, scheme, axis_name, size, n_local)
-            out = loop._build(fk, n_local, scheme, ess_threshold, keep_history,
+            out = loop.build_filter(fk, n_local, scheme, ess_threshold, keep_history,
                               interact=hooks)(data, island_keys[0])
             return jax.tree_util.tree_map(lambda leaf: leaf[None], out)
 

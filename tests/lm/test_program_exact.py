@@ -144,7 +144,10 @@ def _check(res, exact, runs):
 def test_lm_program_matches_enumeration(lm, exact, proposal):
     prog = ppl.lm.LMProgram(lm, PROMPT, POTENTIAL, max_steps=MAX_STEPS, step_delimiter=DELIM,
                             max_step_tokens=MAX_STEP_TOKENS, max_length=MAX_LEN, **proposal)
-    runs = 8
+    # The tempered proposal leaves a summed final ESS of ~2,700 per 8 runs, where the first-token
+    # marginal's total variation is ~0.036 +- 0.012 from Monte Carlo noise alone (measured over 14
+    # seeds; 0.010 over 64 runs): 24 runs put the 0.03 tolerance ~1.3 sd above the noise.
+    runs = 24 if proposal else 8
     res = ppl.run_smc(prog, 2000, key=jax.random.split(jax.random.key(0), runs), ess_threshold=1.0)
     _check(res, exact, runs)
 

@@ -16,7 +16,7 @@ def test_init_and_step_compose_into_run_smc_bit_for_bit():
     key = jax.random.key(5)
     res = ppl.run_smc(fk, 64, key=key, ess_threshold=0.5)
 
-    k0, k = jax.random.split(key)
+    k, _, k0 = jax.random.split(key, 3)  # the loop's documented key schedule (ppl.smc.loop.build_filter)
     state, lz0 = base.init(fk, 64, k0, fk.data_at(fk.data, 0))
     lz, anc = [lz0], []
     step = jax.jit(lambda s, t, a, b, d: base.step(fk, s, t, a, b, d, selection=rs.systematic,

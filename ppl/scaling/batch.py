@@ -30,7 +30,7 @@ sampler and padded prompt width, the same budget and options, rewards with the s
   for bit what the method returns when called on that problem alone. With :math:`b > 1` it is
   ``jax.vmap`` of the core over the device's :math:`b` problems: the same arithmetic, but the
   batched matrix products may round differently in the last bits (a rare flipped sample or
-  resampling choice), and the vmapped ``while_loop`` runs until the device's slowest problem
+  resampling choice), and the vmapped loop runs until the device's slowest problem
   has finished, carrying (selecting) every problem's state, KV cache included, at each
   iteration. It may pay off on an accelerator that one problem's particles do not fill (not
   measured here); on CPU it is slower (below).

@@ -33,7 +33,7 @@ to that unit given the mean length of one rollout.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +41,7 @@ import numpy as np
 
 from ppl.smc.base import Collector
 
-__all__ = ["Compute", "flops_per_token", "num_params", "token_counter"]
+__all__ = ["Compute", "flops_per_token", "num_params", "counter", "token_counter"]
 
 
 def num_params(params) -> int:
@@ -97,16 +97,23 @@ class Compute(NamedTuple):
 
 
 def _counts(parents_length, children, live):
-    grown = jnp.sum(children.length - parents_length)
+    grown = jnp.sum(jnp.where(live, children.length - parents_length, 0))
     calls = jnp.sum(live.astype(jnp.int32))
     read = jnp.sum(jnp.where(live, children.length, 0))
     return jnp.stack([grown, calls, read]).astype(jnp.int32)
 
 
-#: The SMC collector of an LM filter's exact compute, ``int32[3]``: generated tokens, reward calls
-#: (one per particle moved at a step) and reward tokens read (the length of each scored prefix).
-#: Every particle moved counts, those later discarded by resampling included.
-token_counter = Collector(
-    init=lambda x: _counts(x.prompt_length, x, jnp.ones_like(x.done)),
-    update=lambda aux, parents, children, done: aux + _counts(parents.length, children, ~done),
-)
+def counter(skip=None) -> Collector:
+    """The SMC collector of an LM filter's exact compute, ``int32[3]``: generated tokens, reward
+    calls (one per particle moved at a step) and reward tokens read (the length of each scored
+    prefix). Every particle moved counts, those later discarded by resampling included; slots
+    where ``skip [N]`` is true are not counted (conditional SMC's reference, never re-sampled)."""
+    keep = (lambda live: live) if skip is None else (lambda live: live & ~skip)
+    return Collector(
+        init=lambda x: _counts(x.prompt_length, x, keep(jnp.ones_like(x.done))),
+        update=lambda aux, parents, children, done: aux + _counts(parents.length, children, keep(~done)),
+    )
+
+
+#: :func:`counter` of every particle.
+token_counter = counter()

@@ -12,14 +12,20 @@ sampler :math:`q` as the base distribution and the reward model's prefix scores
     G_t = \Big(\frac{r_t}{1 - r_t}\Big)^{1/\tau} \quad (\texttt{potential="prefix"}),
 
 with :math:`r_t` clipped to :math:`[\varepsilon, 1-\varepsilon]`, :math:`\varepsilon = 10^{-6}`
-(the resampling weight of the reference code, :math:`\mathrm{softmax}(\mathrm{logit}(r)/\tau)`,
-with weights recomputed from the current prefix at every step). A finished generation keeps its
-factors and gets no more (it can be resampled, not extended). With ``potential="twist"`` the
-potentials are the ratios :math:`G_t = (o_t / o_{t-1})^{1/\tau}` of the odds
-:math:`o_t = r_t/(1-r_t)` (:math:`o_0 = 1`), which telescope: the target is
-:math:`q(x)\, o(x)^{1/\tau}`, the odds of the *final* score only, and the intermediate ones act as
-look-ahead.
+(the resampling weight of the reference code, :math:`\mathrm{softmax}(\operatorname{logit}(r)/\tau)`,
+with weights recomputed from the current prefix at every step). A finished generation is
+absorbing (``finished=ppl.smc.base.absorbing``, the default): it can be resampled, not
+extended, and its final factor counts again at every later step up to :math:`T`, so the target
+is the particle filter's (:func:`~ppl.scaling.particle_filter`, softmax weighting),
 
+.. math::
+
+    \pi(x) \propto q(x) \prod_{t=1}^{T} G_{\min(t, K(x))}(x),
+
+and particle Gibbs, parallel tempering and the particle filter target one model when given the
+same options (tested against enumeration). With ``finished=ppl.smc.base.factor_one`` a finished
+generation gets no more factors: :math:`\pi(x) \propto q(x) \prod_{t \le K(x)} G_t`. With
+``potential="twist"`` the
 **One CSMC sweep** with :math:`N` particles, given a reference generation :math:`x^*` in slot 0:
 for :math:`t = 1, \dots, T`, draw the ancestors of slots :math:`1..N-1` i.i.d. from the weights
 (slot 0 keeps the reference's own past), extend every unfinished particle but the reference by
@@ -58,10 +64,15 @@ Rao–Blackwellised form of the chain average that uses every rollout of the bud
 ``"references"`` pools the chain's references (one per sweep, equal weights): the plain MCMC
 estimate.
 
-Nothing is re-scored: every particle carries its per-step lengths, :math:`\log p`,
-:math:`\log q` and log-odds, so the reference's step-:math:`t` state is its final state
-truncated to a step boundary (valid by the pending-token invariant of
-:class:`~ppl.lm.LMState`) and its partial weight is the score it had when it was generated.
+**Implementation.** A sweep is the engine's loop (:func:`ppl.smc.loop.build_filter`) on the
+program with the reward as a potential with memory, whose memory is the generation's
+:class:`~ppl.scaling.paths.PathRecord` (step boundaries, :math:`\log p`, :math:`\log q` and
+log-odds per step): the selection draws i.i.d. ancestors and keeps slot 0's, the ``adjust`` hook
+pins the reference's step-:math:`t` prefix (:func:`~ppl.scaling.paths.truncate`: nothing is
+re-scored) with the partial weight it had when it was generated, and the
+:func:`~ppl.scaling.compute.counter` collector skips the reference. The sweeps are iterated by
+:func:`ppl.mcmc.chain.run_chain`, with :func:`ppl.mcmc.chain.swap_neighbours` as parallel
+tempering's exchange move.
 """
 
 from __future__ import annotations
@@ -72,177 +83,116 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
 from ppl.core.checks import check_int, check_key, check_positive
 from ppl.core.errors import SMCError
+from ppl.core.trees import broadcast
+from ppl.lm.potentials import MemoryPotential, log_odds
 from ppl.lm.program import LMProgram
-from ppl.lm.sampling import sample_step
+from ppl.mcmc.chain import run_chain, swap_log_ratio, swap_neighbours
 from ppl.scaling._cache import cached_jit, reward_key
-from ppl.scaling.compute import Compute
-from ppl.scaling.power import (Path, _check_program, _check_reward,
-                               _check_select, empty_paths, lite, step_mask, truncate)
+from ppl.scaling.compute import Compute, counter
+from ppl.scaling.paths import empty_record, lite, record_step, step_mask, truncate
+from ppl.scaling.power import _check_program, _check_reward, _check_select
 from ppl.scaling.result import ScalingResult, finish
+from ppl.smc import base
+from ppl.smc.loop import build_filter
 
 __all__ = ["particle_gibbs", "parallel_tempering", "swap_log_ratio"]
 
-#: Prefix scores are clipped to ``[EPS, 1 - EPS]`` before taking odds.
-EPS = 1e-6
 POTENTIALS = ("prefix", "twist")
 POSTERIORS = ("particles", "references")
 
 
-def swap_log_ratio(phi_k, phi_k1, temperature_k, temperature_k1):
-    r"""Log acceptance ratio of swapping the states of chains :math:`k` and :math:`k+1`.
-
-    With :math:`\pi_k(x) \propto q(x) \exp(\Phi(x) / T_k)`, chain :math:`k` holding :math:`x`
-    (``phi_k`` :math:`= \Phi(x)`) and chain :math:`k+1` holding :math:`x'`
-    (``phi_k1`` :math:`= \Phi(x')`),
-
-    .. math::
-
-        \log \frac{\pi_k(x')\,\pi_{k+1}(x)}{\pi_k(x)\,\pi_{k+1}(x')}
-        = (\Phi(x') - \Phi(x)) \Big(\frac{1}{T_k} - \frac{1}{T_{k+1}}\Big).
-    """
-    return (phi_k1 - phi_k) * (1.0 / temperature_k - 1.0 / temperature_k1)
-
-
-def _log_odds(reward, reward_params, states):
-    """Clipped log-odds of the reward's prefix scores, for a batch of states."""
-    lr = jax.vmap(lambda s: reward.log_score(reward_params, s))(states).astype(jnp.float32)
-    r = jnp.clip(jnp.exp(lr), EPS, 1.0 - EPS)
-    return jnp.where(jnp.isnan(lr), jnp.nan, jnp.log(r) - jnp.log1p(-r))
-
-
-def _phi(lo, num_steps, tau, twist: bool):
-    r""":math:`\Phi(x) = \sum_t \log G_t` (untempered) of paths with per-step log-odds ``lo [B, T]``."""
+def _phi(lo, num_steps, tau, twist: bool, absorbing: bool):
+    r""":math:`\Phi(x) = \sum_{t \le T} \log G_t` (untempered) of paths with per-step log-odds ``lo [B, T]``."""
     T = lo.shape[-1]
+    last = jnp.take_along_axis(lo, jnp.clip(num_steps - 1, 0, T - 1)[:, None], 1)[:, 0]
     if twist:
-        last = jnp.take_along_axis(lo, jnp.clip(num_steps - 1, 0, T - 1)[:, None], 1)[:, 0]
         return jnp.where(num_steps > 0, last, 0.0) / tau
     mask = step_mask(T, jnp.zeros_like(num_steps), num_steps)
-    return jnp.sum(jnp.where(mask, lo, 0.0), 1) / tau
+    phi = jnp.sum(jnp.where(mask, lo, 0.0), 1)
+    if absorbing:  # the final factor again at each of the T - K steps after the path finished
+        phi = phi + (T - num_steps).astype(lo.dtype) * jnp.where(num_steps > 0, last, 0.0)
+    return phi / tau
 
 
-def _build(program: LMProgram, reward, N: int, I: int, M: int, twist: bool):
+def _potential(reward, rp, T: int, prompt_length, tau, inv_temp, twist: bool) -> MemoryPotential:
+    r""":math:`\log G_t` = the prefix's log-odds (or their increment, ``twist``) over :math:`\tau`, at
+    inverse temperature ``inv_temp``; the generation's :class:`~ppl.scaling.paths.PathRecord` in memory."""
+
+    def update(prev, state):
+        lo_t = log_odds(reward.log_score(rp, state).astype(jnp.float32))
+        i = jnp.clip(prev.num_steps, 0, T - 1)
+        inc = lo_t - jnp.where(prev.num_steps > 0, prev.memory.lo[jnp.maximum(i - 1, 0)], 0.0) if twist else lo_t
+        return inc / tau * inv_temp, record_step(prev, state, lo_t)
+
+    return MemoryPotential(update, empty_record(prompt_length, T), "prefix log-odds")
+
+
+def _build(program: LMProgram, reward, N: int, I: int, M: int, twist: bool, finished):
     """The compiled run: ``M`` CSMC chains (vmapped) for ``I`` sweeps, with swaps if ``M > 1``."""
-    lm, cfg, T = program.lm, program.config, int(program.num_steps)
-    log_n = math.log(N)
+    T = int(program.num_steps)
     slots = jnp.arange(N)
+    absorbing = finished is base.absorbing
 
-    def sweep(data, rp, key, ref, lo_ref, pin, inv_temp, tau, prompt):
-        """One (conditional, if ``pin``) SMC sweep of one chain; ``ref`` is a Path, ``lo_ref [T]``."""
-        params = data["params"]
-        paths = empty_paths(prompt, N, T)
-        lo = jnp.zeros((N, T), jnp.float32)
-        put0 = lambda a, r: a.at[0].set(jnp.where(pin, r, a[0]))  # noqa: E731
-        paths = paths._replace(bounds=put0(paths.bounds, ref.bounds), log_p=put0(paths.log_p, ref.log_p),
-                               log_q=put0(paths.log_q, ref.log_q))
-        lo = put0(lo, lo_ref)
+    def sweep(data, rp, key, ref, pin, inv_temp, tau):
+        """One (conditional, if ``pin``) SMC sweep of one chain; ``ref`` is a generation with its record."""
         is_ref = (slots == 0) & pin
-        zero = jnp.asarray(0, jnp.int32)
+        model = program.with_potential(_potential(reward, rp, T, data["prompt_length"], tau, inv_temp, twist),
+                                       correct_proposal=False)
 
-        def cond(c):
-            t, _, p, *_ = c
-            return (t <= T) & ~jnp.all(p.state.done)
+        def select(k, log_w, n):  # i.i.d. draws; slot 0 keeps the reference's past
+            return jnp.where(is_ref, 0, jax.random.categorical(k, log_w, shape=(n,)).astype(jnp.int32))
 
-        def body(c):
-            t, key, p, lo, log_w, ess, lz, gen, calls, ptok, bad = c
-            key, k_res, k_move = jax.random.split(key, 3)
-            # Slots 1..N-1 draw i.i.d. ancestors; slot 0 keeps the reference's past.
-            anc = jax.random.categorical(k_res, log_w, shape=(N,)).astype(jnp.int32)
-            anc = jnp.where(is_ref, 0, anc)
-            p, lo = jax.tree_util.tree_map(lambda a: jnp.take(a, anc, axis=0), (p, lo))
-            s = p.state
-            live = ~s.done
-            moved = live & ~is_ref
-            new, lp, lq = sample_step(lm, params, k_move, s._replace(done=s.done | is_ref), cfg)
-            ref_t = truncate(ref, t)
-            new = jax.tree_util.tree_map(put0, new, ref_t)
-            i = t - 1
-            lo_t = jnp.where(is_ref, lo[:, i], _log_odds(reward, rp, new))
-            if twist:
-                lo_t_inc = lo_t - jnp.where(t > 1, lo[:, jnp.maximum(i - 1, 0)], 0.0)
-            else:
-                lo_t_inc = lo_t
-            inc = jnp.where(live, lo_t_inc / tau * inv_temp, 0.0)
-            bad = bad | jnp.any(jnp.isnan(inc))
-            log_w = -log_n + jnp.where(jnp.isnan(inc), -jnp.inf, inc)
-            lz_t = logsumexp(log_w)
-            log_w = log_w - lz_t
-            ess = ess.at[i].set(jnp.exp(-logsumexp(2.0 * log_w)))
-            p = Path(
-                state=new,
-                bounds=p.bounds.at[:, t].set(jnp.where(moved, new.length, p.bounds[:, t])),
-                log_p=p.log_p.at[:, i].set(jnp.where(moved, lp, p.log_p[:, i])),
-                log_q=p.log_q.at[:, i].set(jnp.where(moved, lq, p.log_q[:, i])),
-            )
-            lo = lo.at[:, i].set(jnp.where(moved, lo_t, lo[:, i]))
-            gen = gen + jnp.sum(jnp.where(moved, new.length - s.length, 0))
-            calls = calls + jnp.sum(moved.astype(jnp.int32))
-            ptok = ptok + jnp.sum(jnp.where(moved, new.length, 0))
-            return t + 1, key, p, lo, log_w, ess, lz + lz_t, gen, calls, ptok, bad
+        def adjust(t, parents, x, inc):  # slot 0 holds the reference's first t + 1 steps, with its weight
+            lo = ref.memory.lo
+            lo_inc = lo[t] - jnp.where(t > 0, lo[jnp.maximum(t - 1, 0)], 0.0) if twist else lo[t]
+            x = jax.tree_util.tree_map(lambda a, r: a.at[0].set(jnp.where(pin, r, a[0])), x, truncate(ref, t + 1))
+            return x, inc.at[0].set(jnp.where(pin, lo_inc / tau * inv_temp, inc[0]))
 
         k_loop, k_pick = jax.random.split(key)
-        carry = (jnp.asarray(1, jnp.int32), k_loop, paths, lo, jnp.full((N,), -log_n), jnp.full((T,), jnp.nan),
-                 jnp.asarray(0.0), zero, zero, zero, jnp.asarray(False))
-        _, _, paths, lo, log_w, ess, lz, gen, calls, ptok, bad = jax.lax.while_loop(cond, body, carry)
-        k = jax.random.categorical(k_pick, log_w).astype(jnp.int32)
-        new_ref = jax.tree_util.tree_map(lambda a: a[k], paths)
-        return new_ref, lo[k], paths, lo, log_w, ess, lz, jnp.stack([gen, calls, ptok]), bad
+        res, failure, _ = build_filter(model, N, select, 1.0, finished=finished, collect=counter(is_ref),
+                                       adjust=adjust)(data, k_loop)
+        k = jax.random.categorical(k_pick, res.log_weights).astype(jnp.int32)
+        new_ref = jax.tree_util.tree_map(lambda a: a[k], res.particles)
+        return new_ref, res, failure
 
     def run(data, rp, key, inv_temps, tau):
-        prompt = program.prompt_state(data)
-        refs = empty_paths(prompt, M, T)
-        lo_refs = jnp.zeros((M, T), jnp.float32)
-        sweeps = jax.vmap(sweep, in_axes=(None, None, 0, 0, 0, None, 0, None, None))
+        prompt = program.prompt_state(data)._replace(memory=empty_record(data["prompt_length"], T))
+        sweeps = jax.vmap(sweep, in_axes=(None, None, 0, 0, None, 0, None))
 
-        def it(carry, inp):
-            refs, lo_refs, counts, bad = carry
-            k_it, i = inp
+        def iteration(k_it, carry, i):
+            refs, counts, bad = carry
             k_sw, k_swap = jax.random.split(k_it)
-            new_refs, new_lo, paths, lo, log_w, ess, lz, c, b = sweeps(
-                data, rp, jax.random.split(k_sw, M), refs, lo_refs, i > 0, inv_temps, tau, prompt)
+            old = refs
+            refs, res, failure = sweeps(data, rp, jax.random.split(k_sw, M), refs, i > 0, inv_temps, tau)
             cold = M - 1
-            old_ref_state = refs.state
-            swap_acc = jnp.zeros((max(M - 1, 1),), jnp.float32)
-            swap_prob = jnp.zeros((max(M - 1, 1),), jnp.float32)
+            swap_acc = swap_prob = jnp.zeros((max(M - 1, 1),), jnp.float32)
             if M > 1:
-                phi = _phi(new_lo, new_refs.state.num_steps, tau, twist)
-                log_u = jnp.log(jax.random.uniform(k_swap, (M - 1,)))
-
-                def swap(k, sc):
-                    perm, acc, prob = sc
-                    a, b_ = perm[k], perm[k + 1]
-                    log_r = swap_log_ratio(phi[a], phi[b_], 1.0 / inv_temps[k], 1.0 / inv_temps[k + 1])
-                    ok = log_u[k] < log_r
-                    perm = perm.at[k].set(jnp.where(ok, b_, a)).at[k + 1].set(jnp.where(ok, a, b_))
-                    return perm, acc.at[k].set(ok.astype(jnp.float32)), prob.at[k].set(
-                        jnp.minimum(1.0, jnp.exp(log_r)))
-
-                perm, swap_acc, swap_prob = jax.lax.fori_loop(
-                    0, M - 1, swap, (jnp.arange(M), swap_acc, swap_prob))
-                new_refs, new_lo = jax.tree_util.tree_map(lambda a: jnp.take(a, perm, axis=0), (new_refs, new_lo))
+                phi = _phi(refs.memory.lo, refs.num_steps, tau, twist, absorbing)
+                perm, swap_acc, swap_prob = swap_neighbours(k_swap, phi, inv_temps)
+                refs = jax.tree_util.tree_map(lambda a: jnp.take(a, perm, axis=0), refs)
             # Whether the coldest chain's reference generation changed in this sweep.
-            a_s, b_s = old_ref_state, new_refs.state
-            idx = jnp.arange(a_s.tokens.shape[-1])
-            changed = (a_s.length[cold] != b_s.length[cold]) | jnp.any(
-                (a_s.tokens[cold] != b_s.tokens[cold]) & (idx < b_s.length[cold]))
-            ref_cold = jax.tree_util.tree_map(lambda a: a[cold], new_refs)
-            K_parts = paths.state.num_steps[cold]
+            idx = jnp.arange(old.tokens.shape[-1])
+            changed = (old.length[cold] != refs.length[cold]) | jnp.any(
+                (old.tokens[cold] != refs.tokens[cold]) & (idx < refs.length[cold]))
+            ref_cold = jax.tree_util.tree_map(lambda a: a[cold], refs)
+            parts = jax.tree_util.tree_map(lambda a: a[cold], res.particles)
             ys = {
-                "particles": lite(jax.tree_util.tree_map(lambda a: a[cold], paths.state)),
-                "log_w": log_w[cold],
-                "score_lo": jnp.take_along_axis(lo[cold], jnp.clip(K_parts - 1, 0, T - 1)[:, None], 1)[:, 0],
-                "reference": lite(ref_cold.state),
-                "reference_lo": new_lo[cold][jnp.clip(ref_cold.state.num_steps - 1, 0, T - 1)],
-                "ess": ess[cold], "log_evidence": lz, "changed": changed,
+                "particles": lite(parts._replace(memory=())),
+                "log_w": res.log_weights[cold],
+                "score_lo": jnp.take_along_axis(parts.memory.lo, jnp.clip(parts.num_steps - 1, 0, T - 1)[:, None],
+                                                1)[:, 0],
+                "reference": lite(ref_cold._replace(memory=())),
+                "reference_lo": ref_cold.memory.lo[jnp.clip(ref_cold.num_steps - 1, 0, T - 1)],
+                "ess": res.ess[cold], "log_evidence": res.log_evidence, "changed": changed,
                 "swap_accept": swap_acc, "swap_prob": swap_prob,
             }
-            return (new_refs, new_lo, counts + jnp.sum(c, 0), bad | jnp.any(b)), ys
+            return (refs, counts + jnp.sum(res.aux, 0), bad | jnp.any(failure != base.OK)), ys
 
-        init = (refs, lo_refs, jnp.zeros((3,), jnp.int32), jnp.asarray(False))
-        (_, _, counts, bad), ys = jax.lax.scan(it, init, (jax.random.split(key, I), jnp.arange(I)))
+        init = (broadcast(prompt, M), jnp.zeros((3,), jnp.int32), jnp.asarray(False))
+        (_, counts, bad), ys = run_chain(iteration, init, key, I)
         return ys, counts, bad
 
     return run
@@ -269,12 +219,20 @@ def _validate_common(program, num_particles, num_iterations, key, reward, answer
     return N, I, t, b
 
 
+def _finished(finished, potential):
+    if finished is None:
+        return base.factor_one if potential == "twist" else base.absorbing
+    if finished not in (base.absorbing, base.factor_one):
+        raise ValueError(f"finished: expected ppl.smc.base.absorbing or ppl.smc.base.factor_one, got {finished!r}")
+    return finished
+
+
 def _run(method, program, N, I, temperatures, key, reward, answer_fn, tau, select, burn_in, posterior,
-         potential) -> ScalingResult:
+         potential, finished) -> ScalingResult:
     M = len(temperatures)
     twist = potential == "twist"
-    cache_key = (method, program.static_key(), reward_key(reward), N, I, M, twist)
-    fn = cached_jit(cache_key, lambda: _build(program, reward, N, I, M, twist))
+    cache_key = (method, program.static_key(), reward_key(reward), N, I, M, twist, finished)
+    fn = cached_jit(cache_key, lambda: _build(program, reward, N, I, M, twist, finished))
     inv_temps = jnp.asarray([1.0 / t for t in temperatures], jnp.float32)
     ys, counts, bad = fn(program.data, reward.params, key, inv_temps, jnp.asarray(tau, jnp.float32))
     if bool(bad):
@@ -305,6 +263,7 @@ def _run(method, program, N, I, temperatures, key, reward, answer_fn, tau, selec
                        for i in range(I)],
         "burn_in": burn_in,
         "posterior": posterior,
+        "finished": finished.__name__,
     }
     if M > 1:
         acc = np.asarray(ys["swap_accept"], np.float64)[:, :M - 1]
@@ -319,7 +278,7 @@ def _run(method, program, N, I, temperatures, key, reward, answer_fn, tau, selec
 def particle_gibbs(program: LMProgram, num_particles: int, num_iterations: int, *, key: jax.Array, reward,
                    answer_fn: Optional[Callable] = None, tau: float = 1.0, ancestor_sampling: bool = False,
                    select: str = "vote", burn_in: int = 0, posterior: str = "particles",
-                   potential: str = "prefix") -> ScalingResult:
+                   potential: str = "prefix", finished: Optional[Callable] = None) -> ScalingResult:
     r"""Particle Gibbs over whole reasoning chains with PRM potentials (Puri et al. 2025).
 
     Iterates conditional SMC sweeps (see the module documentation) on the target
@@ -358,6 +317,12 @@ def particle_gibbs(program: LMProgram, num_particles: int, num_iterations: int, 
     potential
         ``"prefix"`` (default; :math:`G_t` = odds of the prefix score) or ``"twist"`` (ratios of
         odds: the target weights only the final score).
+    finished
+        What a finished generation's factor is at the steps after it finished:
+        :func:`ppl.smc.base.absorbing` (its final factor again: the target of
+        :func:`~ppl.scaling.particle_filter` with the softmax weighting; the default with
+        ``potential="prefix"``) or :func:`ppl.smc.base.factor_one` (the default with
+        ``"twist"``, whose product then telescopes to the final odds).
 
     Returns
     -------
@@ -377,13 +342,14 @@ def particle_gibbs(program: LMProgram, num_particles: int, num_iterations: int, 
     N, I, t, b = _validate_common(program, num_particles, num_iterations, key, reward, answer_fn, tau, select,
                                   burn_in, posterior, potential, "particle_gibbs")
     return _run("particle_gibbs", program, N, I, (1.0,), key, reward, answer_fn, t, select, b, posterior,
-                potential)
+                potential, _finished(finished, potential))
 
 
 def parallel_tempering(program: LMProgram, num_particles: int, num_iterations: int, *,
                        temperatures: Sequence[float] = (4.0, 2.0, 1.0), key: jax.Array, reward,
                        answer_fn: Optional[Callable] = None, tau: float = 1.0, select: str = "vote",
-                       burn_in: int = 0, posterior: str = "particles", potential: str = "prefix") -> ScalingResult:
+                       burn_in: int = 0, posterior: str = "particles", potential: str = "prefix",
+                       finished: Optional[Callable] = None) -> ScalingResult:
     r"""Parallel tempering of particle Gibbs chains (Puri et al. 2025).
 
     :math:`M` chains, chain :math:`k` a particle Gibbs chain on
@@ -393,7 +359,7 @@ def parallel_tempering(program: LMProgram, num_particles: int, num_iterations: i
 
     Parameters
     ----------
-    program, num_particles, num_iterations, key, reward, answer_fn, tau, select, burn_in, posterior, potential
+    program, num_particles, num_iterations, key, reward, answer_fn, tau, select, burn_in, posterior, potential, finished
         As for :func:`particle_gibbs` (``num_particles`` per chain). Budget:
         :math:`M N I` rollouts.
     temperatures
@@ -419,4 +385,4 @@ def parallel_tempering(program: LMProgram, num_particles: int, num_iterations: i
     N, I, t, b = _validate_common(program, num_particles, num_iterations, key, reward, answer_fn, tau, select,
                                   burn_in, posterior, potential, "parallel_tempering")
     return _run("parallel_tempering", program, N, I, temps, key, reward, answer_fn, t, select, b, posterior,
-                potential)
+                potential, _finished(finished, potential))

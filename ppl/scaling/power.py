@@ -39,53 +39,41 @@ state, so nothing is ever re-scored: truncating an :class:`~ppl.lm.LMState` back
 boundary is valid as it stands (its KV cache entries past the boundary are overwritten before
 they are read).
 
-Chains are a batch: the regeneration is one ``lax.while_loop`` of batched
-:func:`~ppl.lm.sample_step` calls (one step for every chain still generating) and the MH steps
-a ``lax.scan``, all in one compiled function.
+**Implementation.** Chains are a batch. A generation is the engine's loop
+(:func:`ppl.smc.loop.build_filter`, no selection, no potential) on the program whose memory is
+the :class:`~ppl.scaling.paths.PathRecord` and whose ``frozen`` rule holds a chain that has
+:math:`T` steps; the proposal continues the truncated chains with the same loop (one batched
+:func:`~ppl.lm.sample_step` per step, for every chain still generating). The MH steps are
+:func:`ppl.mcmc.chain.run_chain` with :func:`ppl.mcmc.chain.mh_accept`, all in one compiled
+function.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ppl.core.checks import check_int, check_key, check_positive
-from ppl.core.trees import broadcast, select_rows
+from ppl.core.trees import select_rows
+from ppl.lm.potentials import MemoryPotential
 from ppl.lm.program import LMProgram
-from ppl.lm.sampling import sample_step
-from ppl.lm.state import LMState
+from ppl.mcmc.chain import mh_accept, run_chain
 from ppl.scaling._cache import cached_jit, reward_key
 from ppl.scaling.aggregate import SELECT_RULES
-from ppl.scaling.compute import Compute
+from ppl.scaling.compute import Compute, counter
+from ppl.scaling.paths import empty_record, record_step, step_mask, truncate
 from ppl.scaling.result import ScalingResult, finish
+from ppl.smc import resampling as rs
+from ppl.smc.base import Collector
+from ppl.smc.loop import build_filter
 
 __all__ = ["power_sampling"]
 
 
-# ----------------------------------------------------------------------------- shared helpers
-class Path(NamedTuple):
-    """A generation with its step structure (leaves get a leading batch axis for many).
-
-    Attributes
-    ----------
-    state
-        The final :class:`~ppl.lm.LMState` (token buffer and KV cache of the whole generation).
-    bounds
-        ``int32[T + 1]``: the buffer length after each step (``bounds[0]`` is the prompt length;
-        entries past ``state.num_steps`` are stale).
-    log_p, log_q
-        ``f32[T]``: each step's log-probability under the LM and under the sampler.
-    """
-
-    state: LMState
-    bounds: jax.Array
-    log_p: jax.Array
-    log_q: jax.Array
-
-
+# ----------------------------------------------------------------------------- shared checks
 def _check_program(program, method: str) -> None:
     if not isinstance(program, LMProgram):
         raise TypeError(f"program: {method} expects a ppl.lm.LMProgram, got {type(program).__name__}")
@@ -111,118 +99,54 @@ def _check_select(select) -> None:
         raise ValueError(f"select: expected one of {SELECT_RULES}, got {select!r}")
 
 
-def empty_paths(prompt: LMState, n: int, num_steps: int) -> Path:
-    """``n`` copies of the prompt as paths with no step yet."""
-    t = int(num_steps)
-    return Path(state=broadcast(prompt, n),
-                bounds=jnp.broadcast_to(prompt.length.astype(jnp.int32), (n, t + 1)),
-                log_p=jnp.zeros((n, t), jnp.float32), log_q=jnp.zeros((n, t), jnp.float32))
-
-
-def truncate(path: Path, j) -> LMState:
-    r"""The state of one path after its first ``j`` steps (``j`` clipped to ``[0, K]``).
-
-    Only the scalar fields change: the token buffer and KV cache past the boundary are left as
-    they are (stale cache entries are overwritten before they are read, by the pending-token
-    invariant of :class:`~ppl.lm.LMState`). The state is ``done`` only at :math:`j \ge K` of a
-    generation that finished (end of sequence or a full buffer)."""
-    s = path.state
-    k = s.num_steps
-    i = jnp.clip(j, 0, k)
-    prev = jnp.maximum(i - 1, 0)
-    return s._replace(
-        length=path.bounds[i],
-        step_start=jnp.where(i > 0, path.bounds[prev], s.prompt_length),
-        num_steps=i.astype(s.num_steps.dtype),
-        done=s.done & (i >= k),
-        step_log_p=jnp.where(i > 0, path.log_p[prev], 0.0),
-        step_log_q=jnp.where(i > 0, path.log_q[prev], 0.0),
-    )
-
-
-def extend(program: LMProgram, params, key, paths: Path):
-    """Generate every path of a batch step by step until it is done or has ``T`` steps.
-
-    Returns the extended paths and the number of tokens sampled (one ``lax.while_loop`` of
-    batched :func:`~ppl.lm.sample_step` calls; a path that is finished is not touched)."""
-    lm, cfg, T = program.lm, program.config, int(program.num_steps)
-    n = paths.bounds.shape[0]
-    rows = jnp.arange(n)
-
-    def cond(c):
-        s = c[1].state
-        return jnp.any(~s.done & (s.num_steps < T))
-
-    def body(c):
-        key, p, ntok = c
-        key, sub = jax.random.split(key)
-        s = p.state
-        live = ~s.done & (s.num_steps < T)
-        new, lp, lq = sample_step(lm, params, sub, s._replace(done=~live), cfg)
-        new = new._replace(done=jnp.where(live, new.done, s.done))
-        i = jnp.clip(s.num_steps, 0, T - 1)
-        log_p = p.log_p.at[rows, i].set(jnp.where(live, lp, p.log_p[rows, i]))
-        log_q = p.log_q.at[rows, i].set(jnp.where(live, lq, p.log_q[rows, i]))
-        bounds = p.bounds.at[rows, i + 1].set(jnp.where(live, new.length, p.bounds[rows, i + 1]))
-        ntok = ntok + jnp.sum(jnp.where(live, new.length - s.length, 0))
-        return key, Path(new, bounds, log_p, log_q), ntok
-
-    _, paths, ntok = jax.lax.while_loop(cond, body, (key, paths, jnp.asarray(0, jnp.int32)))
-    return paths, ntok
-
-
-def step_mask(num_steps_total: int, start, stop):
-    """``[B, T]`` mask of the steps ``start <= i < stop`` (``start``, ``stop`` are ``[B]``)."""
-    idx = jnp.arange(int(num_steps_total))
-    return (idx >= start[:, None]) & (idx < stop[:, None])
-
-
-def lite(state: LMState) -> LMState:
-    """A state without its KV cache (what results keep of pooled particles)."""
-    return state._replace(cache=None)
-
-
 # ----------------------------------------------------------------------------- the sampler
 def _build(program: LMProgram, num_chains: int, num_mh_steps: int, reward):
     T = int(program.num_steps)
     C = int(num_chains)
+    tokens = counter()
 
     def run(data, reward_params, key, alpha):
-        params = data["params"]
-        prompt = program.prompt_state(data)
+        record = MemoryPotential(lambda prev, state: (jnp.zeros(()), record_step(prev, state)),
+                                 empty_record(data["prompt_length"], T), "path record")
+        model = program.with_potential(record, frozen=lambda x: x.num_steps >= T, correct_proposal=False)
+        generate = build_filter(model, C, rs.systematic, 0.0, collect=tokens)
+        regenerate = build_filter(model, C, rs.systematic, 0.0,
+                                  collect=Collector(lambda x: jnp.zeros((3,), jnp.int32), tokens.update))
         k_init, k_mh = jax.random.split(key)
-        paths, ntok0 = extend(program, params, k_init, empty_paths(prompt, C, T))
+        res, _, _ = generate(data, k_init)
 
-        def mh(carry, key):
+        def mh(key, carry, i):
             paths, ntok = carry
             k_j, k_gen, k_u = jax.random.split(key, 3)
-            K = paths.state.num_steps
+            K = paths.num_steps
             j = jax.random.randint(k_j, (C,), 0, K)  # uniform over the K steps
-            start = jax.vmap(truncate)(paths, j)
-            prop, n_new = extend(program, params, k_gen, paths._replace(state=start))
-            K1 = prop.state.num_steps
-            old = step_mask(T, j, K)
-            new = step_mask(T, j, K1)
-            d_log_p = jnp.sum(jnp.where(new, prop.log_p, 0.0), 1) - jnp.sum(jnp.where(old, paths.log_p, 0.0), 1)
-            d_log_q = jnp.sum(jnp.where(new, prop.log_q, 0.0), 1) - jnp.sum(jnp.where(old, paths.log_q, 0.0), 1)
+            prop, _, _ = regenerate(data, k_gen, jax.vmap(truncate)(paths, j))
+            prop, n_new = prop.particles, prop.aux[0]
+            K1 = prop.num_steps
+            old, new = step_mask(T, j, K), step_mask(T, j, K1)
+            d_log_p = jnp.sum(jnp.where(new, prop.memory.log_p, 0.0), 1) - jnp.sum(
+                jnp.where(old, paths.memory.log_p, 0.0), 1)
+            d_log_q = jnp.sum(jnp.where(new, prop.memory.log_q, 0.0), 1) - jnp.sum(
+                jnp.where(old, paths.memory.log_q, 0.0), 1)
             log_a = alpha * d_log_p - d_log_q + jnp.log(K.astype(jnp.float32)) - jnp.log(K1.astype(jnp.float32))
-            accept = jnp.log(jax.random.uniform(k_u, (C,))) < log_a
+            accept = mh_accept(k_u, log_a)
             paths = select_rows(accept, prop, paths)
-            log_p_total = jnp.sum(jnp.where(step_mask(T, jnp.zeros_like(K1), paths.state.num_steps),
-                                            paths.log_p, 0.0), 1)
+            log_p_total = jnp.sum(jnp.where(step_mask(T, jnp.zeros_like(K1), paths.num_steps),
+                                            paths.memory.log_p, 0.0), 1)
             out = (jnp.mean(accept.astype(jnp.float32)), jnp.mean(jnp.minimum(1.0, jnp.exp(log_a))),
                    jnp.mean(log_p_total))
             return (paths, ntok + n_new), out
 
-        (paths, ntok), (acc, acc_prob, log_p_trace) = jax.lax.scan(
-            mh, (paths, ntok0), jax.random.split(k_mh, int(num_mh_steps)))
-        K = paths.state.num_steps
-        log_p_total = jnp.sum(jnp.where(step_mask(T, jnp.zeros_like(K), K), paths.log_p, 0.0), 1)
-        out = {"state": paths.state, "generated": ntok, "accept": acc, "accept_prob": acc_prob,
+        (paths, ntok), (acc, acc_prob, log_p_trace) = run_chain(mh, (res.particles, res.aux[0]), k_mh,
+                                                                int(num_mh_steps))
+        K = paths.num_steps
+        log_p_total = jnp.sum(jnp.where(step_mask(T, jnp.zeros_like(K), K), paths.memory.log_p, 0.0), 1)
+        state = paths._replace(memory=())
+        out = {"state": state, "generated": ntok, "accept": acc, "accept_prob": acc_prob,
                "log_p_trace": log_p_trace, "log_p": log_p_total}
         if reward is not None:
-            out["log_r"] = jax.vmap(lambda s: reward.log_score(reward_params, s))(paths.state)
-            out["prm_tokens"] = jnp.sum(paths.state.length)
+            out["log_r"] = jax.vmap(lambda s: reward.log_score(reward_params, s))(state)
+            out["prm_tokens"] = jnp.sum(state.length)
         return out
 
     return run

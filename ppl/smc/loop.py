@@ -39,6 +39,7 @@ data of the same shape, or with a new key, does not recompile.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple, Optional, Union
 
@@ -105,15 +106,20 @@ class SMCResult(NamedTuple):
 
 
 def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_history: bool = False,
-                 constrain=None, interact=None, finished=base.factor_one, collect=None):
+                 constrain=None, interact=None, finished=base.factor_one, collect=None, adjust=None):
     r"""The uncompiled filter ``run(data, key) -> (SMCResult, failure, step)``: the one SMC loop.
 
     ``fk`` is any model with the batched Feynman–Kac protocol (``init_batch``, ``step_batch``,
     ``done_batch``, ``data_at``, ``num_steps``, ``freezes_done``): a
     :class:`~ppl.core.feynman_kac.FeynmanKac` or an :class:`~ppl.lm.LMProgram`. ``scheme`` is a
     resampling scheme or a :class:`~ppl.smc.resampling.Selection`; ``finished`` and ``collect``
-    are the hooks of :func:`ppl.smc.base.step`. The methods of :mod:`ppl.scaling` call it inside
-    their own compiled functions.
+    are the hooks of :func:`ppl.smc.base.step`, and ``adjust(t, parents, x, inc)`` its ``adjust``
+    hook at step ``t`` (``parents=None`` at step 0; conditional SMC pins a reference there). The
+    methods of :mod:`ppl.scaling` call it inside their own compiled functions.
+
+    ``run(data, key, particles)`` continues given particles instead of drawing new ones: they
+    start equally weighted, ``collect.init(particles)`` starts the collector, and each of the
+    :math:`T` iterations is a step (power sampling regenerates a suffix this way).
 
     **Keys.** Every step :math:`t \ge 0` splits the running key: ``key, k_select, k_move =
     split(key, 3)``, or ``key, k_move = split(key)`` when the step draws no selection key (a
@@ -153,9 +159,18 @@ def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_hist
         key, k_move = jax.random.split(key)
         return key, k_move, k_move
 
-    def run(data, key):
-        key, _, k0 = keys(key)
-        state, lz0 = base.init(fk, N, k0, fk.data_at(data, 0), pin=pin, collect=collect)
+    def run(data, key, particles=None):
+        if particles is None:
+            key, _, k0 = keys(key)
+            state, lz0 = base.init(fk, N, k0, fk.data_at(data, 0), pin=pin, collect=collect,
+                                   adjust=None if adjust is None else functools.partial(adjust, 0))
+            t0 = 1
+        else:  # continue given particles (equally weighted): every one of the T iterations is a step
+            zeros = jnp.zeros((N,), jnp.float32)
+            state = base.SMCState(particles, zeros - math.log(N), jnp.asarray(float(N), jnp.float32),
+                                  jnp.asarray(base.OK, jnp.int32), zeros,
+                                  None if collect is None else collect.init(particles))
+            lz0, t0 = jnp.zeros(()), 0
         ess = jnp.full((T,), jnp.nan).at[0].set(state.ess)
         lz_incs = jnp.zeros((T,)).at[0].set(lz0)
         resampled = jnp.zeros((T,), dtype=bool)
@@ -183,7 +198,7 @@ def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_hist
                 state = state._replace(particles=x, log_weights=log_w, ess=ess_prev)
             state, info = base.step(fk, state, t, k_res, k_move, fk.data_at(data, t), selection=scheme,
                                     ess_threshold=ess_threshold, finished=finished, pin=pin,
-                                    collect=collect)
+                                    collect=collect, adjust=None if adjust is None else functools.partial(adjust, t))
             lz_inc, anc = info.log_evidence_increment, info.ancestors
             if interact is not None:
                 lz_inc, anc = lz_inc + lz_adjust, anc + anc_offset
@@ -196,7 +211,7 @@ def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_hist
                 hist_w = hist_w.at[t].set(state.log_weights)
             return (t + 1, key, state, ess, lz_incs, resampled, ancestors, hist, hist_w)
 
-        carry = (jnp.asarray(1, jnp.int32), key, state, ess, lz_incs, resampled, ancestors, hist, hist_w)
+        carry = (jnp.asarray(t0, jnp.int32), key, state, ess, lz_incs, resampled, ancestors, hist, hist_w)
         t, _, state, ess, lz_incs, resampled, ancestors, hist, hist_w = jax.lax.while_loop(cond, body, carry)
         if finished is not base.factor_one:
             # Every particle finished at step t - 1 < T - 1: the T - t steps not run would each

@@ -4,7 +4,8 @@ The TinyLM program of tests/scaling/test_power.py (1201 generations of at most 3
 sampler at temperature 0.8 as base distribution q and a reward whose log-odds is a sum of token
 scores, s(x_{1:t}) = sum_i w[x_i] + b. The target is enumerated exactly,
 
-    pi(x) ∝ q(x) prod_{t <= K(x)} exp(s(x_{1:t}) / tau)          (potential="prefix")
+    pi(x) ∝ q(x) prod_{t <= K(x)} exp(s(x_{1:t}) / tau)          (potential="prefix", finished=factor_one)
+    pi(x) ∝ q(x) prod_{t <= T} exp(s(x_{1:min(t,K)}) / tau)      (potential="prefix", finished=absorbing)
     pi(x) ∝ q(x) exp(s(x) / tau)                                  (potential="twist"),
 
 and the chains' answer posteriors are compared with it on two marginals (the number of 2s and
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 import ppl
+from ppl.smc.base import factor_one
 from ppl.scaling.gibbs import parallel_tempering, particle_gibbs, swap_log_ratio
 from tests.lm.tiny import TinyLM
 from tests.scaling.test_power import (DELIM, EOS, MAX_LEN, MAX_STEP_TOKENS, MAX_STEPS, PROMPT, enumerate_generations,
@@ -60,8 +62,10 @@ def exact():
     s = [np.array([W[list(g[:e])].sum() + B for e in b]) for g, b in zip(gens, bounds)]
     phi_prefix = np.array([x.sum() for x in s]) / TAU
     phi_twist = np.array([x[-1] for x in s]) / TAU
+    phi_absorbing = np.array([x.sum() + (MAX_STEPS - len(x)) * x[-1] for x in s]) / TAU
     return dict(gens=gens, log_q=log_q, phi=phi_prefix,
                 prefix=normalise(log_q + phi_prefix), twist=normalise(log_q + phi_twist),
+                absorbing=normalise(log_q + phi_absorbing),
                 p_base=normalise(log_p + phi_prefix), tau_ignored=normalise(log_q + phi_prefix * TAU))
 
 
@@ -111,7 +115,7 @@ def test_wrong_targets_are_far_on_the_checked_marginals(exact):
 def test_particle_gibbs_matches_the_enumerated_target(exact, posterior):
     prog, reward = program(), TokenReward()
     runs = [particle_gibbs(prog, 8, 1000, key=jax.random.key(k), reward=reward, tau=TAU, posterior=posterior,
-                           burn_in=20)
+                           burn_in=20, finished=factor_one)
             for k in range(4)]
     check_against(exact, runs)
     r = runs[0]
@@ -136,7 +140,7 @@ def test_parallel_tempering_coldest_chain_and_swap_rate(exact):
     prog, reward = program(), TokenReward()
     temps = (3.0, 1.0)
     runs = [parallel_tempering(prog, 8, 600, temperatures=temps, key=jax.random.key(20 + k), reward=reward,
-                               tau=TAU, burn_in=20) for k in range(4)]
+                               tau=TAU, burn_in=20, finished=factor_one) for k in range(4)]
     check_against(exact, runs)
     # At stationarity the two references are independent draws from pi_hot and pi_cold, so the
     # mean swap acceptance probability is E min(1, exp((phi(x') - phi(x)) (1/T1 - 1/T2))).
@@ -149,6 +153,26 @@ def test_parallel_tempering_coldest_chain_and_swap_rate(exact):
     assert abs(got - expected) < 0.03, (got, expected)
     assert abs(rate - expected) < 0.05, (rate, expected)
     assert runs[0].budget == 2 * 8 * 600 and runs[0].diagnostics["temperatures"] == temps
+
+
+def test_gibbs_tempering_and_the_particle_filter_target_one_model(exact):
+    """With the same options (prefix log-odds over tau, finished generations absorbing: the
+    defaults of all three), particle Gibbs, parallel tempering's coldest chain and the particle
+    filter all target pi(x) ∝ q(x) prod_{t <= T} odds(r(x_{1:min(t, K)}))^(1/tau)."""
+    far = max(tv(marginal(exact["gens"], exact["absorbing"], f), marginal(exact["gens"], exact["prefix"], f))
+              for f in FEATURES.values())
+    assert far > 0.08, far  # the check tells absorbing from factor-one finished generations
+    prog, reward = program(), TokenReward()
+    pg = [particle_gibbs(prog, 8, 600, key=jax.random.key(30 + k), reward=reward, tau=TAU, burn_in=20)
+          for k in range(4)]
+    assert pg[0].diagnostics["finished"] == "absorbing"
+    check_against(exact, pg, target="absorbing")
+    pt = [parallel_tempering(prog, 8, 400, temperatures=(3.0, 1.0), key=jax.random.key(40 + k), reward=reward,
+                             tau=TAU, burn_in=20) for k in range(3)]
+    check_against(exact, pt, target="absorbing")
+    pf = [ppl.scaling.particle_filter(prog, 4000, key=jax.random.key(50 + k), reward=reward, tau=TAU)
+          for k in range(2)]
+    check_against(exact, pf, target="absorbing")
 
 
 def test_swap_log_ratio_by_hand():

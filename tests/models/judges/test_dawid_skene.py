@@ -4,10 +4,9 @@ confusion matrices with NUTS, and the simplex model's identifiability warning.""
 import itertools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpyro.handlers import seed, substitute, trace
+from numpyro.handlers import substitute, trace
 
 import ppl
 from models.judges.dawid_skene import (

@@ -162,7 +162,7 @@ def check_nocache_logits(lm, nocache, *, prompt_len=8, decode=12, chunk=4, batch
 
 def make_baseline(lm, cfg: StepConfig, num_particles: int, num_steps: int, max_length: int):
     """Plain batched sampling: prefill, then a ``lax.scan`` of ``sample_step`` over the steps, with
-    the particle filter's key splits (``k0, key = split(key)``; per step ``key, _, k_move =
+    the particle filter's key splits (``key, _, k0 = split(key, 3)``; per step ``key, _, k_move =
     split(key, 3)``). No weights, no resampling. Returns the final state (cache included, as
     ``run_smc`` does) and the summed log-probability."""
 
@@ -170,7 +170,7 @@ def make_baseline(lm, cfg: StepConfig, num_particles: int, num_steps: int, max_l
     def run(params, prompt, prompt_length, key):
         one = prefill(lm, params, prompt, prompt_length, max_length)
         x = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (num_particles,) + a.shape), one)
-        k0, key = jax.random.split(key)
+        key, _, k0 = jax.random.split(key, 3)
         x, log_p, _ = sample_step(lm, params, k0, x, cfg)
 
         def body(c, _):

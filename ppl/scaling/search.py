@@ -101,8 +101,29 @@ def _concat(a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u, v], axis=0), a, b)
 
 
-def _beam_select(x, done, log_w, keep: int):
-    return expand_top(x.memory.last, ~done, keep)
+def duplicates(x, active: jax.Array) -> jax.Array:
+    """``bool[N]``: active beams whose generation equals an earlier active beam's (the first
+    occurrence is kept, as search-and-learn's ``filter_duplicates``). Rows are compared by
+    length and two 32-bit polynomial hashes of their tokens."""
+    n, width = x.tokens.shape
+    valid = jnp.arange(width)[None] < x.length[:, None]
+    tok = x.tokens.astype(jnp.uint32) + jnp.uint32(1)
+
+    def digest(base):
+        powers = jnp.cumprod(jnp.full((width,), base, jnp.uint32))
+        return jnp.sum(jnp.where(valid, tok * powers, jnp.uint32(0)), axis=1, dtype=jnp.uint32)
+
+    h1, h2 = digest(1000003), digest(2654435761)
+    same = (h1[:, None] == h1[None]) & (h2[:, None] == h2[None]) & (x.length[:, None] == x.length[None])
+    earlier = jnp.arange(n)[None] < jnp.arange(n)[:, None]
+    return active & jnp.any(same & earlier & active[None], axis=1)
+
+
+def _beam_select(x, done, log_w, keep: int, filter_duplicates: bool = False):
+    active = ~done
+    if filter_duplicates:
+        active = active & ~duplicates(x, active)
+    return expand_top(x.memory.last, active, keep)
 
 
 def _stopped(x, width: int):
@@ -115,16 +136,17 @@ def _subtree_select(x, done, log_w, width: int):
     return subtree_best(x.memory.last, x.done, jnp.zeros_like(x.done), width)[0]
 
 
-def _pool(prompt, N: int):
-    """Beam search's collector: the compute counters and the pool of the N best completed beams
-    (states, log-scores, which slots hold a beam)."""
+def _pool(prompt, N: int, sort_completed: bool):
+    """Beam search's collector: the compute counters and the pool of completed beams (states,
+    log-scores, which slots hold a beam): the N best (``sort_completed``) or the N first."""
+    order = -jnp.arange(2 * N, dtype=jnp.float32)
 
     def merge(pool, new, finished):
         def take(args):
             pool, pool_s, pool_ok = args
             ok = jnp.concatenate([pool_ok, finished])
             scores = jnp.concatenate([pool_s, new.memory.last])
-            _, idx = jax.lax.top_k(_rank(scores, ok), N)
+            _, idx = jax.lax.top_k(_rank(scores, ok) if sort_completed else jnp.where(ok, order, -jnp.inf), N)
             return rs.gather(_concat(pool, new), idx), scores[idx], ok[idx]
 
         return jax.lax.cond(jnp.any(finished), take, lambda a: a, pool)
@@ -140,7 +162,8 @@ def _pool(prompt, N: int):
     return Collector(init, update)
 
 
-def _build(program, reward, N: int, M: int, dvts_mode: bool):
+def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: bool = False,
+           sort_completed: bool = True):
     def run(data, rparams, key):
         pot = from_reward(reward, rparams)
         if dvts_mode:
@@ -150,19 +173,22 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool):
             x = res.particles
             return x, x.memory.last, jnp.ones((N,), bool), res.aux, res.num_steps, failure
         model = program.with_potential(pot, correct_proposal=False)
-        collect = _pool(model.prompt_state(data), N)
-        res, failure, _ = build_filter(model, N, rs.Selection(_beam_select, (N // M,)), 1.0, collect=collect)(data, key)
+        collect = _pool(model.prompt_state(data), N, sort_completed)
+        select = rs.Selection(_beam_select, (N // M, filter_duplicates))
+        res, failure, _ = build_filter(model, N, select, 1.0, collect=collect)(data, key)
         x, (counts, (pool, pool_s, pool_ok)) = res.particles, res.aux
-        # Final beams: the best N of the completed pool and the beams still active at the limit.
+        # Final beams: the best (or first) N of the completed pool, then the beams active at the limit.
         ok = jnp.concatenate([pool_ok, ~x.done])
         scores = jnp.concatenate([pool_s, x.memory.last])
-        _, idx = jax.lax.top_k(_rank(scores, ok), N)
+        order = -jnp.arange(2 * N, dtype=jnp.float32)
+        _, idx = jax.lax.top_k(_rank(scores, ok) if sort_completed else jnp.where(ok, order, -jnp.inf), N)
         return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, res.num_steps, failure
 
     return run
 
 
-def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode) -> MethodCall:
+def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode,
+                    filter_duplicates=False, sort_completed=True) -> MethodCall:
     _check_program(program, method)
     n = check_int("num_beams", num_beams, 1)
     m = check_int("beam_width", beam_width, 1)
@@ -174,7 +200,10 @@ def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_
         raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")
     if answer_fn is not None and not callable(answer_fn):
         raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
-    cache_key = (method, program.static_key(), reward_key(reward), n, m)
+    for name, flag in (("filter_duplicates", filter_duplicates), ("sort_completed", sort_completed)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected a bool, got {flag!r}")
+    cache_key = (method, program.static_key(), reward_key(reward), n, m, filter_duplicates, sort_completed)
     prompt_len = int(program.data["prompt_length"])
 
     def finish_(out) -> ScalingResult:
@@ -191,13 +220,16 @@ def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_
         return finish(method, x, log_w, scores=scores, answer_fn=answer_fn, select=select, compute=compute,
                       budget=n, diagnostics=diagnostics)
 
-    return MethodCall(method, cache_key, lambda: _build(program, reward, n, m, dvts_mode), program.data,
+    return MethodCall(method, cache_key,
+                      lambda: _build(program, reward, n, m, dvts_mode, filter_duplicates, sort_completed), program.data,
                       reward.params, key, (), finish_)
 
 
 def _prepare_beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
-                         answer_fn: Optional[Callable] = None, select: str = "argmax") -> MethodCall:
-    return _prepare_search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False)
+                         answer_fn: Optional[Callable] = None, select: str = "argmax",
+                         filter_duplicates: bool = False, sort_completed: bool = True) -> MethodCall:
+    return _prepare_search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False,
+                           filter_duplicates, sort_completed)
 
 
 def _prepare_dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
@@ -206,7 +238,8 @@ def _prepare_dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, r
 
 
 def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
-                answer_fn: Optional[Callable] = None, select: str = "argmax") -> ScalingResult:
+                answer_fn: Optional[Callable] = None, select: str = "argmax", filter_duplicates: bool = False,
+                sort_completed: bool = True) -> ScalingResult:
     r"""Beam search (Snell et al. 2024): keep the top :math:`N/M` active prefixes by reward score,
     expand each :math:`M` ways; finished beams go to a pool of completed beams (see the module doc).
 
@@ -226,16 +259,25 @@ def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, rew
         ``token_ids -> answer`` (default: the whole generation).
     select
         ``"argmax"`` (the best-scored final beam) or ``"vote"`` (score-weighted vote).
+    filter_duplicates
+        Before each selection, drop active beams whose generation equals an earlier active
+        beam's (search-and-learn's ``filter_duplicates``; off by default, as there).
+    sort_completed
+        Keep the :math:`N` *best* completed beams (default) or, as search-and-learn's default
+        ``sort_completed=False``, the :math:`N` *first* to complete (in order of completion,
+        then slot).
 
     Returns
     -------
     ScalingResult
-        The :math:`N` final beams sorted by score; ``log_weights`` are their log-scores and
+        The :math:`N` final beams sorted by score (``sort_completed``; else in order of
+        completion, the beams still active at the step limit last); ``log_weights`` are their log-scores and
         ``scores`` their scores (empty slots: weight 0, score NaN). ``diagnostics``:
         ``num_steps``, ``valid`` (which slots hold a beam), ``beam_width``.
     """
     return _prepare_beam_search(program, num_beams, beam_width=beam_width, key=key, reward=reward,
-                                answer_fn=answer_fn, select=select)()
+                                answer_fn=answer_fn, select=select, filter_duplicates=filter_duplicates,
+                                sort_completed=sort_completed)()
 
 
 def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,

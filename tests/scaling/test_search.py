@@ -39,15 +39,23 @@ def _step(prog, key, x, frozen=None):
     return new, gens, live, (grown, int(live.sum()), int(length[live].sum()))
 
 
-def host_beam_search(prog, n, m, key):
+def host_beam_search(prog, n, m, key, filter_duplicates=False, sort_completed=True):
     """search-and-learn's beam search: N active beams per step, completed beams set aside, the
-    top N/M active beams kept and copied back to N slots (slot j continues the floor(jk/N)-th best)."""
+    top N/M active beams kept and copied back to N slots (slot j continues the floor(jk/N)-th best).
+    filter_duplicates drops an active beam whose text equals an earlier one's before the top-k;
+    sort_completed=False keeps the first N completed beams (then those still active) unsorted."""
     x, score = _start(prog, n), np.zeros(n)
     completed, counts, t, fewer = [], np.zeros(3, int), 0, False
     while t < prog.num_steps and not np.asarray(x.done).all():
         key, k_move = jax.random.split(key)
         if t > 0:
             active = [i for i in range(n) if not bool(x.done[i])]
+            if filter_duplicates:
+                text = lambda i: tuple(np.asarray(x.tokens[i, :int(x.length[i])]).tolist())  # noqa: E731
+                first = {}
+                for i in active:
+                    first.setdefault(text(i), i)
+                active = sorted(first.values())
             best = sorted(active, key=lambda i: (-score[i], i))[:n // m]
             fewer |= len(best) < n // m
             anc = [best[j * len(best) // n] for j in range(n)]
@@ -62,7 +70,10 @@ def host_beam_search(prog, n, m, key):
         x, t = x_new, t + 1
     tokens, length = np.asarray(x.tokens), np.asarray(x.length)
     still = [(score[i], tokens[i, P:length[i]].tolist()) for i in range(n) if not bool(x.done[i])]
-    final = sorted(completed + still, key=lambda c: -c[0])[:n]  # stable: ties keep their order
+    if sort_completed:
+        final = sorted(completed + still, key=lambda c: -c[0])[:n]  # stable: ties keep their order
+    else:
+        final = (completed[:n] + still)[:n]
     return final, t, tuple(counts), fewer
 
 
@@ -129,6 +140,34 @@ def test_beam_search_equals_the_reference_algorithm_on_the_same_draws():
                                                                        reverse=True)
             assert res.selected == 0
     assert fewer, "no case had fewer than N/M active beams: the refill rule went untested"
+
+
+@pytest.mark.parametrize("filter_duplicates, sort_completed", [(True, True), (False, False), (True, False)])
+def test_beam_search_options_of_search_and_learn(filter_duplicates, sort_completed):
+    prog = _program()
+    dropped = False
+    for n, m in [(8, 2), (8, 4)]:
+        for seed in range(3):
+            key = jax.random.key(seed)
+            res = scaling.beam_search(prog, n, beam_width=m, key=key, reward=REWARD,
+                                      filter_duplicates=filter_duplicates, sort_completed=sort_completed)
+            final, steps, counts, _ = host_beam_search(prog, n, m, key, filter_duplicates, sort_completed)
+            _assert_same(res, final, steps, counts)
+            plain = scaling.beam_search(prog, n, beam_width=m, key=key, reward=REWARD)
+            dropped |= res.generations() != plain.generations()
+    assert dropped, "the options changed no result: they went untested"
+
+
+def test_duplicates_are_found_by_content():
+    prog = _program()
+    x = _start(prog, 4)
+    toks = np.asarray(x.tokens).copy()
+    toks[:, P:P + 2] = [[2, 3], [2, 3], [3, 2], [2, 3]]
+    x = x._replace(tokens=jnp.asarray(toks), length=jnp.asarray([P + 2, P + 2, P + 2, P + 1]))
+    dup = np.asarray(scaling.search.duplicates(x, jnp.asarray([True, True, True, True])))
+    np.testing.assert_array_equal(dup, [False, True, False, False])  # slot 3 is shorter: not a copy
+    dup = np.asarray(scaling.search.duplicates(x, jnp.asarray([False, True, True, True])))
+    np.testing.assert_array_equal(dup, [False, False, False, False])  # only active beams count
 
 
 def test_dvts_equals_the_reference_algorithm_on_the_same_draws():

@@ -6,7 +6,7 @@
 
 Both models are the same Bradley–Terry likelihood (logit link, ties as half wins, sum-to-zero
 ratings with a Normal(0, 2) prior); the naive one has one Bernoulli-with-weights term per
-battle in a plate, ours (:func:`models.judges.bradley_terry`) one term per ordered pair and
+battle in a plate, ours (:func:`ppl_models.judges.bradley_terry`) one term per ordered pair and
 outcome. Timings include compilation (each is one call of :func:`ppl.nuts`). Progress goes to
 stderr; the last line of stdout is one JSON object with ``bt_aggregated_speedup`` (naive wall
 time / ours), ``min_ess_per_s`` (ours: smallest bulk ESS over ratings per second), the same
@@ -29,7 +29,7 @@ import numpyro
 import numpyro.distributions as dist
 
 import ppl
-from models import judges
+from ppl_models import judges
 
 
 def naive_bt(first, second, y, w, num_models: int, prior_scale: float = 2.0):

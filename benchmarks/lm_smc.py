@@ -1,7 +1,7 @@
 r"""Benchmark of LM programs: what the particle filter costs beside the LM, and what the KV cache buys.
 
 Three figures, each timed *after compilation* (a first call compiles; the median of interleaved
-repeats is reported), with a small random transformer from :mod:`models.lm` (default 4 layers,
+repeats is reported), with a small random transformer from :mod:`ppl_models.lm` (default 4 layers,
 width 128, 4 heads, vocabulary 64, rotary positions, no end-of-sequence token):
 
 1. ``pf_overhead_ratio`` — wall time of a particle filter (:func:`ppl.run_smc` on a
@@ -49,7 +49,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path:  # runnable as `python benchmarks/lm_smc.py` without installing
+if str(REPO) not in sys.path:  # `ppl` from the checkout; `ppl_models` (the models/ folder) needs `pip install -e .`
     sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
@@ -60,7 +60,7 @@ import ppl  # noqa: E402
 import ppl.lm  # noqa: E402
 from ppl.lm.sampling import StepConfig, sample_step  # noqa: E402
 from ppl.lm.state import prefill  # noqa: E402
-from models.lm import LMConfig, random_lm  # noqa: E402
+from ppl_models.lm import LMConfig, random_lm  # noqa: E402
 
 
 def log(msg: str) -> None:

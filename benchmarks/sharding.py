@@ -66,7 +66,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ppl  # noqa: E402
-from models.state_space import LinearGaussian  # noqa: E402
+from ppl_models.state_space import LinearGaussian  # noqa: E402
 from ppl.smc import sharding as sh  # noqa: E402
 
 

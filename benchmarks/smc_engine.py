@@ -50,7 +50,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path:  # runnable as `python benchmarks/smc_engine.py` without installing
+if str(REPO) not in sys.path:  # `ppl` from the checkout; `ppl_models` (the models/ folder) needs `pip install -e .`
     sys.path.insert(0, str(REPO))
 
 PARTICLES_VENV = HERE / ".venv-particles"
@@ -192,14 +192,14 @@ def make_ours_filter(y, params: dict, N: int, seed: int):
 
 
 def lgssm3_model():
-    """``LGSSM3`` as a ``models.state_space.MultivariateLinearGaussian``.
+    """``LGSSM3`` as a ``ppl_models.state_space.MultivariateLinearGaussian``.
 
     Its ``bootstrap`` form is the plain way a user writes the filter (numpyro
     ``MultivariateNormal``, covariance matrices, no hand-written density). The engine draws the
     particle set from one lifted ``MultivariateNormal`` per step, and on CPU runs its tiny
     products and triangular solves as elementwise arithmetic (``ppl.core.small_dots``).
     """
-    from models.state_space import MultivariateLinearGaussian
+    from ppl_models.state_space import MultivariateLinearGaussian
 
     p = LGSSM3
     return MultivariateLinearGaussian(F=p["F"], G=p["G"], Q=p["covX"], R=p["covY"], m0=p["mu0"], P0=p["cov0"])

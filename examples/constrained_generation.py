@@ -2,7 +2,7 @@
 
     python examples/constrained_generation.py [--particles 256] [--samples 8192] [--seed 0]
 
-The LM is a small random transformer from ``models.lm`` (the bundled trained model replaces it
+The LM is a small random transformer from ``ppl_models.lm`` (the bundled trained model replaces it
 when it lands). Constraint: the generation must contain token 7 exactly ``--count`` times by the
 time it finishes. Plain sampling meets it with probability Z = P(constraint) — the acceptance
 rate of rejection sampling. SMC checks "at most ``--count`` so far" after every step and
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ppl
-from models.lm import LMConfig, random_lm
+from ppl_models.lm import LMConfig, random_lm
 
 TARGET = 7
 

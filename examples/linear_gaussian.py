@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 import ppl
-from models.state_space import LinearGaussian
+from ppl_models.state_space import LinearGaussian
 
 
 def _weighted_means(history, log_w):

@@ -23,7 +23,7 @@ import jax.monitoring
 import numpy as np
 
 import ppl
-from models.state_space import MultivariateLinearGaussian
+from ppl_models.state_space import MultivariateLinearGaussian
 
 TH = 0.3
 MODEL = MultivariateLinearGaussian(

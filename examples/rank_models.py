@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np
 
-from models import judges
+from ppl_models import judges
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ verifier LM's, and the bundled PRM, on a pool of the bundled LM's solutions.
 For each hard test problem the bundled LM writes ``--samples`` solutions. Each is scored by
 
 * the generator's summed token log-probability :math:`\\sum_t \\log p_{\\mathrm{gen}}(x_t \\mid x_{<t})`,
-* the verifier LM's (:func:`models.bundled.load_verifier`: the same network trained further),
+* the verifier LM's (:func:`ppl_models.bundled.load_verifier`: the same network trained further),
 * the bundled PRM's outcome score (it reads the verifier's token features),
 
 and the table prints, per reward, the **within-problem AUC** (how often a right solution of a
@@ -33,12 +33,12 @@ def main(argv=None) -> int:
     if args.problems < 1 or args.samples < 2 or not args.temperature > 0:
         parser.error("--problems >= 1, --samples >= 2 and --temperature > 0 are required")
 
-    from models import bundled
-    from models.rewards.prm import lm_token_features
-    from models.tasks import arithmetic
-    from models.tasks.tokenizer import EOS, encode
-    from models.train.evaluate import sample_solutions
-    from models.train.prm import auc
+    from ppl_models import bundled
+    from ppl_models.rewards.prm import lm_token_features
+    from ppl_models.tasks import arithmetic
+    from ppl_models.tasks.tokenizer import EOS, encode
+    from ppl_models.train.evaluate import sample_solutions
+    from ppl_models.train.prm import auc
 
     lm, verifier, prm = bundled.load_lm(), bundled.load_verifier(), bundled.load_prm()
     tok = lm.tokenizer

@@ -12,7 +12,7 @@ import argparse
 import jax
 import numpy as np
 
-from models.scaling import allocate_from_outcomes, allocate_from_posterior, fit_beta_binomial
+from ppl_models.scaling import allocate_from_outcomes, allocate_from_posterior, fit_beta_binomial
 
 
 def main(argv=None) -> int:

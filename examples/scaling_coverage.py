@@ -16,7 +16,7 @@ import argparse
 import jax
 import numpy as np
 
-from models.scaling import fit_beta_binomial, fit_power_law_to_pass_at_k, pass_at_k_curve
+from ppl_models.scaling import fit_beta_binomial, fit_power_law_to_pass_at_k, pass_at_k_curve
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ import tempfile
 import jax
 import numpy as np
 
-from models.scaling.judge_selection import (
+from ppl_models.scaling.judge_selection import (
     fit_judge_decay,
     judge_optimal_k,
     judge_optimal_temperature,

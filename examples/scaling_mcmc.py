@@ -26,7 +26,6 @@ import time
 import jax
 import numpy as np
 
-import ppl
 from ppl import scaling
 
 
@@ -48,22 +47,14 @@ def main(argv=None) -> int:
         parser.error(f"--budget {B} is too small for {I} iterations (particle Gibbs and each PT chain need "
                      "at least 2 particles)")
 
-    from models import bundled
-    from models.tasks import arithmetic
-    from models.tasks.tokenizer import encode, newline_id
+    from ppl_models import bundled
 
     t_start = time.perf_counter()
-    lm, prm = bundled.load_lm(), bundled.load_prm()
-    tok = lm.tokenizer
-    answer_fn = arithmetic.answer_fn(tok)
-    problems = arithmetic.generate(args.problems, args.difficulty, "test", seed=args.seed)
-    prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
-    # One padded prompt width and buffer for all problems: every method compiles once.
-    width = -(-max(len(p) for p in prompts) // 16) * 16
-    max_length = width + args.max_steps * args.max_step_tokens + 1
-    base = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=args.max_steps, step_delimiter=newline_id(tok),
-                            max_step_tokens=args.max_step_tokens, max_length=max_length,
-                            temperature=args.temperature)
+    # One padded prompt width and buffer for all problems: one compiled program.
+    task = bundled.setup(args.problems, difficulty=args.difficulty, seed=args.seed, max_steps=args.max_steps,
+                         max_step_tokens=args.max_step_tokens, temperature=args.temperature)
+    prm, answer_fn, problems, prompts, base = (task.reward_for(None), task.answer_fn, task.problems, task.prompts,
+                                               task.program)
 
     methods = {
         "self-consistency": lambda prog, key: scaling.power_sampling(prog, B, 0, key=key, answer_fn=answer_fn),

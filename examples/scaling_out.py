@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     from jax.experimental import multihost_utils
 
     import ppl
-    from models.state_space import LinearGaussian
+    from ppl_models.state_space import LinearGaussian
     from ppl.smc.sharding import particle_mesh, run_smc_sharded
 
     model = LinearGaussian(a=0.9, q=1.0, r=0.5, m0=0.0, p0=2.0)

@@ -20,7 +20,6 @@ import time
 import jax
 import numpy as np
 
-import ppl
 from ppl import scaling
 
 RULES = {
@@ -44,22 +43,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from models import bundled
-    from models.tasks import arithmetic
-    from models.tasks.tokenizer import encode, newline_id
+    from ppl_models import bundled
 
     t_start = time.perf_counter()
-    lm, prm = bundled.load_lm(), bundled.load_prm()
-    tok = lm.tokenizer
-    answer_fn = arithmetic.answer_fn(tok)
-    problems = arithmetic.generate(args.problems, args.difficulty, "test", seed=args.seed)
-    prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
-    # One padded prompt width and buffer for all problems: one compiled sampler.
-    width = -(-max(len(p) for p in prompts) // 16) * 16
-    max_length = width + args.max_steps * args.max_step_tokens + 1
-    base = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=args.max_steps, step_delimiter=newline_id(tok),
-                            max_step_tokens=args.max_step_tokens, max_length=max_length,
-                            temperature=args.temperature)
+    # One padded prompt width and buffer for all problems: one compiled program.
+    task = bundled.setup(args.problems, difficulty=args.difficulty, seed=args.seed, max_steps=args.max_steps,
+                         max_step_tokens=args.max_step_tokens, temperature=args.temperature)
+    prm, answer_fn, problems, prompts, base = (task.reward_for(None), task.answer_fn, task.problems, task.prompts,
+                                               task.program)
     budgets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= args.rollouts]
     correct = {name: np.zeros(len(budgets)) for name in ["pass@B", *RULES]}
     tokens, prm_calls = np.zeros(len(budgets)), np.zeros(len(budgets))

@@ -11,7 +11,7 @@ import argparse
 import jax
 import numpy as np
 
-from models.scaling import fit_saturation, saturation_budget, saturation_curve
+from ppl_models.scaling import fit_saturation, saturation_budget, saturation_curve
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,6 @@ import time
 import jax
 import numpy as np
 
-import ppl
 from ppl import scaling
 
 
@@ -39,24 +38,12 @@ def main(argv=None) -> int:
     if args.budget % args.beam_width:
         parser.error(f"--budget {args.budget} must be a multiple of --beam-width {args.beam_width}")
 
-    from models import bundled
-    from models.rewards import OraclePRM
-    from models.tasks import arithmetic
-    from models.tasks.tokenizer import encode, newline_id
+    from ppl_models import bundled
 
     t_start = time.perf_counter()
-    lm = bundled.load_lm()
-    tok = lm.tokenizer
-    answer_fn = arithmetic.answer_fn(tok)
-    problems = arithmetic.generate(args.problems, args.difficulty, "test", seed=args.seed)
-    prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
-    width = -(-max(len(p) for p in prompts) // 16) * 16
-    max_length = width + args.max_steps * args.max_step_tokens + 1
-    base = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=args.max_steps, step_delimiter=newline_id(tok),
-                            max_step_tokens=args.max_step_tokens, max_length=max_length,
-                            temperature=args.temperature)
-    prm = bundled.load_prm() if args.prm == "learned" else OraclePRM(problems[0], tok, epsilon=1e-4,
-                                                                      width=max_length)
+    task = bundled.setup(args.problems, difficulty=args.difficulty, seed=args.seed, max_steps=args.max_steps,
+                         max_step_tokens=args.max_step_tokens, temperature=args.temperature, prm=args.prm)
+    answer_fn, problems, prompts, base = task.answer_fn, task.problems, task.prompts, task.program
     methods = {
         "best-of-N": lambda prog, r, k: scaling.best_of_n(prog, args.budget, key=k, reward=r, answer_fn=answer_fn),
         "particle filter": lambda prog, r, k: scaling.particle_filter(prog, args.budget, key=k, reward=r,
@@ -70,7 +57,7 @@ def main(argv=None) -> int:
     key = jax.random.key(args.seed)
     for i, (problem, prompt) in enumerate(zip(problems, prompts)):
         program = base.with_prompt(prompt)
-        reward = prm if args.prm == "learned" else prm.with_problem(problem)
+        reward = task.reward_for(problem)
         for j, (name, run) in enumerate(methods.items()):
             res = run(program, reward, jax.random.fold_in(jax.random.fold_in(key, i), j))
             stats[name] += [res.answer is not None and res.answer == problem.answer,

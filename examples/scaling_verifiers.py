@@ -11,7 +11,7 @@ import argparse
 import jax
 import numpy as np
 
-from models.scaling import accuracy_ceiling, fit_verifier, optimal_k, verifier_data
+from ppl_models.scaling import accuracy_ceiling, fit_verifier, optimal_k, verifier_data
 
 
 def main(argv=None) -> int:

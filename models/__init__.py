@@ -1,4 +1,5 @@
 """Model programs built on the ``ppl`` engine: LMs, reward models, tasks, judges, scaling laws.
 
-Filled in by later work (see DESIGN.md); ``ppl`` never imports ``models`` except ``ppl.cli``.
+Installed as ``ppl_models`` (the folder is ``models/``); ``ppl`` never imports it. The ``ppl``
+command is :mod:`ppl_models.cli`.
 """

@@ -1,6 +1,6 @@
 """Exact answers the tests compare inference against: HMM forward pass, enumeration.
 
-(The Kalman filter lives with its model, in ``models.state_space``.)
+(The Kalman filter lives with its model, in ``ppl_models.state_space``.)
 
 Written in numpy/float64, independently of the engine.
 """

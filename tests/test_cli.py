@@ -1,11 +1,11 @@
-"""The ``ppl`` console script: ``--help`` and ``--version``, in process and as a subprocess."""
+"""The ``ppl`` console script (:mod:`ppl_models.cli`): ``--help`` and ``--version``, in process and as a subprocess."""
 
 import subprocess
 import sys
 
 import pytest
 
-from ppl import cli
+from ppl_models import cli
 
 
 def _expected_version():
@@ -69,7 +69,7 @@ def test_subcommand_registry(monkeypatch, capsys):
 )
 def test_module_subprocess(args, expected):
     proc = subprocess.run(
-        [sys.executable, "-m", "ppl.cli", *args],
+        [sys.executable, "-m", "ppl_models.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

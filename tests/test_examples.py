@@ -23,7 +23,7 @@ def test_linear_gaussian_example(capsys):
 
 
 def test_constrained_generation_example(capsys):
-    pytest.importorskip("models.lm")
+    pytest.importorskip("ppl_models.lm")
     code = _load("constrained_generation").main(["--particles", "64", "--samples", "512", "--count", "2"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -31,7 +31,7 @@ def test_constrained_generation_example(capsys):
 
 
 def test_scaling_sampling_example(capsys):
-    pytest.importorskip("models.lm")
+    pytest.importorskip("ppl_models.lm")
     code = _load("scaling_sampling").main(["--problems", "3", "--rollouts", "4"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -40,7 +40,7 @@ def test_scaling_sampling_example(capsys):
 
 
 def test_scaling_mcmc_example(capsys):
-    pytest.importorskip("models.lm")
+    pytest.importorskip("ppl_models.lm")
     code = _load("scaling_mcmc").main(["--problems", "2", "--budget", "4", "--iterations", "1", "--max-steps", "4",
                                        "--power-steps", "2"])
     out = capsys.readouterr().out
@@ -50,7 +50,7 @@ def test_scaling_mcmc_example(capsys):
 
 
 def test_scaling_search_example(capsys):
-    pytest.importorskip("models.lm")
+    pytest.importorskip("ppl_models.lm")
     code = _load("scaling_search").main(["--problems", "2", "--budget", "4", "--beam-width", "2",
                                          "--max-steps", "4", "--prm", "oracle"])
     out = capsys.readouterr().out
@@ -72,7 +72,7 @@ def test_scaling_judge_selection_example(capsys, tmp_path):
 
 
 def test_reward_models_example(capsys):
-    pytest.importorskip("models.lm")
+    pytest.importorskip("ppl_models.lm")
     code = _load("reward_models").main(["--problems", "3", "--samples", "4"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -86,3 +86,12 @@ def test_multivariate_state_space_example(capsys):
     for line in ("exact log Z (Kalman)", "one key per step", "one key per particle", "equal model (new lambdas and distributions): 0 compilations",
                  "NaN at index (5, 1) (time step 5)"):
         assert line in out
+
+
+def test_new_method_example(capsys):
+    """A method composed in one file on build_filter draws best-of-N's very rollouts."""
+    pytest.importorskip("ppl_models.lm")
+    code = _load("new_method").main(["--problems", "2", "--budget", "4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "product vote" in out and "best-of-N" in out

@@ -6,16 +6,19 @@ network. :func:`load_verifier` loads ``models/bundled/verifier``, the same LM tr
 (it knows the arithmetic better than the generator); :func:`load_prm` loads
 ``models/bundled/prm``, which reads the verifier's token features. :func:`lm_card_metrics`,
 :func:`verifier_card_metrics` and :func:`prm_card_metrics` return the metrics measured when the
-weights were made.
+weights were made. :func:`setup` builds what the job and the examples run on: the LM, the
+task's problems and prompts, the LM program and the reward of each problem.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Callable, Optional
 
 __all__ = ["BUNDLED_DIR", "LM_DIR", "VERIFIER_DIR", "PRM_DIR", "load_lm", "lm_card_metrics", "load_verifier",
-           "verifier_card_metrics", "load_prm", "prm_card_metrics"]
+           "verifier_card_metrics", "load_prm", "prm_card_metrics", "Setup", "setup"]
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 LM_DIR = BUNDLED_DIR / "lm"
@@ -24,7 +27,7 @@ PRM_DIR = BUNDLED_DIR / "prm"
 
 
 def _load_checkpoint(folder: Path, what: str, how: str, dtype=None):
-    from models.lm import load_pretrained
+    from ppl_models.lm import load_pretrained
 
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(
@@ -35,7 +38,7 @@ def _load_checkpoint(folder: Path, what: str, how: str, dtype=None):
 
 
 def load_lm(dtype=None):
-    """The bundled tiny LM as a :class:`models.lm.LanguageModel` (with its tokenizer)."""
+    """The bundled tiny LM as a :class:`ppl_models.lm.LanguageModel` (with its tokenizer)."""
     return _load_checkpoint(LM_DIR, "load_lm", "ppl train lm", dtype)
 
 
@@ -58,8 +61,8 @@ def verifier_card_metrics() -> dict:
 
 
 def load_prm():
-    """The bundled process reward model as a :class:`models.rewards.ProcessRewardModel`."""
-    from models.rewards.prm import load_prm as _load
+    """The bundled process reward model as a :class:`ppl_models.rewards.ProcessRewardModel`."""
+    from ppl_models.rewards.prm import load_prm as _load
 
     if not (PRM_DIR / "prm.safetensors").is_file():
         raise FileNotFoundError(
@@ -72,3 +75,71 @@ def prm_card_metrics() -> dict:
     """The metrics of the bundled PRM's model card (``prm/metrics.json``)."""
     with open(PRM_DIR / "metrics.json") as fh:
         return json.load(fh)
+
+
+@dataclasses.dataclass
+class Setup:
+    """What :func:`setup` returns: the LM and its tokenizer, the program (on the first prompt;
+    ``program.with_prompt(p)`` for the others), the problems and their encoded prompts, the
+    reward of each problem (``reward_for(problem)``) and the task's ``answer_fn``."""
+
+    lm: object
+    tokenizer: object
+    program: object
+    problems: list
+    prompts: list
+    reward_for: Callable
+    answer_fn: Callable
+
+
+def setup(num_problems: int, *, difficulty: str = "hard", split: str = "test", seed: int = 0, max_steps: int = 8,
+          max_step_tokens: int = 24, temperature: float = 0.8, prm: str = "learned", prm_noise: float = 1.0,
+          checkpoint: Optional[str] = None, prm_checkpoint: Optional[str] = None,
+          prm_features_lm: Optional[str] = None) -> Setup:
+    """The bundled arithmetic task on the bundled (or a given) LM, ready for the scaling methods.
+
+    ``num_problems`` problems of ``difficulty`` from ``split``; one :class:`ppl.lm.LMProgram`
+    whose padded prompt width fits every prompt (steps end at a newline, at most
+    ``max_step_tokens`` tokens, ``max_steps`` steps, sampler at ``temperature``). ``prm``:
+    ``"learned"`` (the bundled PRM, or ``prm_checkpoint`` reading ``prm_features_lm``'s features),
+    ``"noisy"`` (it, with logit noise ``prm_noise``), ``"oracle"`` (the exact step checker of each
+    problem) or ``"noisy-oracle"``. ``checkpoint``: a Hugging Face–format LM folder instead of the
+    bundled LM (it needs its ``tokenizer.json``).
+    """
+    import numpy as np
+
+    import ppl
+    from ppl_models.lm import load_pretrained
+    from ppl_models.rewards import NoisyReward, OraclePRM
+    from ppl_models.rewards.prm import load_prm as load_prm_from
+    from ppl_models.tasks import arithmetic
+    from ppl_models.tasks.tokenizer import encode, newline_id
+
+    lm = load_pretrained(checkpoint) if checkpoint else load_lm()
+    tok = lm.tokenizer
+    if tok is None:
+        raise ValueError(f"checkpoint: {checkpoint} has no tokenizer.json; the task needs the tokenizer to write "
+                         "prompts and read answers.")
+    problems = arithmetic.generate(num_problems, difficulty, split, seed=seed)
+    prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
+    width = max(len(p) for p in prompts)
+    max_length = -(-width // 16) * 16 + max_steps * max_step_tokens + 1
+    program = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=max_steps, step_delimiter=newline_id(tok),
+                               max_step_tokens=max_step_tokens, max_length=max_length, temperature=temperature)
+    if prm in ("oracle", "noisy-oracle"):
+        base = OraclePRM(problems[0], tok, epsilon=1e-4, width=max_length)
+        reward_for = base.with_problem
+        if prm == "noisy-oracle":
+            noisy = NoisyReward(base, prm_noise, seed=seed)
+            reward_for = lambda problem: noisy.with_base(base.with_problem(problem))  # noqa: E731
+    elif prm in ("learned", "noisy"):
+        if prm_checkpoint:
+            features_lm = load_pretrained(prm_features_lm) if prm_features_lm else load_verifier()
+            learned = load_prm_from(prm_checkpoint, lm=features_lm)
+        else:
+            learned = load_prm()
+        reward = NoisyReward(learned, prm_noise, seed=seed) if prm == "noisy" else learned
+        reward_for = lambda problem: reward  # noqa: E731
+    else:
+        raise ValueError(f"prm: expected 'learned', 'noisy', 'oracle' or 'noisy-oracle', got {prm!r}")
+    return Setup(lm, tok, program, problems, prompts, reward_for, arithmetic.answer_fn(tok))

@@ -1,22 +1,22 @@
 """Bayesian judge and ranking models with honest uncertainty.
 
-- :mod:`models.judges.data`: battle logs (CSV / JSONL, the Chatbot Arena convention),
+- :mod:`ppl_models.judges.data`: battle logs (CSV / JSONL, the Chatbot Arena convention),
   validation, aggregation to sufficient statistics.
-- :mod:`models.judges.bradley_terry`: the Bradley–Terry family (logit / probit link; Davidson,
+- :mod:`ppl_models.judges.bradley_terry`: the Bradley–Terry family (logit / probit link; Davidson,
   Rao–Kupper or half-win ties; position, judge and covariate effects; counts as weights).
-- :mod:`models.judges.ranking`: rank distributions, pairwise probabilities, tied groups,
-  ArviZ output and plots; :mod:`models.judges.fit`: :func:`rank`, log to ranking in one call.
-- :mod:`models.judges.mode`: posterior mode (maximum likelihood under a flat prior).
-- :mod:`models.judges.dawid_skene`: Dawid–Skene judges and the judge-on-a-simplex model;
-  :mod:`models.judges.scores`: score logs from files and candidate rankings under it;
-  :mod:`models.judges.sensitivity`: its prior-sensitivity sweep.
-- :mod:`models.judges.irt`: IRT 1PL / 2PL for per-item benchmark correctness.
-- :mod:`models.judges.plackett_luce`: Plackett–Luce for full or partial rankings.
+- :mod:`ppl_models.judges.ranking`: rank distributions, pairwise probabilities, tied groups,
+  ArviZ output and plots; :mod:`ppl_models.judges.fit`: :func:`rank`, log to ranking in one call.
+- :mod:`ppl_models.judges.mode`: posterior mode (maximum likelihood under a flat prior).
+- :mod:`ppl_models.judges.dawid_skene`: Dawid–Skene judges and the judge-on-a-simplex model;
+  :mod:`ppl_models.judges.scores`: score logs from files and candidate rankings under it;
+  :mod:`ppl_models.judges.sensitivity`: its prior-sensitivity sweep.
+- :mod:`ppl_models.judges.irt`: IRT 1PL / 2PL for per-item benchmark correctness.
+- :mod:`ppl_models.judges.plackett_luce`: Plackett–Luce for full or partial rankings.
 
 Every model is a plain numpyro function usable with :func:`ppl.infer` (NUTS or tempered SMC).
 """
 
-from models.judges.bradley_terry import (
+from ppl_models.judges.bradley_terry import (
     LINKS,
     TIES,
     bradley_terry,
@@ -26,7 +26,7 @@ from models.judges.bradley_terry import (
     simulate_battles,
     sum_to_zero_basis,
 )
-from models.judges.data import (
+from ppl_models.judges.data import (
     WINNER_VALUES,
     BattleLogError,
     Battles,
@@ -35,7 +35,7 @@ from models.judges.data import (
     battles_from_records,
     read_battles,
 )
-from models.judges.dawid_skene import (
+from ppl_models.judges.dawid_skene import (
     IdentifiabilityWarning,
     Judgments,
     dawid_skene,
@@ -43,8 +43,8 @@ from models.judges.dawid_skene import (
     relabel,
     simulate_judgments,
 )
-from models.judges.fit import PRESETS, pairwise_win_probability, rank
-from models.judges.irt import (
+from ppl_models.judges.fit import PRESETS, pairwise_win_probability, rank
+from ppl_models.judges.irt import (
     IRT_KINDS,
     Responses,
     irt,
@@ -54,8 +54,8 @@ from models.judges.irt import (
     responses_from_records,
     simulate_responses,
 )
-from models.judges.mode import ModeNotFound, posterior_mode
-from models.judges.plackett_luce import (
+from ppl_models.judges.mode import ModeNotFound, posterior_mode
+from ppl_models.judges.plackett_luce import (
     Rankings,
     plackett_luce,
     plackett_luce_log_prob,
@@ -64,9 +64,9 @@ from models.judges.plackett_luce import (
     read_rankings,
     simulate_rankings,
 )
-from models.judges.ranking import Ranking, rank_draws, summarize, tied_groups
-from models.judges.scores import rank_simplex, read_scores, scores_from_records
-from models.judges.sensitivity import DEFAULT_PRIORS, SensitivityReport, kendall_tau, prior_sensitivity
+from ppl_models.judges.ranking import Ranking, rank_draws, summarize, tied_groups
+from ppl_models.judges.scores import rank_simplex, read_scores, scores_from_records
+from ppl_models.judges.sensitivity import DEFAULT_PRIORS, SensitivityReport, kendall_tau, prior_sensitivity
 
 __all__ = [
     "DEFAULT_PRIORS",

@@ -28,7 +28,7 @@ Arena recipe (a tie is half a win for each side); it is a pseudo-likelihood, not
 model, kept for parity with common practice.
 
 Counts are weights: with :math:`n_{ro}` the count of outcome :math:`o` in row :math:`r` of the
-aggregated table (:class:`models.judges.data.Comparisons`), the log-likelihood is
+aggregated table (:class:`ppl_models.judges.data.Comparisons`), the log-likelihood is
 :math:`\sum_r \sum_o n_{ro}\log p_o(d_r)`, one term per pair and outcome, which equals the
 per-battle log-likelihood exactly. Fractional counts are soft outcomes (the expected
 log-likelihood under the outcome distribution, i.e. a cross-entropy).
@@ -59,7 +59,7 @@ import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import log_ndtr
 
-from models.judges.data import Comparisons
+from ppl_models.judges.data import Comparisons
 
 __all__ = [
     "LINKS",
@@ -220,7 +220,7 @@ def bradley_terry(
     r"""The Bradley–Terry family as a numpyro model (see the module docstring for the math).
 
     Args:
-        data: aggregated comparisons (:func:`models.judges.data.aggregate`).
+        data: aggregated comparisons (:func:`ppl_models.judges.data.aggregate`).
         link: ``"logit"`` (Bradley–Terry) or ``"probit"`` (Thurstone Case V).
         ties: ``"davidson"`` (default), ``"rao_kupper"``, ``"half"`` (Arena parity: a tie is
             half a win each way) or ``"none"`` (tie counts are discarded).

@@ -3,16 +3,16 @@
 Reads CSV / TSV / JSONL / JSON battle logs in the Chatbot Arena convention (columns
 ``model_a``, ``model_b``, ``winner`` in {``model_a``, ``model_b``, ``tie``, ``tie (bothbad)``};
 optional ``judge``, ``count``/``weight``, soft outcomes ``p_model_a``/``p_model_b``/``p_tie``,
-numeric covariates named with ``--covariate``; see :mod:`models.judges.data`), validates every
+numeric covariates named with ``--covariate``; see :mod:`ppl_models.judges.data`), validates every
 row before any compute, fits a Bradley–Terry-family model with NUTS (or tempered SMC), prints
 a ranked table with credible intervals, and writes ``--json`` and ``--plot`` outputs.
 
 Other inputs (``--input``): ``responses`` (per-item benchmark results, columns ``model``,
-``item``, ``correct``; IRT ``--irt 1pl|2pl``, see :mod:`models.judges.irt`), ``rankings``
+``item``, ``correct``; IRT ``--irt 1pl|2pl``, see :mod:`ppl_models.judges.irt`), ``rankings``
 (full or partial rankings, column ``ranking`` as ``a>b>c``; Plackett–Luce, see
-:mod:`models.judges.plackett_luce`) and ``scores`` (graded judge scores, columns
+:mod:`ppl_models.judges.plackett_luce`) and ``scores`` (graded judge scores, columns
 ``candidate``, ``item``, ``judge``, ``score``; the judge-on-a-simplex model, see
-:mod:`models.judges.scores`, with ``--prior-sweep`` for the prior-sensitivity analysis).
+:mod:`ppl_models.judges.scores`, with ``--prior-sweep`` for the prior-sensitivity analysis).
 
 Exit status: 0 on success, 2 on bad input or options (the message names the line and field).
 """
@@ -28,7 +28,7 @@ __all__ = ["setup", "run"]
 
 def setup(parser: argparse.ArgumentParser) -> None:
     """Bayesian ranking of models from a battle log (Bradley-Terry family with intervals)."""
-    from models.judges.fit import PRESETS
+    from ppl_models.judges.fit import PRESETS
 
     parser.add_argument("file", help="battle log: .csv, .tsv, .jsonl or .json (Arena columns model_a, model_b, winner)")
     parser.add_argument("--input", default="battles", choices=["battles", "responses", "rankings", "scores"],
@@ -82,8 +82,8 @@ def run(args) -> int:
     """Handler of ``ppl rank``; returns the exit status."""
     t0 = time.perf_counter()
     say = (lambda *a: None) if args.quiet else (lambda m: print(f"[{time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr))
-    from models.judges.data import BattleLogError, aggregate, read_battles
-    from models.judges.fit import PRESETS
+    from ppl_models.judges.data import BattleLogError, aggregate, read_battles
+    from ppl_models.judges.fit import PRESETS
 
     for name, v, lo in (("--chains", args.chains, 1), ("--samples", args.samples, 1), ("--warmup", args.warmup, 0),
                         ("--particles", args.particles, 2)):
@@ -132,7 +132,7 @@ def run(args) -> int:
 
     import jax
 
-    from models.judges.fit import rank
+    from ppl_models.judges.fit import rank
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unused models / dropped ties are reported above
@@ -207,7 +207,7 @@ def _run_other(args, models, say) -> int:
 
     import jax
 
-    from models.judges.data import BattleLogError
+    from ppl_models.judges.data import BattleLogError
 
     inf = (dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples)
            if args.method == "nuts" else dict(num_particles=args.particles))
@@ -217,7 +217,7 @@ def _run_other(args, models, say) -> int:
     say(f"reading {args.file} as {args.input}")
     try:
         if args.input == "responses":
-            from models.judges.irt import rank_irt, read_responses
+            from ppl_models.judges.irt import rank_irt, read_responses
 
             data = read_responses(args.file, format=args.format, models=models,
                                   extra_columns="ignore" if args.ignore_extra_columns else "error")
@@ -225,7 +225,7 @@ def _run_other(args, models, say) -> int:
             fit = lambda: rank_irt(data, kind=args.irt, **common)  # noqa: E731
             digits = 2
         elif args.input == "rankings":
-            from models.judges.plackett_luce import rank_plackett_luce, read_rankings
+            from ppl_models.judges.plackett_luce import rank_plackett_luce, read_rankings
 
             data = read_rankings(args.file, format=args.format, models=models)
             say(f"{data.num_models} models, {data.num_rows} distinct rankings; Plackett-Luce")
@@ -233,8 +233,8 @@ def _run_other(args, models, say) -> int:
                                              display="latent" if args.latent else "elo", **common)
             digits = 1 if not args.latent else 2
         else:
-            from models.judges.scores import rank_simplex, read_scores
-            from models.judges.sensitivity import DEFAULT_PRIORS, prior_sensitivity
+            from ppl_models.judges.scores import rank_simplex, read_scores
+            from ppl_models.judges.sensitivity import DEFAULT_PRIORS, prior_sensitivity
 
             try:
                 cp = tuple(float(v) for v in args.confusion_prior.split(","))

@@ -20,7 +20,7 @@ covariate columns
     ``length_diff`` for the "style control" idea; their values enter the outcome model
     linearly (a model-a-minus-model-b feature).
 
-Every likelihood in :mod:`models.judges.bradley_terry` is a sum over battles of
+Every likelihood in :mod:`ppl_models.judges.bradley_terry` is a sum over battles of
 :math:`\sum_o n_o \log p_o`, which depends on the data only through the counts of each outcome
 per distinct (first model, second model, judge, covariates) combination. :func:`aggregate`
 computes those counts once, so the likelihood costs one term per pair and outcome instead of

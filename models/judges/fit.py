@@ -9,8 +9,8 @@ r"""One call from a battle log to a posterior ranking: :func:`rank`.
     idata = ranking.to_inference_data()
 
 It aggregates the log to sufficient statistics, runs :func:`ppl.infer` on
-:func:`models.judges.bradley_terry` (NUTS by default, or tempered SMC) and summarises the draws
-with :func:`models.judges.ranking.summarize` on the Elo-like display scale.
+:func:`ppl_models.judges.bradley_terry` (NUTS by default, or tempered SMC) and summarises the draws
+with :func:`ppl_models.judges.ranking.summarize` on the Elo-like display scale.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import ppl
-from models.judges.bradley_terry import (
+from ppl_models.judges.bradley_terry import (
     bradley_terry,
     check_options,
     elo_scale,
     outcome_log_probs,
 )
-from models.judges.data import Battles, Comparisons, aggregate
-from models.judges.ranking import Ranking, summarize
+from ppl_models.judges.data import Battles, Comparisons, aggregate
+from ppl_models.judges.ranking import Ranking, summarize
 
 __all__ = ["PRESETS", "rank", "pairwise_win_probability"]
 
@@ -113,12 +113,12 @@ def rank(
     """Fit a Bradley–Terry-family model to battles and summarise the ranking.
 
     Args:
-        data: a validated :class:`~models.judges.data.Battles` log (aggregated here) or
-            :class:`~models.judges.data.Comparisons`.
+        data: a validated :class:`~ppl_models.judges.data.Battles` log (aggregated here) or
+            :class:`~ppl_models.judges.data.Comparisons`.
         key: JAX PRNG key (default ``jax.random.key(0)``).
         method: ``"nuts"`` or ``"tempered_smc"`` (:func:`ppl.infer`).
         link, ties, position_bias, judge_effects, identify, prior, prior_scale: model options
-            of :func:`models.judges.bradley_terry`.
+            of :func:`ppl_models.judges.bradley_terry`.
         display: ``"elo"`` (``400/ln 10`` points per logit, the anchor at ``base``, default
             1000) or ``"latent"`` (raw units, anchor at 0).
         anchor: model (name or index) shown at ``base`` on the display scale (and fixed at 0
@@ -128,7 +128,7 @@ def rank(
             ``num_samples``, ``num_particles``, ...).
 
     Returns:
-        :class:`~models.judges.ranking.Ranking` (``.result`` is the :class:`ppl.PosteriorResult`;
+        :class:`~ppl_models.judges.ranking.Ranking` (``.result`` is the :class:`ppl.PosteriorResult`;
         ``.diagnostics`` has timings, divergences, R-hat and ESS).
     """
     check_options(link, ties, identify, prior)

@@ -34,7 +34,7 @@ Data: :func:`responses_from_records` (long format: one record per model and item
 ``model``, ``item``, ``correct`` and optional ``count``), :func:`read_responses` (CSV / TSV /
 JSONL files of those records) or :func:`responses_from_matrix` (a models-by-items matrix with
 NaN for items a model did not attempt). :func:`rank_irt` fits the model and returns abilities
-as a :class:`~models.judges.ranking.Ranking`.
+as a :class:`~ppl_models.judges.ranking.Ranking`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models.judges.data import BattleLogError, _name, _number, read_records
-from models.judges.ranking import Ranking, summarize
+from ppl_models.judges.data import BattleLogError, _name, _number, read_records
+from ppl_models.judges.ranking import Ranking, summarize
 
 __all__ = [
     "IRT_KINDS",
@@ -361,7 +361,7 @@ def rank_irt(
         data: :class:`Responses`.
         kind: ``"1pl"`` or ``"2pl"``.
         key: PRNG key (default ``jax.random.key(0)``); method: ``"nuts"`` or
-            ``"tempered_smc"``; ci, level: see :func:`~models.judges.ranking.summarize`.
+            ``"tempered_smc"``; ci, level: see :func:`~ppl_models.judges.ranking.summarize`.
         **infer_options: ``num_chains`` (default 4), ``num_warmup``, ``num_samples``, ...
     """
     if not isinstance(data, Responses):

@@ -1,6 +1,6 @@
 r"""Posterior mode of a numpyro model by damped Newton's method in unconstrained space.
 
-For a model whose latent sites are all real-valued (as in :func:`models.judges.bradley_terry`,
+For a model whose latent sites are all real-valued (as in :func:`ppl_models.judges.bradley_terry`,
 which samples ``log_nu`` / ``log_eta`` rather than positive parameters), the mode in
 unconstrained space is the posterior mode, and with ``prior="flat"`` it is the
 maximum-likelihood estimate. For sites with constrained supports the unconstrained mode

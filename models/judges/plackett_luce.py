@@ -37,9 +37,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models.judges.bradley_terry import _basis, elo_scale
-from models.judges.data import BattleLogError, _is_missing, _name, _number, read_records
-from models.judges.ranking import Ranking, summarize
+from ppl_models.judges.bradley_terry import _basis, elo_scale
+from ppl_models.judges.data import BattleLogError, _is_missing, _name, _number, read_records
+from ppl_models.judges.ranking import Ranking, summarize
 
 __all__ = [
     "Rankings",

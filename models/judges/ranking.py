@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -64,7 +63,7 @@ def tied_groups(draws: np.ndarray, order: np.ndarray, level: float = 0.95):
 @dataclasses.dataclass
 class Ranking:
     """A posterior ranking of ``K`` models (build it with :func:`summarize` or
-    :func:`models.judges.rank`).
+    :func:`ppl_models.judges.rank`).
 
     Attributes:
         models: names ``[K]``.
@@ -334,7 +333,7 @@ def summarize(
             (``r_anchor`` = the anchor model's strength, or the mean strength when ``None``).
         scale_name: description for tables and plots.
         p_win: optional ``[K, K]`` posterior-mean probability that ``i`` beats ``j`` in a
-            battle (model specific; see :func:`models.judges.fit.rank`).
+            battle (model specific; see :func:`ppl_models.judges.fit.rank`).
         num_battles: optional ``[K]`` battles per model.
         params: summaries of other parameters to carry along.
         result: the sampler result, kept for :meth:`Ranking.to_inference_data`.

@@ -5,8 +5,8 @@ judged), ``item`` (the prompt / answer id; items are per candidate, so the same 
 under two candidates is two items), ``judge`` and ``score`` (an integer level
 ``0..M-1``, or ``true``/``false`` for binary scores); optional ``gold`` (the known true level
 of the item, empty where unknown) and ``count``. :func:`read_scores` validates it (errors name
-the line and field) into :class:`~models.judges.dawid_skene.Judgments` with candidate, judge
-and item names; :func:`rank_simplex` fits :func:`~models.judges.dawid_skene.dawid_skene` and
+the line and field) into :class:`~ppl_models.judges.dawid_skene.Judgments` with candidate, judge
+and item names; :func:`rank_simplex` fits :func:`~ppl_models.judges.dawid_skene.dawid_skene` and
 ranks candidates by their expected true score :math:`\sum_m m\,\pi_{km}`.
 """
 
@@ -19,9 +19,9 @@ from typing import Iterable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from models.judges.data import BattleLogError, _is_missing, _name, _number, read_records
-from models.judges.dawid_skene import IdentifiabilityWarning, Judgments, dawid_skene, judgments_from_records, relabel
-from models.judges.ranking import Ranking, summarize
+from ppl_models.judges.data import BattleLogError, _is_missing, _name, _number, read_records
+from ppl_models.judges.dawid_skene import IdentifiabilityWarning, Judgments, dawid_skene, judgments_from_records, relabel
+from ppl_models.judges.ranking import Ranking, summarize
 
 __all__ = ["rank_simplex", "read_scores", "scores_from_records"]
 
@@ -139,7 +139,7 @@ def rank_simplex(
 
     The ranking's strengths are the expected scores themselves (levels ``0..M-1``, not
     centred). ``ranking.params`` has ``confusion`` (posterior-mean ``[J, M, M]`` per judge,
-    after :func:`~models.judges.dawid_skene.relabel`), ``judges``, ``prevalence``
+    after :func:`~ppl_models.judges.dawid_skene.relabel`), ``judges``, ``prevalence``
     (posterior-mean ``[K, M]``) and ``identifiable`` (False when the model warned).
     """
     if data.candidate is None:

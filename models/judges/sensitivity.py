@@ -1,11 +1,11 @@
 r"""Prior sensitivity of the judge-on-a-simplex ranking.
 
 With three or more score levels and no gold labels, the ranking of candidates under the
-judge-on-a-simplex model (:func:`models.judges.dawid_skene`, Vossler et al. 2025) is not
+judge-on-a-simplex model (:func:`ppl_models.judges.dawid_skene`, Vossler et al. 2025) is not
 identified by the data: it is set by the prior on judge quality. :func:`prior_sensitivity`
 refits the model under several confusion-matrix priors ``(a_diag, a_off)`` — from "judges are
 no better than chance" ``(1, 1)`` to "judges are usually right" ``(10, 1)`` — summarises each
-fit's expected true scores :math:`\sum_m m\,\pi_{km}` as a :class:`~models.judges.ranking.Ranking`,
+fit's expected true scores :math:`\sum_m m\,\pi_{km}` as a :class:`~ppl_models.judges.ranking.Ranking`,
 and reports how the ranking moves: the order under each prior, Kendall's :math:`\tau` against a
 reference prior, the best candidate and its :math:`P(\mathrm{rank} = 1)`, and the range of each
 candidate's posterior mean rank and score across priors. A ranking that does not move is
@@ -22,8 +22,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from models.judges.dawid_skene import IdentifiabilityWarning, Judgments
-from models.judges.scores import rank_simplex
+from ppl_models.judges.dawid_skene import IdentifiabilityWarning, Judgments
+from ppl_models.judges.scores import rank_simplex
 
 __all__ = ["DEFAULT_PRIORS", "SensitivityReport", "kendall_tau", "prior_sensitivity"]
 
@@ -51,7 +51,7 @@ class SensitivityReport:
 
     Attributes:
         priors: the ``(a_diag, a_off)`` pairs, in order.
-        rankings: one :class:`~models.judges.ranking.Ranking` of expected true scores per prior.
+        rankings: one :class:`~ppl_models.judges.ranking.Ranking` of expected true scores per prior.
         reference: index of the reference prior for ``tau``.
         identifiability_warning: whether the model warned that the ranking is not identified.
     """
@@ -141,14 +141,14 @@ def prior_sensitivity(
     """Refit the judge-on-a-simplex model under each judge-quality prior and compare rankings.
 
     Args:
-        data: :class:`~models.judges.dawid_skene.Judgments` with ``candidate`` set.
+        data: :class:`~ppl_models.judges.dawid_skene.Judgments` with ``candidate`` set.
         priors: ``(a_diag, a_off)`` Dirichlet concentrations of the confusion rows (see
-            :func:`~models.judges.dawid_skene.dawid_skene`), at least two.
+            :func:`~ppl_models.judges.dawid_skene.dawid_skene`), at least two.
         key: PRNG key (the same key is used for every fit, so differences come from the prior).
         method: ``"nuts"`` or ``"tempered_smc"``.
         reference: index in ``priors`` of the prior the others are compared with (default 1,
             the model's default ``(2, 1)`` in :data:`DEFAULT_PRIORS`).
-        ci, level: see :func:`~models.judges.ranking.summarize`.
+        ci, level: see :func:`~ppl_models.judges.ranking.summarize`.
         **infer_options: options of the method (``num_chains`` default 4, ``num_warmup``, ...).
 
     Returns:

@@ -35,8 +35,8 @@ __all__ = [
 
 
 def load_bundled() -> LanguageModel:
-    """The tiny LM shipped with the package (trained on ``models.tasks.arithmetic``; no network)."""
-    from models.bundled import load_lm
+    """The tiny LM shipped with the package (trained on ``ppl_models.tasks.arithmetic``; no network)."""
+    from ppl_models.bundled import load_lm
 
     return load_lm()
 

@@ -42,7 +42,7 @@ def init_cache(num_layers: int, batch_size: int, num_kv_heads: int, max_length: 
 
 
 def init_cache_for(config, batch_size: int, max_length: int, dtype) -> KVCache:
-    """:func:`init_cache` for a model of ``config`` (an :class:`~models.lm.config.LMConfig`); a
+    """:func:`init_cache` for a model of ``config`` (an :class:`~ppl_models.lm.config.LMConfig`); a
     learned position table bounds ``max_length``."""
     if config.position == "learned" and max_length > config.max_position_embeddings:
         raise ValueError(

@@ -57,7 +57,7 @@ class LMConfig:
       tie_word_embeddings: the output head is the transposed token embedding.
       bos_token_id, eos_token_id: special token ids (``None`` if the model has none).
       model_type: ``"gpt2"``, ``"llama"``, ``"qwen2"`` (selects the Hugging Face tensor names
-        used by :func:`models.lm.load_pretrained` / :func:`models.lm.save_pretrained`), or
+        used by :func:`ppl_models.lm.load_pretrained` / :func:`ppl_models.lm.save_pretrained`), or
         ``None`` for a custom architecture that is not saved in HF format.
     """
 

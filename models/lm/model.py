@@ -2,7 +2,7 @@
 
 The protocol (``vocab_size``, ``eos_token_id``, ``params``, ``init_cache``, ``apply``,
 ``tokenizer``) lets ``ppl`` drive any LM without importing ``models``. Here the nnx
-:class:`~models.lm.transformer.Transformer` is split once into a static ``graphdef`` and a
+:class:`~ppl_models.lm.transformer.Transformer` is split once into a static ``graphdef`` and a
 ``params`` pytree; :attr:`LanguageModel.apply` merges them inside the (traced) call, so new
 weights of the same shapes never recompile, and the object itself is hashable by identity
 (usable as a static argument).
@@ -41,7 +41,7 @@ class LanguageModel:
 
     def __init__(self, module: Transformer, tokenizer=None):
         if not isinstance(module, Transformer):
-            raise TypeError(f"LanguageModel: expected a models.lm.Transformer, got {type(module).__name__}.")
+            raise TypeError(f"LanguageModel: expected a ppl_models.lm.Transformer, got {type(module).__name__}.")
         self.config: LMConfig = module.config
         self.dtype = module.dtype
         self.graphdef, self.params = nnx.split(module)

@@ -2,7 +2,7 @@ r"""A decoder-only transformer in flax nnx with a preallocated key/value cache.
 
 One module covers the GPT-2 family (learned positions, LayerNorm, GELU MLP, biases) and the
 Llama / Qwen2 family (rotary positions, RMSNorm, SiLU-gated MLP, grouped-query attention), as
-selected by :class:`~models.lm.config.LMConfig`. Every block is pre-norm:
+selected by :class:`~ppl_models.lm.config.LMConfig`. Every block is pre-norm:
 
 .. math::
 

@@ -1,11 +1,11 @@
 """Reward models for LM programs: a learned process reward model (PRM) and an oracle PRM.
 
-* :class:`~models.rewards.prm.ProcessRewardModel` — a small flax nnx transformer scoring every
+* :class:`~ppl_models.rewards.prm.ProcessRewardModel` — a small flax nnx transformer scoring every
   step-boundary prefix (its last-step score is the outcome reward); :func:`load_prm` /
-  :func:`save_prm`; :meth:`~models.rewards.prm.ProcessRewardModel.step_potential` turns it into a
+  :func:`save_prm`; :meth:`~ppl_models.rewards.prm.ProcessRewardModel.step_potential` turns it into a
   :class:`ppl.lm.Potential`.
-* :class:`~models.rewards.oracle.OraclePRM` — exact step checking from the task's checker.
-* :class:`~models.rewards.noisy.NoisyReward` — any reward with deterministic logit noise (robustness
+* :class:`~ppl_models.rewards.oracle.OraclePRM` — exact step checking from the task's checker.
+* :class:`~ppl_models.rewards.noisy.NoisyReward` — any reward with deterministic logit noise (robustness
   studies).
 * :func:`load_bundled_prm` — the PRM shipped in ``models/bundled/prm``.
 """
@@ -18,7 +18,7 @@ from .prm import PRMConfig, PRMNet, ProcessRewardModel, load_prm, random_prm, sa
 def load_bundled_prm() -> ProcessRewardModel:
     """The bundled PRM (trained on rollouts of the bundled LM, reading the bundled verifier LM's
     token features); no training, no network."""
-    from models.bundled import load_prm as _load
+    from ppl_models.bundled import load_prm as _load
 
     return _load()
 

@@ -2,7 +2,7 @@ r"""The oracle process reward model: exact step checking, for controlled experim
 
 For an arithmetic chain the reference chain of thought is unique, so a prefix that ends at a
 step boundary is *correct* iff it equals the reference solution's prefix
-(:func:`models.tasks.arithmetic.step_correctness`). The oracle scores a prefix
+(:func:`ppl_models.tasks.arithmetic.step_correctness`). The oracle scores a prefix
 
 .. math::
 
@@ -21,14 +21,14 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from models.tasks import arithmetic
-from models.tasks.tokenizer import EOS, encode
+from ppl_models.tasks import arithmetic
+from ppl_models.tasks.tokenizer import EOS, encode
 
 __all__ = ["OraclePRM"]
 
 
 class OraclePRM:
-    """Exact PRM for one :class:`~models.tasks.arithmetic.Problem`.
+    """Exact PRM for one :class:`~ppl_models.tasks.arithmetic.Problem`.
 
     Args:
       problem: the problem whose reference solution defines correctness.

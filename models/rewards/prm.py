@@ -5,7 +5,7 @@ of the prefix that ends at position :math:`i` is :math:`r_i = \sigma(\mathrm{log
 step boundaries (the newline that ends a step, or the end-of-sequence token that ends the
 answer line). Because attention is causal, one forward pass scores every prefix of a solution.
 
-It is trained (:mod:`models.train.prm`) with binary cross-entropy: the label of a prefix is its
+It is trained (:mod:`ppl_models.train.prm`) with binary cross-entropy: the label of a prefix is its
 exact step correctness from the task's checker (process supervision; or, with Monte Carlo
 labels, the fraction of the LM's continuations from it that reach the right answer, an
 estimate of :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})`), and the label at the
@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.lm import LMConfig
-from models.lm.transformer import Block, Norm
+from ppl_models.lm import LMConfig
+from ppl_models.lm.transformer import Block, Norm
 
 __all__ = ["PRMConfig", "PRMNet", "ProcessRewardModel", "random_prm", "save_prm", "load_prm", "lm_token_features",
            "NUM_LM_FEATURES"]
@@ -89,7 +89,7 @@ def lm_token_features(lm, lm_params, tokens):
 
 
 class PRMNet(nnx.Module):
-    """Embedding, causal pre-norm blocks (from :mod:`models.lm`), final RMSNorm, scalar head.
+    """Embedding, causal pre-norm blocks (from :mod:`ppl_models.lm`), final RMSNorm, scalar head.
 
     With ``config.lm_features`` the input of each position also carries the LM's token features
     (:func:`lm_token_features`), projected to the model width and added to the embedding.
@@ -119,7 +119,7 @@ class PRMNet(nnx.Module):
 
 
 class ProcessRewardModel:
-    """A PRM as data (``params``) plus pure functions, like :class:`models.lm.LanguageModel`.
+    """A PRM as data (``params``) plus pure functions, like :class:`ppl_models.lm.LanguageModel`.
 
     ``apply(params, tokens[B, S], positions[B, S]) -> logits[B, S]``; prefix scores are
     ``sigmoid(logits)`` at step boundaries.
@@ -131,7 +131,7 @@ class ProcessRewardModel:
         self.tokenizer = tokenizer
         if self.config.lm_features and lm is None:
             raise ValueError("ProcessRewardModel: this PRM reads the LM's token features; pass lm=... "
-                             "(the features LM it was trained with; for the bundled PRM models.bundled.load_verifier()).")
+                             "(the features LM it was trained with; for the bundled PRM ppl_models.bundled.load_verifier()).")
         self.lm = lm
         graphdef = self.graphdef
         use_lm = self.config.lm_features
@@ -149,7 +149,7 @@ class ProcessRewardModel:
 
     # ----------------------------------------------------------------- host-side scoring
     def _encode(self, text: str) -> list[int]:
-        from models.tasks.tokenizer import encode
+        from ppl_models.tasks.tokenizer import encode
 
         if self.tokenizer is None:
             raise ValueError("ProcessRewardModel: no tokenizer; pass token ids instead of text.")

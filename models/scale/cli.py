@@ -5,7 +5,7 @@ problems of the bundled arithmetic task with the bundled LM and PRM, prints accu
 intervals and the compute spent, and writes ``scale.json`` and ``scale.png`` (accuracy against
 budget on a log2 axis) into ``--out``. ``--quick`` is a smaller run (under 3 minutes on 2 CPU
 cores). Deterministic for a given ``--seed``. ``--devices N`` runs the problems data-parallel over
-N devices (the same table; see :mod:`models.scale.job`).
+N devices (the same table; see :mod:`ppl_models.scale.job`).
 
 Exit status: 0 on success, 2 on bad options.
 """
@@ -40,7 +40,7 @@ def _str_list(text: str) -> tuple:
 
 def setup(parser: argparse.ArgumentParser) -> None:
     """The main job: inference-time scaling methods x budgets on the bundled task, LM and PRM."""
-    from models.scale.job import DEFAULT_METHODS, METHODS, PF_SELECTS, PF_WEIGHTINGS, PRM_KINDS, ScaleConfig
+    from ppl_models.scale.job import DEFAULT_METHODS, METHODS, PF_SELECTS, PF_WEIGHTINGS, PRM_KINDS, ScaleConfig
 
     d = ScaleConfig()
     parser.description = (
@@ -110,10 +110,10 @@ def _err(msg: str) -> int:
 
 
 def config_from_args(args):
-    """The :class:`~models.scale.job.ScaleConfig` that ``args`` ask for (validated)."""
+    """The :class:`~ppl_models.scale.job.ScaleConfig` that ``args`` ask for (validated)."""
     import dataclasses
 
-    from models.scale.job import DEFAULT_METHODS, ScaleConfig
+    from ppl_models.scale.job import DEFAULT_METHODS, ScaleConfig
 
     d = ScaleConfig()
     quick = bool(getattr(args, "quick", False))
@@ -137,8 +137,8 @@ def _replot(args) -> int:
     import json
     from pathlib import Path
 
-    from models.scale.job import ScaleResults
-    from models.scale.report import format_table, plot
+    from ppl_models.scale.job import ScaleResults
+    from ppl_models.scale.report import format_table, plot
 
     try:
         res = ScaleResults.from_json(json.loads(Path(args.from_json).read_text(encoding="utf-8")))
@@ -166,8 +166,8 @@ def run(args: argparse.Namespace) -> int:
         path = getattr(args, name)
         if path is not None and not Path(path).is_dir():
             return _err(f"--{name.replace('_', '-')} {path}: not a folder")
-    from models.scale.job import run_scale
-    from models.scale.report import format_table, plot, write_json
+    from ppl_models.scale.job import run_scale
+    from ppl_models.scale.report import format_table, plot, write_json
 
     try:
         res = run_scale(cfg, progress=not args.quiet)

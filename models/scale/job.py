@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import jax
 import numpy as np
@@ -134,7 +134,7 @@ class ScaleConfig:
             raise ValueError(f"devices: asked for {self.devices}, but jax sees {jax.device_count()} device(s) "
                              f"({jax.default_backend()}); use at most {jax.device_count()}, or on CPU set XLA_FLAGS="
                              f"--xla_force_host_platform_device_count={self.devices} before the program starts")
-        from models.tasks.arithmetic import DIFFICULTIES
+        from ppl_models.tasks.arithmetic import DIFFICULTIES
 
         if self.difficulty not in DIFFICULTIES:
             raise ValueError(f"difficulty: expected one of {list(DIFFICULTIES)}, got {self.difficulty!r}")
@@ -235,56 +235,13 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------------- setup
-@dataclasses.dataclass
-class _Setup:
-    lm: object
-    tokenizer: object
-    program: object
-    problems: list
-    prompts: list
-    reward_for: Callable  # problem -> reward
-    answer_fn: Callable
+def _setup(cfg: ScaleConfig):
+    from ppl_models import bundled
 
-
-def _setup(cfg: ScaleConfig) -> _Setup:
-    import ppl
-    from models import bundled
-    from models.lm import load_pretrained
-    from models.rewards import NoisyReward, OraclePRM
-    from models.rewards.prm import load_prm
-    from models.tasks import arithmetic
-    from models.tasks.tokenizer import encode, newline_id
-
-    lm = load_pretrained(cfg.checkpoint) if cfg.checkpoint else bundled.load_lm()
-    tok = lm.tokenizer
-    if tok is None:
-        raise ValueError(f"checkpoint: {cfg.checkpoint} has no tokenizer.json; ppl scale needs the tokenizer "
-                         "to write prompts and read answers.")
-    problems = arithmetic.generate(cfg.num_problems, cfg.difficulty, "test", seed=cfg.seed)
-    prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
-    width = max(len(p) for p in prompts)
-    max_length = -(-width // 16) * 16 + cfg.max_steps * cfg.max_step_tokens + 1
-    program = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=cfg.max_steps, step_delimiter=newline_id(tok),
-                               max_step_tokens=cfg.max_step_tokens, max_length=max_length,
-                               temperature=cfg.temperature)
-    if cfg.prm in ("oracle", "noisy-oracle"):
-        base = OraclePRM(problems[0], tok, epsilon=1e-4, width=max_length)
-        reward_for = base.with_problem
-        if cfg.prm == "noisy-oracle":
-            noisy = NoisyReward(base, cfg.prm_noise, seed=cfg.seed)
-            reward_for = lambda problem: noisy.with_base(base.with_problem(problem))  # noqa: E731
-    else:
-        if cfg.prm_checkpoint:
-            features_lm = load_pretrained(cfg.prm_features_lm) if cfg.prm_features_lm else bundled.load_verifier()
-            prm = load_prm(cfg.prm_checkpoint, lm=features_lm)
-        else:
-            prm = bundled.load_prm()
-        if cfg.prm == "noisy":
-            noisy = NoisyReward(prm, cfg.prm_noise, seed=cfg.seed)
-            reward_for = lambda problem: noisy  # noqa: E731
-        else:
-            reward_for = lambda problem: prm  # noqa: E731
-    return _Setup(lm, tok, program, problems, prompts, reward_for, arithmetic.answer_fn(tok))
+    return bundled.setup(cfg.num_problems, difficulty=cfg.difficulty, seed=cfg.seed, max_steps=cfg.max_steps,
+                         max_step_tokens=cfg.max_step_tokens, temperature=cfg.temperature, prm=cfg.prm,
+                         prm_noise=cfg.prm_noise, checkpoint=cfg.checkpoint, prm_checkpoint=cfg.prm_checkpoint,
+                         prm_features_lm=cfg.prm_features_lm)
 
 
 # ----------------------------------------------------------------------------------- methods
@@ -365,7 +322,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     ``D * cfg.problems_per_device`` at a time, data-parallel over the first ``D`` devices (see
     the module doc). The progress bar advances by one problem-run, a whole batch at a time.
     """
-    from models.train.prm import auc
+    from ppl_models.train.prm import auc
     from ppl import scaling
 
     cfg = cfg.validate()

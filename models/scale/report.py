@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.scale.job import ScaleResults, wilson
+from ppl_models.scale.job import ScaleResults, wilson
 
 __all__ = ["format_table", "write_json", "plot", "summary"]
 

@@ -1,17 +1,17 @@
 """Inference-scaling laws as Bayesian models (see docs/scaling-laws.md).
 
-- :mod:`~models.scaling.passk`: the unbiased pass@k estimator and its average over problems.
-- :mod:`~models.scaling.coverage`: hierarchical Beta–Binomial coverage and the exp(a k^b) law.
-- :mod:`~models.scaling.verifiers`: imperfect-verifier ceiling, utility and optimal K.
-- :mod:`~models.scaling.saturation`: F(N) = F_max (1 - (1-p)^N) and the saturation budget.
-- :mod:`~models.scaling.allocation`: compute-optimal allocation across difficulty bins, from
+- :mod:`~ppl_models.scaling.passk`: the unbiased pass@k estimator and its average over problems.
+- :mod:`~ppl_models.scaling.coverage`: hierarchical Beta–Binomial coverage and the exp(a k^b) law.
+- :mod:`~ppl_models.scaling.verifiers`: imperfect-verifier ceiling, utility and optimal K.
+- :mod:`~ppl_models.scaling.saturation`: F(N) = F_max (1 - (1-p)^N) and the saturation budget.
+- :mod:`~ppl_models.scaling.allocation`: compute-optimal allocation across difficulty bins, from
   Beta–Binomial posteriors or from measured per-problem outcomes of ``ppl scale``.
-- :mod:`~models.scaling.judge_selection`: the LLM-as-a-judge selection model, simulated exactly.
+- :mod:`~ppl_models.scaling.judge_selection`: the LLM-as-a-judge selection model, simulated exactly.
 
-- :mod:`~models.scaling.data`, :mod:`~models.scaling.cli`: input files and ``ppl analyze``.
+- :mod:`~ppl_models.scaling.data`, :mod:`~ppl_models.scaling.cli`: input files and ``ppl analyze``.
 """
 
-from models.scaling.allocation import (
+from ppl_models.scaling.allocation import (
     Allocation,
     BinnedAccuracy,
     allocate,
@@ -19,7 +19,7 @@ from models.scaling.allocation import (
     allocate_from_posterior,
     difficulty_bins,
 )
-from models.scaling.coverage import (
+from ppl_models.scaling.coverage import (
     BetaBinomialFit,
     PowerLawFit,
     beta_binomial_model,
@@ -29,14 +29,14 @@ from models.scaling.coverage import (
     fit_power_law_to_pass_at_k,
     power_law_model,
 )
-from models.scaling.data import (
+from ppl_models.scaling.data import (
     InputError,
     ScaleProblems,
     read_samples_csv,
     read_scale_json,
     read_scale_problems,
 )
-from models.scaling.judge_selection import (
+from ppl_models.scaling.judge_selection import (
     GaussianPosterior,
     JudgeDecayFit,
     JudgeOptimum,
@@ -49,15 +49,15 @@ from models.scaling.judge_selection import (
     selection_errors,
     simulate_judge_selection,
 )
-from models.scaling.passk import PassAtK, pass_at_k, pass_at_k_curve
-from models.scaling.saturation import (
+from ppl_models.scaling.passk import PassAtK, pass_at_k, pass_at_k_curve
+from ppl_models.scaling.saturation import (
     SaturationFit,
     fit_saturation,
     saturation_budget,
     saturation_curve,
     saturation_model,
 )
-from models.scaling.verifiers import (
+from ppl_models.scaling.verifiers import (
     VerifierFit,
     accuracy_at_k,
     accuracy_ceiling,

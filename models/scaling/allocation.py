@@ -33,7 +33,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from models.scaling.coverage import BetaBinomialFit, beta_coverage
+from ppl_models.scaling.coverage import BetaBinomialFit, beta_coverage
 
 __all__ = ["Allocation", "BinnedAccuracy", "allocate", "allocate_from_outcomes",
            "allocate_from_posterior", "difficulty_bins"]

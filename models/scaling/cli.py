@@ -1,6 +1,6 @@
 """``ppl analyze RESULTS``: scaling-law analysis of per-sample results or of ``ppl scale`` JSON.
 
-Wired into ``ppl.cli.SUBCOMMANDS["analyze"] = models.scaling.cli.setup``.
+Wired into ``ppl_models.cli.SUBCOMMANDS["analyze"]``.
 
 For a CSV (``problem_id, sample, correct[, accepted][, tokens][, task_type]``) it prints the
 pass@k curve with an interval over problems, the Beta–Binomial coverage curve with credible
@@ -89,11 +89,11 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
     """The CSV analysis: returns ``(report_dict, curves_for_plots)``."""
     import jax
 
-    from models.scaling.allocation import allocate_from_posterior
-    from models.scaling.coverage import fit_beta_binomial, fit_power_law_to_pass_at_k
-    from models.scaling.passk import pass_at_k_curve
-    from models.scaling.saturation import fit_saturation
-    from models.scaling.verifiers import fit_verifier, verifier_data
+    from ppl_models.scaling.allocation import allocate_from_posterior
+    from ppl_models.scaling.coverage import fit_beta_binomial, fit_power_law_to_pass_at_k
+    from ppl_models.scaling.passk import pass_at_k_curve
+    from ppl_models.scaling.saturation import fit_saturation
+    from ppl_models.scaling.verifiers import fit_verifier, verifier_data
 
     key = jax.random.key(args.seed)
     k_bb, k_pl, k_ver, k_sat = jax.random.split(key, 4)
@@ -267,8 +267,8 @@ def matched_tokens(methods: dict, reference: Optional[str] = None, *,
 
 def scale_allocation(problems, args, out=print) -> dict:
     """Compute-optimal allocation per difficulty bin from the per-problem block of ``ppl scale``
-    JSON (:func:`models.scaling.allocation.allocate_from_outcomes`); returns the report entry."""
-    from models.scaling.allocation import allocate_from_outcomes
+    JSON (:func:`ppl_models.scaling.allocation.allocate_from_outcomes`); returns the report entry."""
+    from ppl_models.scaling.allocation import allocate_from_outcomes
 
     names = list(problems.solved)
     if not names:
@@ -332,10 +332,10 @@ def scale_allocation(problems, args, out=print) -> dict:
 def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, dict]:
     """The ``ppl scale`` JSON analysis: saturation per method, best method per budget, accuracy
     at matched tokens, and (with the per-problem block ``problems``, a
-    :class:`~models.scaling.data.ScaleProblems`) the allocation per difficulty bin."""
+    :class:`~ppl_models.scaling.data.ScaleProblems`) the allocation per difficulty bin."""
     import jax
 
-    from models.scaling.saturation import fit_saturation
+    from ppl_models.scaling.saturation import fit_saturation
 
     level = args.level
     report: dict = {"input": {"kind": "ppl scale", "methods": list(methods)}, "methods": {}}
@@ -498,7 +498,7 @@ def _jsonable(x):
 
 def run(args) -> int:
     """Handler of ``ppl analyze``: 0 on success, 2 on bad input."""
-    from models.scaling.data import (
+    from ppl_models.scaling.data import (
         InputError, read_samples_csv, read_scale_json, read_scale_problems,
     )
 

@@ -35,7 +35,6 @@ zero the decay is exponential, faster than any power law.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import jax.numpy as jnp
 import numpy as np
@@ -43,10 +42,10 @@ import numpyro
 import numpyro.distributions as dist
 from scipy.special import betaln
 
-from models.scaling._common import (
+from ppl_models.scaling._common import (
     Band, bucket, interval, pad, posterior_draws, run_inference, summarize,
 )
-from models.scaling.passk import PassAtK, _as_int_array
+from ppl_models.scaling.passk import PassAtK, _as_int_array
 
 __all__ = [
     "beta_binomial_model",

@@ -23,7 +23,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models.scaling._common import (
+from ppl_models.scaling._common import (
     Band, bucket, interval, pad, posterior_draws, run_inference, summarize,
 )
 

@@ -31,14 +31,14 @@ arg max of :math:`U` when :math:`\Delta` changes sign once; :func:`optimal_k` re
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models.scaling._common import (
+from ppl_models.scaling._common import (
     Band, bucket, interval, pad, posterior_draws, run_inference, summarize,
 )
 
@@ -228,7 +228,7 @@ def verifier_model(n, correct, accepted_correct, accepted_incorrect, mask=None, 
     r"""Per-type correctness and a verifier's rates (numpyro).
 
     :math:`r_j \sim \mathrm{Beta}(\mu\kappa, (1-\mu)\kappa)` (hierarchical, as in
-    :func:`~models.scaling.coverage.beta_binomial_model`), ``correct_j`` :math:`\sim
+    :func:`~ppl_models.scaling.coverage.beta_binomial_model`), ``correct_j`` :math:`\sim
     \mathrm{Binomial}(n_j, r_j)`; true-positive rate ``c`` and specificity ``s``
     :math:`\sim \mathrm{Beta}(1, 1)`; accepted among correct :math:`\sim
     \mathrm{Binomial}(\text{correct}, c)`, among incorrect :math:`\sim

@@ -1,9 +1,9 @@
 """Bundled synthetic reasoning tasks with exact checkers.
 
-* :mod:`models.tasks.arithmetic` — modular arithmetic chains, one reasoning step per line,
+* :mod:`ppl_models.tasks.arithmetic` — modular arithmetic chains, one reasoning step per line,
   difficulty presets ``easy`` / ``medium`` / ``hard``, hash-based train/test splits,
-  :func:`~models.tasks.arithmetic.check` and :func:`~models.tasks.arithmetic.extract_answer`.
-* :mod:`models.tasks.tokenizer` — the character-level tokenizer (``tokenizers`` library).
+  :func:`~ppl_models.tasks.arithmetic.check` and :func:`~ppl_models.tasks.arithmetic.extract_answer`.
+* :mod:`ppl_models.tasks.tokenizer` — the character-level tokenizer (``tokenizers`` library).
 """
 
 from . import arithmetic, tokenizer

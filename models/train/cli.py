@@ -1,7 +1,7 @@
 """``ppl train lm|prm``: reproduce the bundled models from scratch, deterministically.
 
 ``ppl train lm --out DIR`` trains the tiny LM with the defaults of
-:class:`models.train.lm.TrainConfig` (the shipped model), saves it in Hugging Face format
+:class:`ppl_models.train.lm.TrainConfig` (the shipped model), saves it in Hugging Face format
 (``config.json``, ``model.safetensors``, ``tokenizer.json``), evaluates pass@k per difficulty on
 the test split and writes ``MODEL_CARD.md`` and ``metrics.json``.
 
@@ -23,7 +23,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     p = sub.add_parser("lm", help="train the tiny LM on arithmetic-chain solutions",
                        description="Train the tiny LM on arithmetic-chain solutions (defaults: the shipped model).")
-    from models.train.lm import SCHEDULES, TrainConfig
+    from ppl_models.train.lm import SCHEDULES, TrainConfig
 
     d = TrainConfig()
     p.add_argument("--out", default="ppl-lm", help="output folder (default: ./ppl-lm)")
@@ -49,7 +49,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
-    from models.train.prm import STEP_LABELS, PRMTrainConfig
+    from ppl_models.train.prm import STEP_LABELS, PRMTrainConfig
 
     d2 = PRMTrainConfig()
     q = sub.add_parser("prm", help="train the process reward model on labelled rollouts of the LM",
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_lm(args) -> int:
     import dataclasses
 
-    from models.train.lm import TrainConfig, train_and_save_lm
+    from ppl_models.train.lm import TrainConfig, train_and_save_lm
 
     for name in ("steps", "batch_size", "hidden_size", "num_layers", "eval_samples"):
         if getattr(args, name) < 1:
@@ -134,7 +134,7 @@ def _run_lm(args) -> int:
 def _run_prm(args) -> int:
     import dataclasses
 
-    from models.train.prm import PRMTrainConfig, train_and_save_prm
+    from ppl_models.train.prm import PRMTrainConfig, train_and_save_prm
 
     for name in ("steps", "problems", "rollouts", "continuations", "eval_samples"):
         if getattr(args, name) < 1:
@@ -147,7 +147,7 @@ def _run_prm(args) -> int:
                                   init_from_lm=args.init_from_lm, lm_features=args.lm_features)
     except ValueError as e:
         return _err(str(e))
-    from models import bundled
+    from ppl_models import bundled
 
     lm = _load_lm_arg("--lm", args.lm, bundled.load_lm)
     if isinstance(lm, int):
@@ -174,7 +174,7 @@ def _load_lm_arg(flag: str, path, default):
     """The LM of a ``--lm``-like option (``default()`` if not given), or an exit status."""
     if path is None:
         return default()
-    from models.lm import load_pretrained
+    from ppl_models.lm import load_pretrained
 
     try:
         lm = load_pretrained(path)

@@ -12,8 +12,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from models.tasks import arithmetic
-from models.tasks.tokenizer import EOS, PAD, encode
+from ppl_models.tasks import arithmetic
+from ppl_models.tasks.tokenizer import EOS, PAD, encode
 
 __all__ = ["Batch", "encode_example", "make_batch", "batch_for_step"]
 

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.tasks import arithmetic
-from models.tasks.tokenizer import decode, encode
+from ppl_models.tasks import arithmetic
+from ppl_models.tasks.tokenizer import decode, encode
 
 __all__ = ["pass_at_k", "sample_solutions", "evaluate", "evaluate_difficulties"]
 

@@ -1,6 +1,6 @@
 r"""Training the bundled tiny LM on arithmetic-chain solutions (flax nnx model, optax AdamW).
 
-The model is a Llama-style :class:`models.lm.Transformer` (rotary positions, RMSNorm, SiLU-gated
+The model is a Llama-style :class:`ppl_models.lm.Transformer` (rotary positions, RMSNorm, SiLU-gated
 MLP) with a character-level vocabulary. It is trained by teacher forcing on
 ``prompt + solution + <eos>`` with the cross-entropy of the solution tokens only:
 
@@ -18,10 +18,10 @@ and, with ``first_step``, reads the data stream from that batch on (fresh proble
 verifier LM is the bundled LM continued for 1000 more steps with a cosine decay
 (``schedule="cosine"``): annealing the rate lifts its pass@1 on the hard split from 0.30 to
 0.82, so its token probabilities carry what the generator does not know (the PRM reads them,
-:mod:`models.train.prm`).
+:mod:`ppl_models.train.prm`).
 
-Everything is deterministic given the seed: the initial weights (numpy, :func:`models.lm.random_lm`),
-the batches (:func:`models.train.data.batch_for_step`) and the evaluation keys.
+Everything is deterministic given the seed: the initial weights (numpy, :func:`ppl_models.lm.random_lm`),
+the batches (:func:`ppl_models.train.data.batch_for_step`) and the evaluation keys.
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from models.lm import LanguageModel, LMConfig, random_lm, save_pretrained
-from models.tasks import arithmetic
-from models.tasks.tokenizer import build_tokenizer
+from ppl_models.lm import LanguageModel, LMConfig, random_lm, save_pretrained
+from ppl_models.tasks import arithmetic
+from ppl_models.tasks.tokenizer import build_tokenizer
 
 from .data import batch_for_step
 
@@ -116,7 +115,7 @@ def train_lm(cfg: TrainConfig = TrainConfig(), *, progress: bool = True, log_eve
     ``steps=n``: the rate is constant after warm-up).
     """
     if cfg.init_from is not None:
-        from models.lm import load_pretrained
+        from ppl_models.lm import load_pretrained
 
         lm = load_pretrained(cfg.init_from)
         if lm.tokenizer is None:
@@ -193,7 +192,7 @@ def write_lm_card(path, cfg: TrainConfig, lm: LanguageModel, history: dict, metr
     mix = arithmetic.training_mixture(cfg.max_steps_in_mixture, cfg.moduli, cfg.max_multiplier)
     small = ""
     if small_eval is not None:
-        small = (f"\nSmall fixed evaluation used by the test suite (`models.train.lm_small_eval`): "
+        small = (f"\nSmall fixed evaluation used by the test suite (`ppl_models.train.lm_small_eval`): "
                  f"`{json.dumps(small_eval)}`.\n")
     if cfg.init_from is None:
         title, origin = "Bundled tiny LM: modular arithmetic chains", "trained from scratch"
@@ -208,8 +207,8 @@ majority vote) has room to work."""
 arithmetic much better than the generator; the bundled process reward model reads its token
 log-probabilities (a reward model stronger than the policy, as in practice). It is not meant to
 be sampled from in the scaling experiments."""
-    loader = ("`models.bundled.load_lm()`" if cfg.init_from is None else
-              "`models.lm.load_pretrained(folder)` (the bundled one: `models.bundled.load_verifier()`)")
+    loader = ("`ppl_models.bundled.load_lm()`" if cfg.init_from is None else
+              "`ppl_models.lm.load_pretrained(folder)` (the bundled one: `ppl_models.bundled.load_verifier()`)")
     rate = ("(then constant)" if cfg.schedule == "constant"
             else f"(then a cosine decay to 0 at step {cfg.steps})")
     text = f"""# {title}
@@ -217,7 +216,7 @@ be sampled from in the scaling experiments."""
 A {c.num_params:,}-parameter Llama-style decoder ({c.num_layers} layers, width {c.hidden_size},
 {c.num_heads} heads, gated MLP {c.intermediate_size}, rotary positions, vocabulary {c.vocab_size}
 characters) {origin}, with optax AdamW, to write chain-of-thought solutions of
-modular arithmetic chains (`models.tasks.arithmetic`), one step per line:
+modular arithmetic chains (`ppl_models.tasks.arithmetic`), one step per line:
 
 ```
 prompt:   34+21*3-17 mod 97

@@ -9,7 +9,7 @@ r"""Training the bundled process reward model on rollouts of the tiny LM.
    fraction of them whose final answer is right — a Monte Carlo estimate of
    :math:`V(x_{1:t}) = P(\text{correct} \mid x_{1:t})` under the LM. Either way the label at
    the end-of-sequence token is the exact correctness of the finished rollout.
-3. **Fit.** The PRM network (:class:`models.rewards.prm.PRMNet`) is trained with binary
+3. **Fit.** The PRM network (:class:`ppl_models.rewards.prm.PRMNet`) is trained with binary
    cross-entropy on these labels at the labelled positions (optax AdamW):
 
 .. math::
@@ -18,8 +18,8 @@ r"""Training the bundled process reward model on rollouts of the tiny LM.
                  + (1 - y_{bi}) \log(1 - \sigma(z_{bi}))\big].
 
 The network reads, besides the tokens, the token log-probabilities and entropies of a
-*features LM* (:func:`models.rewards.prm.lm_token_features`). For the bundled PRM that is the
-bundled **verifier LM** (the generator trained further, :mod:`models.train.lm`), not the
+*features LM* (:func:`ppl_models.rewards.prm.lm_token_features`). For the bundled PRM that is the
+bundled **verifier LM** (the generator trained further, :mod:`ppl_models.train.lm`), not the
 generator: a PRM that only sees the generator's own confidence cannot flag the generator's
 confident mistakes (with the generator's features the within-problem AUC on ``ppl scale``'s
 pools was 0.69; with the verifier's it is about 0.96).
@@ -41,9 +41,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from models.rewards.prm import PRMConfig, ProcessRewardModel, random_prm, save_prm
-from models.tasks import arithmetic
-from models.tasks.tokenizer import EOS, encode
+from ppl_models.rewards.prm import PRMConfig, ProcessRewardModel, random_prm, save_prm
+from ppl_models.tasks import arithmetic
+from ppl_models.tasks.tokenizer import EOS, encode
 
 from .evaluate import sample_solutions
 
@@ -202,7 +202,7 @@ def train_prm(data: RolloutData, cfg: PRMTrainConfig, tokenizer, *, lm=None, pro
     features, whereas a PRM trained from scratch would have to learn the arithmetic itself.
     With ``cfg.lm_features`` (the default) the network also reads, at every position, the frozen
     LM's log-probability of the token and the entropy of its prediction
-    (:func:`models.rewards.prm.lm_token_features`): a wrong step shows up as an unlikely token.
+    (:func:`ppl_models.rewards.prm.lm_token_features`): a wrong step shows up as an unlikely token.
     """
     nl, eos = tokenizer.token_to_id("\n"), tokenizer.token_to_id(EOS)
     if cfg.init_from_lm:
@@ -232,7 +232,7 @@ def train_prm(data: RolloutData, cfg: PRMTrainConfig, tokenizer, *, lm=None, pro
     graphdef = prm.graphdef
     feats_all = None
     if pcfg.lm_features:  # the LM is frozen: compute its token features once for the whole data set
-        from models.rewards.prm import lm_token_features
+        from ppl_models.rewards.prm import lm_token_features
 
         feat_fn = jax.jit(lambda t: lm_token_features(lm, lm.params, t))
         feats_all = np.concatenate([np.asarray(feat_fn(jnp.asarray(data.tokens[i:i + 256])))
@@ -285,7 +285,7 @@ def _prm_from_lm(pcfg: PRMConfig, lm, seed: int, tokenizer) -> ProcessRewardMode
     """A PRM whose trunk is a copy of ``lm``'s (same architecture) and whose head is fresh."""
     from flax import nnx
 
-    from models.rewards.prm import PRMNet
+    from ppl_models.rewards.prm import PRMNet
 
     net = PRMNet(pcfg, rngs=nnx.Rngs(seed))
     src = lm.module()
@@ -388,17 +388,17 @@ def write_prm_card(path, cfg: PRMTrainConfig, prm: ProcessRewardModel, history: 
         for name, m in metrics.items())
     small = ""
     if small_eval is not None:
-        small = (f"Small fixed evaluation used by the test suite (`models.train.prm.prm_small_eval`): "
+        small = (f"Small fixed evaluation used by the test suite (`ppl_models.train.prm.prm_small_eval`): "
                  f"`{json.dumps(small_eval)}`.\n")
     target = ("P(every step so far is right | prefix)" if cfg.step_labels == "exact"
               else "P(final answer correct | prefix) under the LM")
     features = ""
     if prm.config.lm_features:
         features = ("Besides the tokens, it reads at every position the log-probability that a frozen *features LM* "
-                    "gives the token and the entropy of that prediction (`models.rewards.prm.lm_token_features`), "
+                    "gives the token and the entropy of that prediction (`ppl_models.rewards.prm.lm_token_features`), "
                     "so loading it needs that LM. The bundled PRM reads the bundled **verifier LM** "
                     "(`models/bundled/verifier`: the generator trained further, which knows the arithmetic "
-                    "much better); `models.bundled.load_prm()` passes it.")
+                    "much better); `ppl_models.bundled.load_prm()` passes it.")
     if cfg.step_labels == "exact":
         labels = ("every step-boundary prefix labelled with its exact step correctness from the task's checker "
                   "(1 if every step so far is right)")
@@ -441,7 +441,7 @@ step correctness; `best-of-n`: accuracy of the highest-scored of the n samples.
 {rows}
 
 {small}
-Load with `models.bundled.load_prm()` (or `models.rewards.load_bundled_prm()`).
+Load with `ppl_models.bundled.load_prm()` (or `ppl_models.rewards.load_bundled_prm()`).
 """
     (path / "MODEL_CARD.md").write_text(text)
     with open(path / "metrics.json", "w") as fh:
@@ -454,7 +454,7 @@ Load with `models.bundled.load_prm()` (or `models.rewards.load_bundled_prm()`).
 def train_and_save_prm(lm, cfg: PRMTrainConfig, out, *, command: str = "ppl train prm", progress: bool = True,
                        eval_problems: int = 32, eval_samples: int = 32, log_file: Optional[str] = None,
                        feature_lm=None):
-    """Rollout labels, fit, save (:func:`models.rewards.prm.save_prm`), evaluate, model card.
+    """Rollout labels, fit, save (:func:`ppl_models.rewards.prm.save_prm`), evaluate, model card.
 
     ``lm`` draws the rollouts (and the evaluation samples); ``feature_lm`` (default ``lm``) is
     the LM whose token features the PRM reads, or whose weights it starts from."""

@@ -1,7 +1,7 @@
 """LM programs: LM states with a KV cache as particles, step sampling, potentials.
 
 See :mod:`ppl.lm.state` for the small protocol an LM must follow (``ppl`` never imports a
-particular LM; ``models.lm`` provides transformers that follow it).
+particular LM; ``ppl_models.lm`` provides transformers that follow it).
 """
 
 from ppl.lm import potentials

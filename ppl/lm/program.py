@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as numpyro_dist
 
+from ppl.core.checks import check_int
 from ppl.core.trees import broadcast
-from ppl.core.feynman_kac import FeynmanKac, PointMass
 from ppl.lm.potentials import MemoryPotential, Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
 from ppl.lm.state import LMState, check_lm, pad_prompt, prefill
@@ -67,8 +67,11 @@ def _extends(prev: LMState, x: LMState):
     return same_prefix & jnp.where(prev.done, unchanged, one_step)
 
 
-class LMProgram(FeynmanKac):
+class LMProgram:
     """A Feynman–Kac model whose transition is "generate one reasoning step with the LM".
+
+    It implements :class:`ppl.core.protocols.FeynmanKacModel` (what the engine calls); its data
+    are the LM's weights and the padded prompt.
 
     Parameters
     ----------
@@ -113,26 +116,26 @@ class LMProgram(FeynmanKac):
         if max_length is None:
             max_length = len(prompt) + int(max_steps) * cfg.max_step_tokens + 1
         padded, length = pad_prompt(prompt, max_length=max_length)
-        pot = None if potential is None else _as_potential(potential)
-        super().__init__(init=PointMass(None), transition=sample_step, log_potential=pot or (lambda p, s: 0.0),
-                         data={"params": lm.params, "prompt": padded, "prompt_length": length},
-                         num_steps=int(max_steps))
-        for name, value in (("lm", lm), ("config", cfg), ("potential", pot), ("max_length", int(max_length)),
-                            ("correct_proposal", bool(correct_proposal)), ("frozen", frozen)):
-            object.__setattr__(self, name, value)
+        if frozen is not None and not callable(frozen):
+            raise TypeError(f"frozen: expected a callable x -> bool[N] or None, got {type(frozen).__name__}")
+        self.lm, self.config, self.max_length = lm, cfg, int(max_length)
+        self.potential = None if potential is None else _as_potential(potential)
+        self.correct_proposal, self.frozen = bool(correct_proposal), frozen
+        self.num_steps = check_int("max_steps", max_steps, 1)
+        self.data = {"params": lm.params, "prompt": padded, "prompt_length": length}
 
     def static_key(self) -> tuple:
         return (type(self), self.lm, self.config, self.potential, self.max_length, self.correct_proposal,
                 self.frozen, self.num_steps, self.data["prompt"].shape)
 
-    def with_data(self, data) -> "LMProgram":
-        raise TypeError("LMProgram: use with_prompt(prompt) for a new prompt")
+    def data_at(self, data, t):
+        """What step ``t`` receives: the whole data (the LM's weights and the prompt)."""
+        return data
 
     def _replace(self, **fields) -> "LMProgram":
         new = object.__new__(LMProgram)
         new.__dict__.update(self.__dict__)
-        for name, value in fields.items():
-            object.__setattr__(new, name, value)
+        new.__dict__.update(fields)
         return new
 
     def with_prompt(self, prompt) -> "LMProgram":
@@ -150,7 +153,7 @@ class LMProgram(FeynmanKac):
         ``correct_proposal=False``: they target the sampler :math:`q` times the reward's
         potentials, as the reference implementations do."""
         pot = None if potential is None else _as_potential(potential)
-        fields = {"potential": pot, "frozen": frozen, "log_potential": pot or (lambda p, s: 0.0)}
+        fields = {"potential": pot, "frozen": frozen}
         if correct_proposal is not None:
             fields["correct_proposal"] = bool(correct_proposal)
         return self._replace(**fields)

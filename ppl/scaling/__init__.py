@@ -27,8 +27,8 @@ code as data, so a new problem's oracle or new weights do not recompile) and
 ``log_score(params, state) -> log r`` for *one* particle (an :class:`~ppl.lm.LMState`), with
 :math:`r \in [0, 1]` the score of the particle's current prefix (its outcome score once it has
 finished); optionally ``static_key()`` (what compiled code depends on besides ``params``) and
-``flops_per_token`` (for the FLOP estimate). :class:`models.rewards.ProcessRewardModel`,
-:class:`models.rewards.OraclePRM` and :class:`models.rewards.NoisyReward` follow it.
+``flops_per_token`` (for the FLOP estimate). :class:`ppl_models.rewards.ProcessRewardModel`,
+:class:`ppl_models.rewards.OraclePRM` and :class:`ppl_models.rewards.NoisyReward` follow it.
 
 **Answers.** ``answer_fn(token_ids) -> answer | None`` maps a generation (prompt excluded) to a
 hashable answer (default: the whole generation); :mod:`ppl.scaling.aggregate` forms the answer

@@ -38,7 +38,7 @@ def whole_generation(token_ids: Sequence[int]) -> Optional[Hashable]:
     exact-match voting on complete outputs; ``None`` for an empty generation.
 
     Tasks pass their own ``answer_fn(token_ids) -> answer or None`` (for the bundled task,
-    :func:`models.tasks.arithmetic.answer_fn`)."""
+    :func:`ppl_models.tasks.arithmetic.answer_fn`)."""
     return tuple(int(t) for t in token_ids) if len(token_ids) else None
 
 

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.core.checks import check_int, check_key, check_positive
+from ppl.core.protocols import RewardModel
 from ppl.core.trees import select_rows
 from ppl.lm.potentials import MemoryPotential
 from ppl.lm.program import LMProgram
@@ -89,9 +90,9 @@ def _check_reward(reward, required: bool, method: str) -> None:
             raise TypeError(f"reward: {method} needs a reward model (an object with params and "
                             "log_score(params, state) -> log r)")
         return
-    if not callable(getattr(reward, "log_score", None)) or not hasattr(reward, "params"):
+    if not isinstance(reward, RewardModel):
         raise TypeError(f"reward: expected an object with params and log_score(params, state) -> log r "
-                        f"for one particle, got {type(reward).__name__}")
+                        f"for one particle (ppl.core.protocols.RewardModel), got {type(reward).__name__}")
 
 
 def _check_select(select) -> None:

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
+from ppl.core.protocols import FeynmanKacModel
 from ppl.smc import resampling as rs
 from ppl.core.checks import check_no_nan
 from ppl.smc import base
@@ -189,8 +190,9 @@ def conditional_smc(fk: FeynmanKac, num_particles: int, reference, *, key: jax.A
         smoothing distribution invariant) and the sweep's particle system (with history).
     """
     _check_n(num_particles)
-    if not isinstance(fk, FeynmanKac):
-        raise TypeError(f"fk: expected a ppl.FeynmanKac model, got {type(fk).__name__}")
+    if not isinstance(fk, FeynmanKacModel):
+        raise TypeError(f"fk: expected a Feynman–Kac model (see ppl.core.protocols.FeynmanKacModel), got "
+                        f"{type(fk).__name__}")
     _check_reference(fk, reference)
     if fk.time_indexed:  # an LM program's "data" are its weights and prompt
         check_no_nan(fk.data, "data", time_axis=True)
@@ -249,8 +251,9 @@ def particle_gibbs(fk: FeynmanKac, num_particles: int, num_iterations: int, *, k
     ParticleGibbsResult
     """
     _check_n(num_particles)
-    if not isinstance(fk, FeynmanKac):
-        raise TypeError(f"fk: expected a ppl.FeynmanKac model, got {type(fk).__name__}")
+    if not isinstance(fk, FeynmanKacModel):
+        raise TypeError(f"fk: expected a Feynman–Kac model (see ppl.core.protocols.FeynmanKacModel), got "
+                        f"{type(fk).__name__}")
     if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations or num_iterations < 1:
         raise ValueError(f"num_iterations: expected a positive integer, got {num_iterations!r}")
     if init_reference is not None:

@@ -50,6 +50,7 @@ from ppl.core.cache import LRUCache
 from ppl.core.checks import check_no_nan
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
+from ppl.core.protocols import FeynmanKacModel
 from ppl.smc import base
 from ppl.smc import resampling as rs
 
@@ -276,8 +277,9 @@ def _is_key_batch(key) -> bool:
 
 
 def _validate(fk, num_particles, ess_threshold, keep_history):
-    if not isinstance(fk, FeynmanKac):
-        raise TypeError(f"fk: expected a ppl.FeynmanKac model, got {type(fk).__name__}")
+    if not isinstance(fk, FeynmanKacModel):
+        raise TypeError(f"fk: expected a Feynman–Kac model (ppl.FeynmanKac, ppl.from_step_program, ppl.lm.LMProgram: "
+                        f"see ppl.core.protocols.FeynmanKacModel), got {type(fk).__name__}")
     if isinstance(num_particles, bool) or int(num_particles) != num_particles or num_particles < 1:
         raise ValueError(f"num_particles: expected a positive integer, got {num_particles!r}")
     if not 0.0 <= float(ess_threshold) <= 1.0 or math.isnan(float(ess_threshold)):

@@ -23,7 +23,7 @@ MAX_LEN, MAX_STEPS, MAX_STEP_TOKENS, DELIM, EOS = 7, 3, 2, 1, 0
 
 
 def _transformer():
-    from models.lm import LMConfig, random_lm
+    from ppl_models.lm import LMConfig, random_lm
 
     cfg = LMConfig(vocab_size=5, hidden_size=16, num_layers=2, num_heads=2, num_kv_heads=1,
                    max_position_embeddings=16, eos_token_id=0)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ppl
-from models.state_space import LinearGaussian
+from ppl_models.state_space import LinearGaussian
 
 
 def test_kalman_filter_matches_a_direct_gaussian_computation():
@@ -47,7 +47,7 @@ def test_invalid_parameters():
 def test_multivariate_kalman_matches_a_direct_gaussian_computation():
     """The vector model's log p(y): the joint Gaussian of y_{0:T-1} (Cov(x_s, x_t) = F^(t-s) P_s),
     built without the recursion, and the scalar model's Kalman filter when every matrix is 1x1."""
-    from models.state_space import MultivariateLinearGaussian
+    from ppl_models.state_space import MultivariateLinearGaussian
 
     F = np.array([[0.8, -0.3], [0.2, 0.7]])
     G = np.array([[1.0, 0.5], [0.0, 1.0], [0.3, -0.2]])

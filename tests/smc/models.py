@@ -7,7 +7,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 import ppl
-from models.state_space import LinearGaussian
+from ppl_models.state_space import LinearGaussian
 
 # ---------------------------------------------------------------- linear-Gaussian state space
 LG = LinearGaussian(a=0.9, q=1.0, r=0.25, m0=0.0, p0=1.0)

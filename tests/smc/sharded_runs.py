@@ -131,9 +131,9 @@ def nuts_checks():
 
     from numpyro.diagnostics import effective_sample_size
 
-    from models import judges
+    from ppl_models import judges
 
-    bt = importlib.import_module("models.judges.bradley_terry")
+    bt = importlib.import_module("ppl_models.judges.bradley_terry")
     recs = bt.simulate_battles(np.random.default_rng(0), np.array([0.0, 0.5, 1.0, -0.5, -1.0]), 300)
     comps = judges.aggregate(judges.battles_from_records(recs))
     opts = dict(key=jax.random.key(0), num_chains=4, num_warmup=150, num_samples=150, ties="none")

@@ -277,7 +277,7 @@ def test_multivariate_linear_gaussian_evidence_is_unbiased(batched_randomness):
     """3-d states, correlated noises, numpyro MultivariateNormal (drawn lifted with one key, or
     per particle; tiny products and solves rewritten on CPU): Z-hat / Z has mean 1 against the
     Kalman filter."""
-    from models.state_space import MultivariateLinearGaussian
+    from ppl_models.state_space import MultivariateLinearGaussian
 
     mlg = MultivariateLinearGaussian(
         F=np.array([[0.8, -0.2, 0.0], [0.2, 0.8, 0.0], [0.0, 0.1, 0.9]]),

@@ -9,8 +9,8 @@ import pytest
 from numpyro.handlers import seed, substitute, trace
 from scipy import optimize, stats
 
-from models import judges
-from models.judges import aggregate, battles_from_records, bradley_terry, outcome_log_probs
+from ppl_models import judges
+from ppl_models.judges import aggregate, battles_from_records, bradley_terry, outcome_log_probs
 
 
 def per_battle_probs(d, ties, link, nu=None, eta=None):

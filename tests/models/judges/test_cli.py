@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from models import judges
-from models.judges import cli
+from ppl_models import judges
+from ppl_models.judges import cli
 
 
 def _run(argv):

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from models.judges import cli
-from models.judges.dawid_skene import simulate_judgments
+from ppl_models.judges import cli
+from ppl_models.judges.dawid_skene import simulate_judgments
 
 
 def _run(argv):

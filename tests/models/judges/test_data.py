@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from models.judges import BattleLogError, aggregate, battles_from_records, read_battles
+from ppl_models.judges import BattleLogError, aggregate, battles_from_records, read_battles
 
 
 def _write(tmp_path, name, text):

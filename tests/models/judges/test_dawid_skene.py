@@ -9,7 +9,7 @@ import pytest
 from numpyro.handlers import substitute, trace
 
 import ppl
-from models.judges.dawid_skene import (
+from ppl_models.judges.dawid_skene import (
     IdentifiabilityWarning, dawid_skene, judgments_from_records, relabel, simulate_judgments)
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from numpyro.handlers import substitute, trace
 
-from models.judges.data import BattleLogError
-from models.judges.irt import (
+from ppl_models.judges.data import BattleLogError
+from ppl_models.judges.irt import (
     irt, rank_irt, read_responses, responses_from_matrix, responses_from_records, simulate_responses)
-from models.judges.mode import posterior_mode
+from ppl_models.judges.mode import posterior_mode
 
 
 def _log_factor(model, data, values, **kw):

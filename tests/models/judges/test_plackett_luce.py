@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from models.judges.data import BattleLogError
-from models.judges.plackett_luce import (
+from ppl_models.judges.data import BattleLogError
+from ppl_models.judges.plackett_luce import (
     plackett_luce_log_prob, rank_plackett_luce, rankings_from_lists, read_rankings, simulate_rankings)
 
 NAMES = ["a", "b", "c", "d"]

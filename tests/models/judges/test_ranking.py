@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from models.judges import rank_draws, summarize, tied_groups
+from ppl_models.judges import rank_draws, summarize, tied_groups
 
 
 def test_rank_draws_counts_strictly_better_models():

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from models.judges.dawid_skene import judgments_from_records, simulate_judgments
-from models.judges.ranking import summarize
-from models.judges.sensitivity import SensitivityReport, kendall_tau, prior_sensitivity
+from ppl_models.judges.dawid_skene import judgments_from_records, simulate_judgments
+from ppl_models.judges.ranking import summarize
+from ppl_models.judges.sensitivity import SensitivityReport, kendall_tau, prior_sensitivity
 
 
 def test_kendall_tau():

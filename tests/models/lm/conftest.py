@@ -2,7 +2,7 @@
 
 import pytest
 
-from models.lm import LMConfig
+from ppl_models.lm import LMConfig
 
 TINY = dict(vocab_size=29, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
             max_position_embeddings=32)

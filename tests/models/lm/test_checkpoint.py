@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from models.lm import LMConfig, hf_tensor_map, load_pretrained, random_lm, save_pretrained
+from ppl_models.lm import LMConfig, hf_tensor_map, load_pretrained, random_lm, save_pretrained
 
 from .conftest import tiny_config
 
@@ -125,10 +125,10 @@ def test_hf_tensor_map_shapes_cover_params(family):
 
 
 def test_tokenizer_json(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, pre_tokenizers
 
     vocab = {w: i for i, w in enumerate(["<bos>", "<eos>", "<unk>", "1", "2", "+", "=", "3", "\n"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok = Tokenizer(ppl_models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     lm = random_lm(tiny_config("gpt2"), seed=0, tokenizer=tok)
     save_pretrained(lm, tmp_path)

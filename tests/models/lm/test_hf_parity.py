@@ -12,7 +12,7 @@ transformers = pytest.importorskip("transformers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from models.lm import load_pretrained, random_lm, save_pretrained  # noqa: E402
+from ppl_models.lm import load_pretrained, random_lm, save_pretrained  # noqa: E402
 
 from .conftest import tiny_config  # noqa: E402
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.lm import LMConfig, gather_cache, random_lm
+from ppl_models.lm import LMConfig, gather_cache, random_lm
 
 from .conftest import tiny_config
 

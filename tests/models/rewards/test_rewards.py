@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.lm import LMConfig, random_lm
-from models.rewards import OraclePRM, PRMConfig, load_prm, random_prm, save_prm
-from models.tasks import arithmetic as A
-from models.tasks.tokenizer import build_tokenizer, encode
-from models.train.prm import auc, expected_calibration_error
+from ppl_models.lm import LMConfig, random_lm
+from ppl_models.rewards import OraclePRM, PRMConfig, load_prm, random_prm, save_prm
+from ppl_models.tasks import arithmetic as A
+from ppl_models.tasks.tokenizer import build_tokenizer, encode
+from ppl_models.train.prm import auc, expected_calibration_error
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_expected_calibration_error():
 
 
 def test_prm_with_lm_features(tok, tmp_path):
-    from models.rewards.prm import lm_token_features
+    from ppl_models.rewards.prm import lm_token_features
 
     lm = random_lm(LMConfig.llama(vocab_size=32, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                                   max_position_embeddings=256, eos_token_id=1), seed=0, tokenizer=tok)

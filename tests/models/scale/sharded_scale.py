@@ -24,7 +24,7 @@ def _table(res) -> dict:
 
 
 def main() -> None:
-    from models.scale.job import ScaleConfig, _setup, run_scale
+    from ppl_models.scale.job import ScaleConfig, _setup, run_scale
     from ppl import scaling
 
     out = {"num_devices": jax.device_count()}

@@ -10,10 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from models.scale import ScaleConfig, run_scale
-from models.scale.cli import config_from_args
-from models.scale.job import METHODS, wilson
-from models.scale.report import format_table, plot, summary, write_json
+from ppl_models.scale import ScaleConfig, run_scale
+from ppl_models.scale.cli import config_from_args
+from ppl_models.scale.job import METHODS, wilson
+from ppl_models.scale.report import format_table, plot, summary, write_json
 
 
 def test_wilson_matches_closed_form_and_covers():
@@ -52,7 +52,7 @@ def test_bad_config_is_named(field, value, match):
 
 
 def test_cli_options_map_to_config():
-    from ppl.cli import build_parser
+    from ppl_models.cli import build_parser
 
     args = build_parser().parse_args(["scale", "--quick", "--methods", "best_of_n,particle_filter",
                                       "--prm", "oracle", "--seed", "3"])
@@ -76,7 +76,7 @@ def test_cli_options_map_to_config():
 def test_noisy_oracle_is_the_problems_oracle_with_deterministic_noise():
     import jax
 
-    from models.scale.job import _setup
+    from ppl_models.scale.job import _setup
     from tests.models.rewards.test_rewards import _state
 
     def scores(sigma):
@@ -100,10 +100,10 @@ def test_noisy_oracle_is_the_problems_oracle_with_deterministic_noise():
 
 def test_prm_checkpoint_reads_the_features_lm_it_is_given(tmp_path):
     # a user's PRM folder reads the bundled verifier LM by default, or --prm-features-lm
-    from models import bundled
-    from models.lm import LMConfig, random_lm, save_pretrained
-    from models.rewards.prm import PRMConfig, random_prm, save_prm
-    from models.scale.job import _setup
+    from ppl_models import bundled
+    from ppl_models.lm import LMConfig, random_lm, save_pretrained
+    from ppl_models.rewards.prm import PRMConfig, random_prm, save_prm
+    from ppl_models.scale.job import _setup
 
     tok = bundled.load_lm().tokenizer
     save_prm(random_prm(PRMConfig(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
@@ -123,7 +123,7 @@ def test_prm_checkpoint_reads_the_features_lm_it_is_given(tmp_path):
 
 
 def test_cli_bad_option_exits_2(capsys):
-    from ppl.cli import main
+    from ppl_models.cli import main
 
     assert main(["scale", "--methods", "nope", "--quiet"]) == 2
     assert "methods" in capsys.readouterr().err
@@ -140,7 +140,7 @@ def small_run():
 
 
 def test_small_run_outputs(small_run, tmp_path):
-    from models.scaling.data import read_scale_json
+    from ppl_models.scaling.data import read_scale_json
 
     res = small_run
     assert res.num_problems == 3
@@ -186,8 +186,8 @@ def test_run_is_deterministic_for_a_seed(small_run):
 
 
 def test_json_round_trip_and_replot(small_run, tmp_path, capsys):
-    from models.scale import ScaleResults
-    from ppl.cli import main
+    from ppl_models.scale import ScaleResults
+    from ppl_models.cli import main
 
     obj = small_run.to_json()
     again = ScaleResults.from_json(json.loads(json.dumps(obj))).to_json()

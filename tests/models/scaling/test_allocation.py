@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from models.scaling.allocation import allocate, difficulty_bins
+from ppl_models.scaling.allocation import allocate, difficulty_bins
 
 
 def _brute(acc, counts, budgets, total):

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from models.scaling import cli
-from models.scaling.data import InputError, read_samples_csv, read_scale_json
+from ppl_models.scaling import cli
+from ppl_models.scaling.data import InputError, read_samples_csv, read_scale_json
 
 from . import sim
 

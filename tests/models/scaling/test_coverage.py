@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from models.scaling.coverage import (
+from ppl_models.scaling.coverage import (
     beta_coverage,
     fit_beta_binomial,
     fit_coverage_power_law,
     fit_power_law_to_pass_at_k,
 )
-from models.scaling.passk import pass_at_k_curve
+from ppl_models.scaling.passk import pass_at_k_curve
 
 from . import sim
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from models.scaling.judge_selection import (
+from ppl_models.scaling.judge_selection import (
     blr_posterior,
     fit_judge_decay,
     judge_optimal_k,

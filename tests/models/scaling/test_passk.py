@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from models.scaling.passk import default_k_grid, pass_at_k, pass_at_k_curve
+from ppl_models.scaling.passk import default_k_grid, pass_at_k, pass_at_k_curve
 
 
 def _enumerate(outcomes, k):
@@ -78,7 +78,7 @@ def test_curve_mean_and_t_interval():
 
 def test_interval_covers_population_mean_at_nominal_rate():
     # Problems drawn from Beta(0.5, 1): the population pass@k is 1 - B(a, b+k)/B(a, b).
-    from models.scaling.coverage import beta_coverage
+    from ppl_models.scaling.coverage import beta_coverage
 
     rng = np.random.default_rng(0)
     k = np.array([1, 4, 10])

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from models.scaling.saturation import fit_saturation, saturation_budget, saturation_curve
+from ppl_models.scaling.saturation import fit_saturation, saturation_budget, saturation_curve
 
 from . import sim
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from models.scaling import cli
-from models.scaling.allocation import allocate_from_outcomes
-from models.scaling.data import InputError, read_scale_json, read_scale_problems
+from ppl_models.scaling import cli
+from ppl_models.scaling.allocation import allocate_from_outcomes
+from ppl_models.scaling.data import InputError, read_scale_json, read_scale_problems
 
 BUDGETS = [1, 2, 4, 8]
 # Four bins of ten problems, hardest first: problems solved (out of 10) per budget.
@@ -145,7 +145,7 @@ def test_allocation_per_bin_known_answer():
 
 
 def test_matched_tokens_interpolates_in_log_tokens():
-    from models.scaling.data import MethodCurve
+    from ppl_models.scaling.data import MethodCurve
 
     def curve(name, b, a, t):
         return MethodCurve(name, np.array(b, float), np.array(a), None, None,

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from models.scaling.verifiers import (
+from ppl_models.scaling.verifiers import (
     accuracy_at_k,
     accuracy_ceiling,
     expected_utility,
@@ -148,7 +148,7 @@ def test_per_type_model_likelihood_is_per_type_binomials():
     from numpyro.infer.util import log_density
     from scipy import stats
 
-    from models.scaling.verifiers import verifier_model
+    from ppl_models.scaling.verifiers import verifier_model
 
     n, cor = np.array([10, 20, 0]), np.array([4, 15, 0])
     ac, ai = np.array([3, 12, 0]), np.array([2, 1, 0])
@@ -171,7 +171,7 @@ def test_per_type_model_likelihood_is_per_type_binomials():
 
 
 def test_type_rates_broadcast_shared_and_per_type_draws():
-    from models.scaling.verifiers import VerifierFit
+    from ppl_models.scaling.verifiers import VerifierFit
 
     data = verifier_data(["a", "b"], [1, 0], [1, 0])
     S = 1000

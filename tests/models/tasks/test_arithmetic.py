@@ -5,8 +5,8 @@ import hashlib
 import jax
 import pytest
 
-from models.tasks import arithmetic as A
-from models.tasks import tokenizer as T
+from ppl_models.tasks import arithmetic as A
+from ppl_models.tasks import tokenizer as T
 
 
 def _brute_answer(start, ops, m):

@@ -3,7 +3,7 @@
 import os
 
 
-from models import bundled
+from ppl_models import bundled
 
 # pass@1 of the small fixed evaluation (48 hard test problems x 8 samples, fixed key) is recorded
 # in the card when the weights are made; re-running it here must give the same value up to
@@ -15,7 +15,7 @@ LARGE_EVAL_TOLERANCE = 0.12
 
 
 def test_bundled_lm_loads_and_matches_its_card():
-    from models.train.lm import SMALL_EVAL, lm_small_eval
+    from ppl_models.train.lm import SMALL_EVAL, lm_small_eval
 
     lm = bundled.load_lm()
     card = bundled.lm_card_metrics()
@@ -34,7 +34,7 @@ def test_bundled_lm_loads_and_matches_its_card():
 def test_bundled_verifier_lm_loads_matches_its_card_and_knows_more_than_the_generator():
     # the PRM reads the verifier's token features; it is the LM trained further, so it must be
     # clearly stronger than the generator on the hard split
-    from models.train.lm import SMALL_EVAL, lm_small_eval
+    from ppl_models.train.lm import SMALL_EVAL, lm_small_eval
 
     ver = bundled.load_verifier()
     card = bundled.verifier_card_metrics()
@@ -62,7 +62,7 @@ PRM_LARGE_TOLERANCE = 0.12
 
 
 def test_bundled_prm_loads_and_ranks_correct_above_incorrect():
-    from models.train.prm import PRM_SMALL_EVAL, prm_small_eval
+    from ppl_models.train.prm import PRM_SMALL_EVAL, prm_small_eval
 
     lm = bundled.load_lm()
     prm = bundled.load_prm()
@@ -74,7 +74,7 @@ def test_bundled_prm_loads_and_ranks_correct_above_incorrect():
     assert abs(small["auc_final"] - card["metrics"]["hard"]["auc_final"]) <= PRM_LARGE_TOLERANCE
     assert small["auc_final"] > 0.75  # ranks correct solutions above incorrect ones
     # the reference solution of a problem scores higher than a corrupted one
-    from models.tasks import arithmetic as A
+    from ppl_models.tasks import arithmetic as A
 
     wins = 0
     problems = A.generate(20, "hard", "test", seed=5)

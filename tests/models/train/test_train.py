@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from models.tasks import arithmetic as A
-from models.tasks.tokenizer import build_tokenizer, decode
-from models.train.data import batch_for_step, make_batch
-from models.train.evaluate import pass_at_k
+from ppl_models.tasks import arithmetic as A
+from ppl_models.tasks.tokenizer import build_tokenizer, decode
+from ppl_models.train.data import batch_for_step, make_batch
+from ppl_models.train.evaluate import pass_at_k
 
 
 def test_pass_at_k_matches_brute_enumeration():
@@ -55,7 +55,7 @@ def test_training_batches_are_deterministic_and_from_train_split():
 
 
 def test_training_is_deterministic_and_learns():
-    from models.train.lm import TrainConfig, train_lm
+    from ppl_models.train.lm import TrainConfig, train_lm
 
     cfg = TrainConfig(steps=6, batch_size=8, warmup_steps=2, hidden_size=32, num_layers=1, num_heads=2,
                       intermediate_size=64, max_steps_in_mixture=1, moduli=(23,))
@@ -68,7 +68,7 @@ def test_training_is_deterministic_and_learns():
 
 
 def test_cli_parses_train_lm():
-    from models.train import cli
+    from ppl_models.train import cli
 
     parser = argparse.ArgumentParser()
     cli.setup(parser)
@@ -81,8 +81,8 @@ def test_cli_parses_train_lm():
 def test_checkpoint_of_long_run_equals_short_run(tmp_path):
     # constant rate after warm-up: the weights after n steps do not depend on the total steps,
     # so the shipped checkpoint (taken from a longer run) is what `ppl train lm --steps n` makes
-    from models.lm import load_pretrained
-    from models.train.lm import TrainConfig, train_lm
+    from ppl_models.lm import load_pretrained
+    from ppl_models.train.lm import TrainConfig, train_lm
 
     small = dict(batch_size=4, warmup_steps=2, hidden_size=32, num_layers=1, num_heads=2,
                  intermediate_size=64, max_steps_in_mixture=2, moduli=(23,))
@@ -98,8 +98,8 @@ def test_continued_run_starts_from_checkpoint_and_reads_later_batches(tmp_path):
     # first_step offsets the data stream, so the first loss is the checkpoint's loss on batch k
     import jax.numpy as jnp
 
-    from models.lm import save_pretrained
-    from models.train.lm import TrainConfig, _loss, train_lm
+    from ppl_models.lm import save_pretrained
+    from ppl_models.train.lm import TrainConfig, _loss, train_lm
 
     small = dict(batch_size=4, warmup_steps=0, hidden_size=32, num_layers=1, num_heads=2,
                  intermediate_size=64, max_steps_in_mixture=2, moduli=(23,))
@@ -125,7 +125,7 @@ def test_continued_run_starts_from_checkpoint_and_reads_later_batches(tmp_path):
 
 
 def test_cli_parses_train_lm_continuation(tmp_path):
-    from models.train import cli
+    from ppl_models.train import cli
 
     parser = argparse.ArgumentParser()
     cli.setup(parser)
@@ -138,7 +138,7 @@ def test_cli_parses_train_lm_continuation(tmp_path):
 
 
 def test_cli_parses_train_prm():
-    from models.train import cli
+    from ppl_models.train import cli
 
     parser = argparse.ArgumentParser()
     cli.setup(parser)
@@ -160,8 +160,8 @@ def test_cli_parses_train_prm():
 
 
 def test_prm_rollout_data_and_training_from_lm():
-    from models.lm import LMConfig, random_lm
-    from models.train.prm import PRMTrainConfig, make_rollout_data, train_prm
+    from ppl_models.lm import LMConfig, random_lm
+    from ppl_models.train.prm import PRMTrainConfig, make_rollout_data, train_prm
 
     tok = build_tokenizer()
     lm = random_lm(LMConfig.llama(vocab_size=32, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,

@@ -1,7 +1,7 @@
-"""The ``ppl`` command line.
+"""The ``ppl`` command line (the app around the engine: it lives beside ``ppl``, which never
+imports this package).
 
-``ppl --help`` and ``ppl --version`` work now. The subcommands arrive with later issues and
-plug into :data:`SUBCOMMANDS`, a dict from a subcommand name to a *setup function*
+The subcommands plug into :data:`SUBCOMMANDS`, a dict from a subcommand name to a *setup function*
 ``setup(parser: argparse.ArgumentParser) -> None`` that adds the subcommand's arguments and
 sets ``parser.set_defaults(func=handler)``, where ``handler(args) -> int`` does the work:
 
@@ -10,8 +10,8 @@ sets ``parser.set_defaults(func=handler)``, where ``handler(args) -> int`` does 
 - ``ppl analyze FILE``   posterior analysis (ArviZ) of a saved result
 - ``ppl train lm|prm``   train the bundled LM or process reward model
 
-This is the one module of ``ppl`` allowed to import ``models/``; it does so lazily, inside
-the handlers, so that ``ppl --help`` stays fast.
+Each subcommand's module imports its heavy dependencies lazily, inside the handlers, so that
+``ppl --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 #: Subcommand name -> setup function that fills in its ``argparse`` sub-parser.
 SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
-#: The package's own subcommands: name -> module of ``models`` with ``setup(parser)``, imported
-#: when the parser is built (each module imports its heavy dependencies lazily, in ``run``).
-BUILTIN_SUBCOMMANDS: dict[str, str] = {
-    "scale": "models.scale.cli",
-    "rank": "models.judges.cli",
-    "analyze": "models.scaling.cli",
-    "train": "models.train.cli",
-}
+
+def _builtin() -> dict:
+    """The package's own subcommands (each module imports its heavy dependencies in ``run``)."""
+    from ppl_models.judges import cli as rank
+    from ppl_models.scale import cli as scale
+    from ppl_models.scaling import cli as analyze
+    from ppl_models.train import cli as train
+
+    return {"scale": scale.setup, "rank": rank.setup, "analyze": analyze.setup, "train": train.setup}
 
 _DESCRIPTION = (
     "ppl: inference-time scaling of language models as probabilistic programs in JAX "
@@ -76,10 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
-    import importlib
-
-    for name, module in BUILTIN_SUBCOMMANDS.items():
-        SUBCOMMANDS.setdefault(name, importlib.import_module(module).setup)
+    for name, setup in _builtin().items():
+        SUBCOMMANDS.setdefault(name, setup)
     if SUBCOMMANDS:
         sub = parser.add_subparsers(dest="command", metavar="COMMAND")
         for name, setup in SUBCOMMANDS.items():

@@ -22,12 +22,12 @@ CHARS = "0123456789+-*=: \nadmnorswe"
 
 def build_tokenizer():
     """The character-level ``tokenizers.Tokenizer`` (vocabulary: special tokens, then :data:`CHARS`)."""
-    from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in CHARS:
         vocab.setdefault(ch, len(vocab))
-    tok = Tokenizer(ppl_models.WordLevel(vocab, unk_token=UNK))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
     tok.add_special_tokens(list(SPECIAL_TOKENS))

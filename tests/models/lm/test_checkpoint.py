@@ -125,10 +125,10 @@ def test_hf_tensor_map_shapes_cover_params(family):
 
 
 def test_tokenizer_json(tmp_path):
-    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import Tokenizer, models, pre_tokenizers
 
     vocab = {w: i for i, w in enumerate(["<bos>", "<eos>", "<unk>", "1", "2", "+", "=", "3", "\n"])}
-    tok = Tokenizer(ppl_models.WordLevel(vocab, unk_token="<unk>"))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     lm = random_lm(tiny_config("gpt2"), seed=0, tokenizer=tok)
     save_pretrained(lm, tmp_path)

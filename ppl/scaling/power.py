@@ -64,7 +64,7 @@ from ppl.lm.program import LMProgram
 from ppl.mcmc.chain import mh_accept, run_chain
 from ppl.scaling._cache import cached_jit, reward_key
 from ppl.scaling.aggregate import SELECT_RULES
-from ppl.scaling.compute import Compute, counter
+from ppl.scaling.compute import Compute, token_counter
 from ppl.scaling.paths import empty_record, record_step, step_mask, truncate
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
@@ -104,15 +104,14 @@ def _check_select(select) -> None:
 def _build(program: LMProgram, num_chains: int, num_mh_steps: int, reward):
     T = int(program.num_steps)
     C = int(num_chains)
-    tokens = counter()
 
     def run(data, reward_params, key, alpha):
         record = MemoryPotential(lambda prev, state: (jnp.zeros(()), record_step(prev, state)),
                                  empty_record(data["prompt_length"], T), "path record")
         model = program.with_potential(record, frozen=lambda x: x.num_steps >= T, correct_proposal=False)
-        generate = build_filter(model, C, rs.systematic, 0.0, collect=tokens)
+        generate = build_filter(model, C, rs.systematic, 0.0, collect=token_counter)
         regenerate = build_filter(model, C, rs.systematic, 0.0,
-                                  collect=Collector(lambda x: jnp.zeros((3,), jnp.int32), tokens.update))
+                                  collect=Collector(lambda x: jnp.zeros((3,), jnp.int32), token_counter.update))
         k_init, k_mh = jax.random.split(key)
         res, _, _ = generate(data, k_init)
 

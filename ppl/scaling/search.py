@@ -136,17 +136,23 @@ def _subtree_select(x, done, log_w, width: int):
     return subtree_best(x.memory.last, x.done, jnp.zeros_like(x.done), width)[0]
 
 
+def _keep_n(scores, ok, n: int, sort_completed: bool):
+    """Indices of ``n`` candidates among ``ok`` ones: the best scored (``sort_completed``) or the
+    first in order (empty slots last)."""
+    first = jnp.where(ok, -jnp.arange(ok.shape[0], dtype=jnp.float32), -jnp.inf)
+    return jax.lax.top_k(_rank(scores, ok) if sort_completed else first, n)[1]
+
+
 def _pool(prompt, N: int, sort_completed: bool):
     """Beam search's collector: the compute counters and the pool of completed beams (states,
     log-scores, which slots hold a beam): the N best (``sort_completed``) or the N first."""
-    order = -jnp.arange(2 * N, dtype=jnp.float32)
 
     def merge(pool, new, finished):
         def take(args):
             pool, pool_s, pool_ok = args
             ok = jnp.concatenate([pool_ok, finished])
             scores = jnp.concatenate([pool_s, new.memory.last])
-            _, idx = jax.lax.top_k(_rank(scores, ok) if sort_completed else jnp.where(ok, order, -jnp.inf), N)
+            idx = _keep_n(scores, ok, N, sort_completed)
             return rs.gather(_concat(pool, new), idx), scores[idx], ok[idx]
 
         return jax.lax.cond(jnp.any(finished), take, lambda a: a, pool)
@@ -180,8 +186,7 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: 
         # Final beams: the best (or first) N of the completed pool, then the beams active at the limit.
         ok = jnp.concatenate([pool_ok, ~x.done])
         scores = jnp.concatenate([pool_s, x.memory.last])
-        order = -jnp.arange(2 * N, dtype=jnp.float32)
-        _, idx = jax.lax.top_k(_rank(scores, ok) if sort_completed else jnp.where(ok, order, -jnp.inf), N)
+        idx = _keep_n(scores, ok, N, sort_completed)
         return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, res.num_steps, failure
 
     return run

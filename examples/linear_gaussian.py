@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     smooth = np.asarray(pg.trajectories)[50:].mean(0)
     print(f"\nparticle Gibbs (PGAS, N=16, 300 iterations): smoothing mean of x_0 = {smooth[0]:.3f}, "
           f"filtering mean of x_T-1 = {exact.means[-1]:.3f}, PG mean of x_T-1 = {smooth[-1]:.3f}")
-    idata = ppl.run_smc(fk, args.particles, key=key).to_arviz()
+    idata = ppl.to_arviz(ppl.run_smc(fk, args.particles, key=key))
     print(f"ArviZ: posterior variables {list(idata.posterior.data_vars)}, "
           f"sample_stats {list(idata.sample_stats.data_vars)}")
     return 0

@@ -2,12 +2,13 @@
 
 The engine: Feynman–Kac models (:class:`FeynmanKac`, :func:`from_step_program`), particle
 filters (:func:`run_smc`), conditional SMC and particle Gibbs, tempered SMC and NUTS for static
-numpyro models (:func:`infer`), and conversion of every result to ``arviz.InferenceData``.
+numpyro models (:func:`infer`), and conversion of every result to ``arviz.InferenceData``
+(:func:`to_arviz`).
 """
 
 __version__ = "0.1.0"
 
-from ppl.analysis.results import PosteriorResult
+from ppl.core.posterior import PosteriorResult
 from ppl.core import FeynmanKac, PointMass, ProgramState, SMCError, from_step_program
 from ppl import lm
 from ppl.infer import infer
@@ -23,6 +24,7 @@ from ppl.smc import (
     trajectories,
     trajectory,
 )
+from ppl.analysis import to_arviz
 
 __all__ = [
     "FeynmanKac",
@@ -41,6 +43,7 @@ __all__ = [
     "particle_gibbs",
     "resampling",
     "run_smc",
+    "to_arviz",
     "tempered_smc",
     "trajectories",
     "trajectory",

@@ -5,14 +5,14 @@
     res = ppl.infer(model, data, method="nuts", num_chains=4, key=key)
     res = ppl.infer(model, data, method="tempered_smc", num_particles=2000, key=key)
 
-Both return a :class:`ppl.analysis.results.PosteriorResult`.
+Both return a :class:`ppl.core.posterior.PosteriorResult`.
 """
 
 from __future__ import annotations
 
 import inspect
 
-from ppl.analysis.results import PosteriorResult
+from ppl.core.posterior import PosteriorResult
 from ppl.mcmc.nuts import nuts
 from ppl.smc.tempering import tempered_smc
 

@@ -16,6 +16,7 @@ import numpyro.distributions as dist
 import pytest
 from scipy.special import gammaln
 
+import ppl
 from ppl.infer import infer
 
 N = 1000
@@ -53,7 +54,7 @@ def mcmc(y):
 def test_methods_agree_with_exact_and_each_other(smc, mcmc, y):
     mean, var, lz = exact(y)
     assert smc.method == "tempered_smc" and mcmc.method == "nuts"
-    ess = float(az.ess(mcmc.to_arviz())["lam"])
+    ess = float(az.ess(ppl.to_arviz(mcmc))["lam"])
     assert ess >= 100
     se_nuts = np.sqrt(var / ess)
     se_smc = np.sqrt(var / N)
@@ -66,7 +67,7 @@ def test_methods_agree_with_exact_and_each_other(smc, mcmc, y):
 
 
 def test_smc_to_arviz(smc):
-    idata = smc.to_arviz()
+    idata = ppl.to_arviz(smc)
     summary = az.summary(idata)
     assert list(summary.index) == ["lam"]
     np.testing.assert_allclose(summary.loc["lam", "mean"], float(smc.mean("lam")), atol=1e-3)
@@ -86,7 +87,7 @@ def test_plot_posterior(smc, mcmc):
     import matplotlib.pyplot as plt
 
     for res in (smc, mcmc):
-        axes = az.plot_posterior(res.to_arviz())
+        axes = az.plot_posterior(ppl.to_arviz(res))
         assert np.size(axes) == 1
         plt.close("all")
 

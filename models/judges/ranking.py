@@ -26,6 +26,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+import ppl
+
 __all__ = ["Ranking", "summarize", "rank_draws", "tied_groups"]
 
 
@@ -209,7 +211,7 @@ class Ranking:
             coords=coords,
         )
         if self.result is not None:
-            base = self.result.to_arviz()
+            base = ppl.to_arviz(self.result)
             other = base.posterior.drop_vars([v for v in ("rating",) if v in base.posterior])
             post = xr.merge([post, other], compat="override", join="outer")
             groups = {"posterior": post, "sample_stats": base.sample_stats}

@@ -33,12 +33,3 @@ __all__ = [
     "gather_cache",
 ]
 
-
-def load_bundled() -> LanguageModel:
-    """The tiny LM shipped with the package (trained on ``ppl_models.tasks.arithmetic``; no network)."""
-    from ppl_models.bundled import load_lm
-
-    return load_lm()
-
-
-__all__.append("load_bundled")

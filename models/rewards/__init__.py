@@ -7,7 +7,6 @@
 * :class:`~ppl_models.rewards.oracle.OraclePRM` — exact step checking from the task's checker.
 * :class:`~ppl_models.rewards.noisy.NoisyReward` — any reward with deterministic logit noise (robustness
   studies).
-* :func:`load_bundled_prm` — the PRM shipped in ``models/bundled/prm``.
 """
 
 from .noisy import NoisyReward
@@ -15,13 +14,5 @@ from .oracle import OraclePRM
 from .prm import PRMConfig, PRMNet, ProcessRewardModel, load_prm, random_prm, save_prm
 
 
-def load_bundled_prm() -> ProcessRewardModel:
-    """The bundled PRM (trained on rollouts of the bundled LM, reading the bundled verifier LM's
-    token features); no training, no network."""
-    from ppl_models.bundled import load_prm as _load
-
-    return _load()
-
-
-__all__ = ["NoisyReward", "OraclePRM", "PRMConfig", "PRMNet", "ProcessRewardModel", "load_prm", "random_prm", "save_prm",
-           "load_bundled_prm"]
+__all__ = ["NoisyReward", "OraclePRM", "PRMConfig", "PRMNet", "ProcessRewardModel", "load_prm", "random_prm",
+           "save_prm"]

@@ -19,11 +19,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ppl_models.rewards.base import PrefixScore
 
 __all__ = ["NoisyReward"]
 
 
-class NoisyReward:
+class NoisyReward(PrefixScore):
     """``base`` (any reward with ``params`` and ``log_score(params, state)``) with logit noise.
 
     Args:

@@ -23,11 +23,12 @@ import numpy as np
 
 from ppl_models.tasks import arithmetic
 from ppl_models.tasks.tokenizer import EOS, encode
+from ppl_models.rewards.base import PrefixScore
 
 __all__ = ["OraclePRM"]
 
 
-class OraclePRM:
+class OraclePRM(PrefixScore):
     """Exact PRM for one :class:`~ppl_models.tasks.arithmetic.Problem`.
 
     Args:
@@ -98,9 +99,3 @@ class OraclePRM:
         match = jnp.all(jnp.where(in_gen, (buf == ref_tok) & (rel < n_ref), True)) & (gen_len <= n_ref)
         return jnp.where(match, 0.0, self._log_eps)
 
-    def step_potential(self, kind: str = "prefix", max_steps: int | None = None):
-        """A :class:`ppl.lm.Potential` of this reward's prefix score: ``"prefix"``, ``"twist"`` or
-        ``"last"`` (:func:`ppl.lm.potentials.from_score`)."""
-        from ppl.lm import potentials
-
-        return potentials.from_score(self.log_prefix_score, kind, max_steps)

@@ -37,6 +37,7 @@ from flax import nnx
 
 from ppl_models.lm import LMConfig
 from ppl_models.lm.transformer import Block, Norm
+from ppl_models.rewards.base import PrefixScore
 
 __all__ = ["PRMConfig", "PRMNet", "ProcessRewardModel", "random_prm", "save_prm", "load_prm", "lm_token_features",
            "NUM_LM_FEATURES"]
@@ -118,7 +119,7 @@ class PRMNet(nnx.Module):
         return self.head(self.final_norm(h))[..., 0].astype(jnp.float32)
 
 
-class ProcessRewardModel:
+class ProcessRewardModel(PrefixScore):
     """A PRM as data (``params``) plus pure functions, like :class:`ppl_models.lm.LanguageModel`.
 
     ``apply(params, tokens[B, S], positions[B, S]) -> logits[B, S]``; prefix scores are
@@ -216,13 +217,6 @@ class ProcessRewardModel:
     def log_prefix_score(self, state) -> jax.Array:
         """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token."""
         return self.log_score(self.params, state)
-
-    def step_potential(self, kind: str = "prefix", max_steps: int | None = None):
-        """A :class:`ppl.lm.Potential` of this reward's prefix score: ``"prefix"``, ``"twist"`` or
-        ``"last"`` (:func:`ppl.lm.potentials.from_score`)."""
-        from ppl.lm import potentials
-
-        return potentials.from_score(self.log_prefix_score, kind, max_steps)
 
 
 def random_prm(config: PRMConfig, seed: int = 0, tokenizer=None, lm=None) -> ProcessRewardModel:

@@ -34,7 +34,7 @@ communication. ``particle_gibbs``, ``parallel_tempering`` and ``power_sampling``
 problem (on the default device). Keys do not depend on the batching, and with :math:`b = 1`
 each device runs exactly the one-problem program, so the table equals the one of
 ``devices=0`` (problems one by one) bit for bit; :math:`b > 1` vmaps the method over a device's
-problems, which can round differently in the last bits (see :mod:`ppl.scaling.batch`).
+problems, which can round differently in the last bits (see :mod:`ppl.smc.batch`).
 ``seconds`` then split each call's wall time equally among its problems.
 """
 
@@ -48,15 +48,19 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
+from ppl import scaling
 from ppl.scaling.particle_filter import SELECTS, WEIGHTINGS
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "ScaleConfig", "ScaleResults", "run_scale", "wilson"]
 
-#: Methods that select among independent rollouts (one shared pool per problem).
-POOL_METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "weighted_majority", "rpc")
-#: Methods that run once per budget.
-RUN_METHODS = ("particle_filter", "beam_search", "dvts", "particle_gibbs", "parallel_tempering", "power_sampling")
-METHODS = POOL_METHODS + RUN_METHODS
+#: The methods ``ppl scale`` offers, each a :class:`ppl.scaling.MethodSpec` (by name or alias); the
+#: order fixes each method's key (``fold_in(key, 1 + index)``).
+METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "weighted_majority", "rpc", "particle_filter",
+           "beam_search", "dvts", "particle_gibbs", "parallel_tempering", "power_sampling")
+#: Methods that select among independent rollouts (one shared pool per problem), and the others,
+#: which run once per budget.
+POOL_METHODS = tuple(m for m in METHODS if scaling.spec(m).from_pool is not None)
+RUN_METHODS = tuple(m for m in METHODS if m not in POOL_METHODS)
 DEFAULT_METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "beam_search", "dvts", "particle_filter")
 QUICK_METHODS = DEFAULT_METHODS
 #: ``noisy`` is the learned PRM with logit noise, ``noisy-oracle`` the exact oracle with logit noise
@@ -245,69 +249,25 @@ def _setup(cfg: ScaleConfig):
 
 
 # ----------------------------------------------------------------------------------- methods
-def _method_args(name: str, cfg: ScaleConfig, budget: int):
-    """``(method, args, options, uses_reward)`` of one run of a non-pool method at one budget
-    (``None`` where the budget does not fit)."""
-    from ppl import scaling
-
-    if name == "particle_filter":
-        return scaling.particle_filter, (budget,), {"tau": cfg.tau, "weighting": cfg.pf_weighting,
-                                                    "select": cfg.pf_select}, True
-    if name in ("beam_search", "dvts"):
-        width = min(cfg.beam_width, budget)
-        if budget % width:
-            return None
-        return getattr(scaling, name), (budget,), {"beam_width": width}, True
-    if name == "particle_gibbs":
-        n = budget // cfg.pg_iterations
-        if n < 2:
-            return None
-        return scaling.particle_gibbs, (n, cfg.pg_iterations), {"tau": cfg.tau}, True
-    if name == "parallel_tempering":
-        n = budget // (2 * cfg.pg_iterations)
-        if n < 2:
-            return None
-        return scaling.parallel_tempering, (n, cfg.pg_iterations), {"temperatures": (2.0, 1.0)}, True
-    if name == "power_sampling":
-        # A chain costs its first rollout plus about half a rollout per MH step.
-        chains = int(round(budget / (1 + cfg.power_steps / 2)))
-        if chains < 1:
-            return None
-        return scaling.power_sampling, (chains, cfg.power_steps), {"alpha": cfg.power_alpha}, False
-    raise ValueError(f"methods: unknown method {name!r}")
+def _settings(cfg: ScaleConfig) -> dict:
+    """The job's settings under the names the methods' budget rules read (:class:`ppl.scaling.MethodSpec`)."""
+    return {"tau": cfg.tau, "weighting": cfg.pf_weighting, "select": cfg.pf_select, "beam_width": cfg.beam_width,
+            "iterations": cfg.pg_iterations, "mh_steps": cfg.power_steps, "alpha": cfg.power_alpha}
 
 
 def _run_method(name: str, cfg: ScaleConfig, programs, rewards, answer_fn, budget: int, keys, mesh=None):
     """One run of a non-pool method at one budget on each of ``programs`` (``None`` where the
     budget does not fit): batched over ``mesh`` where the method has a batched path."""
-    from ppl import scaling
-    from ppl.scaling.batch import batchable
-
-    spec = _method_args(name, cfg, budget)
-    if spec is None:
+    spec = scaling.spec(name)
+    call = spec.at(budget, _settings(cfg))
+    if call is None:
         return None
-    fn, args, options, uses_reward = spec
-    if mesh is not None and fn.__name__ in batchable():
-        return scaling.batched(fn, programs, *args, keys=keys, reward=list(rewards), answer_fn=answer_fn, mesh=mesh,
-                               problems_per_device=cfg.problems_per_device, **options)
-    return [fn(program, *args, key=key, answer_fn=answer_fn, **({"reward": reward} if uses_reward else {}), **options)
-            for program, reward, key in zip(programs, rewards, keys)]
-
-
-def _select_from_pool(name: str, cfg: ScaleConfig, pool, k: int, answer_fn):
-    from ppl import scaling
-
-    if name == "best_of_n":
-        return scaling.best_of_n_from(pool, k, answer_fn=answer_fn)
-    if name == "weighted_best_of_n":
-        return scaling.weighted_best_of_n_from(pool, k, answer_fn=answer_fn)
-    if name == "majority_vote":
-        return scaling.self_consistency_from(pool, k, answer_fn=answer_fn)
-    if name == "weighted_majority":
-        return scaling.weighted_majority_from(pool, k, answer_fn=answer_fn, tau=cfg.tau)
-    if name == "rpc":
-        return scaling.rpc(pool, k, answer_fn=answer_fn)
-    raise ValueError(f"methods: unknown method {name!r}")
+    args, options = call
+    if mesh is not None and spec.prepare is not None:
+        return scaling.batched(spec.run, programs, *args, keys=keys, reward=list(rewards), answer_fn=answer_fn,
+                               mesh=mesh, problems_per_device=cfg.problems_per_device, **options)
+    return [spec.run(program, *args, key=key, answer_fn=answer_fn, **({"reward": reward} if spec.uses_reward else {}),
+                     **options) for program, reward, key in zip(programs, rewards, keys)]
 
 
 def _new_curve() -> MethodCurve:
@@ -323,7 +283,6 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     the module doc). The progress bar advances by one problem-run, a whole batch at a time.
     """
     from ppl_models.train.prm import auc
-    from ppl import scaling
 
     cfg = cfg.validate()
     t_start = time.perf_counter()
@@ -387,7 +346,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
             for m in pool_methods:
                 for b in cfg.budgets:
                     t0 = time.perf_counter()
-                    res = _select_from_pool(m, cfg, pool, b, s.answer_fn)
+                    res = scaling.spec(m).from_pool(pool, b, s.answer_fn, _settings(cfg))
                     record(m, b, res, problem, time.perf_counter() - t0 + t_pool * b / max_b)
         if bar is not None:
             bar.update(len(idx))

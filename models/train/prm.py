@@ -441,7 +441,7 @@ step correctness; `best-of-n`: accuracy of the highest-scored of the n samples.
 {rows}
 
 {small}
-Load with `ppl_models.bundled.load_prm()` (or `ppl_models.rewards.load_bundled_prm()`).
+Load with `ppl_models.bundled.load_prm()`.
 """
     (path / "MODEL_CARD.md").write_text(text)
     with open(path / "metrics.json", "w") as fh:

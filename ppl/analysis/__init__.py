@@ -1,15 +1,16 @@
-"""Analysis of results: result types and conversion to ``arviz.InferenceData``."""
+"""Analysis of results: conversion to ``arviz.InferenceData`` (one way: the engine's results
+know nothing of ArviZ; :func:`to_arviz` converts any of them)."""
 
 from ppl.analysis.arviz import (
     particle_gibbs_to_inference_data,
     posterior_to_inference_data,
     smc_to_inference_data,
+    to_arviz,
 )
-from ppl.analysis.results import PosteriorResult
 
 __all__ = [
-    "PosteriorResult",
     "particle_gibbs_to_inference_data",
     "posterior_to_inference_data",
     "smc_to_inference_data",
+    "to_arviz",
 ]

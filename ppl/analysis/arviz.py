@@ -1,12 +1,23 @@
-"""Conversion of ppl results to :class:`arviz.InferenceData`."""
+"""Conversion of ppl results to :class:`arviz.InferenceData`: :func:`to_arviz`.
+
+The conversion is one way: this module reads the engine's result types; they do not know it.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["particle_gibbs_to_inference_data", "posterior_to_inference_data", "smc_to_inference_data"]
+from ppl.core.posterior import PosteriorResult
+from ppl.smc.conditional import ParticleGibbsResult
+from ppl.smc.loop import SMCResult, trajectories
+from ppl.smc.resampling import gather, multinomial
+
+__all__ = ["particle_gibbs_to_inference_data", "posterior_to_inference_data", "smc_to_inference_data",
+           "to_arviz"]
 
 # NUTS diagnostics -> ArviZ's conventional sample_stats names.
 _NUTS_STATS = {
@@ -142,9 +153,6 @@ def smc_to_inference_data(result, *, resample_key=None):
     import arviz as az
     import xarray as xr
 
-    from ppl.smc.loop import trajectories
-    from ppl.smc.resampling import gather, multinomial
-
     batched = np.ndim(result.log_evidence) == 1
     res = result if batched else jax.tree_util.tree_map(lambda a: a[None], result)
     draws_tree = jax.vmap(trajectories)(res) if res.history is not None else res.particles
@@ -189,3 +197,22 @@ def particle_gibbs_to_inference_data(result):
     sample_stats = xr.Dataset({"log_evidence": (["chain", "draw"], np.asarray(res.log_evidence))},
                               coords=coords)
     return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
+
+
+@functools.singledispatch
+def to_arviz(result, **kwargs):
+    """``arviz.InferenceData`` of any ppl result: an :class:`~ppl.smc.loop.SMCResult`
+    (:func:`smc_to_inference_data`; ``resample_key=`` turns the weighted particles into equally
+    weighted draws), a :class:`~ppl.smc.conditional.ParticleGibbsResult`
+    (:func:`particle_gibbs_to_inference_data`), a :class:`~ppl.core.posterior.PosteriorResult`
+    (:func:`posterior_to_inference_data`), or an object with its own ``to_arviz()`` (e.g.
+    :class:`ppl.scaling.ScalingResult`)."""
+    method = getattr(result, "to_arviz", None)
+    if not callable(method):
+        raise TypeError(f"result: no ArviZ conversion for {type(result).__name__}")
+    return method(**kwargs)
+
+
+to_arviz.register(SMCResult, smc_to_inference_data)
+to_arviz.register(ParticleGibbsResult, particle_gibbs_to_inference_data)
+to_arviz.register(PosteriorResult, posterior_to_inference_data)

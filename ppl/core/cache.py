@@ -15,7 +15,7 @@ from typing import Any, Callable, Hashable
 import jax
 import numpy as np
 
-__all__ = ["LRUCache", "structural_key"]
+__all__ = ["LRUCache", "cached_jit", "structural_key"]
 
 
 class LRUCache:
@@ -46,6 +46,15 @@ class LRUCache:
 
     def __iter__(self):
         return iter(list(self._items))
+
+
+#: The compiled functions of the methods of :mod:`ppl.scaling` and of batched runs.
+JIT_CACHE = LRUCache(64)
+
+
+def cached_jit(key: Hashable, build: Callable[[], Callable], **jit_kwargs) -> Callable:
+    """``jax.jit(build())``, built once per ``key`` (the least recently used of 64 evicted)."""
+    return JIT_CACHE.get(key, lambda: jax.jit(build(), **jit_kwargs))
 
 
 class _Identity:

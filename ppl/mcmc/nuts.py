@@ -1,4 +1,4 @@
-r"""NUTS for static numpyro models, returning a :class:`~ppl.analysis.results.PosteriorResult`.
+r"""NUTS for static numpyro models, returning a :class:`~ppl.core.posterior.PosteriorResult`.
 
 Runs numpyro's :class:`numpyro.infer.NUTS` kernel (Hoffman & Gelman 2014; multinomial
 trajectory sampling as in Betancourt 2017) with step-size and diagonal mass-matrix adaptation
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from numpyro.handlers import seed, trace
 from numpyro.infer import MCMC, NUTS
 
-from ppl.analysis.results import PosteriorResult
+from ppl.core.posterior import PosteriorResult
 from ppl.core.cache import LRUCache, structural_key
 from ppl.core.checks import check_int, check_key, check_model_data
 from ppl.smc.tempering import merge_model_args, split_model_args

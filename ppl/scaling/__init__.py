@@ -37,11 +37,15 @@ posterior and applies the selection rule.
 **Many prompts.** :func:`batched` runs a method on a batch of programs (a benchmark's problems)
 with one compiled function, data-parallel over a device mesh (:func:`prompt_mesh`, axis
 ``"prompts"``): :func:`rollouts` and the methods built on it, :func:`particle_filter`,
-:func:`beam_search` and :func:`dvts`; see :mod:`ppl.scaling.batch`.
+:func:`beam_search` and :func:`dvts`; see :mod:`ppl.smc.batch`.
+
+**Specs.** Every method is declared with :func:`~ppl.scaling.method.method`, which records its
+:class:`~ppl.scaling.method.MethodSpec` (budget → arguments, reward or not, batched path,
+selection from a rollout pool); :func:`spec` and :func:`specs` read them.
 """
 
 from ppl.scaling.aggregate import SELECT_RULES, answer_posterior, select_answer, whole_generation
-from ppl.scaling.batch import batched, prompt_mesh
+from ppl.scaling.method import MethodSpec, batched, prompt_mesh, spec, specs
 from ppl.scaling.compute import Compute, flops_per_token
 from ppl.scaling.result import ScalingResult, finish, generations
 from ppl.scaling.sampling import (
@@ -63,9 +67,12 @@ from ppl.scaling.power import power_sampling
 from ppl.scaling.search import beam_search, dvts
 
 __all__ = [
-    # many prompts at once (ppl.scaling.batch)
+    # method specs and many prompts at once (ppl.scaling.method)
+    "MethodSpec",
     "batched",
     "prompt_mesh",
+    "spec",
+    "specs",
     "beam_search",
     "dvts",
     "particle_filter",

@@ -1,43 +1,12 @@
 r"""Perplexity consistency and reasoning pruning (RPC; Zhou et al. 2025, "Bridging Internal
 Probability and Self-Consistency for Effective and Efficient LLM Reasoning", NeurIPS 2025).
 
-Self-consistency counts votes; the LM's own probability of each reasoning path says more. With
-:math:`N` sampled paths :math:`x^{(n)}` of answers :math:`a_n`, the *path probability* is the
-length-normalised likelihood (the inverse perplexity)
-
-.. math::
-
-    \bar p_n = \exp\Big(\frac{1}{|x^{(n)}|} \sum_j \log p(x^{(n)}_j \mid c, x^{(n)}_{<j})\Big)
-    \in (0, 1],
-
-and **perplexity consistency** (PC) scores each answer by the summed probability of its
-*distinct* paths,
-
-.. math::
-
-    \hat p(a) = \sum_{x \in \mathcal{D},\ a(x) = a} \bar p(x),
-
-with :math:`\mathcal D` the set of distinct sampled paths (a path drawn twice counts once). The
-answer with the largest :math:`\hat p` wins; ``answer_posterior`` is :math:`\hat p` normalised.
-
-**Reasoning pruning** (RP) removes paths that are both improbable and rare before PC: fit a
-two-component Weibull mixture
-
-.. math::
-
-    f(\bar p) = w\, \mathcal{W}(\bar p; k_1, \lambda_1) + (1 - w)\, \mathcal{W}(\bar p; k_2, \lambda_2),
-    \qquad \mathcal{W}(x; k, \lambda) = \frac{k}{\lambda}\Big(\frac{x}{\lambda}\Big)^{k-1}
-    e^{-(x/\lambda)^k},
-
-to all :math:`N` path probabilities by maximum likelihood (:func:`fit_weibull_mixture`, EM with
-exact weighted Weibull M-steps, :math:`w \in [0.2, 0.8]` and :math:`k, \lambda \ge 0.01` as in
-the reference code), call the component with the smaller mean
-:math:`\lambda\,\Gamma(1 + 1/k)` the *low* component, and drop path :math:`n` when it is more
-likely to come from the low component **and** :math:`\bar p_n` is below the mean of all
-:math:`\bar p`. :func:`rpc` is RP followed by PC.
-
-The path probabilities use the LM itself (``Rollouts.log_p``), not the tempered sampler.
-Distinct paths are distinct generated token sequences.
+Perplexity consistency scores each answer by the summed path probability of its *distinct*
+sampled paths, :math:`\hat p(a) = \sum_{x \in \mathcal{D},\ a(x) = a} \bar p(x)` with
+:math:`\bar p = \exp(\text{mean token} \log p)` under the LM itself. Reasoning pruning first fits
+a two-component Weibull mixture to the :math:`\bar p` (:func:`fit_weibull_mixture`) and drops the
+paths that are more likely from the low-mean component *and* below the mean :math:`\bar p`.
+:func:`rpc` is pruning, then perplexity consistency. Derivations: ``docs/scaling-methods.md``.
 """
 
 from __future__ import annotations
@@ -48,6 +17,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from ppl.scaling.aggregate import _as_answer_fn
+from ppl.scaling.method import method
 from ppl.scaling.result import ScalingResult, finish, generations
 from ppl.scaling.sampling import Rollouts
 
@@ -286,6 +256,8 @@ def perplexity_consistency(rollouts: Rollouts, k: Optional[int] = None, *,
                         lambda p: (np.ones(p.shape[0], bool), None))
 
 
+@method(batchable=False, uses_reward=False,
+        from_pool=lambda pool, k, answer_fn, settings: rpc(pool, k, answer_fn=answer_fn))
 def rpc(rollouts: Rollouts, k: Optional[int] = None, *, answer_fn: Optional[Callable] = None,
         min_paths: int = 4) -> ScalingResult:
     r"""RPC on the first ``k`` rollouts: :func:`reasoning_pruning` of the path probabilities, then

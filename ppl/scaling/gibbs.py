@@ -1,78 +1,21 @@
 r"""Particle Gibbs and parallel tempering over whole reasoning chains (Puri et al. 2025, §4).
 
-Both are MCMC on whole generations :math:`x = (x_1, \dots, x_{K(x)})` (:math:`K(x) \le T`
-reasoning steps) with a conditional SMC (CSMC, Andrieu, Doucet & Holenstein 2010) sweep as the
-kernel. The target is the Feynman–Kac model of the particle filter of Puri et al.: the program's
-sampler :math:`q` as the base distribution and the reward model's prefix scores
-:math:`r_t = r(x_{1:t})` as potentials,
+Both are MCMC on whole generations with a conditional SMC sweep (Andrieu, Doucet & Holenstein
+2010) as the kernel, on the particle filter's target: with :math:`G_t = (r_t / (1 - r_t))^{1/\tau}`
+the odds of the reward's prefix score,
 
 .. math::
 
-    \pi(x) \propto q(x) \prod_{t=1}^{K(x)} G_t(x_{1:t}), \qquad
-    G_t = \Big(\frac{r_t}{1 - r_t}\Big)^{1/\tau} \quad (\texttt{potential="prefix"}),
+    \pi(x) \propto q(x) \prod_{t=1}^{T} G_{\min(t, K(x))}(x)
 
-with :math:`r_t` clipped to :math:`[\varepsilon, 1-\varepsilon]`, :math:`\varepsilon = 10^{-6}`
-(the resampling weight of the reference code, :math:`\mathrm{softmax}(\operatorname{logit}(r)/\tau)`,
-with weights recomputed from the current prefix at every step). A finished generation is
-absorbing (``finished=ppl.smc.base.absorbing``, the default): it can be resampled, not
-extended, and its final factor counts again at every later step up to :math:`T`, so the target
-is the particle filter's (:func:`~ppl.scaling.particle_filter`, softmax weighting),
-
-.. math::
-
-    \pi(x) \propto q(x) \prod_{t=1}^{T} G_{\min(t, K(x))}(x),
-
-and particle Gibbs, parallel tempering and the particle filter target one model when given the
-same options (tested against enumeration). With ``finished=ppl.smc.base.factor_one`` a finished
-generation gets no more factors: :math:`\pi(x) \propto q(x) \prod_{t \le K(x)} G_t`. With
-``potential="twist"`` the
-**One CSMC sweep** with :math:`N` particles, given a reference generation :math:`x^*` in slot 0:
-for :math:`t = 1, \dots, T`, draw the ancestors of slots :math:`1..N-1` i.i.d. from the weights
-(slot 0 keeps the reference's own past), extend every unfinished particle but the reference by
-one step from :math:`q`, put the reference's step-:math:`t` prefix :math:`x^*_{1:t}` in slot 0
-and weight every particle by :math:`G_t` of its *current* prefix — the reference competes with
-its partial weight at step :math:`t`, not its full-path weight (the bug of an early reference
-implementation). The next reference is a particle drawn by its final weight. This leaves
-:math:`\pi` invariant for any :math:`N \ge 2`. The first sweep has no reference (a plain particle
-filter with multinomial resampling at every step). Budget: :math:`N \times I` rollouts.
-
-*Ancestor sampling* (PGAS) would redraw the reference's ancestor at each step with probability
-:math:`\propto W^i_{t-1} q(x^*_t \mid x^i_{1:t-1}) G_t`. A state of an LM program *is* its whole
-prefix, so that density is zero unless particle :math:`i` holds exactly the reference's prefix —
-a copy of the reference's own past. PGAS therefore has the same law as particle Gibbs here;
-``ancestor_sampling=True`` is accepted and changes nothing.
-
-**Parallel tempering** runs :math:`M` such chains at temperatures :math:`T_1 > \dots > T_M`,
-chain :math:`k` targeting :math:`\pi_k(x) \propto q(x) \prod_t G_t^{1/T_k}`, as one batch. After
-every sweep, neighbours :math:`(k, k+1)`, for :math:`k = 1, \dots, M-1` in turn, propose to swap
-references :math:`x` (chain :math:`k`) and :math:`x'` (chain :math:`k+1`), accepted with
-probability
-
-.. math::
-
-    \min\Big(1, \frac{\pi_k(x')\,\pi_{k+1}(x)}{\pi_k(x)\,\pi_{k+1}(x')}\Big)
-    = \min\Big(1, \exp\big[(\Phi(x') - \Phi(x))\,(1/T_k - 1/T_{k+1})\big]\Big),
-    \qquad \Phi(x) = \sum_t \log G_t(x_{1:t})
-
-(:math:`q` cancels). The answer comes from the coldest chain, :math:`T_M`.
-
-**The answer posterior** (``posterior=``): ``"particles"`` (default) pools the weighted particle
-systems of the sweeps after ``burn_in`` — each sweep's normalised weights divided by the number
-of sweeps. Given a reference drawn from :math:`\pi`, a CSMC sweep's weighted particles estimate
-:math:`\pi` without bias (drawing one of them by weight *is* the kernel), so the pooled set is a
-Rao–Blackwellised form of the chain average that uses every rollout of the budget.
-``"references"`` pools the chain's references (one per sweep, equal weights): the plain MCMC
-estimate.
-
-**Implementation.** A sweep is the engine's loop (:func:`ppl.smc.loop.build_filter`) on the
-program with the reward as a potential with memory, whose memory is the generation's
-:class:`~ppl.scaling.paths.PathRecord` (step boundaries, :math:`\log p`, :math:`\log q` and
-log-odds per step): the selection draws i.i.d. ancestors and keeps slot 0's, the ``adjust`` hook
-pins the reference's step-:math:`t` prefix (:func:`~ppl.scaling.paths.truncate`: nothing is
-re-scored) with the partial weight it had when it was generated, and the
-:func:`~ppl.scaling.compute.counter` collector skips the reference. The sweeps are iterated by
-:func:`ppl.mcmc.chain.run_chain`, with :func:`ppl.mcmc.chain.swap_neighbours` as parallel
-tempering's exchange move.
+(``finished=absorbing``, the default; ``factor_one`` stops the factors at :math:`K(x)`; with
+``potential="twist"`` the factors are ratios of odds, which telescope to the final odds). A sweep
+keeps a reference generation in slot 0, competing with its *partial* weight at each step; the
+next reference is a particle drawn by its final weight. Parallel tempering runs chains at
+temperatures :math:`T_1 > \dots > T_M` (targets :math:`q \prod_t G_t^{1/T_k}`) with neighbour
+swaps (:func:`ppl.mcmc.chain.swap_neighbours`); the answer comes from the coldest chain.
+Derivations, the posterior options and why ancestor sampling changes nothing on LM states:
+``docs/scaling-methods.md``.
 """
 
 from __future__ import annotations
@@ -84,16 +27,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.core.cache import cached_jit
 from ppl.core.checks import check_int, check_key, check_positive
 from ppl.core.errors import SMCError
 from ppl.core.trees import broadcast
 from ppl.lm.potentials import MemoryPotential, log_odds
 from ppl.lm.program import LMProgram
 from ppl.mcmc.chain import run_chain, swap_log_ratio, swap_neighbours
-from ppl.scaling._cache import cached_jit, reward_key
+from ppl.scaling.aggregate import SELECT_RULES
 from ppl.scaling.compute import Compute, counter
+from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
 from ppl.scaling.paths import empty_record, lite, record_step, step_mask, truncate
-from ppl.scaling.power import _check_program, _check_reward, _check_select
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import base
 from ppl.smc.loop import build_filter
@@ -200,15 +144,13 @@ def _build(program: LMProgram, reward, N: int, I: int, M: int, twist: bool, fini
 
 def _validate_common(program, num_particles, num_iterations, key, reward, answer_fn, tau, select, burn_in,
                      posterior, potential, method):
-    _check_program(program, method)
+    check_program(program, method)
     N = check_int("num_particles", num_particles, 2)
     I = check_int("num_iterations", num_iterations, 1)
     check_key(key)
-    _check_reward(reward, True, method)
-    if answer_fn is not None and not callable(answer_fn):
-        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
+    check_reward(reward, True, method)
     t = check_positive("tau", tau)
-    _check_select(select)
+    check_select(select, SELECT_RULES, answer_fn)
     b = check_int("burn_in", burn_in, 0)
     if b >= I:
         raise ValueError(f"burn_in: must be smaller than num_iterations={I}, got {burn_in!r}")
@@ -275,6 +217,21 @@ def _run(method, program, N, I, temperatures, key, reward, answer_fn, tau, selec
                   budget=N * I * M, diagnostics=diagnostics)
 
 
+def _sweeps(budget: int, settings):
+    """:math:`B / I` particles × :math:`I` = ``iterations`` sweeps (``None`` below 2 particles)."""
+    iters = settings.get("iterations", 4)
+    n = budget // iters
+    return None if n < 2 else ((n, iters), {"tau": settings.get("tau", 1.0)})
+
+
+def _tempered_sweeps(budget: int, settings):
+    """Two chains (temperatures 2 and 1) of :math:`B / 2I` particles × :math:`I` sweeps."""
+    iters = settings.get("iterations", 4)
+    n = budget // (2 * iters)
+    return None if n < 2 else ((n, iters), {"temperatures": (2.0, 1.0)})
+
+
+@method(batchable=False, budget=_sweeps)
 def particle_gibbs(program: LMProgram, num_particles: int, num_iterations: int, *, key: jax.Array, reward,
                    answer_fn: Optional[Callable] = None, tau: float = 1.0, ancestor_sampling: bool = False,
                    select: str = "vote", burn_in: int = 0, posterior: str = "particles",
@@ -345,6 +302,7 @@ def particle_gibbs(program: LMProgram, num_particles: int, num_iterations: int, 
                 potential, _finished(finished, potential))
 
 
+@method(batchable=False, budget=_tempered_sweeps)
 def parallel_tempering(program: LMProgram, num_particles: int, num_iterations: int, *,
                        temperatures: Sequence[float] = (4.0, 2.0, 1.0), key: jax.Array, reward,
                        answer_fn: Optional[Callable] = None, tau: float = 1.0, select: str = "vote",

@@ -1,70 +1,20 @@
 r"""Particle filtering for inference-time scaling (Puri et al. 2025).
 
-The state-space model of Puri, Sudalairaj, Xu, Xu & Srivastava (2025): the state :math:`x_t` is
-the prompt plus :math:`t` reasoning steps, the transition is the LM generating one step (the
-program's sampler :math:`q`, e.g. temperature 0.8), and the emission is a reward model's score of
-the prefix, :math:`o_t \sim \mathrm{Bernoulli}(r(x_{1:t}))`, observed as :math:`o_t = 1`.
+The state :math:`x_t` is the prompt plus :math:`t` reasoning steps, the transition the program's
+sampler :math:`q` generating one step, and the emission the reward's score of the prefix,
+:math:`o_t \sim \mathrm{Bernoulli}(a_t)` observed as 1, with the prefix score :math:`a_t`
+(``aggregate``) the last step's score, the minimum or the product over steps. With
+``weighting="softmax"`` (the reference) every particle, finished or not, is weighted by
+:math:`G_t = (a_t / (1 - a_t))^{1/\tau}` of its current prefix, finished particles being
+absorbing, and the target is
 
-**Prefix score** :math:`a_t` (``aggregate``), from the reward's scores
-:math:`r_s = r(x_{1:s})` of the prefixes at the steps so far:
+.. math::
 
-* ``"last"`` — :math:`a_t = r_t`, the score of the current prefix;
-* ``"min"`` — :math:`a_t = \min_{s \le t} r_s`;
-* ``"product"`` — :math:`a_t = \prod_{s \le t} r_s` (penalises long chains);
-* ``"model"`` — one reward call on the whole prefix. For reward models that read the whole
-  prefix causally (the bundled PRM, the oracle) this *is* the last-step score: the same
-  computation as ``"last"``.
+    \pi(x) \propto q(x) \prod_{t=1}^{T} G\big(a_{\min(t, K(x))}\big);
 
-**Weights** (``weighting``):
-
-* ``"softmax"`` (the reference implementation): the resampling probabilities are
-  :math:`\mathrm{softmax}(\operatorname{logit}(a_t)/\tau)`, i.e. every particle — finished or
-  not — is weighted by :math:`G_t = (a_t / (1 - a_t))^{1/\tau}` of its *current* prefix at every
-  step (:math:`a_t` clipped to :math:`[\varepsilon, 1-\varepsilon]`). With resampling at every
-  step (``ess_threshold=1``) the weights are recomputed, not accumulated, exactly as in the
-  reference; with ESS-triggered resampling they accumulate between resampling steps. The
-  filter targets the Feynman–Kac model
-
-  .. math::
-
-      \pi(x) \propto q(x) \prod_{t=1}^{T} G\big(a_{\min(t, K(x))}\big),
-
-  :math:`T` the program's ``max_steps`` and :math:`K(x)` the step at which :math:`x` finished:
-  a finished particle is *absorbing* — kept in the pool with its final score, duplicated by
-  resampling but never extended — and its final score counts once per remaining step. Like the
-  reference, the filter stops as soon as every particle has finished, at a step :math:`S \le T`;
-  the factors of the steps :math:`S+1, \dots, T` are then known, :math:`G(a_K)^{T-S}` for every
-  particle, and are applied to the final weights (and to :math:`\hat Z`) in closed form instead
-  of by running idle steps, so the weighted particles target :math:`\pi` above whatever
-  :math:`S` is.
-* ``"ratio"``: the incremental weight is :math:`G_t = a_t / a_{t-1}` (:math:`a_0 = 1`) for a
-  particle that moved and 1 for a finished one. The product telescopes: the target is
-  :math:`\pi(x) \propto q(x)\, a_{K(x)}(x)`, the *final* score only, the intermediate scores
-  acting as look-ahead (a twisted SMC), and
-  :math:`\hat Z = \prod_t \sum_n W^n_{t-1} G^n_t` is an unbiased estimate of
-  :math:`Z = \mathbb{E}_q[a_{K(x)}]`. The filter stops when every particle has finished.
-
-**Resampling**: at every step (``ess_threshold=1``, the reference) or when the ESS falls below
-:math:`\kappa N`, with any scheme of :mod:`ppl.smc.resampling` (multinomial by default, as in the
-reference); a resampling is one gather of the whole particle set, KV caches included.
-
-**The answer** (``select``): ``"argmax"`` — the answer of the particle with the highest final
-score :math:`a` (the reference's rule) — or ``"vote"`` — the weighted majority under the final
-weights, :math:`\arg\max_a \sum_n W^n \mathbb{1}[a(x^n) = a]`. Unlike the reference, the pool is
-not resampled once more after the last step: the particles are returned with their weights, and
-the best-scored particle is always among them.
-
-The budget is :math:`N` particles: about :math:`N` full rollouts of tokens, plus one reward call
-per live particle and step (a finished particle keeps its stored score: no call).
-
-**Implementation.** The model is the program with the reward as its potential,
-``program.with_potential(from_reward(reward, aggregate=..., weighting=..., tau=...))``
-(:func:`ppl.lm.potentials.from_reward`: the running aggregates ride in each particle's
-``memory``), and the filter is the engine's loop (:func:`ppl.smc.loop.build_filter`) with the
-resampling scheme, the ESS rule, finished particles :func:`~ppl.smc.base.absorbing` (softmax) or
-:func:`~ppl.smc.base.factor_one` (ratio), and the :data:`~ppl.scaling.compute.token_counter`
-collector. The LM's weights, the prompt, the reward's ``params`` and :math:`\tau` are traced:
-new problems do not recompile.
+with ``"ratio"``, :math:`G_t = a_t / a_{t-1}` telescopes to the final score. The model is
+``program.with_potential(from_reward(reward, aggregate=, weighting=, tau=))`` and the filter the
+engine's loop (:func:`ppl.smc.loop.build_filter`). Derivations: ``docs/scaling-methods.md``.
 """
 
 from __future__ import annotations
@@ -79,12 +29,11 @@ from jax.scipy.special import logsumexp
 from ppl.core.checks import check_int, check_key, check_positive
 from ppl.core.errors import SMCError
 from ppl.lm.potentials import AGGREGATES, WEIGHTINGS, _aggregate, from_reward
-from ppl.scaling._cache import reward_key
-from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute, token_counter
-from ppl.scaling.power import _check_program, _check_reward
+from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import base
+from ppl.smc.batch import ProblemCall
 from ppl.smc import resampling as rs
 from ppl.smc.loop import build_filter
 
@@ -106,10 +55,12 @@ def _build(program, reward, N: int, aggregate: str, weighting: str, ess_threshol
     return run
 
 
+@method(budget=lambda B, s: ((B,), {"tau": s.get("tau", 1.0), "weighting": s.get("weighting", "softmax"),
+                                     "select": s.get("select", "argmax")}))
 def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
                     aggregate: str = "last", weighting: str = "softmax", tau: float = 1.0,
                     ess_threshold: float = 1.0, resampling: Union[str, Callable] = "multinomial",
-                    select: str = "argmax") -> ScalingResult:
+                    select: str = "argmax"):
     r"""Particle filtering with a process reward model (Puri et al. 2025); see the module doc.
 
     Parameters
@@ -161,19 +112,10 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
     ...                       answer_fn=arithmetic.answer_fn(tok))          # doctest: +SKIP
     >>> out.answer, out.answer_posterior, out.compute.prm_calls            # doctest: +SKIP
     """
-    return _prepare(program, num_particles, key=key, reward=reward, answer_fn=answer_fn, aggregate=aggregate,
-                    weighting=weighting, tau=tau, ess_threshold=ess_threshold, resampling=resampling,
-                    select=select)()
-
-
-def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
-             aggregate: str = "last", weighting: str = "softmax", tau: float = 1.0, ess_threshold: float = 1.0,
-             resampling: Union[str, Callable] = "multinomial", select: str = "argmax") -> MethodCall:
-    """Validate a :func:`particle_filter` call; the :class:`~ppl.scaling.batch.MethodCall` that runs it."""
-    _check_program(program, "particle_filter")
+    check_program(program, "particle_filter")
     n = check_int("num_particles", num_particles, 1)
     check_key(key)
-    _check_reward(reward, True, "particle_filter")
+    check_reward(reward, True, "particle_filter")
     from_reward(reward, aggregate=aggregate, weighting=weighting)  # validates both names
     tau = check_positive("tau", tau)
     try:
@@ -182,10 +124,7 @@ def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: 
         kappa = math.nan
     if not 0.0 <= kappa <= 1.0:
         raise ValueError(f"ess_threshold: expected a number in [0, 1], got {ess_threshold!r}")
-    if select not in SELECTS:
-        raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")
-    if answer_fn is not None and not callable(answer_fn):
-        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
+    check_select(select, SELECTS, answer_fn)
     scheme = rs.get_scheme(resampling)
     cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting, kappa, scheme)
     prompt_len = int(program.data["prompt_length"])
@@ -208,9 +147,7 @@ def _prepare(program, num_particles: int, *, key: jax.Array, reward, answer_fn: 
         return finish("particle_filter", res.particles, log_w, scores=jnp.exp(log_a), answer_fn=answer_fn,
                       select=select, compute=compute, budget=n, diagnostics=diagnostics)
 
-    return MethodCall("particle_filter", cache_key,
+    return ProblemCall("particle_filter", cache_key,
                       lambda: _build(program, reward, n, aggregate, weighting, kappa, scheme),
                       program.data, reward.params, key, (jnp.float32(tau),), finish_)
 
-
-register(particle_filter, _prepare)

@@ -1,51 +1,19 @@
 r"""Power sampling: Metropolis–Hastings over whole generations, targeting :math:`p(x)^\alpha`.
 
-Karan & Du (2025, "Reasoning with Sampling") sample from the *power distribution* of the LM,
-
-.. math::
-
-    \pi_\alpha(x) = \frac{p(x)^\alpha}{Z_\alpha}, \qquad
-    p(x) = \prod_{i=1}^{K(x)} p(x_i \mid x_{<i}) ,
-
-where :math:`x = (x_1, \dots, x_{K(x)})` is a generation split into its :math:`K(x)` reasoning
-steps and :math:`p` is the LM itself at temperature 1. Unlike low-temperature sampling, which
-sharpens every *token* distribution, :math:`p^\alpha` sharpens the distribution of whole
-*sequences*: it prefers prefixes from which the LM's continuations are likely overall.
-
-The sampler is Metropolis–Hastings whose proposal picks a step boundary :math:`j` uniformly among
-the current generation's :math:`K` steps and regenerates the suffix from there with the
-program's sampler :math:`q` (set the program's ``temperature`` to :math:`1/\alpha` to follow the
-reference; any :math:`q` is exact):
-
-.. math::
-
-    j \sim \mathcal{U}\{0, \dots, K - 1\}, \qquad
-    x'_{<j} = x_{<j}, \qquad x'_{\ge j} \sim q(\cdot \mid x_{<j}) .
-
-With :math:`j` an auxiliary variable that the reverse move reuses (it picks the same :math:`j`
-with probability :math:`1/K'`), the move is accepted with probability :math:`\min(1, e^{\log
-a})`,
+Karan & Du (2025, "Reasoning with Sampling") sample :math:`\pi_\alpha(x) \propto p(x)^\alpha`,
+:math:`p` the LM at temperature 1. The proposal picks a step boundary
+:math:`j \sim \mathcal{U}\{0, \dots, K - 1\}` and regenerates the suffix from there with the
+program's sampler :math:`q`; the move is accepted with probability :math:`\min(1, e^{\log a})`,
 
 .. math::
 
     \log a = \alpha \sum_{i \ge j} \big(\log p(x'_i) - \log p(x_i)\big)
-        + \sum_{i \ge j} \log q(x_i) - \sum_{i \ge j} \log q(x'_i)
-        + \log K - \log K' ,
+        + \sum_{i \ge j} \log q(x_i) - \sum_{i \ge j} \log q(x'_i) + \log K - \log K' .
 
-the terms of the shared prefix cancelling (:math:`\log p(x_i)` is the log-probability of step
-:math:`i` given the steps before it). Every chain starts from a full generation from :math:`q`.
-The per-step :math:`\log p` and :math:`\log q` and the step-boundary lengths live in the chain
-state, so nothing is ever re-scored: truncating an :class:`~ppl.lm.LMState` back to a step
-boundary is valid as it stands (its KV cache entries past the boundary are overwritten before
-they are read).
-
-**Implementation.** Chains are a batch. A generation is the engine's loop
-(:func:`ppl.smc.loop.build_filter`, no selection, no potential) on the program whose memory is
-the :class:`~ppl.scaling.paths.PathRecord` and whose ``frozen`` rule holds a chain that has
-:math:`T` steps; the proposal continues the truncated chains with the same loop (one batched
-:func:`~ppl.lm.sample_step` per step, for every chain still generating). The MH steps are
-:func:`ppl.mcmc.chain.run_chain` with :func:`ppl.mcmc.chain.mh_accept`, all in one compiled
-function.
+The per-step :math:`\log p`, :math:`\log q` and step boundaries ride in the chain state (a
+:class:`~ppl.scaling.paths.PathRecord`), so nothing is re-scored; a generation and a proposal
+are the engine's loop, the MH steps :func:`ppl.mcmc.chain.run_chain`. Derivations:
+``docs/scaling-methods.md``.
 """
 
 from __future__ import annotations
@@ -57,14 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.core.checks import check_int, check_key, check_positive
-from ppl.core.protocols import RewardModel
+from ppl.core.cache import cached_jit
 from ppl.core.trees import select_rows
 from ppl.lm.potentials import MemoryPotential
 from ppl.lm.program import LMProgram
 from ppl.mcmc.chain import mh_accept, run_chain
-from ppl.scaling._cache import cached_jit, reward_key
 from ppl.scaling.aggregate import SELECT_RULES
 from ppl.scaling.compute import Compute, token_counter
+from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
 from ppl.scaling.paths import empty_record, record_step, step_mask, truncate
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
@@ -72,32 +40,6 @@ from ppl.smc.base import Collector
 from ppl.smc.loop import build_filter
 
 __all__ = ["power_sampling"]
-
-
-# ----------------------------------------------------------------------------- shared checks
-def _check_program(program, method: str) -> None:
-    if not isinstance(program, LMProgram):
-        raise TypeError(f"program: {method} expects a ppl.lm.LMProgram, got {type(program).__name__}")
-    if program.potential is not None:
-        raise ValueError(
-            f"program: {method} builds its own target and needs a program without a potential "
-            f"(got {program.potential!r}); construct the LMProgram with potential=None")
-
-
-def _check_reward(reward, required: bool, method: str) -> None:
-    if reward is None:
-        if required:
-            raise TypeError(f"reward: {method} needs a reward model (an object with params and "
-                            "log_score(params, state) -> log r)")
-        return
-    if not isinstance(reward, RewardModel):
-        raise TypeError(f"reward: expected an object with params and log_score(params, state) -> log r "
-                        f"for one particle (ppl.core.protocols.RewardModel), got {type(reward).__name__}")
-
-
-def _check_select(select) -> None:
-    if select not in SELECT_RULES:
-        raise ValueError(f"select: expected one of {SELECT_RULES}, got {select!r}")
 
 
 # ----------------------------------------------------------------------------- the sampler
@@ -152,6 +94,15 @@ def _build(program: LMProgram, num_chains: int, num_mh_steps: int, reward):
     return run
 
 
+def _chains(budget: int, settings):
+    """A chain costs its first rollout plus about half a rollout per MH step: :math:`B / (1 + S/2)`
+    chains (rounded) of :math:`S` = ``mh_steps`` steps."""
+    steps = settings.get("mh_steps", 4)
+    chains = int(round(budget / (1 + steps / 2)))
+    return None if chains < 1 else ((chains, steps), {"alpha": settings.get("alpha", 4.0)})
+
+
+@method(batchable=False, uses_reward=False, budget=_chains)
 def power_sampling(program: LMProgram, num_chains: int, num_mh_steps: int, *, key: jax.Array,
                    alpha: float = 4.0, answer_fn: Optional[Callable] = None, select: Optional[str] = None,
                    reward=None) -> ScalingResult:
@@ -200,17 +151,15 @@ def power_sampling(program: LMProgram, num_chains: int, num_mh_steps: int, *, ke
     :math:`\pi_\alpha`, so the vote estimates the mode of the answer's marginal under
     :math:`\pi_\alpha`.
     """
-    _check_program(program, "power_sampling")
+    check_program(program, "power_sampling")
     C = check_int("num_chains", num_chains, 1)
     S = check_int("num_mh_steps", num_mh_steps, 0)
     a = check_positive("alpha", alpha)
     check_key(key)
-    _check_reward(reward, False, "power_sampling")
-    if answer_fn is not None and not callable(answer_fn):
-        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
+    check_reward(reward, False, "power_sampling")
     if select is None:
         select = "argmax" if reward is not None else "vote"
-    _check_select(select)
+    check_select(select, SELECT_RULES, answer_fn)
 
     cache_key = ("power_sampling", program.static_key(), reward_key(reward), C, S)
     fn = cached_jit(cache_key, lambda: _build(program, C, S, reward))

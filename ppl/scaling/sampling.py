@@ -1,41 +1,15 @@
 r"""Independent rollouts and the selection rules built on them: best-of-N, weighted best-of-N,
 self-consistency and weighted majority voting.
 
-All four are inference on the same Feynman–Kac model with the potential only at the end: draw
-:math:`N` whole generations independently from the program's sampler :math:`q` (its
-temperature / top-k / top-p; no :math:`p/q` correction, as in the reference implementations),
-
-.. math::
-
-    x^{(n)} \sim q(x \mid c), \qquad n = 1, \dots, N,
-
-score each finished generation once with the reward model, :math:`r_n = r(c, x^{(n)}) \in [0, 1]`,
-and read the answer :math:`a_n = a(x^{(n)})` with the task's ``answer_fn``. Then
-
-* **best-of-N**: the answer of :math:`\arg\max_n r_n` (Snell et al. 2024, Puri et al. 2025);
-* **weighted best-of-N**: :math:`\arg\max_a \sum_n r_n \mathbb{1}[a_n = a]` (Snell et al. 2024) —
-  the weighted vote with importance weights :math:`W_n \propto r_n`, i.e. self-normalised
-  importance sampling for the target :math:`q(x)\,r(x)`;
-* **self-consistency**: :math:`\arg\max_a \sum_n \mathbb{1}[a_n = a]` (Wang et al. 2023);
-* **weighted majority**: the vote with weights
-
-  .. math::
-
-      W_n \propto \Big(\frac{r_n}{1 - r_n}\Big)^{1/\tau},
-      \qquad r_n \text{ clipped to } [\varepsilon, 1 - \varepsilon],
-
-  the importance weights of the one-step target of Puri et al. (2025), whose particle filter
-  resamples with :math:`\mathrm{softmax}(\mathrm{logit}(r) / \tau)`.
-
-Every result's ``answer_posterior`` is the weighted answer marginal under these weights
-(best-of-N shares the weights of weighted best-of-N and differs only in the selection rule).
-
-Sampling and selection are split so that one pool of rollouts serves every budget: draw
-:math:`N_{\max}` rollouts once with :func:`rollouts`, then evaluate budget :math:`k` on the first
-:math:`k` of them (``best_of_n_from(pool, k)``, ...). The rollouts are exchangeable, so the first
-:math:`k` are :math:`k` independent rollouts, and :meth:`Rollouts.compute` charges exactly what
-those :math:`k` cost (the prompt's prefill once). Each method also has a one-call form on a
-program (``best_of_n(program, n, key=..., reward=...)``).
+All four are inference on the Feynman–Kac model with the potential only at the end: draw
+:math:`x^{(n)} \sim q(x \mid c)`, :math:`n = 1, \dots, N`, from the program's sampler, score each
+finished generation once, :math:`r_n = r(c, x^{(n)}) \in [0, 1]`, and weigh the answers
+:math:`a_n`: best-of-N takes :math:`\arg\max_n r_n`, weighted best-of-N
+:math:`\arg\max_a \sum_n r_n \mathbb{1}[a_n = a]`, self-consistency the unweighted vote, weighted
+majority the vote with :math:`W_n \propto (r_n / (1 - r_n))^{1/\tau}`. One pool of
+:math:`N_{\max}` rollouts (:func:`rollouts`) serves every budget :math:`k \le N_{\max}`
+(``best_of_n_from(pool, k)``, ...): the first :math:`k` rollouts are :math:`k` independent ones,
+and :meth:`Rollouts.compute` charges what they cost. Derivations: ``docs/scaling-methods.md``.
 """
 
 from __future__ import annotations
@@ -47,13 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.scaling._cache import reward_key
-from ppl.scaling.aggregate import SELECT_RULES, _as_answer_fn
-from ppl.scaling.batch import MethodCall, register
+from ppl.core.checks import check_int, check_key, check_positive
+from ppl.scaling.aggregate import SELECT_RULES
 from ppl.scaling.compute import Compute
+from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 from ppl.smc.base import Collector
+from ppl.smc.batch import ProblemCall
 from ppl.smc.loop import build_filter
 
 __all__ = [
@@ -177,45 +152,6 @@ class Rollouts:
 
 
 # ------------------------------------------------------------------------------------ sampling
-def _check_program(program) -> None:
-    from ppl.lm.program import LMProgram
-
-    if not isinstance(program, LMProgram):
-        raise TypeError(f"program: expected a ppl.lm.LMProgram, got {type(program).__name__}")
-    if program.potential is not None:
-        raise ValueError("program: sampling-based methods draw from the program's sampler and score only the "
-                         "finished generations; build the LMProgram with potential=None and pass the reward "
-                         "model as reward=")
-
-
-def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_options(select: str, answer_fn) -> None:
-    if select not in SELECT_RULES:
-        raise ValueError(f"select: expected one of {SELECT_RULES}, got {select!r}")
-    _as_answer_fn(answer_fn)
-
-
-def _check_tau_eps(tau, eps) -> None:
-    if isinstance(tau, bool) or not (isinstance(tau, (int, float, np.integer, np.floating)) and float(tau) > 0
-                                      and np.isfinite(tau)):
-        raise ValueError(f"tau: expected a positive finite number, got {tau!r}")
-    if isinstance(eps, bool) or not (isinstance(eps, (int, float, np.floating)) and 0.0 < float(eps) < 0.5):
-        raise ValueError(f"eps: expected a number in (0, 0.5), got {eps!r}")
-
-
-def _check_reward(reward) -> None:
-    if reward is None:
-        return
-    if not callable(getattr(reward, "log_score", None)) or not hasattr(reward, "params"):
-        raise TypeError(f"reward: expected an object with params and log_score(params, state) -> log r, got "
-                        f"{type(reward).__name__}")
-
-
 def _path_log_probs_init(x):
     return x.step_log_p, x.step_log_q
 
@@ -248,14 +184,43 @@ def _build_rollouts(program, n: int, reward):
     return run
 
 
-def rollouts(program, n: int, *, key: jax.Array, reward=None) -> Rollouts:
+def _rollouts(program, n: int, key: jax.Array, reward, finish=None, name: str = "rollouts") -> ProblemCall:
+    """The :class:`~ppl.smc.batch.ProblemCall` of :func:`rollouts` (``finish``, if given,
+    post-processes the :class:`Rollouts`: the selection methods)."""
+    check_program(program, name)
+    n = check_int("n", n, 1)
+    check_key(key)
+    check_reward(reward, False, name)
+    cache_key = ("rollouts", program.static_key(), reward_key(reward), n)
+    prompt_length = int(np.asarray(program.data["prompt_length"]))
+
+    def to_rollouts(out) -> Rollouts:
+        state, log_r, log_p, log_q, gen, prm_tok = out
+        log_r = np.asarray(log_r, np.float64)
+        if reward is not None and np.isnan(log_r).any():
+            bad = np.flatnonzero(np.isnan(log_r)).tolist()
+            raise FloatingPointError(f"reward: log_score returned NaN for rollouts {bad[:8]} (of {n})")
+        gen = np.asarray(gen, np.int64)
+        pool = Rollouts(particles=state, scores=np.exp(log_r), log_p=np.asarray(log_p, np.float64),
+                        log_q=np.asarray(log_q, np.float64), num_tokens=gen, generated_tokens=gen.copy(),
+                        prm_forward_tokens=np.asarray(prm_tok, np.int64), prompt_length=prompt_length,
+                        lm=program.lm, reward=reward)
+        return pool if finish is None else finish(pool)
+
+    return ProblemCall(name, cache_key, lambda: _build_rollouts(program, n, reward), program.data,
+                       None if reward is None else reward.params, key, (), to_rollouts)
+
+
+@method(uses_reward=False)
+def rollouts(program, n: int, *, key: jax.Array, reward=None):
     r"""Draw ``n`` independent whole generations from the program's sampler and score each once.
 
     The engine's filter (:func:`ppl.smc.loop.build_filter`) without selection and without
     potential runs the rollouts together (each step one batched :func:`~ppl.lm.sample_step`),
     until every rollout has finished (end of sequence, full buffer) or ``program.num_steps``
     steps were generated; the :data:`path_log_probs` collector sums each rollout's
-    :math:`\log p` and :math:`\log q`. Then one reward call per rollout on its final state, :math:`r_n = \exp(\texttt{reward.log\_score}(\theta, x^{(n)}))`.
+    :math:`\log p` and :math:`\log q`. Then one reward call per rollout on its final state,
+    :math:`r_n = \exp(\texttt{reward.log\_score}(\theta, x^{(n)}))`.
 
     Parameters
     ----------
@@ -273,39 +238,13 @@ def rollouts(program, n: int, *, key: jax.Array, reward=None) -> Rollouts:
     -------
     Rollouts
     """
-    return _prepare_rollouts(program, n, key=key, reward=reward)()
-
-
-def _prepare_rollouts(program, n: int, *, key: jax.Array, reward=None, finish=None) -> MethodCall:
-    """Validate a :func:`rollouts` call and describe it as a :class:`~ppl.scaling.batch.MethodCall`
-    (``finish``, if given, post-processes the :class:`Rollouts`: the selection methods)."""
-    _check_program(program)
-    n = _check_count("n", n)
-    _check_reward(reward)
-    cache_key = ("rollouts", program.static_key(), reward_key(reward), n)
-    prompt_length = int(np.asarray(program.data["prompt_length"]))
-
-    def to_rollouts(out) -> Rollouts:
-        state, log_r, log_p, log_q, gen, prm_tok = out
-        log_r = np.asarray(log_r, np.float64)
-        if reward is not None and np.isnan(log_r).any():
-            bad = np.flatnonzero(np.isnan(log_r)).tolist()
-            raise FloatingPointError(f"reward: log_score returned NaN for rollouts {bad[:8]} (of {n})")
-        gen = np.asarray(gen, np.int64)
-        pool = Rollouts(particles=state, scores=np.exp(log_r), log_p=np.asarray(log_p, np.float64),
-                        log_q=np.asarray(log_q, np.float64), num_tokens=gen, generated_tokens=gen.copy(),
-                        prm_forward_tokens=np.asarray(prm_tok, np.int64), prompt_length=prompt_length,
-                        lm=program.lm, reward=reward)
-        return pool if finish is None else finish(pool)
-
-    return MethodCall("rollouts", cache_key, lambda: _build_rollouts(program, n, reward), program.data,
-                      None if reward is None else reward.params, key, (), to_rollouts)
+    return _rollouts(program, n, key, reward)
 
 
 # ----------------------------------------------------------------------------------- selection
 def _pool(rollouts_: Rollouts, k: Optional[int], method: str, needs_reward: bool, select: str,
           answer_fn) -> Rollouts:
-    _check_options(select, answer_fn)
+    check_select(select, SELECT_RULES, answer_fn)
     if not isinstance(rollouts_, Rollouts):
         raise TypeError(f"rollouts: expected a ppl.scaling.Rollouts (from ppl.scaling.rollouts), got "
                         f"{type(rollouts_).__name__}")
@@ -382,72 +321,54 @@ def weighted_majority_from(rollouts: Rollouts, k: Optional[int] = None, *, answe
     return _finish("weighted_majority", pool, log_w, select, answer_fn, {"tau": float(tau)})
 
 
-def _needs_reward(name: str, reward) -> None:
-    if reward is None:
+def _check_tau_eps(tau, eps) -> None:
+    check_positive("tau", tau)
+    if isinstance(eps, bool) or not (isinstance(eps, (int, float, np.floating)) and 0.0 < float(eps) < 0.5):
+        raise ValueError(f"eps: expected a number in (0, 0.5), got {eps!r}")
+
+
+def _then(select_from, name: str, needs_reward: bool, program, n, key, reward, answer_fn, select, **options):
+    """``n`` rollouts on ``program``, then ``select_from`` on the pool (validated first)."""
+    if needs_reward and reward is None:
         raise ValueError(f"reward: {name} needs a reward model (params and log_score(params, state)); "
                          "self_consistency needs none")
+    check_select(select, SELECT_RULES, answer_fn)
+    return _rollouts(program, n, key, reward, name=name, finish=lambda pool: select_from(
+        pool, answer_fn=answer_fn, select=select, **options))
 
 
-def _prepare_best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
-                       select: str = "argmax") -> MethodCall:
-    _needs_reward("best_of_n", reward)
-    _check_options(select, answer_fn)
-    return _prepare_rollouts(program, n, key=key, reward=reward,
-                             finish=lambda pool: best_of_n_from(pool, answer_fn=answer_fn, select=select))
+def _n(budget: int, settings):
+    return (budget,), {}
 
 
-def _prepare_weighted_best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
-                                select: str = "vote") -> MethodCall:
-    _needs_reward("weighted_best_of_n", reward)
-    _check_options(select, answer_fn)
-    return _prepare_rollouts(program, n, key=key, reward=reward,
-                             finish=lambda pool: weighted_best_of_n_from(pool, answer_fn=answer_fn, select=select))
-
-
-def _prepare_self_consistency(program, n: int, *, key: jax.Array, reward=None,
-                              answer_fn: Optional[Callable] = None, select: str = "vote") -> MethodCall:
-    _check_options(select, answer_fn)
-    return _prepare_rollouts(program, n, key=key, reward=reward,
-                             finish=lambda pool: self_consistency_from(pool, answer_fn=answer_fn, select=select))
-
-
-def _prepare_weighted_majority(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
-                               tau: float = 1.0, eps: float = 1e-6, select: str = "vote") -> MethodCall:
-    _needs_reward("weighted_majority", reward)
-    _check_tau_eps(tau, eps)
-    _check_options(select, answer_fn)
-    return _prepare_rollouts(program, n, key=key, reward=reward, finish=lambda pool: weighted_majority_from(
-        pool, answer_fn=answer_fn, tau=tau, eps=eps, select=select))
-
-
+@method(budget=_n, from_pool=lambda pool, k, answer_fn, s: best_of_n_from(pool, k, answer_fn=answer_fn))
 def best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
-              select: str = "argmax") -> ScalingResult:
+              select: str = "argmax"):
     """Best-of-N: ``n`` :func:`rollouts`, then :func:`best_of_n_from`."""
-    return _prepare_best_of_n(program, n, key=key, reward=reward, answer_fn=answer_fn, select=select)()
+    return _then(best_of_n_from, "best_of_n", True, program, n, key, reward, answer_fn, select)
 
 
+@method(budget=_n, from_pool=lambda pool, k, answer_fn, s: weighted_best_of_n_from(pool, k, answer_fn=answer_fn))
 def weighted_best_of_n(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
-                       select: str = "vote") -> ScalingResult:
+                       select: str = "vote"):
     """Weighted best-of-N: ``n`` :func:`rollouts`, then :func:`weighted_best_of_n_from`."""
-    return _prepare_weighted_best_of_n(program, n, key=key, reward=reward, answer_fn=answer_fn, select=select)()
+    return _then(weighted_best_of_n_from, "weighted_best_of_n", True, program, n, key, reward, answer_fn, select)
 
 
+@method(uses_reward=False, budget=_n, aliases=("majority_vote",),
+        from_pool=lambda pool, k, answer_fn, s: self_consistency_from(pool, k, answer_fn=answer_fn))
 def self_consistency(program, n: int, *, key: jax.Array, reward=None, answer_fn: Optional[Callable] = None,
-                     select: str = "vote") -> ScalingResult:
+                     select: str = "vote"):
     """Self-consistency: ``n`` :func:`rollouts`, then :func:`self_consistency_from` (a reward, if
     given, only scores the generations; the vote ignores it)."""
-    return _prepare_self_consistency(program, n, key=key, reward=reward, answer_fn=answer_fn, select=select)()
+    return _then(self_consistency_from, "self_consistency", False, program, n, key, reward, answer_fn, select)
 
 
+@method(budget=_n, from_pool=lambda pool, k, answer_fn, s: weighted_majority_from(pool, k, answer_fn=answer_fn,
+                                                                                tau=s.get("tau", 1.0)))
 def weighted_majority(program, n: int, *, key: jax.Array, reward, answer_fn: Optional[Callable] = None,
-                      tau: float = 1.0, eps: float = 1e-6, select: str = "vote") -> ScalingResult:
+                      tau: float = 1.0, eps: float = 1e-6, select: str = "vote"):
     """Weighted majority vote: ``n`` :func:`rollouts`, then :func:`weighted_majority_from`."""
-    return _prepare_weighted_majority(program, n, key=key, reward=reward, answer_fn=answer_fn, tau=tau, eps=eps,
-                                      select=select)()
-
-
-register(rollouts, _prepare_rollouts)
-register(best_of_n, _prepare_best_of_n)
-register(weighted_best_of_n, _prepare_weighted_best_of_n)
-register(self_consistency, _prepare_self_consistency)
-register(weighted_majority, _prepare_weighted_majority)
+    _check_tau_eps(tau, eps)
+    return _then(weighted_majority_from, "weighted_majority", True, program, n, key, reward, answer_fn, select,
+                 tau=tau, eps=eps)

@@ -1,46 +1,14 @@
 r"""Beam search and diverse verifier tree search (DVTS) with a process reward model.
 
-Both are SMC on the LM-state Feynman–Kac model with the resampling step replaced by a
-*deterministic selection* (Snell et al. 2024; the search-and-learn reference). The transition is
-the program's sampler :math:`q` generating one reasoning step; the score of a prefix is the
-reward's score :math:`r(x_{1:t})` of the current prefix (the last-step score).
-
-**Beam search** with :math:`N` beams and width :math:`M`. Every step, each of the :math:`N`
-active slots generates one step and is scored. Beams that have just finished (end of sequence,
-or a full buffer) leave the active set for a pool of *completed* beams, as in the reference; of
-the beams still active, the :math:`k = \min(N/M, \#\text{active})` highest-scored are kept and
-the :math:`N` slots are refilled with copies of them — slots
-:math:`[\lfloor jN/k \rfloor, \lfloor (j+1)N/k \rfloor)` continue the :math:`j`-th best, i.e.
-"keep the top :math:`N/M`, expand each :math:`M` ways" (as
-:func:`ppl.smc.resampling.top_k`), with fewer survivors each getting more copies, so that a
-finished beam never costs the search any slot. The completed pool holds the :math:`N`
-best-scored completed beams (the reference keeps all and takes the top :math:`N` at the end:
-the same set). The search stops when no beam is active or after the program's ``max_steps``
-steps; the final beams are the :math:`N` best of the completed pool and the beams still active
-at the step limit, sorted by score (fewer than :math:`N` candidates leave empty slots, with
-weight 0 and score NaN).
-
-**DVTS** splits the :math:`N` slots into :math:`N/M` independent subtrees of :math:`M`. Every
-step each subtree's :math:`M` candidates are scored; if the best one has finished, the subtree
-stops, its :math:`M` candidates frozen (never extended or re-scored); otherwise all :math:`M`
-slots continue the best one. The final beams are the :math:`N` candidates of the subtrees' last
-expansions, as in the reference. Subtrees never exchange particles, which keeps the search
-diverse; a stopped subtree's slots are not given to the others.
-
-Selection is deterministic given the sampled steps (score ties go to the lower slot). These are
-search methods, not samplers: the final ``log_weights`` are the beams' log-scores, so
-``select="argmax"`` returns the answer of the best-scored final beam and ``select="vote"`` the
-score-weighted vote over the final beams (weighted best-of-N). The budget is :math:`N` beams:
-about :math:`N` rollouts of tokens and :math:`N` reward calls per step.
-
-**Implementation.** Both are the engine's loop (:func:`ppl.smc.loop.build_filter`) on the
-program with the reward as a potential with memory (:func:`ppl.lm.potentials.from_reward`: each
-beam carries its last score), a deterministic :class:`~ppl.smc.resampling.Selection` at every
-step, and the :data:`~ppl.scaling.compute.token_counter` collector. Beam search's selection is
-:func:`expand_top` of the unfinished beams, and its completed pool is a collector: a second set of
-:math:`N` states, merged with the newly finished beams by a top-:math:`N` over :math:`2N`
-candidates (only at steps where a beam finished). DVTS's selection is :func:`subtree_best`, and a
-stopped subtree is held in place by the program's ``frozen`` rule.
+Both are SMC on the LM-state Feynman–Kac model with resampling replaced by a *deterministic
+selection* on the reward's last-step score (Snell et al. 2024; HF search-and-learn): beam search
+keeps the top :math:`N/M` active beams and expands each :math:`M` ways (:func:`expand_top`),
+finished beams going to a pool of completed beams (a :class:`~ppl.smc.base.Collector`); DVTS
+runs :math:`N/M` independent subtrees, each continuing its best candidate until that one has
+finished (:func:`subtree_best`; a stopped subtree is held by the program's ``frozen`` rule).
+These are search methods, not samplers: the final ``log_weights`` are the beams' log-scores.
+Derivations and the comparison with search-and-learn: ``docs/scaling-methods.md``,
+``docs/scaling.md``.
 """
 
 from __future__ import annotations
@@ -54,13 +22,12 @@ import jax.numpy as jnp
 from ppl.core.checks import check_int, check_key
 from ppl.core.trees import broadcast
 from ppl.lm.potentials import from_reward
-from ppl.scaling._cache import reward_key
-from ppl.scaling.batch import MethodCall, register
 from ppl.scaling.compute import Compute, token_counter
-from ppl.scaling.power import _check_program, _check_reward
+from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 from ppl.smc.base import OK, Collector
+from ppl.smc.batch import ProblemCall
 from ppl.smc.loop import build_filter
 
 __all__ = ["beam_search", "dvts"]
@@ -192,19 +159,16 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: 
     return run
 
 
-def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode,
-                    filter_duplicates=False, sort_completed=True) -> MethodCall:
-    _check_program(program, method)
+def _search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode,
+                    filter_duplicates=False, sort_completed=True) -> ProblemCall:
+    check_program(program, method)
     n = check_int("num_beams", num_beams, 1)
     m = check_int("beam_width", beam_width, 1)
     if n % m:
         raise ValueError(f"beam_width: num_beams={n} must be a multiple of beam_width={m}")
     check_key(key)
-    _check_reward(reward, True, method)
-    if select not in ("argmax", "vote"):
-        raise ValueError(f"select: expected 'argmax' or 'vote', got {select!r}")
-    if answer_fn is not None and not callable(answer_fn):
-        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
+    check_reward(reward, True, method)
+    check_select(select, ("argmax", "vote"), answer_fn)
     for name, flag in (("filter_duplicates", filter_duplicates), ("sort_completed", sort_completed)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}: expected a bool, got {flag!r}")
@@ -225,26 +189,21 @@ def _prepare_search(method, program, num_beams, beam_width, key, reward, answer_
         return finish(method, x, log_w, scores=scores, answer_fn=answer_fn, select=select, compute=compute,
                       budget=n, diagnostics=diagnostics)
 
-    return MethodCall(method, cache_key,
+    return ProblemCall(method, cache_key,
                       lambda: _build(program, reward, n, m, dvts_mode, filter_duplicates, sort_completed), program.data,
                       reward.params, key, (), finish_)
 
 
-def _prepare_beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
-                         answer_fn: Optional[Callable] = None, select: str = "argmax",
-                         filter_duplicates: bool = False, sort_completed: bool = True) -> MethodCall:
-    return _prepare_search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False,
-                           filter_duplicates, sort_completed)
+def _beams(budget: int, settings):
+    """:math:`B` beams of width :math:`\\min(\\text{beam\\_width}, B)` (``None`` unless it divides :math:`B`)."""
+    width = min(settings.get("beam_width", 4), budget)
+    return None if budget % width else ((budget,), {"beam_width": width})
 
 
-def _prepare_dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
-                  answer_fn: Optional[Callable] = None, select: str = "argmax") -> MethodCall:
-    return _prepare_search("dvts", program, num_beams, beam_width, key, reward, answer_fn, select, True)
-
-
+@method(budget=_beams)
 def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
                 answer_fn: Optional[Callable] = None, select: str = "argmax", filter_duplicates: bool = False,
-                sort_completed: bool = True) -> ScalingResult:
+                sort_completed: bool = True):
     r"""Beam search (Snell et al. 2024): keep the top :math:`N/M` active prefixes by reward score,
     expand each :math:`M` ways; finished beams go to a pool of completed beams (see the module doc).
 
@@ -280,13 +239,13 @@ def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, rew
         ``scores`` their scores (empty slots: weight 0, score NaN). ``diagnostics``:
         ``num_steps``, ``valid`` (which slots hold a beam), ``beam_width``.
     """
-    return _prepare_beam_search(program, num_beams, beam_width=beam_width, key=key, reward=reward,
-                                answer_fn=answer_fn, select=select, filter_duplicates=filter_duplicates,
-                                sort_completed=sort_completed)()
+    return _search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False,
+                   filter_duplicates, sort_completed)
 
 
+@method(budget=_beams)
 def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
-         answer_fn: Optional[Callable] = None, select: str = "argmax") -> ScalingResult:
+         answer_fn: Optional[Callable] = None, select: str = "argmax"):
     r"""Diverse verifier tree search: :math:`N/M` independent subtrees, each keeping its best of
     :math:`M` candidates and expanding it :math:`M` ways per step, until its best candidate has
     finished (see the module doc).
@@ -303,9 +262,4 @@ def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
         :math:`[gM, (g+1)M)` are subtree :math:`g`), weighted by their scores;
         ``diagnostics``: ``num_steps``, ``subtrees`` (:math:`N/M`), ``beam_width``.
     """
-    return _prepare_dvts(program, num_beams, beam_width=beam_width, key=key, reward=reward, answer_fn=answer_fn,
-                         select=select)()
-
-
-register(beam_search, _prepare_beam_search)
-register(dvts, _prepare_dvts)
+    return _search("dvts", program, num_beams, beam_width, key, reward, answer_fn, select, True)

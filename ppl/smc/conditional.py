@@ -219,12 +219,6 @@ class ParticleGibbsResult(NamedTuple):
     trajectories: Any
     log_evidence: jax.Array
 
-    def to_arviz(self, **kwargs):
-        """Convert to ``arviz.InferenceData`` (iterations as draws, one chain per key)."""
-        from ppl.analysis.arviz import particle_gibbs_to_inference_data
-
-        return particle_gibbs_to_inference_data(self, **kwargs)
-
 
 def particle_gibbs(fk: FeynmanKac, num_particles: int, num_iterations: int, *, key: jax.Array,
                    ancestor_sampling: bool = False, init_reference=None) -> ParticleGibbsResult:

@@ -99,12 +99,6 @@ class SMCResult(NamedTuple):
     history_log_weights: Optional[jax.Array] = None
     aux: Any = None
 
-    def to_arviz(self, **kwargs):
-        """Convert to ``arviz.InferenceData`` (see :func:`ppl.analysis.arviz.smc_to_inference_data`)."""
-        from ppl.analysis.arviz import smc_to_inference_data
-
-        return smc_to_inference_data(self, **kwargs)
-
 
 def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_history: bool = False,
                  constrain=None, interact=None, finished=base.factor_one, collect=None, adjust=None):

@@ -122,6 +122,7 @@ from ppl.smc.loop import SMCResult
 
 __all__ = [
     "MODES",
+    "device_mesh",
     "particle_mesh",
     "run_smc_sharded",
     "run_islands",
@@ -133,16 +134,29 @@ MODES = ("global", "island")
 DEFAULT_AXIS = "particles"
 
 
-def particle_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
-    """A 1-d mesh over ``devices`` (default: every device, ``jax.devices()``) with ``Auto`` axis type.
-
-    Across hosts (after ``jax.distributed.initialize``), ``jax.devices()`` lists the devices of
-    every process, so the same call builds the global mesh.
-    """
-    devices = list(jax.devices() if devices is None else devices)
+def device_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
+    """A 1-d mesh with axis ``axis_name`` (``Auto`` axis type) over ``devices``: ``None`` for every
+    device (``jax.devices()``; across hosts, after ``jax.distributed.initialize``, every process's
+    devices, so the same call builds the global mesh), an integer :math:`D` for the first
+    :math:`D` of them, or a sequence of devices."""
+    if devices is None:
+        devices = jax.devices()
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        count = jax.device_count()
+        if not 1 <= int(devices) <= count:
+            raise ValueError(f"devices: expected an integer in [1, {count}] (jax.device_count() = {count}), got "
+                             f"{int(devices)}; on CPU, fake devices need XLA_FLAGS="
+                             f"--xla_force_host_platform_device_count={int(devices)} set before jax starts")
+        devices = jax.devices()[: int(devices)]
+    devices = list(devices)
     if not devices:
         raise ValueError("devices: expected at least one device")
     return Mesh(np.asarray(devices), (axis_name,), axis_types=(AxisType.Auto,))
+
+
+def particle_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
+    """:func:`device_mesh` with axis ``"particles"`` (the default of :func:`run_smc_sharded`)."""
+    return device_mesh(devices, axis_name)
 
 
 def auto_axes(mesh: Mesh) -> Mesh:
@@ -153,16 +167,19 @@ def auto_axes(mesh: Mesh) -> Mesh:
     return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
 
 
-def _check_mesh(mesh, axis_name) -> tuple[Mesh, str, int]:
-    if mesh is None:
-        mesh = particle_mesh(axis_name=axis_name or DEFAULT_AXIS)
+def check_mesh(mesh, axis_name, default_axis=None) -> tuple[Mesh, str, int]:
+    """``(mesh with Auto axes, axis_name, size of that axis)``; ``axis_name=None`` takes the
+    mesh's only axis, else ``default_axis`` if the mesh has it. Errors name ``mesh`` or
+    ``axis_name``."""
     if not isinstance(mesh, Mesh):
         raise TypeError(f"mesh: expected a jax.sharding.Mesh, got {type(mesh).__name__}")
     if axis_name is None:
-        if len(mesh.axis_names) != 1:
-            raise ValueError(f"axis_name: the mesh has axes {mesh.axis_names}; name the one that "
-                             "holds the particles")
-        axis_name = mesh.axis_names[0]
+        if len(mesh.axis_names) == 1:
+            axis_name = mesh.axis_names[0]
+        elif default_axis in mesh.axis_names:
+            axis_name = default_axis
+        else:
+            raise ValueError(f"axis_name: the mesh has axes {mesh.axis_names}; name the one to use")
     if axis_name not in mesh.axis_names:
         raise ValueError(f"axis_name: {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
     mesh = auto_axes(mesh)
@@ -352,7 +369,9 @@ def run_islands(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Opt
         :math:`B_d`). ``resampled`` records the islands' own resampling decisions only.
     """
     exchange_every = _validate(fk, num_particles, ess_threshold, keep_history, "island", exchange_every)
-    mesh, axis_name, size = _check_mesh(mesh, axis_name)
+    if mesh is None:
+        mesh = particle_mesh(axis_name=axis_name or DEFAULT_AXIS)
+    mesh, axis_name, size = check_mesh(mesh, axis_name)
     num_particles = int(num_particles)
     _check_divisible(num_particles, size, axis_name)
     scheme = rs.get_scheme(resampling)
@@ -490,7 +509,9 @@ def run_smc_sharded(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh:
         return combine_islands(run_islands(fk, num_particles, key=key, mesh=mesh, axis_name=axis_name,
                                            resampling=resampling, ess_threshold=ess_threshold,
                                            keep_history=keep_history, exchange_every=exchange_every))
-    mesh, axis_name, size = _check_mesh(mesh, axis_name)
+    if mesh is None:
+        mesh = particle_mesh(axis_name=axis_name or DEFAULT_AXIS)
+    mesh, axis_name, size = check_mesh(mesh, axis_name)
     num_particles = int(num_particles)
     _check_divisible(num_particles, size, axis_name)
     scheme = rs.get_scheme(resampling)

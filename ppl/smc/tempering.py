@@ -56,7 +56,7 @@ from numpyro.distributions import biject_to
 from numpyro.distributions.util import sum_rightmost
 from numpyro.handlers import seed, substitute, trace
 
-from ppl.analysis.results import PosteriorResult
+from ppl.core.posterior import PosteriorResult
 from ppl.smc.kernels import get_kernel
 from ppl.smc.resampling import gather, get_scheme
 
@@ -480,7 +480,7 @@ def tempered_smc(
         resampling: a scheme name of :mod:`ppl.smc.resampling` or a callable.
 
     Returns:
-        :class:`ppl.analysis.results.PosteriorResult` with ``samples[site]`` of shape
+        :class:`ppl.core.posterior.PosteriorResult` with ``samples[site]`` of shape
         ``[1, N, ...]`` (constrained values of latent and deterministic sites), uniform
         ``log_weights [1, N]`` (the particles are resampled after the last reweighting),
         ``log_evidence [1]`` and ``diagnostics``: ``temperatures [T]`` (:math:`\beta_1..\beta_T`),

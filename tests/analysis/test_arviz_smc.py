@@ -12,13 +12,13 @@ from tests.smc import models as m
 def test_smc_result_to_arviz():
     ys = m.simulate_lg(0, T=8)
     res = ppl.run_smc(m.lg_bootstrap(ys), 256, key=jax.random.key(0))
-    idata = res.to_arviz()
+    idata = ppl.to_arviz(res)
     assert idata.posterior["x"].shape == (1, 256)
     np.testing.assert_allclose(idata.sample_stats["log_weight"].values[0], np.asarray(res.log_weights))
     assert float(idata.sample_stats["log_evidence"].values[0, 3]) == float(res.log_evidence)
     assert idata.sample_stats["ess"].shape == (1, 8)
     # Resampled draws are equally weighted; their mean estimates the weighted posterior mean.
-    eq = res.to_arviz(resample_key=jax.random.key(1))
+    eq = ppl.to_arviz(res, resample_key=jax.random.key(1))
     weighted = float(jnp.sum(jnp.exp(res.log_weights) * res.particles))
     assert abs(float(eq.posterior["x"].mean()) - weighted) < 0.3
     np.testing.assert_allclose(eq.sample_stats["log_weight"].values, -np.log(256), rtol=1e-6)
@@ -29,7 +29,7 @@ def test_batched_history_and_step_program_states():
     ys = m.simulate_lg(1, T=6)
     sp = ppl.from_step_program(m.lg_step, init=0.0, data=jnp.asarray(ys))
     res = ppl.run_smc(sp, 64, key=jax.random.split(jax.random.key(0), 3), keep_history=True)
-    idata = res.to_arviz()
+    idata = ppl.to_arviz(res)
     # Three runs are three chains; each draw is a whole ancestral path.
     assert idata.posterior["x"].shape == (3, 64, 6)
     assert idata.posterior["value"].dims == ("chain", "draw", "time")
@@ -38,6 +38,6 @@ def test_batched_history_and_step_program_states():
 
 def test_particle_gibbs_to_arviz():
     out = ppl.particle_gibbs(m.discrete_fk(), 4, 20, key=jax.random.split(jax.random.key(0), 2))
-    idata = out.to_arviz()
+    idata = ppl.to_arviz(out)
     assert idata.posterior["x"].shape == (2, 20, m.T_D)
     assert idata.sample_stats["log_evidence"].shape == (2, 20)

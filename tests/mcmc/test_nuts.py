@@ -14,6 +14,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
+import ppl
 from ppl.mcmc import nuts
 
 CHAINS, DRAWS = 2, 300
@@ -48,7 +49,7 @@ def result(y):
 def test_matches_closed_form(result, y):
     mean, var = exact(y)
     x = np.asarray(result.samples["mu"]).reshape(-1, 2)
-    ess = np.asarray(az.ess(result.to_arviz())["mu"])  # bulk ESS per coordinate
+    ess = np.asarray(az.ess(ppl.to_arviz(result))["mu"])  # bulk ESS per coordinate
     assert np.all(ess >= 100), ess
     np.testing.assert_array_less(np.abs(x.mean(0) - mean), 4 * np.sqrt(var / ess))
     np.testing.assert_array_less(np.abs(x.var(0) - var), 4 * var * np.sqrt(2 / ess))
@@ -70,7 +71,7 @@ def test_result_layout(result):
 
 
 def test_to_arviz(result):
-    idata = result.to_arviz()
+    idata = ppl.to_arviz(result)
     summary = az.summary(idata)
     assert list(summary.index) == ["mu[0]", "mu[1]", "total"]
     assert np.all(summary["r_hat"] < 1.05)

@@ -215,10 +215,10 @@ def test_same_key_same_result_and_no_recompile_for_new_prompt_or_reward_params()
     a = particle_gibbs(prog, 8, 1000, key=jax.random.key(5), reward=reward, tau=TAU)
     b = particle_gibbs(prog, 8, 1000, key=jax.random.key(5), reward=reward, tau=TAU)
     assert a.generations() == b.generations() and a.answer == b.answer
-    before = list(ppl.scaling._cache._CACHE)
+    before = list(ppl.core.cache.JIT_CACHE)
     particle_gibbs(prog.with_prompt(np.array([4, 2])), 8, 1000, key=jax.random.key(5),
                    reward=TokenReward(w=-W, b=0.3), tau=2.0)
-    assert list(ppl.scaling._cache._CACHE) == before
+    assert list(ppl.core.cache.JIT_CACHE) == before
 
 
 def test_errors_name_the_argument():

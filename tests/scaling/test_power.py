@@ -175,9 +175,9 @@ def test_same_key_same_result_and_no_recompile_for_new_alpha_or_prompt():
     a = power_sampling(prog, 8000, 40, key=jax.random.key(3), alpha=2.0)
     b = power_sampling(prog, 8000, 40, key=jax.random.key(3), alpha=2.0)
     assert a.generations() == b.generations()
-    before = list(ppl.scaling._cache._CACHE)
+    before = list(ppl.core.cache.JIT_CACHE)
     power_sampling(prog.with_prompt(np.array([4, 2])), 8000, 40, key=jax.random.key(3), alpha=5.0)
-    assert list(ppl.scaling._cache._CACHE) == before
+    assert list(ppl.core.cache.JIT_CACHE) == before
     zero = power_sampling(prog, 16, 0, key=jax.random.key(3))
     assert zero.compute.generated_tokens == sum(len(g) for g in zero.generations())
     assert np.isnan(zero.diagnostics["acceptance_rate"])

@@ -1,28 +1,24 @@
-r"""One method on a batch of prompts, data-parallel over a device mesh.
+r"""Many independent problems through one compiled function, data-parallel over a device mesh.
 
 A benchmark's problems are independent inference problems: the same method, budget and options
-on different prompts. Every batchable method of :mod:`ppl.scaling` is split in three parts:
+on different prompts. A run on one problem is a :class:`ProblemCall`:
 
-1. *prepare* — validate the arguments and describe the run as a :class:`MethodCall`: the cache
-   key and builder of one compiled function ``core(data, reward_params, key, *options)`` for
-   *one* prompt, its traced arguments (``program.data``: LM weights, padded prompt, prompt
-   length; ``reward.params``; the key; shared traced options such as :math:`\tau`), and
-   ``finish``, the host-side post-processing (answers with ``answer_fn``, the exact
-   :class:`~ppl.scaling.compute.Compute` counters, diagnostics);
-2. *run the core* — once for one prompt (the method's ordinary call), or for many at once
-   (:func:`batched`);
-3. *finish* — per problem, the same function either way.
+1. the cache key and builder of one compiled function ``core(data, params, key, *options)`` for
+   *one* problem, its traced arguments (for an LM method ``program.data``: LM weights, padded
+   prompt, prompt length; ``reward.params``; the key; shared traced options such as
+   :math:`\tau`);
+2. ``finish``, the host-side post-processing of the core's outputs (for a method of
+   :mod:`ppl.scaling`: answers with ``answer_fn``, the exact compute counters, diagnostics).
 
-:func:`batched` runs a method on programs that share their static structure (the same LM,
-sampler and padded prompt width, the same budget and options, rewards with the same
-``static_key``); prompts, reward parameters and keys differ. With a mesh of :math:`D` devices
-(one axis, ``"prompts"``; :func:`prompt_mesh`) and :math:`b` = ``problems_per_device``:
+Calling it runs the core once (a method's ordinary call). :func:`run_problems` runs calls that
+share their cache key (the same static structure) with one compiled function. With a mesh of :math:`D` devices
+(one axis; :func:`~ppl.smc.sharding.device_mesh`) and :math:`b` = ``problems_per_device``:
 
-* Problems are run :math:`Db` at a time. In each call, the leaves of ``program.data`` and of the
-  reward's ``params`` that are *the same object* for every problem (the LM weights, a learned
+* Problems are run :math:`Db` at a time. In each call, the leaves of ``data`` and of
+  ``params`` that are *the same object* for every problem (the LM weights, a learned
   PRM's weights) are passed once and replicated on every device; the other leaves (the prompt,
   its length, an oracle's reference solution) and the keys are stacked along a leading problem
-  axis and placed with ``NamedSharding(mesh, P("prompts"))``: device :math:`d` holds problems
+  axis and placed with ``NamedSharding(mesh, P(axis))``: device :math:`d` holds problems
   :math:`[db, (d+1)b)` of the call. The last call is padded to :math:`Db` problems by repeating
   its last problem; the padding's results are dropped.
 * Each device runs the core on its own problems under ``jax.shard_map``. With :math:`b = 1` that
@@ -63,105 +59,54 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections import OrderedDict
-from typing import Any, Callable, Hashable, Optional, Sequence, Union
+from typing import Any, Callable, Hashable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ppl.scaling._cache import cached_jit
-from ppl.smc.sharding import auto_axes
+from ppl.core.cache import cached_jit
+from ppl.core.checks import check_int
+from ppl.smc.sharding import check_mesh
 
-__all__ = ["MethodCall", "PROMPT_AXIS", "batched", "prompt_mesh"]
-
-#: The mesh axis that holds the problems of a batch.
-PROMPT_AXIS = "prompts"
+__all__ = ["ProblemCall", "run_problems"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class MethodCall:
-    """A validated, ready-to-run call of a method on one prompt.
+class ProblemCall:
+    """A validated, ready-to-run computation on one problem.
 
     Attributes
     ----------
-    method
-        The method's name.
+    name
+        What runs (a method's name), for messages.
     cache_key, build
-        ``cached_jit(cache_key, build)`` is the compiled core
-        ``core(data, reward_params, key, *options)``; calls with equal ``cache_key`` share it.
-    data, reward_params, key
-        The problem's traced arguments: ``program.data``, ``reward.params`` (``None`` without a
-        reward) and the ``jax.random`` key.
+        ``cached_jit(cache_key, build)`` is the compiled core ``core(data, params, key,
+        *options)``; calls with equal ``cache_key`` share it.
+    data, params, key
+        The problem's traced arguments (for a scaling method: ``program.data``, the reward's
+        ``params`` or ``None``, and the ``jax.random`` key).
     options
         Traced arguments equal for every problem of a batch (e.g. :math:`\\tau`).
     finish
-        ``finish(outputs) -> result``: the host-side post-processing of the core's outputs for
-        this problem.
+        ``finish(outputs) -> result``: the host-side post-processing of the core's outputs.
     """
 
-    method: str
+    name: str
     cache_key: Hashable
     build: Callable[[], Callable]
     data: Any
-    reward_params: Any
+    params: Any
     key: Any
     options: tuple
     finish: Callable[[Any], Any]
 
     def __call__(self):
-        """Run the call on its own (the method's one-prompt path)."""
+        """Run the call on its own (one problem)."""
         fn = cached_jit(self.cache_key, self.build)
-        return self.finish(fn(self.data, self.reward_params, self.key, *self.options))
-
-
-#: name -> (method, prepare): ``prepare`` takes the method's arguments and returns a MethodCall.
-_BATCHABLE: "OrderedDict[str, tuple[Callable, Callable]]" = OrderedDict()
-
-
-def register(method: Callable, prepare: Callable) -> None:
-    """Give ``method`` a batched path: ``prepare`` has its signature and returns a :class:`MethodCall`."""
-    _BATCHABLE[method.__name__] = (method, prepare)
-
-
-def batchable() -> tuple:
-    """The names of the methods :func:`batched` accepts."""
-    return tuple(_BATCHABLE)
-
-
-def prompt_mesh(devices: Union[None, int, Sequence] = None) -> Mesh:
-    """A 1-d mesh with axis ``"prompts"`` (``Auto`` axis type) for :func:`batched`.
-
-    ``devices``: ``None`` for every device (``jax.devices()``, all processes'), an integer
-    :math:`D` for the first :math:`D` of them, or a sequence of devices.
-    """
-    if devices is None:
-        devs = jax.devices()
-    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
-        count = jax.device_count()
-        if not 1 <= int(devices) <= count:
-            raise ValueError(f"devices: expected an integer in [1, {count}] (jax.device_count() = {count}), got "
-                             f"{int(devices)}; on CPU, fake devices need XLA_FLAGS="
-                             f"--xla_force_host_platform_device_count={int(devices)} set before jax starts")
-        devs = jax.devices()[: int(devices)]
-    else:
-        devs = list(devices)
-        if not devs:
-            raise ValueError("devices: expected at least one device")
-    return Mesh(np.array(devs), (PROMPT_AXIS,), axis_types=(AxisType.Auto,))
-
-
-def _check_mesh(mesh, axis_name):
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh: expected a jax.sharding.Mesh (see ppl.scaling.prompt_mesh), got {type(mesh).__name__}")
-    if axis_name is None:
-        axis_name = mesh.axis_names[0] if len(mesh.axis_names) == 1 else PROMPT_AXIS
-    if axis_name not in mesh.axis_names:
-        raise ValueError(f"axis_name: {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
-    mesh = auto_axes(mesh)
-    return mesh, axis_name, int(mesh.shape[axis_name])
+        return self.finish(fn(self.data, self.params, self.key, *self.options))
 
 
 # ------------------------------------------------------------------------------- placement
@@ -280,7 +225,7 @@ def _run_group(calls: list, treedefs, shared, mesh, axis, b: int):
     """One compiled call on ``calls`` (already padded to the group size); raw outputs per problem."""
     first = calls[0]
     data_cols = _leaves([c.data for c in calls], "programs")[0]
-    rp_cols = _leaves([c.reward_params for c in calls], "reward")[0]
+    rp_cols = _leaves([c.params for c in calls], "reward")[0]
     key_data, impl = _split_keys([c.key for c in calls])
     cache_key = ("batched", first.cache_key, treedefs, shared, impl, b, len(first.options), mesh, axis)
     fn = cached_jit(cache_key, lambda: _build_batched(first.build(), treedefs, shared, impl, b,
@@ -300,87 +245,17 @@ def _run_group(calls: list, treedefs, shared, mesh, axis, b: int):
     return _rows(fn(data, rp, keys, *options), len(calls))
 
 
-def batched(method: Union[str, Callable], programs: Sequence, *args, keys, reward=None,
-            mesh: Optional[Mesh] = None, problems_per_device: int = 1, axis_name: Optional[str] = None,
-            **options) -> list:
-    r"""Run ``method`` on every program of ``programs``: one result per program, in order.
-
-    ``batched(m, programs, *args, keys=keys, reward=rewards, **options)[i]`` is the result of
-    ``m(programs[i], *args, key=keys[i], reward=rewards[i], **options)``; with ``mesh`` the
-    problems are data-parallel over the mesh (see the module doc). With ``mesh`` and
-    ``problems_per_device=1`` every result equals the one-prompt call bit for bit.
-
-    Parameters
-    ----------
-    method
-        A batchable method of :mod:`ppl.scaling` or its name: ``rollouts``, ``best_of_n``,
-        ``weighted_best_of_n``, ``self_consistency``, ``weighted_majority``,
-        ``particle_filter``, ``beam_search``, ``dvts`` (:func:`batchable`). Particle Gibbs,
-        parallel tempering, power sampling and RPC run per problem.
-    programs
-        :class:`~ppl.lm.LMProgram` s with the same static structure (e.g.
-        ``program.with_prompt(p)`` for prompts that fit its padded width).
-    *args, **options
-        The method's other arguments, shared by every problem (budget, ``answer_fn``, ...).
-    keys
-        One ``jax.random`` key per program (a sequence or a key array with a leading axis).
-    reward
-        One reward model for every program, or a sequence with one per program (e.g. the
-        oracle of each problem); rewards must share their ``static_key``.
-    mesh
-        ``None`` (run on the default device) or a :class:`jax.sharding.Mesh`, e.g.
-        :func:`prompt_mesh`; the problems go on ``axis_name`` (default: the mesh's only axis,
-        else ``"prompts"``), other mesh axes replicate them.
-    problems_per_device
-        :math:`b`: problems each device runs in one call; :math:`b > 1` vmaps the core (see the
-        module doc for its cost and rounding).
-
-    Returns
-    -------
-    list
-        The method's results (:class:`~ppl.scaling.ScalingResult`, or
-        :class:`~ppl.scaling.Rollouts` for ``rollouts``).
-    """
-    if isinstance(method, str):
-        if method not in _BATCHABLE:
-            raise ValueError(f"method: {method!r} has no batched path; choose from {', '.join(_BATCHABLE)} "
-                             "or call the method once per problem")
-        prepare = _BATCHABLE[method][1]
-    else:
-        name = getattr(method, "__name__", None)
-        entry = _BATCHABLE.get(name)
-        if entry is None or entry[0] is not method:
-            raise ValueError(f"method: {name or method!r} has no batched path; choose from "
-                             f"{', '.join(_BATCHABLE)} or call the method once per problem")
-        prepare = entry[1]
-    programs = list(programs)
-    if not programs:
-        raise ValueError("programs: expected at least one program")
-    keys = list(keys) if not isinstance(keys, jax.Array) or keys.ndim > 0 else [keys]
-    if len(keys) != len(programs):
-        raise ValueError(f"keys: expected one key per program ({len(programs)}), got {len(keys)}")
-    if isinstance(reward, (list, tuple)):
-        rewards = list(reward)
-        if len(rewards) != len(programs):
-            raise ValueError(f"reward: expected one reward per program ({len(programs)}), got {len(rewards)}")
-    else:
-        rewards = [reward] * len(programs)
-    if isinstance(problems_per_device, bool) or not isinstance(problems_per_device, (int, np.integer)) \
-            or problems_per_device < 1:
-        raise ValueError(f"problems_per_device: expected a positive integer, got {problems_per_device!r}")
-    b = int(problems_per_device)
-    if mesh is not None:
-        mesh, axis_name, size = _check_mesh(mesh, axis_name)
-    else:
-        size = 1
-
-    calls = []
-    for i, (program, key, rew) in enumerate(zip(programs, keys, rewards)):
-        try:
-            calls.append(prepare(program, *args, key=key, reward=rew, **options))
-        except Exception as e:
-            e.add_note(f"(in ppl.scaling.batched, problem {i})")
-            raise
+def run_problems(calls: Sequence[ProblemCall], *, mesh: Optional[Mesh] = None, problems_per_device: int = 1,
+                 axis_name: Optional[str] = None, default_axis: Optional[str] = None) -> list:
+    """``[c() for c in calls]``, computed with one compiled function: data-parallel over ``mesh``
+    (axis ``axis_name``, default the mesh's only axis, else ``default_axis``) and vmapped over
+    ``problems_per_device`` problems per device (see the module doc). The calls must share their
+    ``cache_key``. An error in problem ``i``'s ``finish`` gets a note naming ``i``."""
+    calls = list(calls)
+    if not calls:
+        raise ValueError("calls: expected at least one problem")
+    b = check_int("problems_per_device", problems_per_device, 1)
+    mesh, axis_name, size = check_mesh(mesh, axis_name, default_axis) if mesh is not None else (None, None, 1)
     first = calls[0]
     for i, c in enumerate(calls[1:], 1):
         if c.cache_key != first.cache_key:
@@ -389,9 +264,8 @@ def batched(method: Union[str, Callable], programs: Sequence, *args, keys, rewar
                              "built with program.with_prompt(...) and rewards of one kind")
     if mesh is None and b == 1:
         return [c() for c in calls]
-
     _, data_shared, data_def = _leaves([c.data for c in calls], "programs")
-    _, rp_shared, rp_def = _leaves([c.reward_params for c in calls], "reward")
+    _, rp_shared, rp_def = _leaves([c.params for c in calls], "reward")
     group = size * b
     results = []
     for start in range(0, len(calls), group):
@@ -402,6 +276,6 @@ def batched(method: Union[str, Callable], programs: Sequence, *args, keys, rewar
             try:
                 results.append(c.finish(out))
             except Exception as e:
-                e.add_note(f"(in ppl.scaling.batched, problem {start + j})")
+                e.add_note(f"(in problem {start + j} of the batch)")
                 raise
     return results

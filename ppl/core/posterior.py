@@ -68,15 +68,6 @@ class PosteriorResult(NamedTuple):
         m = jnp.sum(w * x, axis=(0, 1))
         return jnp.sum(w * (x - m) ** 2, axis=(0, 1))
 
-    def to_arviz(self):
-        """Convert to :class:`arviz.InferenceData` (groups ``posterior`` and ``sample_stats``).
-
-        See :func:`ppl.analysis.arviz.posterior_to_inference_data`.
-        """
-        from ppl.analysis.arviz import posterior_to_inference_data
-
-        return posterior_to_inference_data(self)
-
     def __repr__(self) -> str:
         sites = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.samples.items())
         lz = None if self.log_evidence is None else [round(float(x), 3) for x in self.log_evidence]

@@ -18,7 +18,7 @@ from typing import Callable, Hashable, Mapping, Optional, Sequence, Union
 import jax
 
 from ppl.core.protocols import RewardModel
-from ppl.smc.batch import ProblemCall, run_problems
+from ppl.smc.batch import run_problems
 from ppl.smc.sharding import device_mesh
 
 __all__ = ["MethodSpec", "method", "spec", "specs", "batched", "prompt_mesh", "PROMPT_AXIS"]

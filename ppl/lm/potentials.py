@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from ppl.lm.state import LMState
 
 __all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist", "constraint", "when_finished",
-           "product", "from_score", "from_reward", "AGGREGATES", "WEIGHTINGS"]
+           "product", "from_score", "from_reward", "tau_schedule", "AGGREGATES", "WEIGHTINGS"]
 
 
 class Potential:
@@ -165,11 +165,13 @@ WEIGHTINGS = ("softmax", "ratio")
 
 class RewardMemory(NamedTuple):
     r"""Running aggregates of a reward's log prefix scores :math:`\log r_s`, :math:`s \le t`:
-    the last, the minimum and the sum (the log of the product)."""
+    the last, the minimum and the sum (the log of the product); ``step``, the number of filter
+    steps seen (finished or not: it indexes a per-step temperature)."""
 
     last: jax.Array
     low: jax.Array
     total: jax.Array
+    step: jax.Array
 
 
 def _aggregate(kind: str, m: RewardMemory):
@@ -196,11 +198,16 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
     ``"min"`` :math:`a_t = \min_{s \le t} r_s`, ``"product"`` :math:`a_t = \prod_{s \le t} r_s`.
     The log-potential is
 
-    * ``weighting="softmax"``: :math:`\log G_t = \operatorname{logit}(a_t) / \tau`
+    * ``weighting="softmax"``: :math:`\log G_t = \operatorname{logit}(a_t) / \tau_t`
       (:math:`a_t` clipped to :math:`[\varepsilon, 1 - \varepsilon]`), the resampling weight
       :math:`\mathrm{softmax}(\operatorname{logit}(a)/\tau)` of the reference implementation;
       with finished particles absorbing (:func:`ppl.smc.base.absorbing`) this is the particle
-      filter's target :math:`q(x)\prod_{t \le T} G(a_{\min(t, K)})`;
+      filter's target :math:`q(x)\prod_{t \le T} G(a_{\min(t, K)})`. ``tau`` is a number or a
+      schedule, one :math:`\tau_t` per filter step (``tau[min(t, len(tau) - 1)]`` at step
+      :math:`t = 0, 1, \dots`; :func:`tau_schedule`); with a schedule a finished particle is
+      weighted by its final score at the *current* step's :math:`\tau_t` — use
+      :func:`ppl.smc.base.reweighed` — and the target is
+      :math:`q(x)\prod_{t} \operatorname{odds}(a_{\min(t, K)})^{1/\tau_t}`;
     * ``weighting="ratio"``: :math:`\log G_t = \log a_t - \log a_{t-1}` (:math:`a_0 = 1`): the
       product telescopes to the final aggregate :math:`a_K` (give finished particles a factor
       one, :func:`ppl.smc.base.factor_one`).
@@ -222,12 +229,32 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
         log_r = reward.log_score(params, state).astype(jnp.float32)
         m = prev.memory
         prev_a = jnp.where(prev.num_steps > 0, _aggregate(aggregate, m), 0.0)
+        tau_t = tau if jnp.ndim(tau) == 0 else tau[jnp.minimum(m.step, jnp.shape(tau)[0] - 1)]
         m = RewardMemory(jnp.where(live, log_r, m.last), jnp.where(live, jnp.minimum(m.low, log_r), m.low),
-                         jnp.where(live, m.total + log_r, m.total))
+                         jnp.where(live, m.total + log_r, m.total), m.step + 1)
         a = _aggregate(aggregate, m)
-        log_g = log_odds(a, eps) / tau if softmax else jnp.where(live, a - prev_a, 0.0)
+        log_g = log_odds(a, eps) / tau_t if softmax else jnp.where(live, a - prev_a, 0.0)
         return log_g, m
 
     zero = jnp.zeros((), jnp.float32)
-    return MemoryPotential(update, RewardMemory(zero, jnp.full((), jnp.inf, jnp.float32), zero),
+    return MemoryPotential(update, RewardMemory(zero, jnp.full((), jnp.inf, jnp.float32), zero,
+                                                jnp.zeros((), jnp.int32)),
                            f"from_reward({aggregate}, {weighting})")
+
+
+def tau_schedule(start: float, end: float, num_steps: int, kind: str = "geometric") -> jax.Array:
+    r"""An annealing schedule of softmax temperatures for :func:`from_reward`: ``float32[T]``,
+    :math:`\tau_t` from ``start`` (:math:`t = 0`) to ``end`` (:math:`t = T - 1`), ``"geometric"``
+    (:math:`\tau_t = \tau_0 (\tau_{T-1}/\tau_0)^{t/(T-1)}`) or ``"linear"``. A decreasing
+    schedule keeps early resampling mild, while prefix scores say little, and sharpens it as the
+    chains near their end."""
+    from ppl.core.checks import check_int, check_positive
+
+    a, b = check_positive("start", start), check_positive("end", end)
+    n = check_int("num_steps", num_steps, 1)
+    frac = jnp.linspace(0.0, 1.0, n) if n > 1 else jnp.zeros((1,))
+    if kind == "geometric":
+        return (a * (b / a) ** frac).astype(jnp.float32)
+    if kind == "linear":
+        return (a + (b - a) * frac).astype(jnp.float32)
+    raise ValueError(f"kind: expected 'geometric' or 'linear', got {kind!r}")

@@ -24,6 +24,7 @@ from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 from ppl.core.checks import check_int, check_key, check_positive
@@ -42,8 +43,8 @@ __all__ = ["particle_filter", "AGGREGATES", "WEIGHTINGS", "SELECTS"]
 SELECTS = ("argmax", "vote")
 
 
-def _build(program, reward, N: int, aggregate: str, weighting: str, ess_threshold: float, scheme):
-    finished = base.absorbing if weighting == "softmax" else base.factor_one
+def _build(program, reward, N: int, aggregate: str, weighting: str, ess_threshold: float, scheme, schedule: bool):
+    finished = base.factor_one if weighting == "ratio" else base.reweighed if schedule else base.absorbing
 
     def run(data, rparams, key, tau):
         pot = from_reward(reward, rparams, aggregate=aggregate, weighting=weighting, tau=tau)
@@ -82,7 +83,12 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
         ``"softmax"`` (log-odds over :math:`\tau`, recomputed each step) or ``"ratio"``
         (:math:`a_t / a_{t-1}`, targets the final score).
     tau
-        Temperature :math:`\tau` of the softmax weighting.
+        Temperature :math:`\tau` of the softmax weighting, or a schedule: one :math:`\tau_t` per
+        step (a sequence; the last repeats; :func:`ppl.lm.potentials.tau_schedule`), with
+        finished particles weighted at the current step's :math:`\tau_t`
+        (:func:`ppl.smc.base.reweighed`): the target is
+        :math:`q(x)\prod_{t \le T} \operatorname{odds}(a_{\min(t, K)})^{1/\tau_t}`, and the
+        filter runs all :math:`T` steps.
     ess_threshold
         Resample when :math:`\mathrm{ESS} < \kappa N`; 1 resamples at every step.
     resampling
@@ -117,7 +123,14 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
     check_key(key)
     check_reward(reward, True, "particle_filter")
     from_reward(reward, aggregate=aggregate, weighting=weighting)  # validates both names
-    tau = check_positive("tau", tau)
+    schedule = np.ndim(tau) > 0
+    if schedule:
+        taus = np.asarray(tau, np.float64)
+        if taus.ndim != 1 or taus.size == 0 or not np.all(np.isfinite(taus) & (taus > 0)):
+            raise ValueError(f"tau: expected a positive number or a 1-d sequence of positive numbers, got {tau!r}")
+        tau = taus.tolist()
+    else:
+        tau = check_positive("tau", tau)
     try:
         kappa = float(ess_threshold)
     except (TypeError, ValueError):
@@ -126,7 +139,8 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
         raise ValueError(f"ess_threshold: expected a number in [0, 1], got {ess_threshold!r}")
     check_select(select, SELECTS, answer_fn)
     scheme = rs.get_scheme(resampling)
-    cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting, kappa, scheme)
+    cache_key = ("particle_filter", program.static_key(), reward_key(reward), n, aggregate, weighting, kappa, scheme,
+                 schedule)
     prompt_len = int(program.data["prompt_length"])
 
     def finish_(out) -> ScalingResult:
@@ -148,6 +162,6 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
                       select=select, compute=compute, budget=n, diagnostics=diagnostics)
 
     return ProblemCall("particle_filter", cache_key,
-                      lambda: _build(program, reward, n, aggregate, weighting, kappa, scheme),
-                      program.data, reward.params, key, (jnp.float32(tau),), finish_)
+                       lambda: _build(program, reward, n, aggregate, weighting, kappa, scheme, schedule),
+                       program.data, reward.params, key, (jnp.asarray(tau, jnp.float32),), finish_)
 

@@ -16,9 +16,11 @@ alg. 10.1), with normalised weights :math:`W_{t-1}` and :math:`\mathrm{ESS}_{t-1
 2. **move**: :math:`x_t^n \sim M_t(x_{t-1}^{A^n}, \cdot)` (or the proposal) for the whole set,
    :meth:`~ppl.core.feynman_kac.FeynmanKac.step_batch`;
 3. **finished particles**: a particle whose ``done`` flag was set keeps its state, and its
-   incremental weight is ``finished(last)`` of the last one it received: :func:`factor_one`
-   (:math:`\log G = 0`, the particle keeps its weight; the default) or :func:`absorbing` (its
-   final potential repeated at every later step, the target of Puri et al.'s particle filter);
+   incremental weight is ``finished(last, inc)`` of the last one it received and of the one the
+   model gives it now: :func:`factor_one` (:math:`\log G = 0`, the particle keeps its weight;
+   the default), :func:`absorbing` (its final potential repeated at every later step, the target
+   of Puri et al.'s particle filter) or :func:`reweighed` (the model's own potential of the
+   unmoved particle, e.g. under a per-step temperature);
 4. **reweight**: :math:`\log w_t^n = \log W_{t-1}^n + \log G_t^n`, normalise, and report the
    log-evidence increment :math:`\log \sum_n W_{t-1}^n G_t^n`, the ESS and a failure code
    (NaN or :math:`+\infty` potentials, every weight zero);
@@ -97,14 +99,22 @@ class Collector(NamedTuple):
     update: Callable[[Any, Any, Any, jax.Array], Any]
 
 
-def factor_one(last: jax.Array) -> jax.Array:
+def factor_one(last: jax.Array, inc=None) -> jax.Array:
     r"""Finished particles get a factor 1 (:math:`\log G = 0`): they keep their weight."""
     return jnp.zeros_like(last)
 
 
-def absorbing(last: jax.Array) -> jax.Array:
+def absorbing(last: jax.Array, inc=None) -> jax.Array:
     """Finished particles get their final potential again at every later step (absorbing)."""
     return last
+
+
+def reweighed(last: jax.Array, inc: jax.Array) -> jax.Array:
+    """Finished particles get what the model's potential gives them at this step (``inc``, from
+    ``step_batch``, which leaves them in place): for a potential that weighs a finished particle
+    itself, e.g. its final score under a per-step temperature. The loop then runs every step
+    (no closed form for the steps after all particles finished)."""
+    return inc
 
 
 class StepInfo(NamedTuple):
@@ -187,7 +197,7 @@ def uses_key(selection, ess_threshold: float) -> bool:
 
 def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, data_t, *,
          selection: rs.ResamplingFn = rs.systematic, ess_threshold: float = 0.5,
-         finished: Callable[[jax.Array], jax.Array] = factor_one,
+         finished: Callable[[jax.Array, jax.Array], jax.Array] = factor_one,
          pin: Pin = _no_pin, adjust: Adjust | None = None,
          collect: Collector | None = None) -> tuple[SMCState, StepInfo]:
     r"""One step :math:`t \ge 1` of the particle filter (see the module docstring).
@@ -195,8 +205,9 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
     ``selection`` is a scheme ``(key, log_weights, n) -> ancestors`` or a
     :class:`~ppl.smc.resampling.Selection` (``key_select`` unused); ``ess_threshold`` is
     static: :math:`\ge 1` selects at every step (no ``lax.cond``), :math:`\le 0` never;
-    ``finished`` maps a finished particle's last incremental log-weight to this step's
-    (:func:`factor_one` or :func:`absorbing`); ``adjust(parents, x_new, inc) -> (x_new, inc)``
+    ``finished(last, inc)`` maps a finished particle's last incremental log-weight and the
+    model's one at this step to this step's (:func:`factor_one`, :func:`absorbing` or
+    :func:`reweighed`); ``adjust(parents, x_new, inc) -> (x_new, inc)``
     may replace moved particles and their incremental log-weights before the finished rule and
     the reweighting (conditional SMC pins its reference there); ``collect`` updates
     ``state.aux``.
@@ -235,7 +246,7 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
     done = fk.done_batch(x)
     if not fk.freezes_done:
         x_new = select_rows(done, x, x_new)
-    inc = jnp.where(done, finished(last), inc)
+    inc = jnp.where(done, finished(last, inc), inc)
     log_w, lz_inc, ess, failure = reweight(log_w_prev, inc)
     aux = state.aux if collect is None else collect.update(state.aux, x, x_new, done)
     return SMCState(x_new, log_w, ess, failure, inc, aux), StepInfo(anc, do_res, lz_inc, ess, failure)

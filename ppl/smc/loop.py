@@ -28,7 +28,8 @@ A particle whose ``done`` flag is set is not moved; its incremental weight is 0 
 weight), or with ``finished=ppl.smc.base.absorbing`` its final potential again at every later
 step. The loop stops after :math:`T` steps or as soon as every particle is done (the factors of
 the steps not run are then applied in closed form; ``finished`` must satisfy
-:math:`f(f(g)) = f(g)`, as both provided rules do). If at some step every weight is zero
+:math:`f(f(g)) = f(g)`, as :func:`~ppl.smc.base.factor_one` and :func:`~ppl.smc.base.absorbing`
+do; with :func:`~ppl.smc.base.reweighed` every one of the :math:`T` steps is run). If at some step every weight is zero
 (all log-weights :math:`-\infty`) or a potential is NaN or :math:`+\infty`, the loop stops
 there and :func:`run_smc` raises :class:`~ppl.core.errors.SMCError` naming the step. NaN in the
 data is an error before any compute (a numpyro density would silently read it as impossible).
@@ -182,6 +183,8 @@ def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_hist
             failure, all_done = state.failure, jnp.all(fk.done_batch(state.particles))
             if interact is not None:
                 failure, all_done = interact[0](failure, all_done)
+            if finished is base.reweighed:  # the model weighs finished particles: run every step
+                all_done = jnp.asarray(False)
             return (t < T) & (failure == base.OK) & ~all_done
 
         def body(c):
@@ -208,12 +211,12 @@ def build_filter(fk, num_particles: int, scheme, ess_threshold: float, keep_hist
 
         carry = (jnp.asarray(t0, jnp.int32), key, state, ess, lz_incs, resampled, ancestors, hist, hist_w)
         t, _, state, ess, lz_incs, resampled, ancestors, hist, hist_w = jax.lax.while_loop(cond, body, carry)
-        if finished is not base.factor_one:
+        if finished is not base.factor_one and finished is not base.reweighed:
             # Every particle finished at step t - 1 < T - 1: the T - t steps not run would each
             # multiply a particle's weight by exp(finished(last)), in closed form.
             remaining = (T - t).astype(state.increments.dtype)
             done = fk.done_batch(state.particles)
-            extra = jnp.where(done, remaining * finished(state.increments), 0.0)
+            extra = jnp.where(done, remaining * finished(state.increments, state.increments), 0.0)
             log_w, lz_extra, _, _ = base.reweight(state.log_weights, extra)
             stopped_early = (t < T) & (state.failure == base.OK)
             state = state._replace(log_weights=jnp.where(stopped_early, log_w, state.log_weights))
@@ -332,8 +335,10 @@ def run_smc(fk: FeynmanKac, num_particles: int, *, key: jax.Array,
         Also return the particles and weights at every step (memory :math:`T \times N`).
     finished
         What a finished (``done``) particle's incremental weight is, from the last one it
-        received: :func:`ppl.smc.base.factor_one` (0: it keeps its weight; the default) or
-        :func:`ppl.smc.base.absorbing` (its final potential again at every later step).
+        received and the model's at this step: :func:`ppl.smc.base.factor_one` (0: it keeps its
+        weight; the default), :func:`ppl.smc.base.absorbing` (its final potential again at every
+        later step) or :func:`ppl.smc.base.reweighed` (the model's potential of the unmoved
+        particle).
 
     Returns
     -------

@@ -209,6 +209,35 @@ def test_wrong_softmax_targets_are_detected(softmax_runs):
             _check(hist, _target(seqs, wrong)[1], n_eff)
 
 
+def _scheduled_log_g(taus, T):
+    # Step t = 1..T weighs every particle, finished or not, at taus[min(t, len) - 1].
+    tau = lambda t: taus[min(t, len(taus)) - 1]  # noqa: E731
+    return lambda s: sum(_odds(s[min(t, len(s)) - 1]) / tau(t) for t in range(1, T + 1))
+
+
+def test_softmax_tau_schedule_targets_the_scheduled_product():
+    # An annealed schedule (the last value repeats): a finished particle is weighted by its final
+    # score at the current step's tau (ppl.smc.base.reweighed), so the filter runs all T steps.
+    taus = [24.0, 12.0, 6.0]
+    prog = _program(max_steps=SOFTMAX_T)
+    runs = [scaling.particle_filter(prog, N, key=jax.random.key(300 + i), reward=REWARD, tau=taus,
+                                    resampling="systematic") for i in range(2 * RUNS)]
+    assert all(r.diagnostics["num_steps"] == SOFTMAX_T for r in runs)
+    seqs, hist, n_eff = enumerate_sequences(SOFTMAX_T), _pooled(runs), _n_eff(runs)
+    _check(hist, _target(seqs, _scheduled_log_g(taus, SOFTMAX_T))[1], n_eff)
+    # Not one constant tau, and not a finished particle kept at the tau of its last step (absorbing).
+    tau_k = lambda k: taus[min(k, len(taus)) - 1]  # noqa: E731
+    absorbed = lambda s: sum(_odds(s[min(t, len(s)) - 1]) / tau_k(min(t, len(s))) for t in range(1, SOFTMAX_T + 1))  # noqa: E731
+    for wrong in (_softmax_log_g(taus[0], SOFTMAX_T), absorbed):
+        with pytest.raises(AssertionError):
+            _check(hist, _target(seqs, wrong)[1], n_eff)
+    sched = ppl.lm.potentials.tau_schedule(24.0, 6.0, 3)
+    np.testing.assert_allclose(np.asarray(sched), taus, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ppl.lm.potentials.tau_schedule(2.0, 1.0, 3, "linear")), [2.0, 1.5, 1.0])
+    with pytest.raises(ValueError, match="tau"):
+        scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=REWARD, tau=[1.0, -2.0])
+
+
 # ------------------------------------------------------------ an independent host-side filter
 _sample = jax.jit(sample_step, static_argnums=(0, 4))
 _AGG = {"last": lambda s: s[-1], "model": lambda s: s[-1], "min": min, "product": sum}

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.lm.potentials import Lookahead
 from ppl.smc.base import Collector
 
 __all__ = ["Compute", "flops_per_token", "num_params", "counter", "token_counter"]
@@ -97,16 +98,21 @@ class Compute(NamedTuple):
 
 
 def _counts(parents_length, children, live):
-    grown = jnp.sum(jnp.where(live, children.length - parents_length, 0))
+    grown, read = children.length - parents_length, children.length
+    if isinstance(children.memory, Lookahead):  # the look-ahead's tokens, and the longer prefix scored
+        grown, read = grown + children.memory.tokens, children.memory.length
+    grown = jnp.sum(jnp.where(live, grown, 0))
     calls = jnp.sum(live.astype(jnp.int32))
-    read = jnp.sum(jnp.where(live, children.length, 0))
+    read = jnp.sum(jnp.where(live, read, 0))
     return jnp.stack([grown, calls, read]).astype(jnp.int32)
 
 
 def counter(skip=None) -> Collector:
     """The SMC collector of an LM filter's exact compute, ``int32[3]``: generated tokens, reward
     calls (one per particle moved at a step) and reward tokens read (the length of each scored
-    prefix). Every particle moved counts, those later discarded by resampling included; slots
+    prefix). Every particle moved counts, those later discarded by resampling included; with a
+    :func:`~ppl.lm.potentials.lookahead` potential, its greedy tokens count as generated and the
+    reward reads the extended prefix; slots
     where ``skip [N]`` is true are not counted (conditional SMC's reference, never re-sampled)."""
     keep = (lambda live: live) if skip is None else (lambda live: live & ~skip)
     return Collector(

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from ppl.core.checks import check_int, check_key
 from ppl.core.trees import broadcast
-from ppl.lm.potentials import from_reward
+from ppl.lm.potentials import from_reward, lookahead
 from ppl.scaling.compute import Compute, token_counter
 from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
 from ppl.scaling.result import ScalingResult, finish
@@ -86,21 +86,26 @@ def duplicates(x, active: jax.Array) -> jax.Array:
     return active & jnp.any(same & earlier & active[None], axis=1)
 
 
+def _score(x) -> jax.Array:
+    """Each beam's log-score: the last one the reward gave it (after the look-ahead, if any)."""
+    return x.memory.inner.last
+
+
 def _beam_select(x, done, log_w, keep: int, filter_duplicates: bool = False):
     active = ~done
     if filter_duplicates:
         active = active & ~duplicates(x, active)
-    return expand_top(x.memory.last, active, keep)
+    return expand_top(_score(x), active, keep)
 
 
 def _stopped(x, width: int):
     """DVTS: the slots of the subtrees whose best candidate has finished (a stopped subtree's
     slots stay as they are, so it stays stopped)."""
-    return subtree_best(x.memory.last, x.done, jnp.zeros_like(x.done), width)[1]
+    return subtree_best(_score(x), x.done, jnp.zeros_like(x.done), width)[1]
 
 
 def _subtree_select(x, done, log_w, width: int):
-    return subtree_best(x.memory.last, x.done, jnp.zeros_like(x.done), width)[0]
+    return subtree_best(_score(x), x.done, jnp.zeros_like(x.done), width)[0]
 
 
 def _keep_n(scores, ok, n: int, sort_completed: bool):
@@ -118,7 +123,7 @@ def _pool(prompt, N: int, sort_completed: bool):
         def take(args):
             pool, pool_s, pool_ok = args
             ok = jnp.concatenate([pool_ok, finished])
-            scores = jnp.concatenate([pool_s, new.memory.last])
+            scores = jnp.concatenate([pool_s, _score(new)])
             idx = _keep_n(scores, ok, N, sort_completed)
             return rs.gather(_concat(pool, new), idx), scores[idx], ok[idx]
 
@@ -136,15 +141,16 @@ def _pool(prompt, N: int, sort_completed: bool):
 
 
 def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: bool = False,
-           sort_completed: bool = True):
+           sort_completed: bool = True, ahead: int = 0):
     def run(data, rparams, key):
-        pot = from_reward(reward, rparams)
+        pot = lookahead(from_reward(reward, rparams), program.lm, data["params"], program.config, ahead,
+                        program.num_steps)
         if dvts_mode:
             model = program.with_potential(pot, frozen=functools.partial(_stopped, width=M), correct_proposal=False)
             res, failure, _ = build_filter(model, N, rs.Selection(_subtree_select, (M,)), 1.0,
                                            collect=token_counter)(data, key)
             x = res.particles
-            return x, x.memory.last, jnp.ones((N,), bool), res.aux, res.num_steps, failure
+            return x, _score(x), jnp.ones((N,), bool), res.aux, res.num_steps, failure
         model = program.with_potential(pot, correct_proposal=False)
         collect = _pool(model.prompt_state(data), N, sort_completed)
         select = rs.Selection(_beam_select, (N // M, filter_duplicates))
@@ -152,7 +158,7 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: 
         x, (counts, (pool, pool_s, pool_ok)) = res.particles, res.aux
         # Final beams: the best (or first) N of the completed pool, then the beams active at the limit.
         ok = jnp.concatenate([pool_ok, ~x.done])
-        scores = jnp.concatenate([pool_s, x.memory.last])
+        scores = jnp.concatenate([pool_s, _score(x)])
         idx = _keep_n(scores, ok, N, sort_completed)
         return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, res.num_steps, failure
 
@@ -160,7 +166,7 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: 
 
 
 def _search(method, program, num_beams, beam_width, key, reward, answer_fn, select, dvts_mode,
-                    filter_duplicates=False, sort_completed=True) -> ProblemCall:
+            filter_duplicates=False, sort_completed=True, ahead=0) -> ProblemCall:
     check_program(program, method)
     n = check_int("num_beams", num_beams, 1)
     m = check_int("beam_width", beam_width, 1)
@@ -172,7 +178,8 @@ def _search(method, program, num_beams, beam_width, key, reward, answer_fn, sele
     for name, flag in (("filter_duplicates", filter_duplicates), ("sort_completed", sort_completed)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}: expected a bool, got {flag!r}")
-    cache_key = (method, program.static_key(), reward_key(reward), n, m, filter_duplicates, sort_completed)
+    ahead = check_int("lookahead", ahead, 0)
+    cache_key = (method, program.static_key(), reward_key(reward), n, m, filter_duplicates, sort_completed, ahead)
     prompt_len = int(program.data["prompt_length"])
 
     def finish_(out) -> ScalingResult:
@@ -185,13 +192,13 @@ def _search(method, program, num_beams, beam_width, key, reward, answer_fn, sele
         log_w = jnp.where(valid, log_s, -jnp.inf)
         scores = jnp.where(valid, jnp.exp(log_s), jnp.nan)
         diagnostics = {"num_steps": int(steps), "valid": jax.device_get(valid), "beam_width": m,
-                       "subtrees": n // m if dvts_mode else None}
+                       "subtrees": n // m if dvts_mode else None, "lookahead": ahead}
         return finish(method, x, log_w, scores=scores, answer_fn=answer_fn, select=select, compute=compute,
                       budget=n, diagnostics=diagnostics)
 
     return ProblemCall(method, cache_key,
-                      lambda: _build(program, reward, n, m, dvts_mode, filter_duplicates, sort_completed), program.data,
-                      reward.params, key, (), finish_)
+                       lambda: _build(program, reward, n, m, dvts_mode, filter_duplicates, sort_completed, ahead),
+                       program.data, reward.params, key, (), finish_)
 
 
 def _beams(budget: int, settings):
@@ -203,7 +210,7 @@ def _beams(budget: int, settings):
 @method(budget=_beams)
 def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
                 answer_fn: Optional[Callable] = None, select: str = "argmax", filter_duplicates: bool = False,
-                sort_completed: bool = True):
+                sort_completed: bool = True, lookahead: int = 0):
     r"""Beam search (Snell et al. 2024): keep the top :math:`N/M` active prefixes by reward score,
     expand each :math:`M` ways; finished beams go to a pool of completed beams (see the module doc).
 
@@ -230,6 +237,10 @@ def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, rew
         Keep the :math:`N` *best* completed beams (default) or, as search-and-learn's default
         ``sort_completed=False``, the :math:`N` *first* to complete (in order of completion,
         then slot).
+    lookahead
+        Score each candidate after :math:`k` more greedy steps, which are not kept
+        (search-and-learn's ``lookahead``; none at the last step;
+        :func:`ppl.lm.potentials.lookahead`). The look-ahead tokens count as generated.
 
     Returns
     -------
@@ -240,19 +251,19 @@ def beam_search(program, num_beams: int, *, beam_width: int, key: jax.Array, rew
         ``num_steps``, ``valid`` (which slots hold a beam), ``beam_width``.
     """
     return _search("beam_search", program, num_beams, beam_width, key, reward, answer_fn, select, False,
-                   filter_duplicates, sort_completed)
+                   filter_duplicates, sort_completed, lookahead)
 
 
 @method(budget=_beams)
 def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
-         answer_fn: Optional[Callable] = None, select: str = "argmax"):
+         answer_fn: Optional[Callable] = None, select: str = "argmax", lookahead: int = 0):
     r"""Diverse verifier tree search: :math:`N/M` independent subtrees, each keeping its best of
     :math:`M` candidates and expanding it :math:`M` ways per step, until its best candidate has
     finished (see the module doc).
 
     Parameters
     ----------
-    program, num_beams, beam_width, key, reward, answer_fn, select
+    program, num_beams, beam_width, key, reward, answer_fn, select, lookahead
         As for :func:`beam_search`.
 
     Returns
@@ -262,4 +273,4 @@ def dvts(program, num_beams: int, *, beam_width: int, key: jax.Array, reward,
         :math:`[gM, (g+1)M)` are subtree :math:`g`), weighted by their scores;
         ``diagnostics``: ``num_steps``, ``subtrees`` (:math:`N/M`), ``beam_width``.
     """
-    return _search("dvts", program, num_beams, beam_width, key, reward, answer_fn, select, True)
+    return _search("dvts", program, num_beams, beam_width, key, reward, answer_fn, select, True, ahead=lookahead)

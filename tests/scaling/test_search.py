@@ -77,9 +77,22 @@ def host_beam_search(prog, n, m, key, filter_duplicates=False, sort_completed=Tr
     return final, t, tuple(counts), fewer
 
 
-def host_dvts(prog, n, m, key):
-    """search-and-learn's DVTS: N/M subtrees; each scores its M candidates, stops if the best has
-    finished, else continues the best M ways. The result: every subtree's last M candidates."""
+def _greedy_ahead(prog, x, steps):
+    """search-and-learn's generate_k_steps look-ahead: every row continued by ``steps`` greedy
+    (top-1) steps, except those finished or at the last step; the extended generations."""
+    greedy = ppl.lm.sampling.StepConfig(delimiter=prog.config.delimiter, max_step_tokens=prog.config.max_step_tokens,
+                                        top_k=1)
+    y = x._replace(done=x.done | (x.num_steps >= prog.num_steps))
+    for _ in range(steps):
+        y, _, _ = _sample(LM, prog.data["params"], jax.random.key(0), y, greedy)
+    tokens, length = np.asarray(y.tokens), np.asarray(y.length)
+    return [tokens[i, P:length[i]].tolist() for i in range(len(length))]
+
+
+def host_dvts(prog, n, m, key, lookahead=0):
+    """search-and-learn's DVTS: N/M subtrees; each scores its M candidates (after ``lookahead``
+    greedy steps, not kept), stops if the best has finished, else continues the best M ways. The
+    result: every subtree's last M candidates."""
     x, score, stopped = _start(prog, n), np.zeros(n), np.zeros(n, bool)
     counts, t = np.zeros(3, int), 0
     while t < prog.num_steps and (~np.asarray(x.done) & ~stopped).any():
@@ -94,6 +107,11 @@ def host_dvts(prog, n, m, key):
             x, score = rs.gather(x, jnp.asarray(anc)), score[anc]
         x, gens, live, inc = _step(prog, k_move, x, frozen=stopped)
         counts += inc
+        if lookahead:
+            ahead = _greedy_ahead(prog, x, lookahead)
+            extra = np.array([len(a) - len(g) for a, g in zip(ahead, gens)])
+            counts += (int(extra[live].sum()), 0, int(extra[live].sum()))
+            gens = ahead
         for i in np.flatnonzero(live):
             score[i] = REWARD.host_log_score(gens[i])
         for g in range(n // m):
@@ -179,6 +197,31 @@ def test_dvts_equals_the_reference_algorithm_on_the_same_draws():
             final, steps, counts = host_dvts(prog, n, m, key)
             _assert_same(res, final, steps, counts)
             assert res.diagnostics["subtrees"] == n // m
+
+
+@pytest.mark.parametrize("n, m, k", [(8, 2, 1), (8, 4, 2)])
+def test_dvts_lookahead_equals_the_reference_algorithm(n, m, k):
+    # Candidates are scored after k greedy steps (not kept); none at the last step. The final
+    # beams' scores are those of their last (extended) prefixes, and the look-ahead tokens count.
+    prog = _program()
+    for seed in range(2):
+        key = jax.random.key(seed)
+        res = scaling.dvts(prog, n, beam_width=m, key=key, reward=REWARD, lookahead=k)
+        final, steps, counts = host_dvts(prog, n, m, key, lookahead=k)
+        got = _beams(res)
+        assert [g for _, g in got] == [g for _, g in final]
+        np.testing.assert_allclose([sc for sc, _ in got], [np.exp(sc) for sc, _ in final], rtol=1e-5)
+        assert res.diagnostics["num_steps"] == steps and res.diagnostics["lookahead"] == k
+        c = res.compute
+        assert (c.generated_tokens, c.prm_calls, c.prm_forward_tokens) == counts
+        assert c.lm_forward_tokens == P + counts[0]
+    # The look-ahead changes the search: some seed selects other beams than without it.
+    plain = [scaling.dvts(prog, n, beam_width=m, key=jax.random.key(s), reward=REWARD).generations() for s in range(4)]
+    ahead = [scaling.dvts(prog, n, beam_width=m, key=jax.random.key(s), reward=REWARD, lookahead=k).generations()
+             for s in range(4)]
+    assert plain != ahead
+    with pytest.raises(ValueError, match="lookahead"):
+        scaling.dvts(prog, n, beam_width=m, key=key, reward=REWARD, lookahead=-1)
 
 
 def test_dvts_subtrees_are_independent():

@@ -67,44 +67,12 @@ from ppl.scaling.power import power_sampling
 from ppl.scaling.search import beam_search, dvts
 
 __all__ = [
-    # method specs and many prompts at once (ppl.scaling.method)
-    "MethodSpec",
-    "batched",
-    "prompt_mesh",
-    "spec",
-    "specs",
-    "beam_search",
-    "dvts",
-    "particle_filter",
-    "Compute",
-    "SELECT_RULES",
-    "ScalingResult",
-    "answer_posterior",
-    "finish",
-    "flops_per_token",
-    "generations",
-    "select_answer",
-    "whole_generation",
-    # independent rollouts and selection (ppl.scaling.sampling)
-    "Rollouts",
-    "best_of_n",
-    "best_of_n_from",
-    "rollouts",
-    "self_consistency",
-    "self_consistency_from",
-    "weighted_best_of_n",
-    "weighted_best_of_n_from",
-    "weighted_majority",
-    "weighted_majority_from",
-    # perplexity consistency and reasoning pruning (ppl.scaling.consistency)
-    "WeibullMixture",
-    "fit_weibull_mixture",
-    "perplexity_consistency",
-    "reasoning_pruning",
-    "rpc",
-    # MCMC over whole generations (ppl.scaling.gibbs, ppl.scaling.power)
-    "parallel_tempering",
-    "particle_gibbs",
-    "power_sampling",
+    "batched", "prompt_mesh", "MethodSpec", "spec", "specs",  # ppl.scaling.method
+    "Compute", "flops_per_token", "ScalingResult", "finish", "generations",
+    "SELECT_RULES", "answer_posterior", "select_answer", "whole_generation",
+    "Rollouts", "rollouts", "best_of_n", "best_of_n_from", "weighted_best_of_n", "weighted_best_of_n_from",
+    "self_consistency", "self_consistency_from", "weighted_majority", "weighted_majority_from",
+    "WeibullMixture", "fit_weibull_mixture", "perplexity_consistency", "reasoning_pruning", "rpc",
+    "beam_search", "dvts", "particle_filter", "parallel_tempering", "particle_gibbs", "power_sampling",
     "swap_log_ratio",
 ]

@@ -37,7 +37,7 @@ from ppl.mcmc.chain import run_chain, swap_log_ratio, swap_neighbours
 from ppl.scaling.aggregate import SELECT_RULES
 from ppl.scaling.compute import Compute, counter
 from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
-from ppl.scaling.paths import empty_record, lite, record_step, step_mask, truncate
+from ppl.lm.paths import empty_record, lite, record_step, step_mask, truncate
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import base
 from ppl.smc.loop import build_filter
@@ -63,7 +63,7 @@ def _phi(lo, num_steps, tau, twist: bool, absorbing: bool):
 
 def _potential(reward, rp, T: int, prompt_length, tau, inv_temp, twist: bool) -> MemoryPotential:
     r""":math:`\log G_t` = the prefix's log-odds (or their increment, ``twist``) over :math:`\tau`, at
-    inverse temperature ``inv_temp``; the generation's :class:`~ppl.scaling.paths.PathRecord` in memory."""
+    inverse temperature ``inv_temp``; the generation's :class:`~ppl.lm.paths.PathRecord` in memory."""
 
     def update(prev, state):
         lo_t = log_odds(reward.log_score(rp, state).astype(jnp.float32))
@@ -239,8 +239,9 @@ def particle_gibbs(program: LMProgram, num_particles: int, num_iterations: int, 
     r"""Particle Gibbs over whole reasoning chains with PRM potentials (Puri et al. 2025).
 
     Iterates conditional SMC sweeps (see the module documentation) on the target
-    :math:`\pi(x) \propto q(x) \prod_{t \le K(x)} G_t(x_{1:t})`, :math:`G_t` the odds of the
-    reward's prefix score to the power :math:`1/\tau`.
+    :math:`\pi(x) \propto q(x) \prod_{t \le T} G_{\min(t, K(x))}(x)` (``finished=absorbing``, the
+    default; :math:`\prod_{t \le K(x)} G_t` with ``factor_one``), :math:`G_t` the odds of the
+    reward's prefix score to the power :math:`1/\tau`: the particle filter's target.
 
     Parameters
     ----------

@@ -11,7 +11,7 @@ program's sampler :math:`q`; the move is accepted with probability :math:`\min(1
         + \sum_{i \ge j} \log q(x_i) - \sum_{i \ge j} \log q(x'_i) + \log K - \log K' .
 
 The per-step :math:`\log p`, :math:`\log q` and step boundaries ride in the chain state (a
-:class:`~ppl.scaling.paths.PathRecord`), so nothing is re-scored; a generation and a proposal
+:class:`~ppl.lm.paths.PathRecord`), so nothing is re-scored; a generation and a proposal
 are the engine's loop, the MH steps :func:`ppl.mcmc.chain.run_chain`. Derivations:
 ``docs/scaling-methods.md``.
 """
@@ -33,7 +33,7 @@ from ppl.mcmc.chain import mh_accept, run_chain
 from ppl.scaling.aggregate import SELECT_RULES
 from ppl.scaling.compute import Compute, token_counter
 from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
-from ppl.scaling.paths import empty_record, record_step, step_mask, truncate
+from ppl.lm.paths import empty_record, record_step, step_mask, truncate
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 from ppl.smc.base import Collector

@@ -1,5 +1,5 @@
-r"""Whole generations with their step structure, for the MCMC methods (particle Gibbs, parallel
-tempering, power sampling).
+r"""Whole generations with their step structure, for MCMC over LM states (particle Gibbs,
+parallel tempering and power sampling in :mod:`ppl.scaling`).
 
 An MCMC method over generations needs, for each step :math:`i` of a generation, where it ends in
 the buffer, its log-probability under the LM and under the sampler, and (particle Gibbs) the

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 
 import jax
 import numpy as np
@@ -24,8 +23,7 @@ from ppl_models.scaling.judge_selection import (
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "judge_selection.png"),
-                    help="PNG to write (default: judge_selection.png in the temp dir)")
+    ap.add_argument("--out", default=None, help="PNG to write (default: none; the numbers are printed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--datasets", type=int, default=256, help="training sets per curve")
     ap.add_argument("--test", type=int, default=32, help="test inputs per training set")
@@ -83,8 +81,9 @@ def main(argv=None) -> int:
     print(f"  optimal T = {topt.value:.3g} [{topt.ci_low:.3g}, {topt.ci_high:.3g}], "
           f"E={topt.error:.4f} (T=0: {sweep.error[0, 1]:.4f}, T=inf: {sweep.error[-1, 1]:.4f})")
 
-    _plot(args.out, teacher, fit, mis, sweep, topt, k_temp, rho_t)
-    print(f"\nplot: {args.out}")
+    if args.out:
+        _plot(args.out, teacher, fit, mis, sweep, topt, k_temp, rho_t)
+        print(f"\nplot: {args.out}")
     return 0
 
 

@@ -46,7 +46,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run inference-time scaling methods (best-of-N, voting, beam search, DVTS, particle filtering, "
         "particle Gibbs, power sampling, ...) at several budgets on the bundled arithmetic task; print "
-        "accuracy with 95%% intervals and compute; write a JSON file and a plot.")
+        "accuracy with 95% intervals and compute; write a JSON file and a plot.")
     parser.add_argument("--quick", action="store_true",
                         help=f"a small run: {QUICK['num_problems']} problems, budgets "
                              f"{','.join(map(str, QUICK['budgets']))} (under 3 minutes on 2 CPU cores)")

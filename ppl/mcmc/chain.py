@@ -19,7 +19,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["run_chain", "mh_accept", "swap_log_ratio", "swap_neighbours"]
+__all__ = ["run_chain", "accept_given", "mh_accept", "swap_log_ratio", "swap_neighbours"]
 
 
 def run_chain(kernel: Callable, state: Any, key: jax.Array, num_iterations: int):
@@ -29,10 +29,17 @@ def run_chain(kernel: Callable, state: Any, key: jax.Array, num_iterations: int)
     return jax.lax.scan(lambda s, xs: kernel(xs[0], s, xs[1]), state, (jax.random.split(key, n), jnp.arange(n)))
 
 
+def accept_given(u: jax.Array, log_ratio: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""``(accept, prob)`` of a Metropolis–Hastings move given its uniform ``u``:
+    ``log u < log_ratio``, and :math:`\min(1, e^{\log a})`; a NaN ratio is a rejection."""
+    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+    return jnp.log(u) < log_ratio, jnp.exp(jnp.minimum(log_ratio, 0.0))
+
+
 def mh_accept(key: jax.Array, log_ratio: jax.Array) -> jax.Array:
     r"""Metropolis–Hastings acceptance: ``log U < log_ratio`` with :math:`U \sim \mathcal U(0, 1)`
     of the shape of ``log_ratio`` (accepted with probability :math:`\min(1, e^{\log a})`)."""
-    return jnp.log(jax.random.uniform(key, jnp.shape(log_ratio))) < log_ratio
+    return accept_given(jax.random.uniform(key, jnp.shape(log_ratio)), log_ratio)[0]
 
 
 def swap_log_ratio(phi_k, phi_k1, temperature_k, temperature_k1):

@@ -47,6 +47,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ppl.core.trees import select_rows
+from ppl.mcmc.chain import accept_given
+
 __all__ = [
     "RWMH",
     "HMC",
@@ -76,13 +79,6 @@ class KernelInfo(NamedTuple):
     is_accepted: jax.Array
 
 
-def _mh_accept(u, log_ratio):
-    """Return ``(accept, prob)`` for log acceptance ratio ``log_ratio`` and the uniform ``u``;
-    NaN means reject."""
-    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-    prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-    return jnp.log(u) < log_ratio, prob
-
 
 def _noise(key, shape, dtype):
     """Gaussian noise of ``shape`` and one acceptance uniform per leading row (or a scalar)."""
@@ -90,9 +86,6 @@ def _noise(key, shape, dtype):
     return (jax.random.normal(k_eps, shape, dtype),
             jax.random.uniform(k_u, shape[:-1], dtype))
 
-
-def _select(pred, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,8 +151,8 @@ class RWMH:
         else:
             delta = params.scale @ eps
         proposal = RWMH.init(state.position + delta, logdensity_fn)
-        accept, prob = _mh_accept(u, proposal.logdensity - state.logdensity)
-        return _select(accept, proposal, state), KernelInfo(prob, accept)
+        accept, prob = accept_given(u, proposal.logdensity - state.logdensity)
+        return select_rows(accept, proposal, state), KernelInfo(prob, accept)
 
     def step_batch(self, key, states: RWMHState, logdensity_fn: LogDensityFn, params: RWMHParams):
         """:meth:`step` for every particle of ``states`` (leaves ``[N, ...]``), with one key."""
@@ -330,8 +323,8 @@ class HMC:
         new, p1 = jax.lax.fori_loop(0, int(self.num_integration_steps), leapfrog, (state, p0))
         log_ratio = (new.logdensity - kinetic(p1)) - (state.logdensity - kinetic(p0))
         log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-        accept, prob = _mh_accept(u, log_ratio)
-        return _select(accept, new, state), KernelInfo(prob, accept)
+        accept, prob = accept_given(u, log_ratio)
+        return select_rows(accept, new, state), KernelInfo(prob, accept)
 
     def step_batch(self, key, states: HMCState, logdensity_fn: LogDensityFn, params: HMCParams):
         """:meth:`step` for every particle of ``states`` (leaves ``[N, ...]``), with one key."""

@@ -8,7 +8,7 @@ from ppl.lm import potentials
 from ppl.lm.potentials import Potential, constraint, on_prefix, product, twist, when_finished
 from ppl.lm.program import LMProgram, LMStep, prompt_state
 from ppl.lm.sampling import StepConfig, process_logits, sample_step, score_step
-from ppl.lm.state import LMState, pad_prompt, prefill, step_tokens, text_of
+from ppl.lm.state import LMState, generated, pad_prompt, prefill, step_tokens, text_of
 
 __all__ = [
     "LMProgram",
@@ -17,6 +17,7 @@ __all__ = [
     "Potential",
     "StepConfig",
     "constraint",
+    "generated",
     "on_prefix",
     "pad_prompt",
     "potentials",

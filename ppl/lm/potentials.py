@@ -51,11 +51,13 @@ __all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist",
 class Potential:
     """A log-potential ``(prev, state) -> log G`` for one particle; ``a * b`` adds the logs."""
 
-    def __init__(self, fn: Callable, name: str = "potential"):
+    def __init__(self, fn: Callable, name: str = "potential", horizons=()):
         if not callable(fn):
             raise TypeError(f"potential: expected a callable (prev, state) -> log G, got {type(fn).__name__}")
         self.fn = fn
         self.name = name
+        #: the ``max_steps`` of every :func:`when_finished` inside: a program checks them against its own
+        self.horizons = frozenset(int(h) for h in horizons)
 
     def __call__(self, prev: LMState, state: LMState):
         return jnp.asarray(self.fn(prev, state), jnp.float32)
@@ -75,8 +77,8 @@ class MemoryPotential(Potential):
     memory. Called as a plain potential it returns ``log G`` only.
     """
 
-    def __init__(self, update: Callable, memory0, name: str = "potential"):
-        super().__init__(lambda prev, state: update(prev, state)[0], name)
+    def __init__(self, update: Callable, memory0, name: str = "potential", horizons=()):
+        super().__init__(lambda prev, state: update(prev, state)[0], name, horizons)
         self.update = update
         self.memory0 = memory0
 
@@ -91,18 +93,19 @@ def product(*potentials) -> Potential:
     if not ps:
         raise ValueError("product: needs at least one potential")
     name = " * ".join(p.name for p in ps)
+    horizons = frozenset().union(*(p.horizons for p in ps))
     with_memory = [p for p in ps if isinstance(p, MemoryPotential)]
     if len(with_memory) > 1:
         raise ValueError(f"product: at most one potential may keep a memory, got {len(with_memory)} ({name})")
     if not with_memory:
-        return Potential(lambda prev, state: sum(p(prev, state) for p in ps), name)
+        return Potential(lambda prev, state: sum(p(prev, state) for p in ps), name, horizons)
     mem, rest = with_memory[0], [p for p in ps if p is not with_memory[0]]
 
     def update(prev, state):
         log_g, memory = mem.update(prev, state)
         return log_g + sum(p(prev, state) for p in rest), memory
 
-    return MemoryPotential(update, mem.memory0, name)
+    return MemoryPotential(update, mem.memory0, name, horizons)
 
 
 def on_prefix(score: Callable[[LMState], jnp.ndarray]) -> Potential:
@@ -138,7 +141,7 @@ def when_finished(potential, max_steps: int) -> Potential:
         finished = state.done | (state.num_steps >= max_steps)
         return jnp.where(finished, inner(prev, state), 0.0)
 
-    return Potential(fn, f"when_finished({inner.name})")
+    return Potential(fn, f"when_finished({inner.name})", inner.horizons | {int(max_steps)})
 
 
 def from_score(score: Callable[[LMState], jnp.ndarray], kind: str = "prefix",

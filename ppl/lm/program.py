@@ -115,14 +115,23 @@ class LMProgram:
                          temperature=temperature, top_k=top_k, top_p=top_p)
         if max_length is None:
             max_length = len(prompt) + int(max_steps) * cfg.max_step_tokens + 1
-        padded, length = pad_prompt(prompt, max_length=max_length)
+        padded, length = pad_prompt(prompt, max_length=max_length, vocab_size=lm.vocab_size)
         if frozen is not None and not callable(frozen):
             raise TypeError(f"frozen: expected a callable x -> bool[N] or None, got {type(frozen).__name__}")
         self.lm, self.config, self.max_length = lm, cfg, int(max_length)
-        self.potential = None if potential is None else _as_potential(potential)
-        self.correct_proposal, self.frozen = bool(correct_proposal), frozen
         self.num_steps = check_int("max_steps", max_steps, 1)
+        self.potential = None if potential is None else self._checked(_as_potential(potential))
+        self.correct_proposal, self.frozen = bool(correct_proposal), frozen
         self.data = {"params": lm.params, "prompt": padded, "prompt_length": length}
+
+    def _checked(self, potential):
+        """``potential``, if every :func:`~ppl.lm.potentials.when_finished` in it has this
+        program's horizon (another ``max_steps`` would silently skip the final potential)."""
+        other = sorted(h for h in getattr(potential, "horizons", ()) if h != self.num_steps)
+        if other:
+            raise ValueError(f"potential: when_finished(..., max_steps={other[0]}) in {potential.name} does not match "
+                             f"the program's max_steps={self.num_steps}; pass max_steps={self.num_steps}")
+        return potential
 
     def static_key(self) -> tuple:
         return (type(self), self.lm, self.config, self.potential, self.max_length, self.correct_proposal,
@@ -140,7 +149,7 @@ class LMProgram:
 
     def with_prompt(self, prompt) -> "LMProgram":
         """The same program on another prompt (no recompilation if it fits the padded length)."""
-        padded, length = pad_prompt(prompt, max_length=self.max_length)
+        padded, length = pad_prompt(prompt, max_length=self.max_length, vocab_size=self.lm.vocab_size)
         width = self.data["prompt"].shape[0]
         if padded.shape[0] <= width:
             padded = jnp.zeros((width,), jnp.int32).at[:padded.shape[0]].set(padded)
@@ -152,7 +161,7 @@ class LMProgram:
         ``correct_proposal``. The scaling methods build their models this way, with
         ``correct_proposal=False``: they target the sampler :math:`q` times the reward's
         potentials, as the reference implementations do."""
-        pot = None if potential is None else _as_potential(potential)
+        pot = None if potential is None else self._checked(_as_potential(potential))
         fields = {"potential": pot, "frozen": frozen}
         if correct_proposal is not None:
             fields["correct_proposal"] = bool(correct_proposal)
@@ -227,7 +236,7 @@ class LMProgram:
 def prompt_state(lm, prompt, max_length: int, params=None) -> LMState:
     """The state of one particle that has read ``prompt`` (the ``init`` of a step program)."""
     check_lm(lm)
-    padded, length = pad_prompt(prompt, max_length=max_length)
+    padded, length = pad_prompt(prompt, max_length=max_length, vocab_size=lm.vocab_size)
     return prefill(lm, lm.params if params is None else params, padded, length, int(max_length))
 
 

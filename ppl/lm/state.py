@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LMState", "check_lm", "pad_prompt", "prefill", "step_tokens", "text_of"]
+__all__ = ["LMState", "check_lm", "generated", "pad_prompt", "prefill", "step_tokens", "text_of"]
 
 
 class LMState(NamedTuple):
@@ -84,13 +84,20 @@ def check_lm(lm) -> None:
             "(see ppl.lm.state)")
 
 
-def pad_prompt(prompt, multiple: int = 16, max_length=None):
+def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None):
     """``(padded int32[P_pad], length)``: the prompt padded with zeros to a multiple of ``multiple``
     (capped at ``max_length``).
 
     Programs take the padded prompt as traced data, so prompts of similar length share one
-    compiled program.
+    compiled program. With ``vocab_size``, a token id outside ``[0, vocab_size)`` is an error (an
+    embedding lookup would silently clip it).
     """
+    if vocab_size is not None and not isinstance(prompt, jax.core.Tracer):
+        ids = np.asarray(prompt)
+        bad = np.flatnonzero((ids < 0) | (ids >= int(vocab_size))) if ids.ndim == 1 else []
+        if len(bad):
+            raise ValueError(f"prompt: token id {int(ids[bad[0]])} at position {int(bad[0])} is outside the LM's "
+                             f"vocabulary [0, {int(vocab_size)})")
     prompt = jnp.asarray(prompt, jnp.int32)
     if prompt.ndim != 1 or prompt.shape[0] < 1:
         raise ValueError(f"prompt: expected a non-empty 1-d array of token ids, got shape {prompt.shape}")
@@ -124,6 +131,14 @@ def prefill(lm, params, prompt_padded, prompt_length, max_length: int) -> LMStat
                    num_steps=jnp.asarray(0, jnp.int32), step_start=jnp.asarray(prompt_length, jnp.int32),
                    prompt_length=jnp.asarray(prompt_length, jnp.int32), done=jnp.asarray(False),
                    step_log_p=zero, step_log_q=zero)
+
+
+def generated(state: LMState) -> jax.Array:
+    """``bool[L]``: which buffer positions of one particle hold generated tokens (the prompt, the
+    padding and the free tail excluded). Potentials that count tokens read ``state.tokens`` through
+    it: the prompt may hold the same ids, and the padding id 0 may be a real token."""
+    idx = jnp.arange(state.tokens.shape[-1])
+    return (idx >= state.prompt_length) & (idx < state.length)
 
 
 def step_tokens(state: LMState) -> np.ndarray:

@@ -94,11 +94,18 @@ def setup(parser: argparse.ArgumentParser) -> None:
                              "one-problem program; B > 1 vmaps B problems per device, for accelerators that one "
                              "problem does not fill; slower on CPU, and may round differently in the last bits)")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", default="ppl-scale", help="folder for scale.json and scale.png (default ./ppl-scale)")
+    parser.add_argument("--out", default="ppl-scale",
+                        help="folder for scale.json, scale.png and samples.jsonl, one line per problem x method x "
+                             "budget, streamed as problems finish (default ./ppl-scale)")
     parser.add_argument("--json", default=None, metavar="PATH", help="JSON path (default OUT/scale.json)")
     parser.add_argument("--plot", default=None, metavar="PATH", help="PNG path (default OUT/scale.png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plot")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run recorded in OUT/samples.jsonl (same options): its finished problems "
+                             "are not run again, and the final JSON equals an uninterrupted run's (timings aside)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing OUT/samples.jsonl, JSON or plot (default: refuse, before any compute)")
     parser.add_argument("--from-json", default=None, metavar="PATH",
                         help="run nothing: re-print the table and re-draw the plot of a saved scale.json")
     parser.set_defaults(func=run)
@@ -152,8 +159,56 @@ def _replot(args) -> int:
     return 0
 
 
+def _config_json(cfg) -> dict:
+    import dataclasses
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+#: Options that change how a run is spread over devices, not its numbers (with one problem per device).
+_LAYOUT = ("devices", "problems_per_device")
+
+
+def _read_samples(path, cfg) -> list:
+    """The records of ``samples.jsonl`` (a torn last line, from an interrupted write, is dropped),
+    after checking that they were written with ``cfg``."""
+    import json
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):
+                break
+            raise ValueError(f"--resume: {path} line {n}: not JSON") from None
+    head = records[0] if records else {}
+    if head.get("kind") != "config":
+        raise ValueError(f"--resume: {path} does not start with the run's configuration")
+    want, got = _config_json(cfg), head["config"]
+    diff = sorted(k for k in set(want) | set(got) if k not in _LAYOUT and want.get(k) != got.get(k))
+    if diff:
+        raise ValueError(f"--resume: {path} was written with other options ({', '.join(diff)}: "
+                         f"{', '.join(f'{got.get(k)!r}' for k in diff)}); resume with those, or start over with "
+                         "--overwrite")
+    return records[1:]
+
+
+def _checkpoint_folders(cfg) -> list:
+    from ppl_models import bundled
+
+    folders = [cfg.checkpoint or bundled.LM_DIR]
+    if cfg.prm in ("learned", "noisy"):
+        folders += [cfg.prm_checkpoint or bundled.PRM_DIR, cfg.prm_features_lm or bundled.VERIFIER_DIR]
+    return folders
+
+
 def run(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
+
+    from ppl_models.outputs import OutputError, check_output, run_meta, write_text_atomic
 
     if getattr(args, "from_json", None):
         return _replot(args)
@@ -166,18 +221,50 @@ def run(args: argparse.Namespace) -> int:
         path = getattr(args, name)
         if path is not None and not Path(path).is_dir():
             return _err(f"--{name.replace('_', '-')} {path}: not a folder")
-    from ppl_models.scale.job import run_scale
+    resume, overwrite = bool(getattr(args, "resume", False)), bool(getattr(args, "overwrite", False))
+    out = Path(args.out)
+    samples = out / "samples.jsonl"
+    prior = []
+    try:  # every output path, before any compute
+        json_path = check_output(args.json or out / "scale.json", "--json", overwrite=overwrite or resume)
+        png_path = None if args.no_plot else check_output(args.plot or out / "scale.png", "--plot",
+                                                          overwrite=overwrite or resume)
+        if resume:
+            if not samples.is_file():
+                return _err(f"--resume: no {samples} to continue (run without --resume first)")
+            prior = _read_samples(samples, cfg)
+        else:
+            check_output(samples, "--out", overwrite=overwrite)
+    except (OutputError, ValueError) as e:
+        return _err(str(e))
+    from ppl_models.scale.job import complete_problems, run_scale
     from ppl_models.scale.report import format_table, plot, write_json
 
-    try:
-        res = run_scale(cfg, progress=not args.quiet)
-    except (OSError, ValueError) as e:
-        return _err(str(e))
+    done = complete_problems(cfg, prior)
+    head = {"kind": "config", "config": _config_json(cfg)}
+    # Keep the finished problems only (a problem cut short is run again), then append as problems finish.
+    write_text_atomic(samples, "".join(json.dumps(r) + "\n" for r in [head] + [r for v in done.values() for r in v]))
+    kept = [len(done)]
+
+    with open(samples, "a", encoding="utf-8") as fh:
+        def stream(records):
+            fh.write("".join(json.dumps(r) + "\n" for r in records))
+            fh.flush()
+            kept[0] += sum(r["kind"] == "pool" for r in records)
+
+        try:
+            res = run_scale(cfg, progress=not args.quiet, done=[r for v in done.values() for r in v],
+                            on_problems=stream)
+        except KeyboardInterrupt:
+            print(f"\nppl scale: interrupted; {kept[0]} of {cfg.num_problems} problems are kept in {samples}; "
+                  "run the same command with --resume to continue", file=sys.stderr)
+            return 130
+        except (OSError, ValueError) as e:
+            return _err(str(e))
     print(format_table(res))
-    out = Path(args.out)
-    json_path = write_json(res, args.json or out / "scale.json")
-    print(f"\nwrote {json_path}")
-    if not args.no_plot:
-        png = plot(res, args.plot or out / "scale.png")
-        print(f"wrote {png}")
+    meta = run_meta(_checkpoint_folders(cfg), _config_json(cfg))
+    print(f"\nwrote {write_json(res, json_path, meta=meta)}")
+    print(f"wrote {samples}")
+    if png_path is not None:
+        print(f"wrote {plot(res, png_path)}")
     return 0

@@ -51,7 +51,8 @@ import numpy as np
 from ppl import scaling
 from ppl.scaling.particle_filter import SELECTS, WEIGHTINGS
 
-__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "ScaleConfig", "ScaleResults", "run_scale", "wilson"]
+__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "ScaleConfig", "ScaleResults", "run_scale", "wilson",
+           "complete_problems", "expected_cells", "results_from_records"]
 
 #: The methods ``ppl scale`` offers, each a :class:`ppl.scaling.MethodSpec` (by name or alias); the
 #: order fixes each method's key (``fold_in(key, 1 + index)``).
@@ -270,106 +271,77 @@ def _run_method(name: str, cfg: ScaleConfig, programs, rewards, answer_fn, budge
                      **options) for program, reward, key in zip(programs, rewards, keys)]
 
 
-def _new_curve() -> MethodCurve:
-    return MethodCurve([], [], [], [], [], [], [])
+def _jsonable(x):
+    """A JSON value for an answer (numbers, strings, None as they are; tuples as lists; else repr)."""
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    if isinstance(x, (tuple, list)):
+        return [_jsonable(v) for v in x]
+    return repr(x)
 
 
-def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
-              log: Optional[Callable[[str], None]] = None) -> ScaleResults:
-    """Run ``cfg.methods`` × ``cfg.budgets`` on ``cfg.num_problems`` test problems.
+def _cell(i: int, m: str, b: int, res, problem, seconds: float, tokenizer) -> dict:
+    """One problem × method × budget as a plain record (a line of ``samples.jsonl``)."""
+    correct = res.answer is not None and res.answer == problem.answer
+    text = None
+    if res.selected >= 0:
+        ids = res.generations()[res.selected]
+        text = tokenizer.decode(ids) if tokenizer is not None else ids
+    score = float(res.scores[res.selected]) if res.selected >= 0 else float("nan")
+    comp = res.compute
+    return {"kind": "cell", "problem": i, "method": m, "budget": int(b), "correct": bool(correct),
+            "answer": _jsonable(res.answer), "reference": _jsonable(problem.answer), "text": text,
+            "score": score if math.isfinite(score) else None, "generated_tokens": int(comp.generated_tokens),
+            "lm_forward_tokens": int(comp.lm_forward_tokens), "prm_calls": int(comp.prm_calls),
+            "flops": float(comp.flops), "seconds": float(seconds)}
 
-    With ``cfg.devices = 0`` problems run one by one; with ``cfg.devices = D`` they run
-    ``D * cfg.problems_per_device`` at a time, data-parallel over the first ``D`` devices (see
-    the module doc). The progress bar advances by one problem-run, a whole batch at a time.
-    """
-    from ppl_models.train.prm import auc
 
+def expected_cells(cfg: ScaleConfig) -> set:
+    """The ``(method, budget)`` cells of one problem: every budget a method can use."""
+    from ppl import scaling
+
+    settings = _settings(cfg)
+    return {(m, b) for m in cfg.methods for b in cfg.budgets
+            if m in POOL_METHODS or scaling.spec(m).at(b, settings) is not None}
+
+
+def complete_problems(cfg: ScaleConfig, records) -> dict:
+    """``{problem: its records}`` of the problems whose pool line and every expected cell are in
+    ``records`` (a later line for the same cell replaces an earlier one)."""
+    want = expected_cells(cfg)
+    by_problem: dict = {}
+    for r in records:
+        if r.get("kind") in ("pool", "cell"):
+            key = "pool" if r["kind"] == "pool" else (r["method"], r["budget"])
+            by_problem.setdefault(int(r["problem"]), {})[key] = r
+    return {i: list(d.values()) for i, d in by_problem.items()
+            if "pool" in d and want <= set(d) and 0 <= i < cfg.num_problems}
+
+
+def results_from_records(cfg: ScaleConfig, records, seconds: float) -> ScaleResults:
+    """:class:`ScaleResults` from the per-problem records of every problem (in any order): sums
+    over problems taken in problem order, so a resumed run gives an uninterrupted run's numbers."""
     cfg = cfg.validate()
-    t_start = time.perf_counter()
-    s = _setup(cfg)
-    root = jax.random.key(cfg.seed)
-    pool_methods = [m for m in cfg.methods if m in POOL_METHODS]
-    run_methods = [m for m in cfg.methods if m in RUN_METHODS]
-    max_b = max(cfg.budgets)
-    mesh = scaling.prompt_mesh(cfg.devices) if cfg.devices else None
-    group = cfg.devices * cfg.problems_per_device if cfg.devices else 1
-    # Per method and budget: sums over problems.
+    n = cfg.num_problems
+    pools = {int(r["problem"]): r for r in records if r["kind"] == "pool"}
+    if sorted(pools) != list(range(n)):
+        raise ValueError(f"records: expected the pool line of problems 0..{n - 1}, got {sorted(pools)}")
+    cells = sorted((r for r in records if r["kind"] == "cell"), key=lambda r: r["problem"])
     sums = {m: {b: None for b in cfg.budgets} for m in cfg.methods}
     secs = {m: {b: 0.0 for b in cfg.budgets} for m in cfg.methods}
-    cov_correct = {b: 0 for b in cfg.budgets}
     solved = {m: {b: [] for b in cfg.budgets} for m in cfg.methods}
-    pool_success = []
-    reward_auc = []
-    tokens_per_rollout = []
-    total = len(s.problems) * (1 + sum(len(cfg.budgets) for _ in run_methods))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="ppl scale", unit="run", dynamic_ncols=True)
-
-    def record(m, b, res, problem, seconds):
-        correct = res.answer is not None and res.answer == problem.answer
-        solved[m][b].append(int(correct))
-        comp = res.compute
-        row = np.array([float(correct), comp.generated_tokens, comp.lm_forward_tokens, comp.prm_calls, comp.flops])
+    for r in cells:
+        m, b = r["method"], r["budget"]
+        row = np.array([float(r["correct"]), r["generated_tokens"], r["lm_forward_tokens"], r["prm_calls"],
+                        r["flops"]])
         sums[m][b] = row if sums[m][b] is None else sums[m][b] + row
-        secs[m][b] += seconds
-
-    for start in range(0, len(s.problems), group):
-        idx = range(start, min(start + group, len(s.problems)))
-        problems = [s.problems[i] for i in idx]
-        programs = [s.program.with_prompt(s.prompts[i]) for i in idx]
-        rewards = [s.reward_for(p) for p in problems]
-        keys = [jax.random.fold_in(root, i) for i in idx]
-        where = (f"problem {start + 1}/{len(s.problems)}" if len(idx) == 1
-                 else f"problems {start + 1}-{idx[-1] + 1}/{len(s.problems)}")
-        # One pool of rollouts per problem, shared by the selection methods and the coverage line.
-        t0 = time.perf_counter()
-        pool_keys = [jax.random.fold_in(k, 0) for k in keys]
-        if mesh is None:
-            pools = [scaling.rollouts(p, max_b, key=k, reward=r) for p, k, r in zip(programs, pool_keys, rewards)]
-        else:
-            pools = scaling.batched(scaling.rollouts, programs, max_b, keys=pool_keys, reward=rewards, mesh=mesh,
-                                    problems_per_device=cfg.problems_per_device)
-        t_pool = (time.perf_counter() - t0) / len(idx)
-        for problem, pool in zip(problems, pools):
-            answers = [s.answer_fn(g) for g in scaling.generations(pool.particles)]
-            right = np.array([a is not None and a == problem.answer for a in answers])
-            tokens_per_rollout.append(float(np.mean(np.asarray(pool.generated_tokens))))
-            pool_success.append(float(np.mean(right)))
-            scores = np.asarray(pool.scores, np.float64)
-            mixed = right.any() and not right.all() and not np.isnan(scores).any()
-            reward_auc.append(auc(scores, right) if mixed else None)
-            for b in cfg.budgets:
-                cov_correct[b] += int(right[:b].any())
-            for m in pool_methods:
-                for b in cfg.budgets:
-                    t0 = time.perf_counter()
-                    res = scaling.spec(m).from_pool(pool, b, s.answer_fn, _settings(cfg))
-                    record(m, b, res, problem, time.perf_counter() - t0 + t_pool * b / max_b)
-        if bar is not None:
-            bar.update(len(idx))
-        for m in run_methods:
-            mkeys = [jax.random.fold_in(k, 1 + METHODS.index(m)) for k in keys]
-            for b in cfg.budgets:
-                t0 = time.perf_counter()
-                results = _run_method(m, cfg, programs, rewards, s.answer_fn, b,
-                                      [jax.random.fold_in(k, b) for k in mkeys], mesh)
-                if results is not None:
-                    seconds = (time.perf_counter() - t0) / len(idx)
-                    for problem, res in zip(problems, results):
-                        record(m, b, res, problem, seconds)
-                if bar is not None:
-                    bar.update(len(idx))
-                    bar.set_postfix_str(f"{where} {m} B={b}")
-    if bar is not None:
-        bar.close()
-
-    n = len(s.problems)
+        secs[m][b] += r["seconds"]
+        solved[m][b].append(int(r["correct"]))
     curves = {}
     for m in cfg.methods:
-        c = _new_curve()
+        c = MethodCurve([], [], [], [], [], [], [])
         for b in cfg.budgets:
             row = sums[m][b]
             if row is None:
@@ -382,7 +354,139 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
             c.flops.append(row[4] / n)
             c.seconds.append(secs[m][b])
         curves[m] = c
-    coverage = {"budgets": list(cfg.budgets), "correct": [cov_correct[b] for b in cfg.budgets]}
+    order = [pools[i] for i in range(n)]
+    coverage = {"budgets": list(cfg.budgets),
+                "correct": [sum(p["covered"][j] for p in order) for j in range(len(cfg.budgets))]}
     solved = {m: {b: v for b, v in d.items() if len(v) == n} for m, d in solved.items()}
-    return ScaleResults(cfg, n, curves, coverage, float(np.mean(tokens_per_rollout)),
-                        time.perf_counter() - t_start, pool_success, solved, reward_auc)
+    return ScaleResults(cfg, n, curves, coverage, float(np.mean([p["tokens_per_rollout"] for p in order])),
+                        seconds, [p["pool_success"] for p in order], solved, [p["reward_auc"] for p in order])
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise a plain line at most every 10% or 60 s, with an ETA
+    from the rate after the first problem (which includes compilation)."""
+
+    def __init__(self, total: int, enabled: bool):
+        import sys
+
+        self.total, self.done, self.bar, self.enabled = total, 0, None, enabled
+        self.t0 = self.t_first = self.t_last = time.perf_counter()
+        self.first_done = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="ppl scale", unit="run", dynamic_ncols=True)
+
+    def update(self, k: int, where: str = "") -> None:
+        import sys
+
+        self.done += k
+        if self.bar is not None:
+            self.bar.update(k)
+            self.bar.set_postfix_str(where)
+            return
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.first_done is None:
+            self.first_done, self.t_first = self.done, now
+        step = max(1, self.total // 10)
+        if self.done < self.total and now - self.t_last < 60 and self.done // step == (self.done - k) // step:
+            return
+        self.t_last = now
+        eta = ""
+        if self.done > self.first_done:
+            rate = (self.done - self.first_done) / (now - self.t_first)
+            eta = f", about {(self.total - self.done) / rate:.0f} s left"
+        print(f"ppl scale: {self.done}/{self.total} runs, {now - self.t0:.0f} s{eta} {where}".rstrip(),
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
+              log: Optional[Callable[[str], None]] = None, done=(),
+              on_problems: Optional[Callable[[list], None]] = None) -> ScaleResults:
+    """Run ``cfg.methods`` × ``cfg.budgets`` on ``cfg.num_problems`` test problems.
+
+    The computation yields plain records, one per problem (its rollout pool: coverage, pass@1,
+    the reward's AUC) and one per problem × method × budget (:func:`results_from_records` sums
+    them); ``on_problems(records)`` receives each finished batch of problems' records (``ppl
+    scale`` streams them to ``samples.jsonl``), and ``done`` are the records of problems finished
+    by an earlier run (:func:`complete_problems`), which are not run again.
+
+    With ``cfg.devices = 0`` problems run one by one; with ``cfg.devices = D`` they run
+    ``D * cfg.problems_per_device`` at a time, data-parallel over the first ``D`` devices (see
+    the module doc). The progress bar advances by one problem-run, a whole batch at a time.
+    """
+    from ppl_models.train.prm import auc
+
+    cfg = cfg.validate()
+    t_start = time.perf_counter()
+    records = [r for rs in complete_problems(cfg, done).values() for r in rs]
+    finished = {int(r["problem"]) for r in records if r["kind"] == "pool"}
+    todo = [i for i in range(cfg.num_problems) if i not in finished]
+    s = _setup(cfg)
+    tokenizer = getattr(s, "tokenizer", None)
+    root = jax.random.key(cfg.seed)
+    pool_methods = [m for m in cfg.methods if m in POOL_METHODS]
+    run_methods = [m for m in cfg.methods if m in RUN_METHODS]
+    max_b = max(cfg.budgets)
+    mesh = scaling.prompt_mesh(cfg.devices) if cfg.devices else None
+    group = cfg.devices * cfg.problems_per_device if cfg.devices else 1
+    bar = _Progress(len(todo) * (1 + len(cfg.budgets) * len(run_methods)), progress)
+    try:
+        for start in range(0, len(todo), group):
+            idx = todo[start:start + group]
+            problems = [s.problems[i] for i in idx]
+            programs = [s.program.with_prompt(s.prompts[i]) for i in idx]
+            rewards = [s.reward_for(p) for p in problems]
+            keys = [jax.random.fold_in(root, i) for i in idx]
+            where = (f"problem {idx[0] + 1}/{len(s.problems)}" if len(idx) == 1
+                     else f"problems {idx[0] + 1}-{idx[-1] + 1}/{len(s.problems)}")
+            new: list = []
+            # One pool of rollouts per problem, shared by the selection methods and the coverage line.
+            t0 = time.perf_counter()
+            pool_keys = [jax.random.fold_in(k, 0) for k in keys]
+            if mesh is None:
+                pools = [scaling.rollouts(p, max_b, key=k, reward=r) for p, k, r in zip(programs, pool_keys, rewards)]
+            else:
+                pools = scaling.batched(scaling.rollouts, programs, max_b, keys=pool_keys, reward=rewards, mesh=mesh,
+                                        problems_per_device=cfg.problems_per_device)
+            t_pool = (time.perf_counter() - t0) / len(idx)
+            for i, problem, pool in zip(idx, problems, pools):
+                answers = [s.answer_fn(g) for g in scaling.generations(pool.particles)]
+                right = np.array([a is not None and a == problem.answer for a in answers])
+                scores = np.asarray(pool.scores, np.float64)
+                mixed = right.any() and not right.all() and not np.isnan(scores).any()
+                new.append({"kind": "pool", "problem": i, "prompt": problem.prompt,
+                            "tokens_per_rollout": float(np.mean(np.asarray(pool.generated_tokens))),
+                            "pool_success": float(np.mean(right)),
+                            "reward_auc": auc(scores, right) if mixed else None,
+                            "covered": [int(right[:b].any()) for b in cfg.budgets]})
+                for m in pool_methods:
+                    for b in cfg.budgets:
+                        t0 = time.perf_counter()
+                        res = scaling.spec(m).from_pool(pool, b, s.answer_fn, _settings(cfg))
+                        new.append(_cell(i, m, b, res, problem, time.perf_counter() - t0 + t_pool * b / max_b,
+                                         tokenizer))
+            bar.update(len(idx), where)
+            for m in run_methods:
+                mkeys = [jax.random.fold_in(k, 1 + METHODS.index(m)) for k in keys]
+                for b in cfg.budgets:
+                    t0 = time.perf_counter()
+                    results = _run_method(m, cfg, programs, rewards, s.answer_fn, b,
+                                          [jax.random.fold_in(k, b) for k in mkeys], mesh)
+                    if results is not None:
+                        seconds = (time.perf_counter() - t0) / len(idx)
+                        new += [_cell(i, m, b, res, problem, seconds, tokenizer)
+                                for i, problem, res in zip(idx, problems, results)]
+                    bar.update(len(idx), f"{where} {m} B={b}")
+            if on_problems is not None:
+                on_problems(new)
+            records += new
+    finally:
+        bar.close()
+    return results_from_records(cfg, records, time.perf_counter() - t_start)

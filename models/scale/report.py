@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
+from ppl_models.outputs import atomic_path, write_text_atomic
 from ppl_models.scale.job import ScaleResults, wilson
 
 __all__ = ["format_table", "write_json", "plot", "summary"]
@@ -100,14 +102,14 @@ def summary(res: ScaleResults, reference: str = "best_of_n", method: str = "part
     return out
 
 
-def write_json(res: ScaleResults, path) -> Path:
-    """Write :meth:`ScaleResults.to_json` (plus :func:`summary`) to ``path``."""
-    path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_json(res: ScaleResults, path, meta: Optional[dict] = None) -> Path:
+    """Write :meth:`ScaleResults.to_json` (plus :func:`summary`, and ``meta``:
+    :func:`ppl_models.outputs.run_meta`) to ``path``, atomically."""
     obj = res.to_json()
     obj["summary"] = summary(res)
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    return path
+    if meta is not None:
+        obj["meta"] = meta
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def plot(res: ScaleResults, path) -> Path:
@@ -143,6 +145,7 @@ def plot(res: ScaleResults, path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path

@@ -70,6 +70,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank-plot", metavar="PATH", help="write the rank-probability heatmap (PNG)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing --json / --plot / --rank-plot files (default: refuse, before any compute)")
     parser.set_defaults(func=run)
 
 
@@ -79,7 +81,23 @@ def _err(msg: str) -> int:
 
 
 def run(args) -> int:
-    """Handler of ``ppl rank``; returns the exit status."""
+    """Handler of ``ppl rank``; returns the exit status (130 after Ctrl-C, nothing written)."""
+    from ppl_models.outputs import OutputError, check_output
+
+    try:  # every output path, before any compute
+        for flag, path in (("--json", args.json), ("--plot", args.plot), ("--rank-plot", args.rank_plot)):
+            if path:
+                check_output(path, flag, overwrite=bool(getattr(args, "overwrite", False)))
+    except OutputError as e:
+        return _err(str(e))
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\nppl rank: interrupted; nothing written", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
     t0 = time.perf_counter()
     say = (lambda *a: None) if args.quiet else (lambda m: print(f"[{time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr))
     from ppl_models.judges.data import BattleLogError, aggregate, read_battles
@@ -278,13 +296,14 @@ def _run_other(args, models, say) -> int:
     if report is not None:
         print("# prior sensitivity of the ranking (judge-quality prior a_diag, a_off):")
         print(report.table())
+    from ppl_models.outputs import write_text_atomic
+
     if args.json:
         payload = ranking.to_dict()
         payload["input"] = args.input
         if report is not None:
             payload["prior_sensitivity"] = report.to_dict()
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(json.dumps(payload, indent=1, allow_nan=False) + "\n")
+        write_text_atomic(args.json, json.dumps(payload, indent=1, allow_nan=False) + "\n")
         say(f"wrote {args.json}")
     if args.plot:
         import matplotlib

@@ -185,8 +185,9 @@ class Ranking:
     def to_json(self, path: Optional[str] = None, **kw) -> str:
         s = json.dumps(self.to_dict(), allow_nan=False, **kw)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(s + "\n")
+            from ppl_models.outputs import write_text_atomic
+
+            write_text_atomic(path, s + "\n")
         return s
 
     # ------------------------------------------------------------------ ArviZ
@@ -268,7 +269,7 @@ class Ranking:
         ax.set_title("Posterior strengths (colours alternate between statistically tied groups)", fontsize=9)
         fig.tight_layout()
         if path:
-            fig.savefig(path, dpi=120)
+            _save(fig, path)
         return fig
 
     def plot_rank_heatmap(self, path: Optional[str] = None, ax=None, top: Optional[int] = None):
@@ -298,7 +299,7 @@ class Ranking:
         fig.colorbar(im, ax=ax, label="P(rank = k)")
         fig.tight_layout()
         if path:
-            fig.savefig(path, dpi=120)
+            _save(fig, path)
         return fig
 
 
@@ -407,3 +408,13 @@ def _rhat_ess(x):
     r = np.asarray(az.rhat(ds)["x"].values, float)
     e = np.asarray(az.ess(ds, method="bulk")["x"].values, float)
     return r, e
+
+
+def _save(fig, path) -> None:
+    """``fig`` to ``path``, atomically (the format from the suffix; PNG without one)."""
+    from pathlib import Path
+
+    from ppl_models.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")

@@ -37,6 +37,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="directory for PNG plots (default: RESULTS without suffix + "
                              "'_plots')")
     parser.add_argument("--no-plots", action="store_true", help="write no plots")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --json file or plots folder (default: refuse, before any compute)")
     parser.add_argument("--level", type=float, default=0.9,
                         help="probability of credible bands and of the pass@k interval "
                              "(default 0.9)")
@@ -402,8 +404,11 @@ def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, 
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
+    from ppl_models.outputs import atomic_path
+
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path
 
@@ -516,6 +521,22 @@ def run(args) -> int:
         print("ppl analyze: need --eps > 0, --value-correct > 0, --value-false-positive <= 0",
               file=sys.stderr)
         return 2
+    from ppl_models.outputs import OutputError, check_output, write_text_atomic
+
+    outdir = None if args.no_plots else (Path(args.plots) if args.plots else path.with_name(path.stem + "_plots"))
+    overwrite = bool(getattr(args, "overwrite", False))
+    try:  # every output path, before any compute
+        if args.json_path:
+            check_output(args.json_path, "--json", overwrite=overwrite)
+        if outdir is not None:
+            if outdir.exists() and not outdir.is_dir():
+                raise OutputError(f"--plots {outdir}: is a file; give a folder")
+            if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
+                raise OutputError(f"--plots {outdir}: exists and is not empty; pass --overwrite to replace its plots")
+            check_output(outdir / "plot.png", "--plots", overwrite=True)
+    except OutputError as e:
+        print(f"ppl analyze: {e}", file=sys.stderr)
+        return 2
     try:
         if path.suffix.lower() == ".json":
             kind = "scale"
@@ -527,16 +548,19 @@ def run(args) -> int:
     except InputError as e:
         print(f"ppl analyze: {e}", file=sys.stderr)
         return 2
-    if kind == "samples":
-        report, plots = analyze_samples(data, args)
-    else:
-        report, plots = analyze_scale(data, args, problems=problems)
-    if not args.no_plots:
-        outdir = Path(args.plots) if args.plots else path.with_name(path.stem + "_plots")
+    try:
+        if kind == "samples":
+            report, plots = analyze_samples(data, args)
+        else:
+            report, plots = analyze_scale(data, args, problems=problems)
+    except KeyboardInterrupt:
+        print("\nppl analyze: interrupted; nothing written", file=sys.stderr)
+        return 130
+    if outdir is not None:
         written = _plot(plots, outdir, kind)
         report["plots"] = [str(p) for p in written]
         print("\nplots: " + ", ".join(str(p) for p in written))
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(_jsonable(report), indent=1))
+        write_text_atomic(args.json_path, json.dumps(_jsonable(report), indent=1))
         print(f"JSON: {args.json_path}")
     return 0

@@ -27,6 +27,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
 
     d = TrainConfig()
     p.add_argument("--out", default="ppl-lm", help="output folder (default: ./ppl-lm)")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in a non-empty --out folder")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -62,6 +63,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--lm-features", action=argparse.BooleanOptionalAction, default=d2.lm_features,
                    help="read the features LM's token log-probabilities and entropies")
     q.add_argument("--out", default="ppl-prm", help="output folder (default: ./ppl-prm)")
+    q.add_argument("--overwrite", action="store_true", help="replace the checkpoint in a non-empty --out folder")
     q.add_argument("--seed", type=int, default=d2.seed)
     q.add_argument("--steps", type=int, default=d2.steps, help=f"optimizer steps (default {d2.steps})")
     q.add_argument("--problems", type=int, default=d2.problems_per_difficulty, help="train problems per difficulty")
@@ -88,11 +90,22 @@ def _err(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model == "lm":
-        return _run_lm(args)
-    if args.model == "prm":
-        return _run_prm(args)
-    return _err(f"unknown model {args.model!r}; expected 'lm' or 'prm'.")
+    """Handler of ``ppl train``: the output folder is checked before training (a non-empty one
+    is replaced only with ``--overwrite``); Ctrl-C exits 130 without a traceback."""
+    from pathlib import Path
+
+    if args.model not in ("lm", "prm"):
+        return _err(f"unknown model {args.model!r}; expected 'lm' or 'prm'.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _err(f"--out {out}: is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not getattr(args, "overwrite", False):
+        return _err(f"--out {out}: exists and is not empty; pass --overwrite to replace the checkpoint in it")
+    try:
+        return _run_lm(args) if args.model == "lm" else _run_prm(args)
+    except KeyboardInterrupt:
+        print(f"\nppl train: interrupted; no checkpoint written to {out}", file=sys.stderr)
+        return 130
 
 
 def _run_lm(args) -> int:

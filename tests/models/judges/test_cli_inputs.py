@@ -81,7 +81,9 @@ def test_responses_and_rankings_end_to_end(tmp_path, capsys):
     k = tmp_path / "k.csv"
     k.write_text("ranking,count\na>b>c,20\nb>c,10\na>c,10\nb>a>c,5\n")
     assert _run([str(k), "--input", "rankings", "--chains", "2", "--warmup", "150", "--samples", "150",
-                 "--json", str(out), "--quiet"]) == 0
+                 "--json", str(out), "--quiet"]) == 2  # refused before compute: the file exists
+    assert _run([str(k), "--input", "rankings", "--chains", "2", "--warmup", "150", "--samples", "150",
+                 "--json", str(out), "--quiet", "--overwrite"]) == 0
     d = json.loads(out.read_text())
     assert [m["name"] for m in d["models"]] == ["a", "b", "c"] and d["input"] == "rankings"
     capsys.readouterr()

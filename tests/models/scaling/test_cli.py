@@ -111,3 +111,21 @@ def test_analyze_samples_csv_end_to_end(tmp_path, capsys):
     assert (tmp_path / "r_plots" / "verifier.png").exists()
     text = capsys.readouterr().out
     assert "pass@k" in text and "A_inf" in text and "allocation" in text
+
+
+def test_outputs_checked_before_compute_and_ctrl_c(tmp_path, capsys, monkeypatch):
+    path = sim.write_csv(tmp_path / "r.csv")
+    (tmp_path / "taken.json").write_text("{}")
+    assert cli.run(_args(str(path), "--json", str(tmp_path / "taken.json"))) == 2
+    assert "--json" in capsys.readouterr().err
+    (tmp_path / "plots").write_text("a file")
+    assert cli.run(_args(str(path), "--plots", str(tmp_path / "plots"))) == 2
+    assert "is a file" in capsys.readouterr().err
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "analyze_samples", interrupted)
+    out = tmp_path / "new.json"
+    assert cli.run(_args(str(path), "--json", str(out), "--no-plots")) == 130
+    assert "interrupted; nothing written" in capsys.readouterr().err and not out.exists()

@@ -201,6 +201,8 @@ def test_analyze_scale_json_end_to_end(tmp_path, capsys):
     assert "matched generated tokens" in text
     # an explicit total budget
     assert cli.run(_args(str(path), "--json", str(out), "--bins", "4", "--total-budget", "1",
-                         "--no-plots", "--draws", "100", "--chains", "1")) == 0
+                         "--no-plots", "--draws", "100", "--chains", "1")) == 2  # refused: the file exists
+    assert cli.run(_args(str(path), "--json", str(out), "--bins", "4", "--total-budget", "1",
+                         "--no-plots", "--draws", "100", "--chains", "1", "--overwrite")) == 0
     al = json.loads(out.read_text())["allocation"]
     assert al["total_budget_per_problem"] == 1 and al["spent_per_problem"] <= 1

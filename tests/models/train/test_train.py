@@ -210,3 +210,15 @@ def test_prm_rollout_data_and_training_from_lm():
     prm0, _ = train_prm(data, dataclasses.replace(cfg, steps=1, learning_rate=1e-12), tok, lm=lm, progress=False)
     np.testing.assert_allclose(np.asarray(prm0.params["embed"]["embedding"][...]),
                                np.asarray(lm.params["embed"]["embedding"][...]), atol=1e-6)
+
+
+def test_train_refuses_a_non_empty_out_folder(tmp_path, capsys):
+    from ppl_models.train import cli
+
+    parser = argparse.ArgumentParser()
+    cli.setup(parser)
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    assert cli.run(parser.parse_args(["lm", "--out", str(tmp_path), "--steps", "3"])) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert cli.run(parser.parse_args(["prm", "--out", str(tmp_path / "model.safetensors")])) == 2
+    assert "is a file" in capsys.readouterr().err

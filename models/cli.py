@@ -42,18 +42,15 @@ _DESCRIPTION = (
 
 
 def _version() -> str:
-    """The package version, without importing anything heavy if ``ppl`` is not importable."""
+    """The installed package's version (from its metadata: no JAX import), else ``ppl.__version__``."""
     try:
+        from importlib.metadata import version
+
+        return version("ppl")
+    except Exception:  # pragma: no cover - a source tree that is not installed
         from ppl import __version__
 
         return str(__version__)
-    except ImportError:  # pragma: no cover - only while ppl/__init__.py is missing
-        try:
-            from importlib.metadata import version
-
-            return version("ppl")
-        except Exception:
-            return "0.1.0"
 
 
 class _VersionAction(argparse.Action):

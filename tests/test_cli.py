@@ -77,3 +77,27 @@ def test_module_subprocess(args, expected):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(expected)
+
+
+def test_help_of_every_command_imports_no_jax():
+    # `ppl --help` and every subcommand's --help read only light modules (under a second).
+    code = ("import sys\nfrom ppl_models.cli import main\n"
+            "for argv in (['--help'], ['scale', '--help'], ['rank', '--help'], ['analyze', '--help'],\n"
+            "             ['train', 'lm', '--help'], ['train', 'prm', '--help'], ['--version']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = sorted(m for m in ('jax', 'numpyro', 'flax', 'ppl', 'matplotlib') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout[-500:]
+
+
+def test_light_copies_of_library_choices_agree():
+    # ppl scale's --pf-weighting / --pf-select choices are written in a light module; they must be
+    # the library's.
+    from ppl.lm.potentials import WEIGHTINGS
+    from ppl.scaling.particle_filter import SELECTS
+    from ppl_models.scale.config import PF_SELECTS, PF_WEIGHTINGS
+
+    assert PF_WEIGHTINGS == WEIGHTINGS and PF_SELECTS == SELECTS

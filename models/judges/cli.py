@@ -28,7 +28,7 @@ __all__ = ["setup", "run"]
 
 def setup(parser: argparse.ArgumentParser) -> None:
     """Bayesian ranking of models from a battle log (Bradley-Terry family with intervals)."""
-    from ppl_models.judges.fit import PRESETS
+    from ppl_models.judges.presets import PRESETS
 
     parser.add_argument("file", help="battle log: .csv, .tsv, .jsonl or .json (Arena columns model_a, model_b, winner)")
     parser.add_argument("--input", default="battles", choices=["battles", "responses", "rankings", "scores"],
@@ -101,7 +101,7 @@ def _run(args) -> int:
     t0 = time.perf_counter()
     say = (lambda *a: None) if args.quiet else (lambda m: print(f"[{time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr))
     from ppl_models.judges.data import BattleLogError, aggregate, read_battles
-    from ppl_models.judges.fit import PRESETS
+    from ppl_models.judges.presets import PRESETS
 
     for name, v, lo in (("--chains", args.chains, 1), ("--samples", args.samples, 1), ("--warmup", args.warmup, 0),
                         ("--particles", args.particles, 2)):

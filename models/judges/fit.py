@@ -31,19 +31,10 @@ from ppl_models.judges.bradley_terry import (
     outcome_log_probs,
 )
 from ppl_models.judges.data import Battles, Comparisons, aggregate
+from ppl_models.judges.presets import PRESETS
 from ppl_models.judges.ranking import Ranking, summarize
 
 __all__ = ["PRESETS", "rank", "pairwise_win_probability"]
-
-#: Named model choices (``ppl rank --model``): link and tie handling.
-PRESETS = {
-    "bt": {"link": "logit", "ties": "half"},
-    "bt-noties": {"link": "logit", "ties": "none"},
-    "thurstone": {"link": "probit", "ties": "half"},
-    "davidson": {"link": "logit", "ties": "davidson"},
-    "rao-kupper": {"link": "logit", "ties": "rao_kupper"},
-    "glenn-david": {"link": "probit", "ties": "rao_kupper"},
-}
 
 
 def pairwise_win_probability(samples: dict, *, link: str, ties: str, max_draws: int = 2000):

@@ -40,7 +40,7 @@ def _str_list(text: str) -> tuple:
 
 def setup(parser: argparse.ArgumentParser) -> None:
     """The main job: inference-time scaling methods x budgets on the bundled task, LM and PRM."""
-    from ppl_models.scale.job import DEFAULT_METHODS, METHODS, PF_SELECTS, PF_WEIGHTINGS, PRM_KINDS, ScaleConfig
+    from ppl_models.scale.config import DEFAULT_METHODS, METHODS, PF_SELECTS, PF_WEIGHTINGS, PRM_KINDS, ScaleConfig
 
     d = ScaleConfig()
     parser.description = (
@@ -120,7 +120,7 @@ def config_from_args(args):
     """The :class:`~ppl_models.scale.job.ScaleConfig` that ``args`` ask for (validated)."""
     import dataclasses
 
-    from ppl_models.scale.job import DEFAULT_METHODS, ScaleConfig
+    from ppl_models.scale.config import DEFAULT_METHODS, ScaleConfig
 
     d = ScaleConfig()
     quick = bool(getattr(args, "quick", False))

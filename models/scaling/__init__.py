@@ -11,75 +11,48 @@
 - :mod:`~ppl_models.scaling.data`, :mod:`~ppl_models.scaling.cli`: input files and ``ppl analyze``.
 """
 
-from ppl_models.scaling.allocation import (
-    Allocation,
-    BinnedAccuracy,
-    allocate,
-    allocate_from_outcomes,
-    allocate_from_posterior,
-    difficulty_bins,
-)
-from ppl_models.scaling.coverage import (
-    BetaBinomialFit,
-    PowerLawFit,
-    beta_binomial_model,
-    beta_coverage,
-    fit_beta_binomial,
-    fit_coverage_power_law,
-    fit_power_law_to_pass_at_k,
-    power_law_model,
-)
-from ppl_models.scaling.data import (
-    InputError,
-    ScaleProblems,
-    read_samples_csv,
-    read_scale_json,
-    read_scale_problems,
-)
-from ppl_models.scaling.judge_selection import (
-    GaussianPosterior,
-    JudgeDecayFit,
-    JudgeOptimum,
-    JudgeSelectionResult,
-    blr_posterior,
-    blr_predictive,
-    fit_judge_decay,
-    judge_optimal_k,
-    judge_optimal_temperature,
-    selection_errors,
-    simulate_judge_selection,
-)
-from ppl_models.scaling.passk import PassAtK, pass_at_k, pass_at_k_curve
-from ppl_models.scaling.saturation import (
-    SaturationFit,
-    fit_saturation,
-    saturation_budget,
-    saturation_curve,
-    saturation_model,
-)
-from ppl_models.scaling.verifiers import (
-    VerifierFit,
-    accuracy_at_k,
-    accuracy_ceiling,
-    expected_utility,
-    fit_verifier,
-    marginal_utility,
-    optimal_k,
-    verifier_data,
-    verifier_model,
-)
+# Names are imported on first use (PEP 562), so that `ppl --help` does not import JAX.
+_EXPORTS = {
+    **dict.fromkeys([
+        'Allocation', 'BinnedAccuracy', 'allocate', 'allocate_from_outcomes',
+        'allocate_from_posterior', 'difficulty_bins'
+    ], 'allocation'),
+    **dict.fromkeys([
+        'BetaBinomialFit', 'PowerLawFit', 'beta_binomial_model', 'beta_coverage',
+        'fit_beta_binomial', 'fit_coverage_power_law', 'fit_power_law_to_pass_at_k',
+        'power_law_model'
+    ], 'coverage'),
+    **dict.fromkeys([
+        'InputError', 'ScaleProblems', 'read_samples_csv', 'read_scale_json', 'read_scale_problems'
+    ], 'data'),
+    **dict.fromkeys([
+        'PassAtK', 'pass_at_k', 'pass_at_k_curve'
+    ], 'passk'),
+    **dict.fromkeys([
+        'SaturationFit', 'fit_saturation', 'saturation_budget', 'saturation_curve',
+        'saturation_model'
+    ], 'saturation'),
+    **dict.fromkeys([
+        'VerifierFit', 'accuracy_at_k', 'accuracy_ceiling', 'expected_utility', 'fit_verifier',
+        'marginal_utility', 'optimal_k', 'verifier_data', 'verifier_model'
+    ], 'verifiers'),
+    **dict.fromkeys([
+        'GaussianPosterior', 'JudgeDecayFit', 'JudgeOptimum', 'JudgeSelectionResult',
+        'blr_posterior', 'blr_predictive', 'fit_judge_decay', 'judge_optimal_k',
+        'judge_optimal_temperature', 'selection_errors', 'simulate_judge_selection'
+    ], 'judge_selection'),
+}
 
-__all__ = [
-    "Allocation", "BetaBinomialFit", "BinnedAccuracy", "InputError", "PassAtK", "PowerLawFit",
-    "SaturationFit", "ScaleProblems", "VerifierFit", "accuracy_at_k", "accuracy_ceiling",
-    "allocate", "allocate_from_outcomes", "allocate_from_posterior", "beta_binomial_model",
-    "beta_coverage", "difficulty_bins", "expected_utility", "fit_beta_binomial",
-    "fit_coverage_power_law", "fit_power_law_to_pass_at_k", "fit_saturation", "fit_verifier",
-    "marginal_utility", "optimal_k", "pass_at_k", "pass_at_k_curve", "power_law_model",
-    "read_samples_csv", "read_scale_json", "read_scale_problems", "saturation_budget",
-    "saturation_curve", "saturation_model", "verifier_data", "verifier_model",
-    # judge selection
-    "GaussianPosterior", "JudgeDecayFit", "JudgeOptimum", "JudgeSelectionResult",
-    "blr_posterior", "blr_predictive", "fit_judge_decay", "judge_optimal_k",
-    "judge_optimal_temperature", "selection_errors", "simulate_judge_selection",
-]
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

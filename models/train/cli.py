@@ -23,7 +23,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     p = sub.add_parser("lm", help="train the tiny LM on arithmetic-chain solutions",
                        description="Train the tiny LM on arithmetic-chain solutions (defaults: the shipped model).")
-    from ppl_models.train.lm import SCHEDULES, TrainConfig
+    from ppl_models.train.config import SCHEDULES, TrainConfig
 
     d = TrainConfig()
     p.add_argument("--out", default="ppl-lm", help="output folder (default: ./ppl-lm)")
@@ -50,7 +50,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
-    from ppl_models.train.prm import STEP_LABELS, PRMTrainConfig
+    from ppl_models.train.config import STEP_LABELS, PRMTrainConfig
 
     d2 = PRMTrainConfig()
     q = sub.add_parser("prm", help="train the process reward model on labelled rollouts of the LM",

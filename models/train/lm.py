@@ -40,50 +40,10 @@ from ppl_models.lm import LanguageModel, LMConfig, random_lm, save_pretrained
 from ppl_models.tasks import arithmetic
 from ppl_models.tasks.tokenizer import build_tokenizer
 
+from .config import SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
 from .data import batch_for_step
 
 __all__ = ["TrainConfig", "SCHEDULES", "lm_config", "train_lm", "write_lm_card", "train_and_save_lm", "lm_small_eval", "SMALL_EVAL"]
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of ``ppl train lm`` (the defaults reproduce the shipped model)."""
-
-    seed: int = 0
-    steps: int = 3000
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 384
-    max_steps_in_mixture: int = 7
-    moduli: tuple = (23, 97)
-    max_multiplier: int = 9
-    #: ``"constant"`` after the warm-up (the bundled LM), or ``"cosine"``: decay to zero at the
-    #: last step (the bundled verifier LM)
-    schedule: str = "constant"
-    #: an LM checkpoint folder to start from instead of random weights (its architecture and
-    #: tokenizer are used; the architecture fields above are then ignored)
-    init_from: Optional[str] = None
-    #: index of the first training batch in the data stream: a continued run passes the number
-    #: of steps already taken, so that it sees fresh problems
-    first_step: int = 0
-
-    def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
-        if self.first_step < 0:
-            raise ValueError(f"first_step: expected >= 0, got {self.first_step!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps: expected >= 0, got {self.warmup_steps!r}")
-
-
-#: Learning-rate schedules after the linear warm-up.
-SCHEDULES = ("constant", "cosine")
 
 
 def lm_config(cfg: TrainConfig, vocab_size: int, eos_token_id: int) -> LMConfig:

@@ -45,51 +45,16 @@ from ppl_models.rewards.prm import PRMConfig, ProcessRewardModel, random_prm, sa
 from ppl_models.tasks import arithmetic
 from ppl_models.tasks.tokenizer import EOS, encode
 
+from .config import STEP_LABELS, PRMTrainConfig  # noqa: F401  (re-exported)
 from .evaluate import sample_solutions
 
 __all__ = ["STEP_LABELS", "PRMTrainConfig", "RolloutData", "make_rollout_data", "train_prm", "evaluate_prm", "auc",
            "expected_calibration_error", "write_prm_card", "train_and_save_prm", "prm_small_eval", "PRM_SMALL_EVAL"]
 
 
-STEP_LABELS = ("monte-carlo", "exact")
 #: Prefixes (prompt included) longer than this many tokens are not labelled; it is also the
 #: prompt width of the continuations that give Monte Carlo labels.
 MAX_PREFIX_TOKENS = 112
-
-
-@dataclasses.dataclass(frozen=True)
-class PRMTrainConfig:
-    """Hyper-parameters of ``ppl train prm`` (the defaults reproduce the shipped PRM)."""
-
-    seed: int = 0
-    problems_per_difficulty: int = 100
-    difficulties: tuple = ((3, 23), (5, 23), (7, 23), (3, 97), (4, 97), (6, 97))
-    num_rollouts: int = 4
-    #: rollouts are drawn ``num_rollouts`` times per problem at each of these temperatures
-    rollout_temperatures: tuple = (1.0, 0.8)
-    num_continuations: int = 4
-    init_from_lm: bool = False
-    lm_features: bool = True
-    #: ``"exact"``: 1 if every step so far is right (the checker); ``"monte-carlo"``: prefix
-    #: labels = fraction of continuations that end right (the value of the prefix under the LM).
-    step_labels: str = "exact"
-    steps: int = 800
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 192
-
-    def __post_init__(self):
-        if self.step_labels not in STEP_LABELS:
-            raise ValueError(f"step_labels: expected one of {STEP_LABELS}, got {self.step_labels!r}")
-        temps = tuple(float(t) for t in self.rollout_temperatures)
-        if not temps or not all(t > 0 for t in temps):
-            raise ValueError(f"rollout_temperatures: expected one or more positive numbers, got {self.rollout_temperatures!r}")
-        object.__setattr__(self, "rollout_temperatures", temps)
 
 
 class _Prompt(NamedTuple):

@@ -1,0 +1,106 @@
+"""What ``ppl scale`` runs: :class:`ScaleConfig` and the names of its choices.
+
+A light module (no JAX at import): ``ppl scale --help`` reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "PRM_KINDS", "PF_WEIGHTINGS", "PF_SELECTS", "ScaleConfig"]
+
+#: The methods ``ppl scale`` offers, each a :class:`ppl.scaling.MethodSpec` (by name or alias); the
+#: order fixes each method's key (``fold_in(key, 1 + index)``).
+METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "weighted_majority", "rpc", "particle_filter",
+           "beam_search", "dvts", "particle_gibbs", "parallel_tempering", "power_sampling")
+DEFAULT_METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "beam_search", "dvts", "particle_filter")
+QUICK_METHODS = DEFAULT_METHODS
+#: ``noisy`` is the learned PRM with logit noise, ``noisy-oracle`` the exact oracle with logit noise
+#: (an informative but imperfect verifier); both use ``prm_noise`` as the noise scale.
+PRM_KINDS = ("learned", "oracle", "noisy", "noisy-oracle")
+#: Particle-filter options of :func:`ppl.scaling.particle_filter` that ``ppl scale`` exposes (the
+#: values of ``ppl.lm.potentials.WEIGHTINGS`` and ``ppl.scaling.particle_filter.SELECTS``, written
+#: here so that ``ppl scale --help`` imports no JAX; a test checks that they agree).
+PF_WEIGHTINGS, PF_SELECTS = ("softmax", "ratio"), ("argmax", "vote")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleConfig:
+    """What ``ppl scale`` runs (every field is a command-line option)."""
+
+    methods: tuple = DEFAULT_METHODS
+    budgets: tuple = (1, 2, 4, 8, 16, 32, 64)
+    num_problems: int = 32
+    difficulty: str = "hard"
+    seed: int = 0
+    prm: str = "learned"
+    prm_noise: float = 1.0
+    temperature: float = 0.8
+    tau: float = 1.0
+    #: Particle filter: ``"softmax"`` (log-odds / tau, the reference) or ``"ratio"`` weights.
+    pf_weighting: str = "softmax"
+    #: Particle filter: the answer of the best-scored particle, or the weighted vote.
+    pf_select: str = "argmax"
+    beam_width: int = 4
+    pg_iterations: int = 4
+    power_steps: int = 4
+    power_alpha: float = 4.0
+    max_steps: int = 8
+    max_step_tokens: int = 24
+    checkpoint: Optional[str] = None
+    prm_checkpoint: Optional[str] = None
+    #: the LM whose token features a ``prm_checkpoint`` reads (default: the bundled verifier LM,
+    #: what ``ppl train prm`` uses by default)
+    prm_features_lm: Optional[str] = None
+    #: 0: problems one by one on the default device; D >= 1: data-parallel over the first D devices.
+    devices: int = 0
+    #: With ``devices >= 1``: problems per device in one compiled call (> 1: vmapped).
+    problems_per_device: int = 1
+
+    def validate(self) -> "ScaleConfig":
+        bad = [m for m in self.methods if m not in METHODS]
+        if not self.methods or bad:
+            raise ValueError(f"methods: unknown {bad}; choose from {', '.join(METHODS)}")
+        if not self.budgets or any(int(b) != b or b < 1 for b in self.budgets):
+            raise ValueError(f"budgets: expected positive integers, got {list(self.budgets)}")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ValueError(f"budgets: repeated budget in {list(self.budgets)}")
+        if self.num_problems < 1:
+            raise ValueError(f"num_problems: expected a positive integer, got {self.num_problems}")
+        if self.prm not in PRM_KINDS:
+            raise ValueError(f"prm: expected one of {PRM_KINDS}, got {self.prm!r}")
+        if self.pf_weighting not in PF_WEIGHTINGS:
+            raise ValueError(f"pf_weighting: expected one of {PF_WEIGHTINGS}, got {self.pf_weighting!r}")
+        if self.pf_select not in PF_SELECTS:
+            raise ValueError(f"pf_select: expected one of {PF_SELECTS}, got {self.pf_select!r}")
+        if not self.prm_noise >= 0:
+            raise ValueError(f"prm_noise: expected a number >= 0, got {self.prm_noise}")
+        for name in ("temperature", "tau", "power_alpha"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        for name in ("beam_width", "pg_iterations", "power_steps", "max_steps", "max_step_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        for name, low in (("devices", 0), ("problems_per_device", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if self.devices == 0 and self.problems_per_device != 1:
+            raise ValueError(f"problems_per_device: {self.problems_per_device} needs devices >= 1 (with devices=0 "
+                             "problems run one by one)")
+        if self.devices > 0:
+            import jax
+
+        if self.devices > 0 and self.devices > jax.device_count():
+            raise ValueError(f"devices: asked for {self.devices}, but jax sees {jax.device_count()} device(s) "
+                             f"({jax.default_backend()}); use at most {jax.device_count()}, or on CPU set XLA_FLAGS="
+                             f"--xla_force_host_platform_device_count={self.devices} before the program starts")
+        from ppl_models.tasks.arithmetic import DIFFICULTIES
+
+        if self.difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty: expected one of {list(DIFFICULTIES)}, got {self.difficulty!r}")
+        return dataclasses.replace(self, budgets=tuple(sorted(int(b) for b in self.budgets)),
+                                   methods=tuple(dict.fromkeys(self.methods)))

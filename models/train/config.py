@@ -1,0 +1,86 @@
+"""The hyper-parameters of ``ppl train lm`` and ``ppl train prm`` (a light module: ``ppl train
+--help`` reads it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+__all__ = ["TrainConfig", "SCHEDULES", "PRMTrainConfig", "STEP_LABELS"]
+
+#: Learning-rate schedules after the linear warm-up.
+SCHEDULES = ("constant", "cosine")
+#: How ``ppl train prm`` labels a prefix.
+STEP_LABELS = ("monte-carlo", "exact")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of ``ppl train lm`` (the defaults reproduce the shipped model)."""
+
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_steps_in_mixture: int = 7
+    moduli: tuple = (23, 97)
+    max_multiplier: int = 9
+    #: ``"constant"`` after the warm-up (the bundled LM), or ``"cosine"``: decay to zero at the
+    #: last step (the bundled verifier LM)
+    schedule: str = "constant"
+    #: an LM checkpoint folder to start from instead of random weights (its architecture and
+    #: tokenizer are used; the architecture fields above are then ignored)
+    init_from: Optional[str] = None
+    #: index of the first training batch in the data stream: a continued run passes the number
+    #: of steps already taken, so that it sees fresh problems
+    first_step: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
+        if self.first_step < 0:
+            raise ValueError(f"first_step: expected >= 0, got {self.first_step!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps: expected >= 0, got {self.warmup_steps!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PRMTrainConfig:
+    """Hyper-parameters of ``ppl train prm`` (the defaults reproduce the shipped PRM)."""
+
+    seed: int = 0
+    problems_per_difficulty: int = 100
+    difficulties: tuple = ((3, 23), (5, 23), (7, 23), (3, 97), (4, 97), (6, 97))
+    num_rollouts: int = 4
+    #: rollouts are drawn ``num_rollouts`` times per problem at each of these temperatures
+    rollout_temperatures: tuple = (1.0, 0.8)
+    num_continuations: int = 4
+    init_from_lm: bool = False
+    lm_features: bool = True
+    #: ``"exact"``: 1 if every step so far is right (the checker); ``"monte-carlo"``: prefix
+    #: labels = fraction of continuations that end right (the value of the prefix under the LM).
+    step_labels: str = "exact"
+    steps: int = 800
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 192
+
+    def __post_init__(self):
+        if self.step_labels not in STEP_LABELS:
+            raise ValueError(f"step_labels: expected one of {STEP_LABELS}, got {self.step_labels!r}")
+        temps = tuple(float(t) for t in self.rollout_temperatures)
+        if not temps or not all(t > 0 for t in temps):
+            raise ValueError(f"rollout_temperatures: expected one or more positive numbers, got {self.rollout_temperatures!r}")
+        object.__setattr__(self, "rollout_temperatures", temps)

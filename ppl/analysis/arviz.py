@@ -14,7 +14,7 @@ import numpy as np
 from ppl.core.posterior import PosteriorResult
 from ppl.smc.conditional import ParticleGibbsResult
 from ppl.smc.loop import SMCResult, trajectories
-from ppl.smc.resampling import gather, multinomial
+from ppl.smc.resampling import gather, systematic
 
 __all__ = ["particle_gibbs_to_inference_data", "posterior_to_inference_data", "smc_to_inference_data",
            "to_arviz"]
@@ -103,13 +103,15 @@ def _state_variables(tree, lead: int) -> dict:
 
     An array is ``x``; a dict or NamedTuple gives its keys / fields; a
     :class:`~ppl.core.step_program.ProgramState` gives its latent sites (by site name) and its
-    return value (``value`` or ``value.<key>``). ``lead`` leading axes are (chain, draw, ...).
+    return value (``value`` or ``value.<key>``) unless that is one of the sites (no variable twice). ``lead`` leading axes are (chain, draw, ...).
     """
     from ppl.core.step_program import INIT_SITE, ProgramState
 
     if isinstance(tree, ProgramState):
         out = {k: v for k, v in tree.sites.items() if k != INIT_SITE}
         for name, v in _state_variables(tree.value, lead).items():
+            if any(np.shape(v) == np.shape(s) and np.array_equal(np.asarray(v), np.asarray(s)) for s in out.values()):
+                continue  # the return value is a site (the usual `return x`): listed once
             out["value" if name == "x" else f"value.{name}"] = v
         return out
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
@@ -137,18 +139,22 @@ def smc_to_inference_data(result, *, resample_key=None):
 
     One chain per SMC run (a batch of keys gives several chains); the draws are the final
     particles — or, for a run with ``keep_history=True``, their whole ancestral paths, with a
-    ``time`` dimension. Groups:
+    ``time`` dimension. ArviZ treats draws as equally weighted, so the weighted particles are
+    resampled first. Groups:
 
     posterior
-        the state's variables (see :func:`_state_variables`), ``(chain, draw[, time], ...)``.
+        :math:`N` equally weighted draws: a systematic resample of the particles by their
+        weights (``resample_key``, default ``jax.random.key(0)``), so that ``az.summary``
+        estimates the weighted posterior's expectations; the state's variables (see
+        :func:`_state_variables`), ``(chain, draw[, time], ...)``.
+    weighted_posterior
+        the particles as they are, with ``log_weight (chain, draw)``, their normalised
+        log-weights (the particle approximation itself: weighted means are
+        :math:`\\sum_n W^n f(x^n)`); ``attrs["ess"]``, each chain's effective sample size.
     sample_stats
-        ``log_weight (chain, draw)`` — the normalised SMC weights; ``log_evidence (chain, draw)``
-        — each run's :math:`\\log \\hat Z`, repeated over draws; per-step diagnostics
+        ``log_weight (chain, draw)`` of the resampled draws (uniform); ``log_evidence (chain,
+        draw)`` — each run's :math:`\\log \\hat Z`, repeated over draws; per-step diagnostics
         ``ess``, ``log_evidence_increment`` and ``resampled`` along ``step``.
-
-    ArviZ's summaries treat draws as equally weighted. Pass ``resample_key`` to turn the weighted
-    particles into equally weighted draws first (multinomial resampling), so that ``az.summary``
-    estimates posterior expectations; the ``log_weight`` then reported are uniform.
     """
     import arviz as az
     import xarray as xr
@@ -157,26 +163,27 @@ def smc_to_inference_data(result, *, resample_key=None):
     res = result if batched else jax.tree_util.tree_map(lambda a: a[None], result)
     draws_tree = jax.vmap(trajectories)(res) if res.history is not None else res.particles
     log_w = res.log_weights
-    n = log_w.shape[-1]
-    if resample_key is not None:
-        keys = jax.random.split(resample_key, log_w.shape[0])
-        idx = jax.vmap(lambda k, lw: multinomial(k, lw, n))(keys, log_w)
-        draws_tree = jax.vmap(gather)(draws_tree, idx)
-        log_w = jnp.full_like(log_w, -np.log(n))
-    chains = log_w.shape[0]
+    chains, n = log_w.shape
+    keys = jax.random.split(jax.random.key(0) if resample_key is None else resample_key, chains)
+    idx = jax.vmap(lambda k, lw: systematic(k, lw, n))(keys, log_w)
     coords = {"chain": np.arange(chains), "draw": np.arange(n)}
     extra = ("time",) if res.history is not None else ()
-    posterior = xr.Dataset(_vars_with_dims(_state_variables(draws_tree, 2), extra), coords=coords)
+    weighted = _vars_with_dims(_state_variables(draws_tree, 2), extra)
+    posterior = xr.Dataset(_vars_with_dims(_state_variables(jax.vmap(gather)(draws_tree, idx), 2), extra),
+                           coords=coords)
+    weighted["log_weight"] = (["chain", "draw"], np.asarray(log_w))
+    weighted_posterior = xr.Dataset(weighted, coords=coords)
+    weighted_posterior.attrs["ess"] = np.asarray(1.0 / jnp.sum(jnp.exp(2.0 * log_w), axis=-1)).tolist()
     lz = np.asarray(res.log_evidence).reshape(chains, 1)
     stats = {
-        "log_weight": (["chain", "draw"], np.asarray(log_w)),
+        "log_weight": (["chain", "draw"], np.full((chains, n), -np.log(n))),
         "log_evidence": (["chain", "draw"], np.broadcast_to(lz, (chains, n)).copy()),
         "ess": (["chain", "step"], np.asarray(res.ess)),
         "log_evidence_increment": (["chain", "step"], np.asarray(res.log_evidence_increments)),
         "resampled": (["chain", "step"], np.asarray(res.resampled)),
     }
     sample_stats = xr.Dataset(stats, coords=coords)
-    return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
+    return az.InferenceData(posterior=posterior, weighted_posterior=weighted_posterior, sample_stats=sample_stats)
 
 
 def particle_gibbs_to_inference_data(result):

@@ -83,28 +83,46 @@ class ScalingResult:
         """The generations decoded with a ``tokenizers.Tokenizer`` (or anything with ``decode``)."""
         return [tokenizer.decode(ids) for ids in self.generations()]
 
-    def to_arviz(self):
-        """``arviz.InferenceData``: one chain whose draws are the particles.
+    def to_arviz(self, resample_key=None):
+        """``arviz.InferenceData`` of the particles (one chain), as for an SMC run
+        (:func:`ppl.analysis.arviz.smc_to_inference_data`).
 
-        ``posterior`` holds ``answer`` (an integer code: the answer's rank in
-        ``answer_posterior``, -1 for no answer), ``score`` and ``num_tokens``; ``sample_stats``
-        holds ``log_weight``; ``attrs`` the method, the chosen answer's code and the compute."""
+        ``weighted_posterior`` holds the particles as they are: ``score`` and ``num_tokens``,
+        with ``log_weight``; ``posterior`` holds :math:`N` equally weighted draws of them (a
+        systematic resample; ``resample_key`` defaults to ``jax.random.key(0)``), so that
+        ``az.summary`` gives weighted means. Answers are labels, not quantities: the group
+        ``answers`` holds ``probability`` along ``answer`` (the labels of ``answer_posterior``,
+        as text), and each particle's answer index (``-1``: none) is ``answer`` in
+        ``weighted_posterior``. ``attrs`` hold the method, the budget, the chosen answer and the
+        compute."""
         import arviz as az
+        import jax
+        import xarray as xr
 
-        codes = {a: i for i, a in enumerate(self.answer_posterior)}
+        from ppl.smc.resampling import systematic
+
+        labels = list(self.answer_posterior)
+        codes = {a: i for i, a in enumerate(labels)}
         answer_code = np.array([codes[a] if a is not None else -1 for a in self.answers], np.int64)
         n_tok = np.array([len(g) for g in self.generations()], np.int64)
-        idata = az.from_dict(
-            posterior={"answer": answer_code[None], "score": np.asarray(self.scores, np.float64)[None],
-                       "num_tokens": n_tok[None]},
-            sample_stats={"log_weight": np.asarray(self.log_weights, np.float64)[None]},
-        )
+        n = len(self.answers)
+        coords = {"chain": [0], "draw": np.arange(n)}
+        values = {"score": np.asarray(self.scores, np.float64), "num_tokens": n_tok}
+        lw = np.asarray(self.log_weights, np.float64)
+        idx = np.asarray(systematic(jax.random.key(0) if resample_key is None else resample_key,
+                                    jax.numpy.asarray(lw, jax.numpy.float32), n))
+        dims = ["chain", "draw"]
+        posterior = xr.Dataset({k: (dims, v[idx][None]) for k, v in values.items()}, coords=coords)
+        weighted = xr.Dataset({**{k: (dims, v[None]) for k, v in values.items()},
+                               "answer": (dims, answer_code[None]), "log_weight": (dims, lw[None])}, coords=coords)
+        answers = xr.Dataset({"probability": (["answer"], np.array(list(self.answer_posterior.values())))},
+                             coords={"answer": [str(a) for a in labels]})
         attrs = {"method": self.method, "budget": -1 if self.budget is None else int(self.budget),
-                 "answer_code": codes.get(self.answer, -1) if self.answer is not None else -1,
-                 "answers": repr(list(self.answer_posterior))}
+                 "answer": str(self.answer), "answer_code": codes.get(self.answer, -1) if self.answer is not None else -1}
         attrs.update({f"compute_{k}": v for k, v in self.compute.as_dict().items()})
-        idata.posterior.attrs.update(attrs)
-        return idata
+        for ds in (posterior, weighted):
+            ds.attrs.update(attrs)
+        return az.InferenceData(posterior=posterior, weighted_posterior=weighted, answers=answers)
 
 
 def finish(method: str, particles, log_weights, *, scores=None, answer_fn: Optional[Callable] = None,

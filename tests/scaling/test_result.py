@@ -88,14 +88,20 @@ def test_to_arviz_shapes_and_values():
     res = scaling.finish("best_of_n", make_state(GENS), np.log(scores), scores=scores, answer_fn=answer_fn,
                          select="argmax", compute=comp, budget=6)
     idata = res.to_arviz()
-    post = idata.posterior
+    post = idata.weighted_posterior  # the particles as they are, with their weights
     assert dict(post.sizes) == {"chain": 1, "draw": 6}
     # answer codes: rank in answer_posterior (None included in the ranking), -1 for no answer
     ranks = {a: i for i, a in enumerate(res.answer_posterior)}
     np.testing.assert_array_equal(post["answer"].values[0], [ranks[a] if a is not None else -1 for a in res.answers])
     np.testing.assert_allclose(post["score"].values[0], scores)
     np.testing.assert_array_equal(post["num_tokens"].values[0], [len(g) for g in GENS])
-    np.testing.assert_allclose(idata.sample_stats["log_weight"].values[0], res.log_weights)
+    np.testing.assert_allclose(post["log_weight"].values[0], res.log_weights)
+    # Answers are labels with their probabilities, outside the posterior of quantities.
+    assert "answer" not in idata.posterior
+    assert list(idata.answers["answer"].values) == [str(a) for a in res.answer_posterior]
+    np.testing.assert_allclose(idata.answers["probability"].values, list(res.answer_posterior.values()))
+    # The posterior draws are an equally weighted resample: each is one of the particles.
+    assert set(idata.posterior["score"].values[0]) <= set(scores)
     attrs = post.attrs
     assert attrs["method"] == "best_of_n" and attrs["budget"] == 6
     assert res.answer == 1 and attrs["answer_code"] == ranks[1]
@@ -104,7 +110,7 @@ def test_to_arviz_shapes_and_values():
     # no budget, no answer
     none = scaling.finish("x", make_state([[NO], [NO]]), np.zeros(2), answer_fn=answer_fn).to_arviz()
     assert none.posterior.attrs["budget"] == -1 and none.posterior.attrs["answer_code"] == -1
-    np.testing.assert_array_equal(none.posterior["answer"].values[0], [-1, -1])
+    np.testing.assert_array_equal(none.weighted_posterior["answer"].values[0], [-1, -1])
 
 
 def test_compute_arithmetic():

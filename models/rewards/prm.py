@@ -39,7 +39,7 @@ from ppl_models.lm import LMConfig
 from ppl_models.lm.transformer import Block, Norm
 from ppl_models.rewards.base import PrefixScore
 
-__all__ = ["PRMConfig", "PRMNet", "ProcessRewardModel", "random_prm", "save_prm", "load_prm", "lm_token_features",
+__all__ = ["lm_identity", "PRMConfig", "PRMNet", "ProcessRewardModel", "random_prm", "save_prm", "load_prm", "lm_token_features",
            "NUM_LM_FEATURES"]
 
 
@@ -232,14 +232,32 @@ def _flat(params) -> dict[str, np.ndarray]:
     return out
 
 
+def lm_identity(lm) -> dict:
+    """What identifies an LM's weights: the SHA-256 of its parameters (every leaf's name, shape
+    and float32 bytes, in tree order), its parameter count and vocabulary size."""
+    import hashlib
+
+    h = hashlib.sha256()
+    count = 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(lm.params)[0]:
+        arr = np.asarray(leaf, np.float32)
+        h.update(jax.tree_util.keystr(path).encode() + str(arr.shape).encode() + arr.tobytes())
+        count += arr.size
+    return {"sha256": h.hexdigest(), "num_params": int(count), "vocab_size": int(lm.vocab_size)}
+
+
 def save_prm(prm: ProcessRewardModel, path) -> Path:
-    """Write ``prm_config.json``, ``prm.safetensors`` and ``tokenizer.json`` (if any) to a folder."""
+    """Write ``prm_config.json``, ``prm.safetensors``, ``tokenizer.json`` (if any) and, for a PRM
+    that reads an LM's token features, ``features_lm.json``: that LM's :func:`lm_identity`."""
     from safetensors.numpy import save_file
 
     folder = Path(os.fspath(path))
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "prm_config.json", "w") as fh:
         json.dump(dataclasses.asdict(prm.config), fh, indent=2)
+    if prm.config.lm_features and prm.lm is not None:
+        with open(folder / "features_lm.json", "w") as fh:
+            json.dump(lm_identity(prm.lm), fh, indent=2)
     save_file(_flat(prm.params), str(folder / "prm.safetensors"))
     if prm.tokenizer is not None:
         prm.tokenizer.save(str(folder / "tokenizer.json"))
@@ -249,7 +267,9 @@ def save_prm(prm: ProcessRewardModel, path) -> Path:
 def load_prm(path, lm=None) -> ProcessRewardModel:
     """Load a folder written by :func:`save_prm`; checks every tensor's presence and shape.
 
-    A PRM with ``lm_features`` needs its LM (``lm=``)."""
+    A PRM with ``lm_features`` needs its LM (``lm=``), and it must be the LM it was trained
+    with: when the folder records that LM's identity (``features_lm.json``), another LM is an
+    error (its features would give the PRM's weights meaningless inputs)."""
     from safetensors.numpy import load_file
 
     folder = Path(os.fspath(path))
@@ -258,6 +278,16 @@ def load_prm(path, lm=None) -> ProcessRewardModel:
         raise FileNotFoundError(f"load_prm: missing {cfg_path}.")
     with open(cfg_path) as fh:
         config = PRMConfig(**json.load(fh))
+    ident_path = folder / "features_lm.json"
+    if config.lm_features and lm is not None and ident_path.is_file():
+        with open(ident_path) as fh:
+            want = json.load(fh)
+        got = lm_identity(lm)
+        if got["sha256"] != want["sha256"]:
+            raise ValueError(f"load_prm: {folder} reads the token features of the LM with weights sha256 "
+                             f"{want['sha256'][:12]}… ({want['num_params']:,} parameters); the LM given has "
+                             f"{got['sha256'][:12]}… ({got['num_params']:,}). Pass the LM it was trained with "
+                             "(ppl scale --prm-features-lm, or the bundled verifier LM)")
     abstract = nnx.eval_shape(lambda: PRMNet(config, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     tensors = load_file(str(folder / "prm.safetensors"))

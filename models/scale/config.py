@@ -72,6 +72,11 @@ class ScaleConfig:
             raise ValueError(f"num_problems: expected a positive integer, got {self.num_problems}")
         if self.prm not in PRM_KINDS:
             raise ValueError(f"prm: expected one of {PRM_KINDS}, got {self.prm!r}")
+        if self.prm_checkpoint and self.prm not in ("learned", "noisy"):
+            raise ValueError(f"prm_checkpoint: only read with prm 'learned' or 'noisy', not {self.prm!r}")
+        if self.prm_features_lm and not self.prm_checkpoint:
+            raise ValueError("prm_features_lm: only read with prm_checkpoint (the bundled PRM reads the bundled "
+                             "verifier LM)")
         if self.pf_weighting not in PF_WEIGHTINGS:
             raise ValueError(f"pf_weighting: expected one of {PF_WEIGHTINGS}, got {self.pf_weighting!r}")
         if self.pf_select not in PF_SELECTS:

@@ -117,9 +117,24 @@ def test_prm_checkpoint_reads_the_features_lm_it_is_given(tmp_path):
     other = random_lm(LMConfig.llama(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                                      max_position_embeddings=256, eos_token_id=1), seed=3, tokenizer=tok)
     save_pretrained(other, tmp_path / "lm")
-    s = _setup(ScaleConfig(num_problems=1, prm="learned", prm_checkpoint=str(tmp_path / "prm"),
+    save_prm(random_prm(PRMConfig(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                                  lm_features=True), seed=1, tokenizer=tok, lm=other), tmp_path / "prm2")
+    s = _setup(ScaleConfig(num_problems=1, prm="learned", prm_checkpoint=str(tmp_path / "prm2"),
                            prm_features_lm=str(tmp_path / "lm")).validate())
     assert s.reward_for(s.problems[0]).lm.config.hidden_size == 16
+    # The PRM folder records the LM it reads: another one is an error, not nonsense scores.
+    with pytest.raises(ValueError, match="token features of the LM"):
+        _setup(ScaleConfig(num_problems=1, prm="learned", prm_checkpoint=str(tmp_path / "prm"),
+                           prm_features_lm=str(tmp_path / "lm")).validate())
+    with pytest.raises(ValueError, match="token features of the LM"):  # the bundled PRM with the generator LM
+        from ppl_models.rewards.prm import load_prm
+
+        load_prm(bundled.PRM_DIR, lm=bundled.load_lm())
+    # A flag that would be ignored is an error.
+    with pytest.raises(ValueError, match="prm_features_lm: only read with prm_checkpoint"):
+        ScaleConfig(prm_features_lm=str(tmp_path / "lm")).validate()
+    with pytest.raises(ValueError, match="prm_checkpoint: only read"):
+        ScaleConfig(prm="oracle", prm_checkpoint=str(tmp_path / "prm")).validate()
 
 
 def test_cli_bad_option_exits_2(capsys):

@@ -10,9 +10,12 @@ r"""LM programs: an LM as the transition of a Feynman–Kac model, potentials as
 
 where :math:`p` is the LM, :math:`q` the proposal that actually draws the tokens (the LM after
 temperature / top-k / top-p; :math:`q = p` by default) and the bracket is there when
-``correct_proposal=True`` (the default), so that the target is
-:math:`p(x) \prod_t G_t / Z` whatever the proposal. With ``correct_proposal=False`` the
-proposal itself is the transition and the target is :math:`q(x) \prod_t G_t / Z`.
+``correct_proposal=True`` (the default), so that the target is :math:`p(x) \prod_t G_t / Z`
+when :math:`q` reaches every sequence :math:`p` does (a temperature). Top-k / top-p give
+:math:`q = 0` to tokens :math:`p` allows: the target is then :math:`p \prod_t G_t` restricted to
+what :math:`q` can reach (renormalised), and the program warns. With
+``correct_proposal=False`` the proposal itself is the transition and the target is
+:math:`q(x) \prod_t G_t / Z`.
 
 Every particle set decodes in one batched LM call per token; resampling gathers the whole
 state (token buffer and KV cache) along the particle axis. The program's data — the LM's
@@ -45,7 +48,11 @@ from ppl.lm.potentials import MemoryPotential, Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
 from ppl.lm.state import LMState, check_lm, pad_prompt, prefill
 
-__all__ = ["LMProgram", "LMStep", "prompt_state"]
+__all__ = ["LMProgram", "LMStep", "RestrictedSupportWarning", "prompt_state"]
+
+
+class RestrictedSupportWarning(UserWarning):
+    """A p/q-corrected program whose proposal (top-k / top-p) cannot reach the LM's whole support."""
 
 
 def _one(state):
@@ -122,7 +129,19 @@ class LMProgram:
         self.num_steps = check_int("max_steps", max_steps, 1)
         self.potential = None if potential is None else self._checked(_as_potential(potential))
         self.correct_proposal, self.frozen = bool(correct_proposal), frozen
+        self._warn_restricted()
         self.data = {"params": lm.params, "prompt": padded, "prompt_length": length}
+
+    def _warn_restricted(self) -> None:
+        cfg = self.config
+        if self.potential is not None and self.correct_proposal and (
+                cfg.top_k is not None or (cfg.top_p is not None and cfg.top_p < 1.0)):
+            import warnings
+
+            warnings.warn("LMProgram: with top_k/top_p the proposal cannot draw every sequence the LM can, so the "
+                          "p/q correction targets the LM restricted to what the proposal reaches (renormalised), "
+                          "not the LM itself; pass correct_proposal=False to target the proposal, or use a "
+                          "temperature only", RestrictedSupportWarning, stacklevel=3)
 
     def _checked(self, potential):
         """``potential``, if every :func:`~ppl.lm.potentials.when_finished` in it has this
@@ -165,7 +184,9 @@ class LMProgram:
         fields = {"potential": pot, "frozen": frozen}
         if correct_proposal is not None:
             fields["correct_proposal"] = bool(correct_proposal)
-        return self._replace(**fields)
+        new = self._replace(**fields)
+        new._warn_restricted()
+        return new
 
     # --------------------------------------------------------------------------------------
     def prompt_state(self, data) -> LMState:

@@ -54,3 +54,19 @@ def test_generated_marks_only_generated_positions():
         n, p = int(state.length), int(state.prompt_length)
         assert mask.tolist() == [p <= j < n for j in range(state.tokens.shape[0])]
         assert np.asarray(state.tokens)[mask].tolist() == ppl.lm.text_of(state)
+
+
+def test_top_k_with_the_pq_correction_warns_of_the_restricted_target():
+    pot = ppl.lm.on_prefix(lambda s: jnp.float32(0.0))
+    kw = dict(max_steps=MAX_STEPS, step_delimiter=DELIM, max_step_tokens=MAX_STEP_TOKENS, max_length=MAX_LEN)
+    with pytest.warns(ppl.lm.program.RestrictedSupportWarning, match="restricted"):
+        ppl.lm.LMProgram(LM, PROMPT, pot, top_k=2, **kw)
+    with pytest.warns(ppl.lm.program.RestrictedSupportWarning):
+        ppl.lm.LMProgram(LM, PROMPT, None, top_p=0.5, **kw).with_potential(pot)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ppl.lm.LMProgram(LM, PROMPT, pot, temperature=0.7, **kw)  # a temperature reaches everything
+        ppl.lm.LMProgram(LM, PROMPT, pot, top_k=2, correct_proposal=False, **kw)  # targets q itself
+        ppl.lm.LMProgram(LM, PROMPT, None, top_k=2, **kw).with_potential(pot, correct_proposal=False)

@@ -436,18 +436,50 @@ def read_battles(
     )
 
 
-def aggregate(battles: Battles, *, merge: bool = True) -> Comparisons:
+def bin_covariates(cov: np.ndarray, bins: int) -> np.ndarray:
+    r"""Each covariate column quantised to at most ``bins`` values: quantile bins, every value
+    replaced by the mean of its bin (so a column's mean is kept). Battles then merge into rows
+    per (pair, judge, binned covariates); the fit sees each battle's covariate to within its bin
+    (exact as ``bins`` grows; a column with at most ``bins`` distinct values is kept as it is)."""
+    cov = np.asarray(cov, np.float64)
+    out = np.empty_like(cov)
+    for j in range(cov.shape[1]):
+        x = cov[:, j]
+        if len(np.unique(x)) <= bins:
+            out[:, j] = x
+            continue
+        edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
+        idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+        sums = np.bincount(idx, weights=x, minlength=len(edges) - 1)
+        counts = np.bincount(idx, minlength=len(edges) - 1)
+        out[:, j] = (sums / np.maximum(counts, 1))[idx]
+    return out
+
+
+def aggregate(battles: Battles, *, merge: bool = True, by_judge: bool = True,
+              covariate_bins: Optional[int] = None) -> Comparisons:
     """Sufficient statistics: sum the outcome counts of identical (first, second, judge,
     covariates) rows, dropping rows whose counts are all zero.
 
     Args:
         battles: a validated log (:func:`read_battles`, :func:`battles_from_records`).
         merge: ``False`` keeps one row per battle (the per-battle form, for checking).
+        by_judge: ``False`` ignores the ``judge`` column (a model without judge effects does not
+            read it; real logs carry one, e.g. an anonymised user id, and grouping by it would
+            keep about one row per battle).
+        covariate_bins: quantise continuous covariates to this many quantile bins first
+            (:func:`bin_covariates`), so that per-battle covariates do not keep one row per
+            battle; ``None`` keeps them exact.
     """
     first, second, judge = battles.first, battles.second, battles.judge
+    if not by_judge:
+        battles = dataclasses.replace(battles, judges=(), judge=None)
+        judge = None
     if judge is None:
         judge = np.zeros_like(first)
     cov = battles.covariates
+    if cov is not None and covariate_bins is not None:
+        cov = bin_covariates(cov, int(covariate_bins))
     out = np.asarray(battles.outcome, np.float64)
     if merge:
         keys = np.stack([first, second, judge], axis=1).astype(np.float64)

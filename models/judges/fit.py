@@ -104,8 +104,8 @@ def rank(
     """Fit a Bradley–Terry-family model to battles and summarise the ranking.
 
     Args:
-        data: a validated :class:`~ppl_models.judges.data.Battles` log (aggregated here) or
-            :class:`~ppl_models.judges.data.Comparisons`.
+        data: a validated :class:`~ppl_models.judges.data.Battles` log (aggregated here, by
+            judge only with ``judge_effects``) or :class:`~ppl_models.judges.data.Comparisons`.
         key: JAX PRNG key (default ``jax.random.key(0)``).
         method: ``"nuts"`` or ``"tempered_smc"`` (:func:`ppl.infer`).
         link, ties, position_bias, judge_effects, identify, prior, prior_scale: model options
@@ -126,7 +126,7 @@ def rank(
     if display not in ("elo", "latent"):
         raise ValueError(f"display must be 'elo' or 'latent', got {display!r}")
     t0 = time.perf_counter()
-    comps = aggregate(data) if isinstance(data, Battles) else data
+    comps = aggregate(data, by_judge=judge_effects) if isinstance(data, Battles) else data
     if not isinstance(comps, Comparisons):
         raise TypeError(f"data must be Battles or Comparisons, got {type(data).__name__}")
     if comps.num_models < 2:

@@ -123,3 +123,35 @@ def test_extra_columns_can_be_ignored():
         battles_from_records(recs)
     b = battles_from_records(recs, extra_columns="ignore")
     assert b.models == ("a", "b")
+
+
+def test_aggregate_ignores_the_judge_column_unless_asked():
+    # A log whose judge column is an anonymised user id: without judge effects the rows of all
+    # judges merge, exactly as if the column were absent.
+    rng = np.random.default_rng(0)
+    recs = [{"model_a": "abc"[i % 3], "model_b": "abc"[(i + 1) % 3], "winner": ["model_a", "model_b", "tie"][i % 3],
+             "judge": f"user{rng.integers(500)}"} for i in range(300)]
+    with_judge = battles_from_records(recs)
+    without = battles_from_records([{k: v for k, v in r.items() if k != "judge"} for r in recs])
+    merged, plain = aggregate(with_judge, by_judge=False), aggregate(without)
+    assert merged.num_rows == plain.num_rows <= 9 and merged.judges == ()
+    for f in ("first", "second", "counts", "judge"):
+        np.testing.assert_array_equal(getattr(merged, f), getattr(plain, f))
+    assert aggregate(with_judge).num_rows > 100  # by judge: about one row per battle
+
+
+def test_binned_covariates_keep_bin_means_and_merge_rows():
+    from ppl_models.judges.data import bin_covariates
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 1))
+    b = bin_covariates(x, 8)
+    assert len(np.unique(b)) == 8
+    assert abs(b.mean() - x.mean()) < 1e-12  # bin means keep the column's mean
+    for v in np.unique(b):  # each value is the mean of the values it replaced
+        assert v == pytest.approx(x[b == v].mean())
+    few = np.repeat(np.array([[0.0], [1.0], [2.0]]), 10, axis=0)
+    np.testing.assert_array_equal(bin_covariates(few, 8), few)  # few distinct values: kept exactly
+    recs = [{"model_a": "a", "model_b": "b", "winner": "model_a", "len": float(v)} for v in x[:, 0]]
+    battles = battles_from_records(recs, covariates=["len"])
+    assert aggregate(battles).num_rows == 2000 and aggregate(battles, covariate_bins=8).num_rows == 8

@@ -16,6 +16,8 @@
 Every model is a plain numpyro function usable with :func:`ppl.infer` (NUTS or tempered SMC).
 """
 
+from ppl_models.lazy import lazy_exports
+
 # Names are imported on first use (PEP 562), so that `ppl --help` does not import JAX.
 _EXPORTS = {
     **dict.fromkeys([
@@ -58,35 +60,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def _package_class():
-    """Four models are functions named like their modules (``bradley_terry``, ``dawid_skene``,
-    ``irt``, ``plackett_luce``). Importing such a module sets the package attribute to the
-    module; the package's attribute is the function, as it was when this file imported it."""
-    import importlib
-    import sys
-    import types
-
-    same = frozenset(name for name, mod in _EXPORTS.items() if name == mod)
-
-    class Package(types.ModuleType):
-        def __getattribute__(self, name):
-            if name in same:
-                return getattr(importlib.import_module(f"{__name__}.{name}"), name)
-            return super().__getattribute__(name)
-
-    sys.modules[__name__].__class__ = Package
-
-
-_package_class()
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

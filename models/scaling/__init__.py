@@ -11,6 +11,8 @@
 - :mod:`~ppl_models.scaling.data`, :mod:`~ppl_models.scaling.cli`: input files and ``ppl analyze``.
 """
 
+from ppl_models.lazy import lazy_exports
+
 # Names are imported on first use (PEP 562), so that `ppl --help` does not import JAX.
 _EXPORTS = {
     **dict.fromkeys([
@@ -46,13 +48,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from ppl_models.cli import main
 from ppl_models.scale import job

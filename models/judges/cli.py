@@ -113,6 +113,8 @@ def _run(args) -> int:
             return _err(f"{name} must be >= {lo}, got {v}")
     if not 0 < args.ci < 1 or not 0 < args.tie_level < 1:
         return _err("--ci and --tie-level must be in (0, 1)")
+    if not args.prior_scale > 0:
+        return _err(f"--prior-scale must be > 0, got {args.prior_scale}")
     models = [m.strip() for m in args.models.split(",")] if args.models else None
     if args.input != "battles":
         return _run_other(args, models, say)
@@ -138,6 +140,11 @@ def _run(args) -> int:
     unused = comps.unused_models()
     if unused:
         print(f"ppl rank: note: models with no battles (prior-only ratings): {', '.join(unused)}", file=sys.stderr)
+    parts = comps.components()
+    if len(parts) > 1:
+        shown = " | ".join(", ".join(p[:6]) + (f" (+{len(p) - 6})" if len(p) > 6 else "") for p in parts)
+        print(f"ppl rank: warning: the comparisons fall into {len(parts)} parts that never meet ({shown}); ratings "
+              "in different parts are related only through the prior", file=sys.stderr)
     if args.judges and not comps.judges:
         return _err("--judges needs a 'judge' column in the battle log")
     if args.anchor is not None and args.anchor not in comps.models:

@@ -156,6 +156,28 @@ class Comparisons:
         used = self.battles_per_model() > 0
         return tuple(m for m, u in zip(self.models, used) if not u)
 
+    def components(self) -> list:
+        """The parts of the comparison graph (models with battles; an edge per compared pair),
+        largest first, each a list of model names. More than one part: the ratings of different
+        parts are related only through the prior, so their order says nothing."""
+        parent = list(range(self.num_models))
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        live = np.asarray(self.counts).sum(1) > 0
+        for a, b in zip(np.asarray(self.first)[live], np.asarray(self.second)[live]):
+            parent[find(int(a))] = find(int(b))
+        used = self.battles_per_model() > 0
+        parts: dict = {}
+        for i in range(self.num_models):
+            if used[i]:
+                parts.setdefault(find(i), []).append(self.models[i])
+        return sorted(parts.values(), key=len, reverse=True)
+
 
 # ------------------------------------------------------------------------------------------
 # Reading
@@ -167,7 +189,7 @@ def _is_missing(v) -> bool:
         return True
     if isinstance(v, float) and math.isnan(v):
         return True
-    if isinstance(v, str) and v.strip().lower() in ("", "nan", "null", "none", "na"):
+    if isinstance(v, str) and not v.strip():  # only an empty cell: a model may be named "NA" or "None"
         return True
     return False
 
@@ -182,7 +204,7 @@ def _number(v, where: str, field: str) -> float:
     except (TypeError, ValueError):
         raise BattleLogError(f"{where}, field {field!r}: expected a number, got {v!r}") from None
     if not math.isfinite(x):
-        raise BattleLogError(f"{where}, field {field!r}: value must be finite, got {v!r}")
+        raise BattleLogError(f"{where}, field {field!r}: value must be finite (not NaN or infinite), got {v!r}")
     return x
 
 
@@ -277,11 +299,16 @@ def battles_from_records(
                 names.append(m)
             ids.append(index[m])
         count = 1.0
-        for field in ("count", "weight"):
-            if field in rec:
-                count = _number(rec[field], where, field)
-                if count < 0:
-                    raise BattleLogError(f"{where}, field {field!r}: negative count {count!r}")
+        fields = [f for f in ("count", "weight") if f in rec]
+        if len(fields) == 2:  # both columns: one value per row
+            given = [f for f in fields if not _is_missing(rec[f])]
+            if len(given) == 2:
+                raise BattleLogError(f"{where}: fields 'count' and 'weight' are both given; they mean the same, give one")
+            fields = given or fields[:1]
+        for field in fields:
+            count = _number(rec[field], where, field)
+            if count < 0:
+                raise BattleLogError(f"{where}, field {field!r}: negative count {count!r}")
         soft = [f for f in _SOFT if f in rec and not _is_missing(rec[f])]
         w = rec.get("winner")
         if soft and not _is_missing(w):
@@ -330,6 +357,8 @@ def battles_from_records(
         outcome.append(o)
     if not first:
         raise BattleLogError("the battle log is empty: no battles to rank")
+    if not np.any(np.asarray(outcome) > 0):
+        raise BattleLogError("every battle has count 0: no battles to rank")
     n = len(first)
     return Battles(
         models=tuple(names),
@@ -358,6 +387,13 @@ def _read_jsonl(text: str, path: str):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as e:
+            try:
+                whole = json.loads(text)
+            except json.JSONDecodeError:
+                whole = None
+            if isinstance(whole, dict):
+                raise BattleLogError(f"{path}: the file is one JSON object (keys {sorted(whole)[:5]}), not JSON lines; "
+                                     "write one battle object per line, or an array of them") from None
             raise BattleLogError(f"{path}: line {ln}: invalid JSON ({e.msg})") from None
         locs.append(f"{path}: line {ln}")
     return records, locs
@@ -417,8 +453,14 @@ def read_battles(
                 f"{path}: cannot tell the format from the extension {ext!r}; use .csv, .tsv, "
                 ".jsonl or .json, or pass format='csv'|'jsonl' (--format)"
             )
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is dropped
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise BattleLogError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8"
+                             ) from None
     if not text.strip():
         raise BattleLogError(f"{path}: the file is empty: no battles to rank")
     if format == "csv":
@@ -521,8 +563,14 @@ def read_records(path, format: Optional[str] = None, what: str = "rows"):
         format = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(ext)
         if format is None:
             raise BattleLogError(f"{path}: cannot tell the format from the extension {ext!r}; pass format=")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is dropped
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise BattleLogError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8"
+                             ) from None
     if not text.strip():
         raise BattleLogError(f"{path}: the file is empty: no {what}")
     if format in ("csv", "tsv"):

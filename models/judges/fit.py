@@ -57,28 +57,30 @@ def pairwise_win_probability(samples: dict, *, link: str, ties: str, max_draws: 
     return np.stack(out)
 
 
-def _param_summary(samples: dict, names) -> dict:
+def _param_summary(samples: dict, names, ci: float = 0.95) -> dict:
+    """Mean and central ``ci`` interval of each named parameter (and of ``nu``/``eta`` from their logs)."""
+    a = (1.0 - ci) / 2.0
     out = {}
     for n in names:
         if n not in samples:
             continue
         x = np.asarray(samples[n], np.float64)
         x = x.reshape(x.shape[0] * x.shape[1], -1)
-        q = np.quantile(x, [0.025, 0.975], axis=0)
+        q = np.quantile(x, [a, 1.0 - a], axis=0)
         vals = {"mean": x.mean(0).tolist(), "ci_low": q[0].tolist(), "ci_high": q[1].tolist()}
         if x.shape[1] == 1:
             vals = {k: v[0] for k, v in vals.items()}
         out[n] = vals
     if "log_nu" in out:
-        out["nu"] = _exp_summary(samples["log_nu"])
+        out["nu"] = _exp_summary(samples["log_nu"], a)
     if "log_eta" in out:
-        out["eta"] = _exp_summary(samples["log_eta"])
+        out["eta"] = _exp_summary(samples["log_eta"], a)
     return out
 
 
-def _exp_summary(x):
+def _exp_summary(x, a: float = 0.025):
     x = np.exp(np.asarray(x, np.float64).reshape(-1))
-    q = np.quantile(x, [0.025, 0.975])
+    q = np.quantile(x, [a, 1.0 - a])
     return {"mean": float(x.mean()), "ci_low": float(q[0]), "ci_high": float(q[1])}
 
 
@@ -152,6 +154,10 @@ def rank(
                 f"models {list(unused)} have no battles: with prior='flat' their ratings are "
                 "improper; use prior='normal' or drop them"
             )
+    parts = comps.components()
+    if len(parts) > 1:
+        warnings.warn(f"the comparisons fall into {len(parts)} parts that never meet ({parts}); ratings in "
+                      "different parts are related only through the prior", stacklevel=2)
     if ties == "none" and float(np.asarray(comps.counts)[:, 2].sum()) > 0:
         warnings.warn(
             f"ties='none' discards {float(np.asarray(comps.counts)[:, 2].sum()):g} tied battles",
@@ -181,7 +187,7 @@ def rank(
     base = (1000.0 if display == "elo" else 0.0) if base is None else float(base)
     p_win = pairwise_win_probability(samples, link=link, ties=ties)
     params = _param_summary(
-        samples, ("position_bias", "log_nu", "log_eta", "judge_bias", "judge_discrimination", "beta")
+        samples, ("position_bias", "log_nu", "log_eta", "judge_bias", "judge_discrimination", "beta"), ci
     )
     name = f"Elo scale, {scale:.1f} points per latent unit, " + (
         f"{comps.models[a_idx]} = {base:g}" if a_idx is not None else f"mean = {base:g}"

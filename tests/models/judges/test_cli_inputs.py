@@ -87,3 +87,58 @@ def test_responses_and_rankings_end_to_end(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert [m["name"] for m in d["models"]] == ["a", "b", "c"] and d["input"] == "rankings"
     capsys.readouterr()
+
+
+# ------------------------------------------------------------------ battle logs from real files
+FAST = ["--chains", "1", "--warmup", "60", "--samples", "60", "--quiet"]
+
+
+def _log(rows, header="model_a,model_b,winner"):
+    return header + "\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("data, msg", [
+    (b"model_a,model_b,winner\na,b,model_a\nb,\xff,model_b\n", "line 3: byte 0xff is not UTF-8"),
+    (_log(["a,b,model_a,0", "b,c,tie,0"], "model_a,model_b,winner,count").encode(), "every battle has count 0"),
+    (_log(["a,b,model_a,2,3"], "model_a,model_b,winner,count,weight").encode(), "'count' and 'weight' are both given"),
+])
+def test_bad_battle_files_are_clear_errors(tmp_path, capsys, data, msg):
+    path = tmp_path / "log.csv"
+    path.write_bytes(data)
+    assert _run([str(path)] + FAST) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_a_json_object_file_and_a_bad_prior_scale_are_named(tmp_path, capsys):
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps({"battles": [{"model_a": "a", "model_b": "b", "winner": "model_a"}]}, indent=2))
+    assert _run([str(path)] + FAST) == 2
+    assert "one JSON object" in capsys.readouterr().err
+    ok = tmp_path / "ok.csv"
+    ok.write_text(_log(["a,b,model_a"]))
+    assert _run([str(ok), "--prior-scale", "-1"] + FAST) == 2
+    assert "--prior-scale" in capsys.readouterr().err
+
+
+def test_bom_files_models_named_na_and_disconnected_logs(tmp_path, capsys):
+    rows = ["NA,None,model_a", "None,null,model_b", "null,NA,tie", "NA,None,model_a",  # one part
+            "x,y,model_a", "y,x,model_b"]                                          # another
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + _log(rows).encode())  # a UTF-8 byte-order mark (spreadsheet export)
+    out = tmp_path / "r.json"
+    assert _run([str(path), "--json", str(out)] + FAST) == 0
+    err = capsys.readouterr().err
+    assert "2 parts that never meet" in err and "NA, None, null" in err and "x, y" in err
+    assert {m["name"] for m in json.loads(out.read_text())["models"]} == {"NA", "None", "null", "x", "y"}
+
+
+def test_ci_reaches_every_reported_parameter():
+    from ppl_models.judges.fit import _param_summary
+
+    x = np.random.default_rng(0).normal(size=(2, 4000, 1))
+    wide, narrow = (_param_summary({"position_bias": x, "log_nu": x}, ("position_bias", "log_nu"), ci)
+                    for ci in (0.95, 0.5))
+    for k in ("position_bias", "nu"):
+        assert narrow[k]["ci_high"] - narrow[k]["ci_low"] < 0.5 * (wide[k]["ci_high"] - wide[k]["ci_low"])
+    assert narrow["position_bias"]["ci_high"] == pytest.approx(np.quantile(x, 0.75))

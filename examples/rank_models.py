@@ -6,7 +6,7 @@ family with Davidson ties and per-judge bias with NUTS, print the ranking with 9
 the judges' measured position biases against the truth, and save the forest plot and the
 rank-probability heatmap.
 
-    python examples/rank_models.py [--battles 4000] [--out-dir .]
+    python examples/rank_models.py [--battles 4000] [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ppl_models import judges
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--battles", type=int, default=4000)
-    ap.add_argument("--out-dir", default=".")
+    ap.add_argument("--out-dir", default=None, help="folder for the two plots (default: no plots)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
@@ -52,11 +52,13 @@ def main(argv=None):
     print("tied groups:    ", [[ranking.models[i] for i in g] for g in ranking.groups])
     d = ranking.diagnostics
     print(f"max R-hat {d['max_r_hat']:.3f}, min ESS {d['min_ess_bulk']:.0f}, NUTS {d['inference_s']:.1f}s")
-    os.makedirs(a.out_dir, exist_ok=True)
-    ranking.plot_forest(os.path.join(a.out_dir, "rank_forest.png"))
-    ranking.plot_rank_heatmap(os.path.join(a.out_dir, "rank_heatmap.png"))
+    if a.out_dir is not None:
+        os.makedirs(a.out_dir, exist_ok=True)
+        ranking.plot_forest(os.path.join(a.out_dir, "rank_forest.png"))
+        ranking.plot_rank_heatmap(os.path.join(a.out_dir, "rank_heatmap.png"))
+        print(f"saved rank_forest.png and rank_heatmap.png in {a.out_dir}")
     idata = ranking.to_inference_data()
-    print(f"saved rank_forest.png, rank_heatmap.png; InferenceData groups {list(idata.groups())}")
+    print(f"InferenceData groups {list(idata.groups())}")
     return ranking
 
 

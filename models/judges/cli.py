@@ -43,7 +43,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="--input scores: refit under judge-quality priors 1,1 2,1 5,1 10,1 and report how the ranking moves")
     parser.add_argument("--format", choices=["csv", "tsv", "jsonl"], help="override the format guessed from the extension")
     parser.add_argument("--model", default="davidson", choices=sorted(PRESETS),
-                        help="bt: logit, ties as half wins (Arena recipe); bt-noties: ties dropped; "
+                        help="bt: logit, ties as half wins (Arena's likelihood, a pseudo-likelihood: its posterior "
+                             "intervals come out too wide; use --bootstrap for Arena's intervals); bt-noties: ties dropped; "
                              "thurstone: probit, ties half; davidson (default): logit with Davidson ties; "
                              "rao-kupper: logit with Rao-Kupper ties; glenn-david: probit with thresholds")
     parser.add_argument("--ties", choices=["none", "half", "davidson", "rao_kupper"], help="override the tie model of --model")
@@ -58,6 +59,9 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-extra-columns", action="store_true", help="skip columns that are not recognised instead of failing")
     parser.add_argument("--models", help="comma-separated list of all models (models with no battles are reported)")
     parser.add_argument("--method", default="nuts", choices=["nuts", "tempered_smc"])
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="R",
+                        help="battle logs: instead of a posterior, percentile intervals of the maximum-likelihood "
+                             "ratings refitted on R resamples of the battles (Chatbot Arena's bootstrap)")
     parser.add_argument("--chains", type=int, default=4, help="NUTS chains (vectorized)")
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--samples", type=int, default=500, help="NUTS draws per chain")
@@ -154,7 +158,13 @@ def _run(args) -> int:
         opts["ties"] = args.ties
     if opts["ties"] == "davidson" and opts["link"] != "logit":
         return _err("Davidson ties need the logit link; use --model glenn-david or --ties rao_kupper")
-    if args.method == "nuts":
+    method = args.method
+    if args.bootstrap:
+        if args.bootstrap < 10:
+            return _err(f"--bootstrap must be >= 10 resamples, got {args.bootstrap}")
+        method, inf = "bootstrap", dict(num_bootstrap=args.bootstrap)
+        say(f"bootstrap: the MLE refitted on {args.bootstrap} resamples of the battles, model {args.model} {opts}")
+    elif args.method == "nuts":
         inf = dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples)
         say(f"NUTS: {args.chains} chains x ({args.warmup} warmup + {args.samples} draws), model {args.model} {opts}")
     else:
@@ -172,7 +182,7 @@ def _run(args) -> int:
             ranking = rank(
                 comps,
                 key=jax.random.key(args.seed),
-                method=args.method,
+                method=method,
                 position_bias=args.position_bias,
                 judge_effects=args.judges,
                 prior_scale=args.prior_scale,
@@ -199,6 +209,9 @@ def _run(args) -> int:
               f"divergences {d.get('divergences', 0)}")
         if d["max_r_hat"] > 1.05:
             print("ppl rank: warning: R-hat > 1.05, run more --warmup/--samples", file=sys.stderr)
+    if "num_bootstrap" in d:
+        print(f"# intervals: {args.ci:.0%} percentiles of the MLE over {d['num_bootstrap'] - d['failed']} bootstrap "
+              f"refits ({d['failed']} without a finite MLE left out); not posterior credible intervals")
     if args.json:
         ranking.to_json(args.json, indent=1)
         say(f"wrote {args.json}")

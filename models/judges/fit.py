@@ -109,7 +109,10 @@ def rank(
         data: a validated :class:`~ppl_models.judges.data.Battles` log (aggregated here, by
             judge only with ``judge_effects``) or :class:`~ppl_models.judges.data.Comparisons`.
         key: JAX PRNG key (default ``jax.random.key(0)``).
-        method: ``"nuts"`` or ``"tempered_smc"`` (:func:`ppl.infer`).
+        method: ``"nuts"`` or ``"tempered_smc"`` (:func:`ppl.infer`: posterior credible
+            intervals), or ``"bootstrap"``: percentile intervals of the maximum-likelihood
+            ratings refitted on resamples of the battles (Chatbot Arena's recipe;
+            ``num_bootstrap=``, default 100; :mod:`ppl_models.judges.bootstrap`).
         link, ties, position_bias, judge_effects, identify, prior, prior_scale: model options
             of :func:`ppl_models.judges.bradley_terry`.
         display: ``"elo"`` (``400/ln 10`` points per logit, the anchor at ``base``, default
@@ -177,10 +180,18 @@ def rank(
         infer_options.setdefault("num_chains", 4)
     key = jax.random.key(0) if key is None else key
     t1 = time.perf_counter()
-    result = ppl.infer(bradley_terry, comps, method=method, key=key, **opts, **infer_options)
-    jax.block_until_ready(result.samples)
+    if method == "bootstrap":  # percentile intervals of refitted MLEs (Arena's recipe), not a posterior
+        from ppl_models.judges.bootstrap import bootstrap_mle
+
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        samples, boot = bootstrap_mle(comps, seed=seed, **{k: v for k, v in opts.items() if k not in
+                                                           ("prior", "prior_scale")}, **infer_options)
+        result = None
+    else:
+        result = ppl.infer(bradley_terry, comps, method=method, key=key, **opts, **infer_options)
+        jax.block_until_ready(result.samples)
+        samples = {k: np.asarray(v) for k, v in result.samples.items()}
     t2 = time.perf_counter()
-    samples = {k: np.asarray(v) for k, v in result.samples.items()}
     if not np.all(np.isfinite(samples["rating"])):
         raise FloatingPointError("rank: the sampler returned non-finite ratings")
     scale = elo_scale(link) if display == "elo" else 1.0
@@ -219,6 +230,11 @@ def rank(
             "unused_models": list(unused),
         }
     )
+    if result is None:  # the bootstrap: no sampler, no R-hat
+        diag.update(boot)
+        for k in ("r_hat", "ess_bulk", "max_r_hat", "min_ess_bulk"):
+            diag.pop(k, None)
+        return ranking
     if "divergences" in result.diagnostics:
         diag["divergences"] = int(np.asarray(result.diagnostics["divergences"]).sum())
     if result.log_evidence is not None:

@@ -142,3 +142,19 @@ def test_ci_reaches_every_reported_parameter():
     for k in ("position_bias", "nu"):
         assert narrow[k]["ci_high"] - narrow[k]["ci_low"] < 0.5 * (wide[k]["ci_high"] - wide[k]["ci_low"])
     assert narrow["position_bias"]["ci_high"] == pytest.approx(np.quantile(x, 0.75))
+
+
+def test_bootstrap_intervals_from_the_command_line(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    rows = []
+    for _ in range(400):
+        a, b = rng.choice(["p", "q", "r"], 2, replace=False)
+        rows.append(f"{a},{b},{['model_a', 'model_b', 'tie'][rng.integers(3)]}")
+    path, out = tmp_path / "log.csv", tmp_path / "r.json"
+    path.write_text(_log(rows))
+    assert _run([str(path), "--bootstrap", "5", "--quiet"]) == 2
+    assert "--bootstrap must be >= 10" in capsys.readouterr().err
+    assert _run([str(path), "--bootstrap", "30", "--json", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "percentiles of the MLE over 30 bootstrap refits" in text and "R-hat" not in text
+    assert {m["name"] for m in json.loads(out.read_text())["models"]} == {"p", "q", "r"}

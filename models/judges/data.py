@@ -372,6 +372,19 @@ def battles_from_records(
     )
 
 
+def _read_text(path) -> str:
+    """A file's text: UTF-8, with or without a byte-order mark (spreadsheet exports); a byte that
+    is not UTF-8 is an error naming its line."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise BattleLogError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8"
+                             ) from None
+
+
 def _read_jsonl(text: str, path: str):
     records, locs = [], []
     stripped = text.lstrip()
@@ -453,14 +466,7 @@ def read_battles(
                 f"{path}: cannot tell the format from the extension {ext!r}; use .csv, .tsv, "
                 ".jsonl or .json, or pass format='csv'|'jsonl' (--format)"
             )
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is dropped
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise BattleLogError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8"
-                             ) from None
+    text = _read_text(path)
     if not text.strip():
         raise BattleLogError(f"{path}: the file is empty: no battles to rank")
     if format == "csv":
@@ -563,14 +569,7 @@ def read_records(path, format: Optional[str] = None, what: str = "rows"):
         format = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(ext)
         if format is None:
             raise BattleLogError(f"{path}: cannot tell the format from the extension {ext!r}; pass format=")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is dropped
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise BattleLogError(f"{path}: line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8"
-                             ) from None
+    text = _read_text(path)
     if not text.strip():
         raise BattleLogError(f"{path}: the file is empty: no {what}")
     if format in ("csv", "tsv"):

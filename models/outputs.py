@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-__all__ = ["OutputError", "check_output", "atomic_path", "write_text_atomic", "run_meta", "sha256_of"]
+__all__ = ["OutputError", "check_output", "atomic_path", "write_text_atomic", "jsonable", "run_meta", "sha256_of"]
 
 
 class OutputError(ValueError):
@@ -60,6 +60,29 @@ def write_text_atomic(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(os.fspath(path))
+
+
+def jsonable(x):
+    """``x`` as plain JSON values: dicts (keys as text), lists (from tuples and arrays), numbers
+    (numpy scalars unwrapped; a non-finite float as ``"inf"``/``"-inf"`` or ``None`` for NaN),
+    text, booleans and ``None``; anything else as its ``repr``."""
+    import math
+
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return "inf" if x > 0 else "-inf" if x < 0 else None
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return repr(x)
 
 
 def sha256_of(path) -> str:

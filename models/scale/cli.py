@@ -159,12 +159,6 @@ def _replot(args) -> int:
     return 0
 
 
-def _config_json(cfg) -> dict:
-    import dataclasses
-
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
-
-
 #: Options that change how a run is spread over devices, not its numbers (with one problem per device).
 _LAYOUT = ("devices", "problems_per_device")
 
@@ -186,7 +180,7 @@ def _read_samples(path, cfg) -> list:
     head = records[0] if records else {}
     if head.get("kind") != "config":
         raise ValueError(f"--resume: {path} does not start with the run's configuration")
-    want, got = _config_json(cfg), head["config"]
+    want, got = cfg.to_json(), head["config"]
     diff = sorted(k for k in set(want) | set(got) if k not in _LAYOUT and want.get(k) != got.get(k))
     if diff:
         raise ValueError(f"--resume: {path} was written with other options ({', '.join(diff)}: "
@@ -241,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     from ppl_models.scale.report import format_table, plot, write_json
 
     done = complete_problems(cfg, prior)
-    head = {"kind": "config", "config": _config_json(cfg)}
+    head = {"kind": "config", "config": cfg.to_json()}
     # Keep the finished problems only (a problem cut short is run again), then append as problems finish.
     write_text_atomic(samples, "".join(json.dumps(r) + "\n" for r in [head] + [r for v in done.values() for r in v]))
     kept = [len(done)]
@@ -262,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             return _err(str(e))
     print(format_table(res))
-    meta = run_meta(_checkpoint_folders(cfg), _config_json(cfg))
+    meta = run_meta(_checkpoint_folders(cfg), cfg.to_json())
     print(f"\nwrote {write_json(res, json_path, meta=meta)}")
     print(f"wrote {samples}")
     if png_path is not None:

@@ -60,6 +60,10 @@ class ScaleConfig:
     #: With ``devices >= 1``: problems per device in one compiled call (> 1: vmapped).
     problems_per_device: int = 1
 
+    def to_json(self) -> dict:
+        """The configuration as a JSON object (tuples as lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
     def validate(self) -> "ScaleConfig":
         bad = [m for m in self.methods if m not in METHODS]
         if not self.methods or bad:

@@ -49,6 +49,7 @@ import jax
 import numpy as np
 
 from ppl import scaling
+from ppl_models.outputs import jsonable
 from ppl_models.scale.config import (  # noqa: F401  (re-exported)
     DEFAULT_METHODS, METHODS, PF_SELECTS, PF_WEIGHTINGS, PRM_KINDS, QUICK_METHODS, ScaleConfig,
 )
@@ -138,8 +139,7 @@ class ScaleResults:
                 "num_problems": n, "tokens_per_rollout": self.tokens_per_rollout,
                 "problems": {"pool_success": list(self.pool_success), "reward_auc": list(self.reward_auc),
                              "solved": {m: {str(b): v for b, v in d.items()} for m, d in self.solved.items()}},
-                "config": {k: (list(v) if isinstance(v, tuple) else v)
-                           for k, v in dataclasses.asdict(self.config).items()},
+                "config": self.config.to_json(),
                 "seconds": self.seconds}
 
 
@@ -186,17 +186,6 @@ def _run_method(name: str, cfg: ScaleConfig, programs, rewards, answer_fn, budge
                      **options) for program, reward, key in zip(programs, rewards, keys)]
 
 
-def _jsonable(x):
-    """A JSON value for an answer (numbers, strings, None as they are; tuples as lists; else repr)."""
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    if isinstance(x, (np.integer, np.floating)):
-        return x.item()
-    if isinstance(x, (tuple, list)):
-        return [_jsonable(v) for v in x]
-    return repr(x)
-
-
 def _cell(i: int, m: str, b: int, res, problem, seconds: float, tokenizer) -> dict:
     """One problem × method × budget as a plain record (a line of ``samples.jsonl``)."""
     correct = res.answer is not None and res.answer == problem.answer
@@ -207,7 +196,7 @@ def _cell(i: int, m: str, b: int, res, problem, seconds: float, tokenizer) -> di
     score = float(res.scores[res.selected]) if res.selected >= 0 else float("nan")
     comp = res.compute
     return {"kind": "cell", "problem": i, "method": m, "budget": int(b), "correct": bool(correct),
-            "answer": _jsonable(res.answer), "reference": _jsonable(problem.answer), "text": text,
+            "answer": jsonable(res.answer), "reference": jsonable(problem.answer), "text": text,
             "score": score if math.isfinite(score) else None, "generated_tokens": int(comp.generated_tokens),
             "lm_forward_tokens": int(comp.lm_forward_tokens), "prm_calls": int(comp.prm_calls),
             "flops": float(comp.flops), "seconds": float(seconds)}

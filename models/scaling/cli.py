@@ -486,21 +486,6 @@ def _plot(plots: dict, outdir: Path, kind: str) -> list:
     return written
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if np.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else None)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    return x
-
-
 def run(args) -> int:
     """Handler of ``ppl analyze``: 0 on success, 2 on bad input."""
     from ppl_models.scaling.data import (
@@ -521,7 +506,7 @@ def run(args) -> int:
         print("ppl analyze: need --eps > 0, --value-correct > 0, --value-false-positive <= 0",
               file=sys.stderr)
         return 2
-    from ppl_models.outputs import OutputError, check_output, write_text_atomic
+    from ppl_models.outputs import OutputError, check_output, jsonable, write_text_atomic
 
     outdir = None if args.no_plots else (Path(args.plots) if args.plots else path.with_name(path.stem + "_plots"))
     overwrite = bool(getattr(args, "overwrite", False))
@@ -561,6 +546,6 @@ def run(args) -> int:
         report["plots"] = [str(p) for p in written]
         print("\nplots: " + ", ".join(str(p) for p in written))
     if args.json_path:
-        write_text_atomic(args.json_path, json.dumps(_jsonable(report), indent=1))
+        write_text_atomic(args.json_path, json.dumps(jsonable(report), indent=1))
         print(f"JSON: {args.json_path}")
     return 0

@@ -52,10 +52,10 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judges", action="store_true", help="per-judge bias and discrimination (needs a 'judge' column)")
     parser.add_argument("--covariate", action="append", default=[], metavar="COLUMN",
                         help="numeric column entering the outcome linearly (style control); repeatable")
-    parser.add_argument("--covariate-bins", type=int, default=0, metavar="B",
-                        help="quantise each covariate to B quantile bins (each value -> its bin's mean) so that "
-                             "battles merge into rows per pair and bin (an approximation, exact as B grows); "
-                             "default 0: exact per-battle covariates, about one row per battle")
+    parser.add_argument("--covariate-nodes", type=int, default=3, metavar="M",
+                        help="summarise continuous covariates by M moment-matching nodes per pair and outcome "
+                             "(one covariate: its moments up to degree 2M-1 are kept; default 3), so that the "
+                             "table stays proportional to pairs x outcomes; 0: exact, about one row per battle")
     parser.add_argument("--ignore-extra-columns", action="store_true", help="skip columns that are not recognised instead of failing")
     parser.add_argument("--models", help="comma-separated list of all models (models with no battles are reported)")
     parser.add_argument("--method", default="nuts", choices=["nuts", "tempered_smc"])
@@ -112,7 +112,7 @@ def _run(args) -> int:
     from ppl_models.judges.presets import PRESETS
 
     for name, v, lo in (("--chains", args.chains, 1), ("--samples", args.samples, 1), ("--warmup", args.warmup, 0),
-                        ("--particles", args.particles, 2), ("--covariate-bins", args.covariate_bins, 0)):
+                        ("--particles", args.particles, 2), ("--covariate-nodes", args.covariate_nodes, 0)):
         if v < lo:
             return _err(f"{name} must be >= {lo}, got {v}")
     if not 0 < args.ci < 1 or not 0 < args.tie_level < 1:
@@ -136,7 +136,7 @@ def _run(args) -> int:
     if args.judges and not battles.judges:
         return _err("--judges needs a 'judge' column in the battle log")
     comps = aggregate(battles, by_judge=args.judges,  # a judge column is read only for --judges
-                      covariate_bins=args.covariate_bins or None)
+                      covariate_nodes=args.covariate_nodes or None)
     say(f"{battles.num_battles:g} battles, {len(battles.models)} models, {len(battles.judges)} judges "
         f"-> {comps.num_rows} aggregated rows")
     if len(comps.models) < 2:

@@ -24,7 +24,9 @@ Every likelihood in :mod:`ppl_models.judges.bradley_terry` is a sum over battles
 :math:`\sum_o n_o \log p_o`, which depends on the data only through the counts of each outcome
 per distinct (first model, second model, judge, covariates) combination. :func:`aggregate`
 computes those counts once, so the likelihood costs one term per pair and outcome instead of
-one per battle. Soft outcomes are fractional counts in the same table.
+one per battle. Soft outcomes are fractional counts in the same table. Per-battle continuous
+covariates are summarised by a few moment-matching nodes per pair and outcome
+(:mod:`ppl_models.judges.quadrature`).
 """
 
 from __future__ import annotations
@@ -484,30 +486,17 @@ def read_battles(
     )
 
 
-def bin_covariates(cov: np.ndarray, bins: int) -> np.ndarray:
-    r"""Each covariate column quantised to at most ``bins`` values: quantile bins, every value
-    replaced by the mean of its bin (so a column's mean is kept). Battles then merge into rows
-    per (pair, judge, binned covariates); the fit sees each battle's covariate to within its bin
-    (exact as ``bins`` grows; a column with at most ``bins`` distinct values is kept as it is)."""
-    cov = np.asarray(cov, np.float64)
-    out = np.empty_like(cov)
-    for j in range(cov.shape[1]):
-        x = cov[:, j]
-        if len(np.unique(x)) <= bins:
-            out[:, j] = x
-            continue
-        edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
-        idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
-        sums = np.bincount(idx, weights=x, minlength=len(edges) - 1)
-        counts = np.bincount(idx, minlength=len(edges) - 1)
-        out[:, j] = (sums / np.maximum(counts, 1))[idx]
-    return out
-
-
 def aggregate(battles: Battles, *, merge: bool = True, by_judge: bool = True,
-              covariate_bins: Optional[int] = None) -> Comparisons:
-    """Sufficient statistics: sum the outcome counts of identical (first, second, judge,
+              covariate_nodes: Optional[int] = 3) -> Comparisons:
+    r"""Sufficient statistics: sum the outcome counts of identical (first, second, judge,
     covariates) rows, dropping rows whose counts are all zero.
+
+    Without covariates (or with covariates taking few values) this is exact: the aggregated and
+    per-battle likelihoods are equal. Per-battle continuous covariates make almost every row
+    distinct; then each pair (and judge) whose exact rows outnumber :math:`3 P m` is replaced by
+    an :math:`m`-node rule per outcome that keeps the covariates' moments
+    (:mod:`ppl_models.judges.quadrature`: for one covariate, every moment up to degree
+    :math:`2m - 1`), so the table stays at most pairs × outcomes × :math:`P m` rows.
 
     Args:
         battles: a validated log (:func:`read_battles`, :func:`battles_from_records`).
@@ -515,10 +504,12 @@ def aggregate(battles: Battles, *, merge: bool = True, by_judge: bool = True,
         by_judge: ``False`` ignores the ``judge`` column (a model without judge effects does not
             read it; real logs carry one, e.g. an anonymised user id, and grouping by it would
             keep about one row per battle).
-        covariate_bins: quantise continuous covariates to this many quantile bins first
-            (:func:`bin_covariates`), so that per-battle covariates do not keep one row per
-            battle; ``None`` keeps them exact.
+        covariate_nodes: :math:`m`, the nodes per cell of the covariate rule; ``None`` keeps
+            every distinct covariate value (exact, about one row per battle for continuous
+            covariates).
     """
+    if covariate_nodes is not None and int(covariate_nodes) < 1:
+        raise ValueError(f"covariate_nodes must be >= 1 or None, got {covariate_nodes}")
     first, second, judge = battles.first, battles.second, battles.judge
     if not by_judge:
         battles = dataclasses.replace(battles, judges=(), judge=None)
@@ -526,8 +517,6 @@ def aggregate(battles: Battles, *, merge: bool = True, by_judge: bool = True,
     if judge is None:
         judge = np.zeros_like(first)
     cov = battles.covariates
-    if cov is not None and covariate_bins is not None:
-        cov = bin_covariates(cov, int(covariate_bins))
     out = np.asarray(battles.outcome, np.float64)
     if merge:
         keys = np.stack([first, second, judge], axis=1).astype(np.float64)
@@ -543,6 +532,8 @@ def aggregate(battles: Battles, *, merge: bool = True, by_judge: bool = True,
         judge = uniq[:, 2].astype(np.int32)
         cov = uniq[:, 3:] if cov is not None else None
         out = counts
+        if cov is not None and covariate_nodes is not None:
+            first, second, judge, cov, out = _compress_covariates(first, second, judge, cov, out, int(covariate_nodes))
     keep = out.sum(1) > 0
     return Comparisons(
         models=tuple(battles.models),
@@ -554,6 +545,24 @@ def aggregate(battles: Battles, *, merge: bool = True, by_judge: bool = True,
         judges=tuple(battles.judges),
         covariate_names=tuple(battles.covariate_names),
     )
+
+
+def _compress_covariates(first, second, judge, cov, counts, m):
+    """The exact rows of pairs with at most 3·P·m of them, the node rule's rows for the others."""
+    from ppl_models.judges.quadrature import covariate_nodes
+
+    groups, g = np.unique(np.stack([first, second, judge], 1), axis=0, return_inverse=True)
+    g = g.reshape(-1)
+    big = (np.bincount(g) > 3 * cov.shape[1] * m)[g]
+    rows, num_outcomes = np.nonzero((counts > 0) & big[:, None]), counts.shape[1]
+    cell = g[rows[0]] * num_outcomes + rows[1]
+    c, x, w = covariate_nodes(cov[rows[0]], counts[rows], cell, len(groups) * num_outcomes, m)
+    grp, o = c // num_outcomes, c % num_outcomes
+    node_counts = np.zeros((len(c), num_outcomes))
+    node_counts[np.arange(len(c)), o] = w
+    small = ~big
+    return (np.r_[first[small], groups[grp, 0]], np.r_[second[small], groups[grp, 1]],
+            np.r_[judge[small], groups[grp, 2]], np.r_[cov[small], x], np.r_[counts[small], node_counts])
 
 
 def read_records(path, format: Optional[str] = None, what: str = "rows"):

@@ -106,8 +106,9 @@ def rank(
     """Fit a Bradley–Terry-family model to battles and summarise the ranking.
 
     Args:
-        data: a validated :class:`~ppl_models.judges.data.Battles` log (aggregated here, by
-            judge only with ``judge_effects``) or :class:`~ppl_models.judges.data.Comparisons`.
+        data: a validated :class:`~ppl_models.judges.data.Battles` log (aggregated here by
+            :func:`~ppl_models.judges.data.aggregate`: by judge only with ``judge_effects``,
+            continuous covariates summarised by its default node rule) or :class:`~ppl_models.judges.data.Comparisons`.
         key: JAX PRNG key (default ``jax.random.key(0)``).
         method: ``"nuts"`` or ``"tempered_smc"`` (:func:`ppl.infer`: posterior credible
             intervals), or ``"bootstrap"``: percentile intervals of the maximum-likelihood

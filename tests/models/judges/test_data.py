@@ -140,18 +140,72 @@ def test_aggregate_ignores_the_judge_column_unless_asked():
     assert aggregate(with_judge).num_rows > 100  # by judge: about one row per battle
 
 
-def test_binned_covariates_keep_bin_means_and_merge_rows():
-    from ppl_models.judges.data import bin_covariates
+def test_covariate_node_rule_keeps_the_moments_of_each_cell():
+    from ppl_models.judges.quadrature import covariate_nodes
+
+    rng = np.random.default_rng(0)
+    n, cells = 4000, 6
+    cell = rng.integers(0, cells, n)
+    w = rng.random(n)
+    x = rng.gamma(2.0, 1.0, n) + cell  # skewed, a different location per cell
+    x[cell == 3] = 2.5  # one value: one node
+    x[cell == 4] = np.where(rng.random((cell == 4).sum()) < 0.5, 1.0, 4.0)  # two values: kept exactly
+    for m in (1, 2, 3, 4):
+        c, xn, wn = covariate_nodes(x[:, None], w, cell, cells, m)
+        for k in range(cells):
+            got = [(wn[c == k] * xn[c == k, 0] ** j).sum() for j in range(2 * m)]
+            want = [(w[cell == k] * x[cell == k] ** j).sum() for j in range(2 * m)]
+            np.testing.assert_allclose(got, want, rtol=1e-9)  # P = 1: degree 2m - 1 exactly
+        assert (c == 3).sum() == 1 and (c == 4).sum() == min(m, 2)
+        if m == 2:  # and not degree 2m: the rule is a summary, not the sample
+            assert abs((wn[c == 0] * xn[c == 0, 0] ** 4).sum() / (w[cell == 0] * x[cell == 0] ** 4).sum() - 1) > 1e-3
+    xs = rng.normal(size=(n, 2)) @ np.array([[1.0, 0.5], [0.0, 2.0]]) + cell[:, None]
+    c, xn, wn = covariate_nodes(xs, w, cell, cells, 3)  # P = 2: mean and covariance per cell
+    for k in range(cells):
+        a, b = cell == k, c == k
+        assert wn[b].sum() == pytest.approx(w[a].sum())
+        np.testing.assert_allclose(np.average(xn[b], 0, wn[b]), np.average(xs[a], 0, w[a]), atol=1e-9)
+        np.testing.assert_allclose(np.cov(xn[b].T, aweights=wn[b], bias=True), np.cov(xs[a].T, aweights=w[a], bias=True),
+                                   atol=1e-9)
+
+
+def test_per_battle_covariates_aggregate_to_pairs_times_outcomes_and_keep_the_mode():
+    import jax
+
+    from ppl_models import judges
 
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(2000, 1))
-    b = bin_covariates(x, 8)
-    assert len(np.unique(b)) == 8
-    assert abs(b.mean() - x.mean()) < 1e-12  # bin means keep the column's mean
-    for v in np.unique(b):  # each value is the mean of the values it replaced
-        assert v == pytest.approx(x[b == v].mean())
-    few = np.repeat(np.array([[0.0], [1.0], [2.0]]), 10, axis=0)
-    np.testing.assert_array_equal(bin_covariates(few, 8), few)  # few distinct values: kept exactly
-    recs = [{"model_a": "a", "model_b": "b", "winner": "model_a", "len": float(v)} for v in x[:, 0]]
+    k, n, beta = 5, 6000, 0.6
+    r = rng.normal(0, 0.7, k)
+    a = rng.integers(0, k, n)
+    b = (a + rng.integers(1, k, n)) % k
+    x = rng.normal(0.3 * (a - b) / k, 1.0)  # a per-battle continuous covariate, correlated with the pair
+    d = r[a] - r[b] + beta * x
+    win = rng.random(n) < 1 / (1 + np.exp(-d))
+    recs = [{"model_a": f"m{i}", "model_b": f"m{j}", "winner": "model_a" if y else "model_b", "len": float(v)}
+            for i, j, y, v in zip(a, b, win, x)]
     battles = battles_from_records(recs, covariates=["len"])
-    assert aggregate(battles).num_rows == 2000 and aggregate(battles, covariate_bins=8).num_rows == 8
+    exact, nodes = aggregate(battles, covariate_nodes=None), aggregate(battles)
+    assert exact.num_rows == n and nodes.num_rows <= k * (k - 1) * 2 * 3
+    np.testing.assert_allclose(nodes.counts.sum(0), exact.counts.sum(0), rtol=1e-6)
+    with jax.enable_x64(True):
+        fit, coarse = ([judges.posterior_mode(judges.bradley_terry, c, ties="none") for c in (exact, nodes)],
+                       judges.posterior_mode(judges.bradley_terry, aggregate(battles, covariate_nodes=1), ties="none"))
+    np.testing.assert_allclose(fit[1]["rating"], fit[0]["rating"], atol=2e-3)
+    assert float(fit[1]["beta"][0]) == pytest.approx(float(fit[0]["beta"][0]), abs=2e-3)
+    assert float(fit[0]["beta"][0]) == pytest.approx(beta, abs=0.15)  # the exact mode is near the truth
+    # one node (each cell's mean covariate) is a poor summary (wins and losses separate): the check can fail
+    assert abs(float(coarse["beta"][0]) - float(fit[0]["beta"][0])) > 10 * abs(float(fit[1]["beta"][0]) - float(fit[0]["beta"][0]))
+    few = battles_from_records([dict(rec, len=float(round(rec["len"]))) for rec in recs], covariates=["len"])
+    exact_few, nodes_few = aggregate(few, covariate_nodes=None), aggregate(few, covariate_nodes=3)
+    assert nodes_few.num_rows < exact.num_rows  # few distinct values: pairs within 3·P·m rows stay exact
+    per_pair = np.bincount(exact_few.first * k + exact_few.second, minlength=k * k)
+
+    def rows(c, pair):
+        sel = c.first * k + c.second == pair
+        return sorted(map(tuple, np.c_[c.covariates[sel], c.counts[sel]].tolist()))
+
+    small = [p for p in range(k * k) if 0 < per_pair[p] <= 9]
+    assert small and all(rows(nodes_few, p) == rows(exact_few, p) for p in small)  # kept exactly
+    with pytest.raises(ValueError, match="covariate_nodes"):
+        aggregate(battles, covariate_nodes=0)

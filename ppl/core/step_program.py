@@ -23,7 +23,9 @@ two: the first half draws :math:`x_{-1}`, the second runs the program.
 
 The particles of such a model are :class:`ProgramState` pytrees: the program's return value and
 the values of its latent sites (kept so that conditional SMC and ancestor sampling can re-score a
-transition).
+transition). A site that the program returns as it is (``x = numpyro.sample("x", ...); return x``,
+the usual form, and the form of an LM step program whose site is the whole LM state) is stored
+once: resampling gathers it, KV cache included, once.
 """
 
 from __future__ import annotations
@@ -39,21 +41,38 @@ from numpyro.primitives import Messenger
 from ppl.core.cache import structural_key
 from ppl.core.feynman_kac import FeynmanKac, PointMass, _is_distribution
 
-__all__ = ["from_step_program", "ProgramState", "StepProgramModel"]
+__all__ = ["AsValue", "from_step_program", "ProgramState", "StepProgramModel"]
 
 
 INIT_SITE = "_init"
 
 
-class ProgramState(NamedTuple):
+class AsValue(NamedTuple):
+    """In :attr:`ProgramState.stored_sites`, a latent site whose value is the state's ``value``
+    itself (the program returned that site): a pytree with no leaves, so it is stored once."""
+
+
+class _ProgramFields(NamedTuple):
+    value: Any
+    stored_sites: dict
+
+
+class ProgramState(_ProgramFields):
     """A particle of a step program: its return ``value`` and its latent ``sites``.
 
-    When ``init`` is random, ``sites["_init"]`` holds the particle's initial draw
-    :math:`x_{-1}` (carried along so that step 0 can be re-scored).
+    ``ProgramState(value, sites)`` stores the sites as given. The particles of a
+    :class:`StepProgramModel` store the site that the program returns as :class:`AsValue` in
+    ``stored_sites`` (no second copy to carry and gather); :attr:`sites` reads every site's
+    value either way. When ``init`` is random, ``sites["_init"]`` holds the particle's initial
+    draw :math:`x_{-1}` (carried along so that step 0 can be re-scored).
     """
 
-    value: Any
-    sites: dict
+    __slots__ = ()
+
+    @property
+    def sites(self) -> dict:
+        """Every latent site's value (the returned site read from ``value``)."""
+        return {k: self.value if isinstance(v, AsValue) else v for k, v in self.stored_sites.items()}
 
 
 class _StepKeys(Messenger):
@@ -135,7 +154,8 @@ class StepProgramModel(FeynmanKac):
             out["value"] = self._call(x_prev, t, data_t)
 
         sites, _, log_g = self._trace(_StepKeys(wrapped, key), x_prev, t, data_t)
-        return out["value"], sites, log_g
+        value = out["value"]
+        return value, {k: AsValue() if v is value else v for k, v in sites.items()}, log_g
 
     def _score(self, x_prev_value, x, t, data_t):
         sites = {k: v for k, v in x.sites.items() if k != INIT_SITE}
@@ -149,7 +169,7 @@ class StepProgramModel(FeynmanKac):
             return x_prev.value
         if isinstance(self.init, PointMass):
             return self.init.value
-        return x.sites[INIT_SITE]
+        return x.stored_sites[INIT_SITE]
 
     def init_step(self, key, data_0):
         if isinstance(self.init, PointMass):
@@ -164,8 +184,8 @@ class StepProgramModel(FeynmanKac):
 
     def step(self, key, x_prev, t, data_t):
         value, sites, log_w = self._run(key, x_prev.value, t, data_t)
-        if INIT_SITE in x_prev.sites:
-            sites = {**sites, INIT_SITE: x_prev.sites[INIT_SITE]}
+        if INIT_SITE in x_prev.stored_sites:
+            sites = {**sites, INIT_SITE: x_prev.stored_sites[INIT_SITE]}
         return ProgramState(value, sites), jnp.asarray(log_w, dtype=jnp.result_type(float))
 
     def log_weight(self, x_prev, x, t, data_t):
@@ -175,6 +195,15 @@ class StepProgramModel(FeynmanKac):
     def log_density(self, x_prev, x, t, data_t):
         log_m, log_g = self._score(self._prev_value(x_prev, x), x, t, data_t)
         return log_m + log_g
+
+    def canonical(self, x):
+        """``x`` (a user-built :class:`ProgramState`, e.g. a particle Gibbs reference) stored as
+        this model's particles are: the site that the program returns marked :class:`AsValue`."""
+        if not isinstance(x, ProgramState):
+            return x
+        shape = jax.eval_shape(lambda: self.init_step(jax.random.key(0), self.data_at(self.data, 0))[0])
+        returned = {k for k, v in shape.stored_sites.items() if isinstance(v, AsValue)}
+        return ProgramState(x.value, {k: AsValue() if k in returned else v for k, v in x.stored_sites.items()})
 
     def is_done(self, x):
         if self.done is None:

@@ -152,12 +152,15 @@ def _cached(kind, fk, build):
 
 
 def _check_reference(fk, reference):
+    """The reference, checked, and stored as the model's particles are (``fk.canonical``)."""
     T = int(fk.num_steps)
     for leaf in jax.tree_util.tree_leaves(reference):
         if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != T:
             raise ValueError(
                 f"reference: every leaf needs a leading time axis of length T={T}, got shape "
                 f"{jnp.shape(leaf)}; use ppl.trajectory(result, i) of a keep_history run")
+    canonical = getattr(fk, "canonical", None)
+    return reference if canonical is None else canonical(reference)
 
 
 def _check_n(num_particles):
@@ -193,7 +196,7 @@ def conditional_smc(fk: FeynmanKac, num_particles: int, reference, *, key: jax.A
     if not isinstance(fk, FeynmanKacModel):
         raise TypeError(f"fk: expected a Feynman–Kac model (see ppl.core.protocols.FeynmanKacModel), got "
                         f"{type(fk).__name__}")
-    _check_reference(fk, reference)
+    reference = _check_reference(fk, reference)
     if fk.time_indexed:  # an LM program's "data" are its weights and prompt
         check_no_nan(fk.data, "data", time_axis=True)
     fn = _cached(("csmc", int(num_particles), bool(ancestor_sampling)), fk,
@@ -251,7 +254,7 @@ def particle_gibbs(fk: FeynmanKac, num_particles: int, num_iterations: int, *, k
     if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations or num_iterations < 1:
         raise ValueError(f"num_iterations: expected a positive integer, got {num_iterations!r}")
     if init_reference is not None:
-        _check_reference(fk, init_reference)
+        init_reference = _check_reference(fk, init_reference)
     if fk.time_indexed:  # an LM program's "data" are its weights and prompt
         check_no_nan(fk.data, "data", time_axis=True)
     batched = _is_key_batch(key)

@@ -23,6 +23,7 @@ def test_identical_particles_for_the_same_key(resampling):
     b = ppl.run_smc(fk, 200, key=jax.random.key(9), resampling=resampling, keep_history=True)
     np.testing.assert_array_equal(np.asarray(a.particles.value), np.asarray(b.particles))
     np.testing.assert_array_equal(np.asarray(a.particles.sites["x"]), np.asarray(b.particles))
+    assert len(jax.tree_util.tree_leaves(a.particles)) == 1  # `return x`: the site is stored once
     np.testing.assert_array_equal(np.asarray(a.ancestors), np.asarray(b.ancestors))
     np.testing.assert_allclose(float(a.log_evidence), float(b.log_evidence), rtol=1e-6)
 

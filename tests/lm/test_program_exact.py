@@ -165,6 +165,10 @@ def test_step_program_form_matches_enumeration(lm, exact):
     fk = ppl.from_step_program(step, init=init, num_steps=MAX_STEPS, done=lambda s: s.done)
     runs = 8
     res = ppl.run_smc(fk, 2000, key=jax.random.split(jax.random.key(1), runs), ess_threshold=1.0)
+    # the LM state (KV cache included) is carried and gathered once: the returned site is a marker
+    assert isinstance(res.particles.stored_sites["step"], ppl.core.step_program.AsValue)
+    assert len(jax.tree_util.tree_leaves(res.particles)) == len(jax.tree_util.tree_leaves(res.particles.value))
+    assert res.particles.sites["step"] is res.particles.value
     res = res._replace(particles=res.particles.value)
     _check(res, exact, runs)
 

@@ -68,10 +68,30 @@ class NoisyReward(PrefixScore):
 
     def log_score(self, params, state) -> jax.Array:
         """:math:`\\log \\tilde r` of one particle's prefix."""
-        log_r = self.base.log_score(params["base"], state)
-        r = jnp.clip(jnp.exp(log_r), self.epsilon, 1.0 - self.epsilon)
-        logit = jnp.log(r) - jnp.log1p(-r) + self.sigma * self.noise(state)
-        return jax.nn.log_sigmoid(logit)
+        return self._noisy(self.base.log_score(params["base"], state), state)
 
     def log_prefix_score(self, state) -> jax.Array:
         return self.log_score(self.params, state)
+
+    def _noisy(self, log_r, state):
+        r = jnp.clip(jnp.exp(log_r), self.epsilon, 1.0 - self.epsilon)
+        return jax.nn.log_sigmoid(jnp.log(r) - jnp.log1p(-r) + self.sigma * self.noise(state))
+
+    # Incremental scoring (ppl.core.protocols.IncrementalReward) when the base reward has it: the
+    # base reads only the new tokens; the noise is a cheap hash of the prefix's token ids.
+    @property
+    def init_state(self):
+        if not callable(getattr(self.base, "init_state", None)):
+            return None
+        return lambda params, prompt_state: self.base.init_state(params["base"], prompt_state)
+
+    @property
+    def extend(self):
+        if not callable(getattr(self.base, "extend", None)):
+            return None
+
+        def extend(params, rstate, state):
+            log_r, rstate, read = self.base.extend(params["base"], rstate, state)
+            return self._noisy(log_r, state), rstate, read
+
+        return extend

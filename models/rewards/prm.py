@@ -29,6 +29,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +40,8 @@ from ppl_models.lm import LMConfig
 from ppl_models.lm.transformer import Block, Norm
 from ppl_models.rewards.base import PrefixScore
 
-__all__ = ["lm_identity", "PRMConfig", "PRMNet", "ProcessRewardModel", "random_prm", "save_prm", "load_prm", "lm_token_features",
-           "NUM_LM_FEATURES"]
+__all__ = ["lm_identity", "PRMConfig", "PRMNet", "PRMState", "ProcessRewardModel", "random_prm", "save_prm", "load_prm",
+           "lm_token_features", "NUM_LM_FEATURES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +83,38 @@ def lm_token_features(lm, lm_params, tokens):
     pos = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
     logits, _ = lm.apply(lm_params, tokens, pos, None)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    tok_lp = jnp.take_along_axis(logp[:, :-1], tokens[:, 1:, None], axis=-1)[..., 0]
-    ent = -jnp.sum(jnp.exp(logp[:, :-1]) * logp[:, :-1], axis=-1)
-    feats = jnp.stack([tok_lp, ent], axis=-1)
+    feats = _features(logp[:, :-1], tokens[:, 1:])
     feats = jnp.concatenate([jnp.zeros((b, 1, NUM_LM_FEATURES), jnp.float32), feats], axis=1)
     return jax.lax.stop_gradient(feats)
+
+
+def _features(logp_before, tokens):
+    """``[..., 2]``: the log-probability of each token under the prediction before it
+    (``logp_before [..., V]``), and that prediction's entropy."""
+    tok_lp = jnp.take_along_axis(logp_before, tokens[..., None], axis=-1)[..., 0]
+    ent = -jnp.sum(jnp.exp(logp_before) * logp_before, axis=-1)
+    return jnp.stack([tok_lp, ent], axis=-1)
+
+
+class PRMState(NamedTuple):
+    """What the PRM carries in one particle to score it incrementally
+    (:meth:`ProcessRewardModel.extend`): positions ``< read`` of the prefix have been read.
+
+    Attributes:
+        cache: the PRM network's keys and values, ``[1, H, W, D_h]`` per layer (``W`` the width
+            it reads, ``min(buffer, max_length)``).
+        lm_cache: the features LM's cache (``()`` for a PRM without LM features).
+        logp: ``f32[V]`` the features LM's log-probabilities at position ``read - 1`` (the
+            prediction of the next token; ``f32[0]`` without LM features).
+        logit: the PRM's logit of the prefix of length ``read``.
+        read: ``int32``, the number of positions read.
+    """
+
+    cache: tuple
+    lm_cache: Any
+    logp: jax.Array
+    logit: jax.Array
+    read: jax.Array
 
 
 class PRMNet(nnx.Module):
@@ -109,14 +137,23 @@ class PRMNet(nnx.Module):
 
     def __call__(self, tokens, positions, features=None):
         """Logits ``f32[B, S]`` of the prefixes ending at each position of ``tokens: int[B, S]``."""
+        return self.forward(tokens, positions, features, None)[0]
+
+    def forward(self, tokens, positions, features=None, cache=None):
+        """``(logits f32[B, S], cache)``: with a KV ``cache`` (one :class:`LayerCache` per layer) the
+        tokens' keys and values are written at their positions and each position attends to every
+        cached position before it (as :class:`ppl_models.lm.transformer.Transformer` does)."""
         h = self.embed(tokens)
         if self.features is not None:
             if features is None:
                 raise ValueError("PRMNet: this PRM reads LM features; pass features=lm_token_features(...).")
             h = h + self.features(features)
-        for block in self.layers:
-            h, _ = block(h, positions, None)
-        return self.head(self.final_norm(h))[..., 0].astype(jnp.float32)
+        new_cache = []
+        for i, block in enumerate(self.layers):
+            h, layer = block(h, positions, None if cache is None else cache[i])
+            new_cache.append(layer)
+        logits = self.head(self.final_norm(h))[..., 0].astype(jnp.float32)
+        return logits, (None if cache is None else tuple(new_cache))
 
 
 class ProcessRewardModel(PrefixScore):
@@ -125,6 +162,9 @@ class ProcessRewardModel(PrefixScore):
     ``apply(params, tokens[B, S], positions[B, S]) -> logits[B, S]``; prefix scores are
     ``sigmoid(logits)`` at step boundaries.
     """
+
+    #: Tokens the incremental path feeds per forward pass (:meth:`extend`).
+    chunk_size = 8
 
     def __init__(self, module: PRMNet, tokenizer=None, lm=None):
         self.config: PRMConfig = module.config
@@ -213,6 +253,54 @@ class ProcessRewardModel(PrefixScore):
         logits = self.apply(params, tokens[None, :width], pos[None])[0]
         last = jnp.clip(state.length - 1, 0, width - 1)
         return jax.nn.log_sigmoid(logits[last])
+
+    # Incremental scoring (ppl.core.protocols.IncrementalReward): the particle carries a PRMState.
+    def init_state(self, params, prompt_state):
+        """``(PRMState, tokens read)`` after reading the prompt of ``prompt_state`` (one particle)."""
+        from ppl_models.lm.cache import init_cache
+
+        c = self.config.lm_config()
+        width = min(prompt_state.tokens.shape[0], self.config.max_length)
+        cache = init_cache(c.num_layers, 1, c.num_kv_heads, width, c.head_dim, jnp.float32)
+        if self.config.lm_features:
+            lm_cache, logp = self.lm.init_cache(1, width), jnp.zeros((self.lm.vocab_size,), jnp.float32)
+        else:
+            lm_cache, logp = (), jnp.zeros((0,), jnp.float32)
+        empty = PRMState(cache, lm_cache, logp, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        return self._read(params, empty, prompt_state)
+
+    def extend(self, params, rstate: PRMState, state):
+        """``(log r, PRMState, tokens read)``: the prefix of ``state`` scored after reading only the
+        tokens past ``rstate.read``, in chunks of :attr:`chunk_size` through the PRM's and the
+        features LM's KV caches. Equals :meth:`log_score` to float tolerance."""
+        new, read = self._read(params, rstate, state)
+        return jax.nn.log_sigmoid(new.logit), new, read
+
+    def _read(self, params, rstate: PRMState, state):
+        width = rstate.cache[0].k.shape[2]
+        size, use_lm = int(self.chunk_size), self.config.lm_features
+        net = nnx.merge(self.graphdef, params)
+        stop = jnp.minimum(state.length, width).astype(jnp.int32)
+
+        def chunk(r: PRMState) -> PRMState:
+            pos = r.read + jnp.arange(size, dtype=jnp.int32)
+            toks = state.tokens[jnp.clip(pos, 0, state.tokens.shape[0] - 1)]
+            n = jnp.clip(stop - r.read, 0, size)  # valid positions in this chunk
+            last = jnp.maximum(n - 1, 0)
+            feats, lm_cache, logp = None, r.lm_cache, r.logp
+            if use_lm:
+                lm_logits, lm_cache = self.lm.apply(self.lm.params, toks[None], pos[None], r.lm_cache)
+                lp = jax.nn.log_softmax(lm_logits[0].astype(jnp.float32), axis=-1)  # [size, V]
+                before = jnp.concatenate([r.logp[None], lp[:-1]], axis=0)
+                feats = jnp.where((pos > 0)[:, None], _features(before, toks), 0.0)[None]
+                feats = jax.lax.stop_gradient(feats)
+                logp = lp[last]
+            logits, cache = net.forward(toks[None], pos[None], feats, r.cache)
+            return PRMState(cache, lm_cache, logp, logits[0, last], r.read + n)
+
+        out = jax.lax.while_loop(lambda r: r.read < stop, chunk, rstate)
+        fed = (-(-(stop - jnp.minimum(rstate.read, stop)) // size)) * size
+        return out, fed.astype(jnp.int32)
 
     def log_prefix_score(self, state) -> jax.Array:
         """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token."""

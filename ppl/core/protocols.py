@@ -22,7 +22,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import jax
 
-__all__ = ["FeynmanKacModel", "LanguageModel", "RewardModel"]
+__all__ = ["FeynmanKacModel", "IncrementalReward", "LanguageModel", "RewardModel"]
 
 
 @runtime_checkable
@@ -79,3 +79,26 @@ class RewardModel(Protocol):
     params: Any
 
     def log_score(self, params, state) -> jax.Array: ...
+
+
+@runtime_checkable
+class IncrementalReward(Protocol):
+    """A reward model that carries its own state in the particle, so that scoring a step reads
+    only the step's new tokens (a KV cache and running features instead of the whole prefix).
+
+    ``init_state(params, prompt_state) -> (rstate, tokens_read)`` reads the prompt once (one
+    particle's :class:`~ppl.lm.LMState` after the prompt) and returns the reward's state;
+    ``extend(params, rstate, state) -> (log r, rstate, tokens_read)`` reads the tokens of
+    ``state`` past what ``rstate`` has read and scores the prefix ``state`` ends with; the
+    score must equal ``log_score(params, state)`` (to float tolerance). The state is a pytree
+    with fixed shapes; the program stores it in ``state.memory`` and resampling gathers it with
+    the particle (:func:`ppl.lm.potentials.from_reward`).
+    """
+
+    params: Any
+
+    def log_score(self, params, state) -> jax.Array: ...
+
+    def init_state(self, params, prompt_state) -> tuple[Any, jax.Array]: ...
+
+    def extend(self, params, rstate, state) -> tuple[jax.Array, Any, jax.Array]: ...

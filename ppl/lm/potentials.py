@@ -36,7 +36,7 @@ when resampling and nothing is recomputed.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,13 +74,26 @@ class MemoryPotential(Potential):
 
     ``update(prev, state) -> (log G, memory)`` reads ``prev.memory`` (the parent's) and returns
     the new memory, which the program stores as ``state.memory``; ``memory0`` is the prompt's
-    memory. Called as a plain potential it returns ``log G`` only.
+    memory, or ``init(prompt_state) -> memory`` computes it from the prompt's state (once per
+    prompt, before the particles are drawn: e.g. a reward model's cache of the prompt). Called as
+    a plain potential it returns ``log G`` only.
     """
 
-    def __init__(self, update: Callable, memory0, name: str = "potential", horizons=()):
+    def __init__(self, update: Callable, memory0=None, name: str = "potential", horizons=(),
+                 init: Callable | None = None, incremental: bool = False):
         super().__init__(lambda prev, state: update(prev, state)[0], name, horizons)
+        if memory0 is None and init is None:
+            raise ValueError("MemoryPotential: give memory0 or init(prompt_state) -> memory")
         self.update = update
         self.memory0 = memory0
+        self.init = init
+        #: whether the memory holds state that has read the particle's tokens up to its length
+        #: (an incremental reward's cache), so the memory must follow the particle's own prefix
+        self.incremental = bool(incremental)
+
+    def initial(self, prompt_state: LMState):
+        """The memory of the prompt's state."""
+        return self.memory0 if self.init is None else self.init(prompt_state)
 
 
 def _as_potential(p) -> Potential:
@@ -105,7 +118,7 @@ def product(*potentials) -> Potential:
         log_g, memory = mem.update(prev, state)
         return log_g + sum(p(prev, state) for p in rest), memory
 
-    return MemoryPotential(update, mem.memory0, name, horizons)
+    return MemoryPotential(update, mem.memory0, name, horizons, init=mem.init, incremental=mem.incremental)
 
 
 def on_prefix(score: Callable[[LMState], jnp.ndarray]) -> Potential:
@@ -172,12 +185,24 @@ WEIGHTINGS = ("softmax", "ratio")
 class RewardMemory(NamedTuple):
     r"""Running aggregates of a reward's log prefix scores :math:`\log r_s`, :math:`s \le t`:
     the last, the minimum and the sum (the log of the product); ``step``, the number of filter
-    steps seen (finished or not: it indexes a per-step temperature)."""
+    steps seen (finished or not: it indexes a per-step temperature); ``read``, the tokens the
+    reward read at the last step (the whole prefix, or only the new tokens of an incremental
+    reward); ``prompt_read``, the tokens an incremental reward read for the prompt (once per
+    prompt, shared by the particles; 0 otherwise); ``reward``, an incremental reward's own state
+    (``()`` otherwise)."""
 
     last: jax.Array
     low: jax.Array
     total: jax.Array
     step: jax.Array
+    read: jax.Array
+    prompt_read: jax.Array
+    reward: Any = ()
+
+    @property
+    def incremental(self) -> bool:
+        """Whether the reward carries its own state (static)."""
+        return not (isinstance(self.reward, tuple) and len(self.reward) == 0)
 
 
 def _aggregate(kind: str, m: RewardMemory):
@@ -195,7 +220,7 @@ def log_odds(log_a, eps: float = 1e-6):
 
 
 def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str = "softmax", tau=1.0,
-                eps: float = 1e-6) -> MemoryPotential:
+                eps: float = 1e-6, incremental: bool | None = None) -> MemoryPotential:
     r"""A reward model as a potential (Puri et al. 2025), for one particle.
 
     After each step the reward scores the prefix, :math:`r_t = r(x_{1:t})` (``reward.log_score(
@@ -220,6 +245,15 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
 
     A finished particle (``prev.done``) keeps its memory: it is not scored again.
     ``params`` may be traced (a method passes the reward's parameters as data); ``tau`` too.
+
+    **Incremental rewards.** A reward with ``init_state`` and ``extend``
+    (:class:`ppl.core.protocols.IncrementalReward`, e.g. the bundled PRM) keeps its own state in
+    the memory (``RewardMemory.reward``: its KV cache and running features): the prompt is read
+    once (``init_state``, by the program, before the particles are drawn) and each step reads
+    only the step's new tokens (``extend``), so the reward's cost per step is proportional to
+    the step, not the prefix. Its state is resampled with the particle in the same gather. The
+    scores equal ``log_score``'s to float tolerance. ``incremental=None`` uses it when the reward
+    has it; ``False`` scores the whole prefix at every step (``log_score``).
     """
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate: expected one of {AGGREGATES}, got {aggregate!r}")
@@ -229,23 +263,40 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
         raise TypeError(f"reward: expected an object with log_score(params, state), got {type(reward).__name__}")
     params = reward.params if params is None else params
     softmax = weighting == "softmax"
+    can = callable(getattr(reward, "init_state", None)) and callable(getattr(reward, "extend", None))
+    if incremental and not can:
+        raise TypeError(f"from_reward(incremental=True): {type(reward).__name__} has no init_state/extend "
+                        "(see ppl.core.protocols.IncrementalReward)")
+    incremental = can if incremental is None else bool(incremental)
+
+    def score(prev, state):
+        if not incremental:
+            return reward.log_score(params, state), (), state.length
+        return reward.extend(params, prev.memory.reward, state)
 
     def update(prev, state):
         live = ~prev.done
-        log_r = reward.log_score(params, state).astype(jnp.float32)
+        log_r, rstate, read = score(prev, state)
+        log_r = log_r.astype(jnp.float32)
         m = prev.memory
         prev_a = jnp.where(prev.num_steps > 0, _aggregate(aggregate, m), 0.0)
         tau_t = tau if jnp.ndim(tau) == 0 else tau[jnp.minimum(m.step, jnp.shape(tau)[0] - 1)]
         m = RewardMemory(jnp.where(live, log_r, m.last), jnp.where(live, jnp.minimum(m.low, log_r), m.low),
-                         jnp.where(live, m.total + log_r, m.total), m.step + 1)
+                         jnp.where(live, m.total + log_r, m.total), m.step + 1,
+                         jnp.where(live, read, 0).astype(jnp.int32), m.prompt_read, rstate)
         a = _aggregate(aggregate, m)
         log_g = log_odds(a, eps) / tau_t if softmax else jnp.where(live, a - prev_a, 0.0)
         return log_g, m
 
-    zero = jnp.zeros((), jnp.float32)
-    return MemoryPotential(update, RewardMemory(zero, jnp.full((), jnp.inf, jnp.float32), zero,
-                                                jnp.zeros((), jnp.int32)),
-                           f"from_reward({aggregate}, {weighting})")
+    zero, izero = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+
+    def init(prompt_state):
+        rstate, read = reward.init_state(params, prompt_state) if incremental else ((), izero)
+        return RewardMemory(zero, jnp.full((), jnp.inf, jnp.float32), zero, izero, izero,
+                            jnp.asarray(read, jnp.int32), rstate)
+
+    return MemoryPotential(update, None, f"from_reward({aggregate}, {weighting}{', incremental' if incremental else ''})",
+                           init=init, incremental=incremental)
 
 
 def tau_schedule(start: float, end: float, num_steps: int, kind: str = "geometric") -> jax.Array:
@@ -288,6 +339,9 @@ def lookahead(potential: "MemoryPotential", lm, params, config: StepConfig, step
     The memory (:class:`Lookahead`) records the tokens generated by the look-ahead and the
     length it scored, for exact compute counting (:func:`ppl.scaling.compute.counter`).
     """
+    if potential.incremental and int(steps) > 0:
+        raise ValueError("lookahead: the potential reads the look-ahead's tokens, which the particle does not keep, "
+                         "so an incremental reward's state would run ahead of it; use from_reward(..., incremental=False)")
     greedy = StepConfig(delimiter=config.delimiter, max_step_tokens=config.max_step_tokens, temperature=1.0,
                         top_k=1)
     key = jax.random.key(0)  # top-1 sampling draws nothing (ties aside)
@@ -304,4 +358,5 @@ def lookahead(potential: "MemoryPotential", lm, params, config: StepConfig, step
         return log_g, Lookahead(inner, (ahead.length - state.length).astype(jnp.int32), ahead.length.astype(jnp.int32))
 
     zero = jnp.zeros((), jnp.int32)
-    return MemoryPotential(update, Lookahead(potential.memory0, zero, zero), f"lookahead({potential.name}, {steps})")
+    return MemoryPotential(update, None, f"lookahead({potential.name}, {steps})",
+                           init=lambda prompt: Lookahead(potential.initial(prompt), zero, zero))

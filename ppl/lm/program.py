@@ -193,7 +193,7 @@ class LMProgram:
         """The prompt's state (one particle): :math:`x_{-1}`, with the potential's initial memory."""
         state = prefill(self.lm, data["params"], data["prompt"], data["prompt_length"], self.max_length)
         if isinstance(self.potential, MemoryPotential):
-            state = state._replace(memory=self.potential.memory0)
+            state = state._replace(memory=self.potential.initial(state))
         return state
 
     def _weigh(self, prev, new, log_p, log_q):

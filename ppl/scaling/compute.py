@@ -11,8 +11,10 @@ Every method of :mod:`ppl.scaling` counts what it spends, exactly, as it runs:
 ``prm_calls``
     prefix scorings by the reward model (one per particle and scored prefix);
 ``prm_forward_tokens``
-    tokens the reward model reads: the length of each scored prefix (prompt included), since a
-    reward model without a cache reads the whole prefix at every call.
+    tokens the reward model reads: the length of each scored prefix (prompt included) for a
+    reward model without a cache, which reads the whole prefix at every call; for an
+    incremental reward (:class:`ppl.core.protocols.IncrementalReward`) the prompt once and then
+    the tokens it actually feeds at each step (the step's new tokens, rounded up to its chunk).
 
 The FLOP estimate is the usual :math:`2P` per token and forward pass (Kaplan et al. 2020),
 attention ignored:
@@ -39,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.lm.potentials import Lookahead
+from ppl.lm.potentials import Lookahead, RewardMemory
 from ppl.smc.base import Collector
 
 __all__ = ["Compute", "flops_per_token", "num_params", "counter", "token_counter"]
@@ -101,6 +103,8 @@ def _counts(parents_length, children, live):
     grown, read = children.length - parents_length, children.length
     if isinstance(children.memory, Lookahead):  # the look-ahead's tokens, and the longer prefix scored
         grown, read = grown + children.memory.tokens, children.memory.length
+    elif isinstance(children.memory, RewardMemory):  # what the reward read: the prefix, or the new tokens
+        read = children.memory.read
     grown = jnp.sum(jnp.where(live, grown, 0))
     calls = jnp.sum(live.astype(jnp.int32))
     read = jnp.sum(jnp.where(live, read, 0))
@@ -115,8 +119,15 @@ def counter(skip=None) -> Collector:
     reward reads the extended prefix; slots
     where ``skip [N]`` is true are not counted (conditional SMC's reference, never re-sampled)."""
     keep = (lambda live: live) if skip is None else (lambda live: live & ~skip)
+
+    def init(x):
+        counts = _counts(x.prompt_length, x, keep(jnp.ones_like(x.done)))
+        if isinstance(x.memory, RewardMemory):  # an incremental reward's read of the prompt: once for all
+            counts = counts.at[2].add(x.memory.prompt_read[0])
+        return counts
+
     return Collector(
-        init=lambda x: _counts(x.prompt_length, x, keep(jnp.ones_like(x.done))),
+        init=init,
         update=lambda aux, parents, children, done: aux + _counts(parents.length, children, keep(~done)),
     )
 

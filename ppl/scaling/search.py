@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from ppl.core.checks import check_int, check_key
 from ppl.core.trees import broadcast
-from ppl.lm.potentials import from_reward, lookahead
+from ppl.lm.potentials import Lookahead, from_reward, lookahead
 from ppl.scaling.compute import Compute, token_counter
 from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
 from ppl.scaling.result import ScalingResult, finish
@@ -88,7 +88,7 @@ def duplicates(x, active: jax.Array) -> jax.Array:
 
 def _score(x) -> jax.Array:
     """Each beam's log-score: the last one the reward gave it (after the look-ahead, if any)."""
-    return x.memory.inner.last
+    return (x.memory.inner if isinstance(x.memory, Lookahead) else x.memory).last
 
 
 def _beam_select(x, done, log_w, keep: int, filter_duplicates: bool = False):
@@ -143,8 +143,9 @@ def _pool(prompt, N: int, sort_completed: bool):
 def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: bool = False,
            sort_completed: bool = True, ahead: int = 0):
     def run(data, rparams, key):
-        pot = lookahead(from_reward(reward, rparams), program.lm, data["params"], program.config, ahead,
-                        program.num_steps)
+        pot = from_reward(reward, rparams, incremental=None if ahead == 0 else False)
+        if ahead:  # the look-ahead's tokens are not kept: the reward reads whole prefixes
+            pot = lookahead(pot, program.lm, data["params"], program.config, ahead, program.num_steps)
         if dvts_mode:
             model = program.with_potential(pot, frozen=functools.partial(_stopped, width=M), correct_proposal=False)
             res, failure, _ = build_filter(model, N, rs.Selection(_subtree_select, (M,)), 1.0,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ppl_models.lm import LMConfig, random_lm
-from ppl_models.rewards import OraclePRM, PRMConfig, load_prm, random_prm, save_prm
+from ppl_models.rewards import NoisyReward, OraclePRM, PRMConfig, load_prm, random_prm, save_prm
 from ppl_models.tasks import arithmetic as A
 from ppl_models.tasks.tokenizer import build_tokenizer, encode
 from ppl_models.train.prm import auc, expected_calibration_error
@@ -150,3 +150,67 @@ def test_prm_with_lm_features(tok, tmp_path):
     np.testing.assert_allclose(load_prm(tmp_path, lm=lm).step_scores(p.prompt, p.solution)[0], s, rtol=1e-6)
     st = _state(tok, p.prompt, "3+4=7=7\n")
     assert float(jnp.exp(prm.log_prefix_score(st))) == pytest.approx(float(s[0]), rel=1e-4)
+
+
+@pytest.mark.parametrize("lm_features", [False, True])
+def test_incremental_prm_scores_equal_full_prefix_scores(tok, lm_features):
+    """The PRM read incrementally (its KV cache and the features LM's in the particle, only each
+    step's new tokens fed) scores every prefix as the full-prefix pass does, inside a particle
+    filter whose compute counter then counts only the tokens fed."""
+    import ppl
+    from ppl.lm.program import broadcast
+    from ppl.lm.sampling import sample_step
+    from ppl.scaling.compute import counter
+
+    lm = random_lm(LMConfig.llama(vocab_size=32, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                  max_position_embeddings=256, eos_token_id=1), seed=0, tokenizer=tok)
+    cfg = PRMConfig(vocab_size=32, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                    newline_token_id=tok.token_to_id("\n"), lm_features=lm_features, max_length=40)
+    prm = random_prm(cfg, seed=2, tokenizer=tok, lm=lm if lm_features else None)
+    p = A.make_problem(3, [("+", 4), ("*", 2)], 23)
+    nl = tok.token_to_id("\n")
+    program = ppl.lm.LMProgram(lm, encode(tok, p.prompt), None, max_steps=5, step_delimiter=nl, max_step_tokens=7)
+    x = broadcast(program.prompt_state(program.data), 6)
+    rs, read0 = jax.jit(prm.init_state)(prm.params, jax.tree.map(lambda a: a[0], x))
+    assert int(read0) == -(-int(x.length[0]) // prm.chunk_size) * prm.chunk_size  # the prompt, read once
+    rs = jax.tree.map(lambda a: jnp.broadcast_to(a, (6,) + a.shape), rs)
+    extend = jax.jit(jax.vmap(prm.extend, in_axes=(None, 0, 0)))
+    full = jax.jit(jax.vmap(prm.log_score, in_axes=(None, 0)))
+    key = jax.random.key(1)
+    for _ in range(5):  # the prefixes pass the PRM's width (40): scored at its last position, like log_score
+        key, k = jax.random.split(key)
+        before = x.length
+        x, _, _ = sample_step(lm, lm.params, k, x, program.config)
+        log_r, rs, read = extend(prm.params, rs, x)
+        np.testing.assert_allclose(np.asarray(log_r), np.asarray(full(prm.params, x)), atol=2e-5)
+        new = np.minimum(np.asarray(x.length), 40) - np.minimum(np.asarray(before), 40)
+        np.testing.assert_array_equal(np.asarray(read), -(-new // prm.chunk_size) * prm.chunk_size)
+    assert int(np.max(np.asarray(x.length))) > 40
+    noisy = NoisyReward(prm, 1.5, seed=4)  # incremental when its base is; the noise hashes the prefix
+    ns, _ = noisy.init_state(noisy.params, program.prompt_state(program.data))
+    one = jax.tree.map(lambda a: a[0], x)
+    np.testing.assert_allclose(float(noisy.extend(noisy.params, ns, one)[0]), float(noisy.log_score(noisy.params, one)),
+                               atol=2e-5)
+    assert NoisyReward(OraclePRM(p, tok, 0.01), 1.0).init_state is None  # the oracle reads whole prefixes
+
+    if not lm_features:
+        return
+    # In the filter: the same weights and evidence, and the counter counts the tokens fed.
+    from ppl.smc import base
+    from ppl.smc.loop import build_filter
+    from ppl.smc.resampling import systematic
+
+    runs = {}
+    for inc in (False, True):
+        pot = ppl.lm.potentials.from_reward(prm, incremental=inc)
+        model = program.with_potential(pot, correct_proposal=False)
+        run = jax.jit(build_filter(model, 8, systematic, 1.0, finished=base.absorbing, collect=counter()))
+        runs[inc] = run(model.data, jax.random.key(3))[0]
+    a, b = runs[False], runs[True]
+    np.testing.assert_array_equal(np.asarray(a.particles.tokens), np.asarray(b.particles.tokens))
+    assert float(b.log_evidence) == pytest.approx(float(a.log_evidence), abs=1e-4)
+    generated, calls, read_full = (int(v) for v in np.asarray(a.aux))
+    _, calls_inc, read_inc = (int(v) for v in np.asarray(b.aux))
+    assert calls_inc == calls and read_inc < read_full / 2
+    with pytest.raises(ValueError, match="incremental"):
+        ppl.lm.potentials.lookahead(ppl.lm.potentials.from_reward(prm), lm, lm.params, program.config, 1, 5)

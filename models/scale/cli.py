@@ -100,6 +100,10 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="PATH", help="JSON path (default OUT/scale.json)")
     parser.add_argument("--plot", default=None, metavar="PATH", help="PNG path (default OUT/scale.png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plot")
+    parser.add_argument("--x", choices=["budget", "tokens", "flops"], default="budget",
+                        help="what the compute rows of the table and the plot's x-axis show: the budget (with "
+                             "generated tokens in the table), generated tokens, or FLOPs of the generator and the "
+                             "reward together (default budget); a display option, free to change on --resume")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run recorded in OUT/samples.jsonl (same options): its finished problems "
@@ -153,9 +157,9 @@ def _replot(args) -> int:
         return _err(f"--from-json {args.from_json}: cannot read ({e.strerror})")
     except ValueError as e:
         return _err(f"--from-json {args.from_json}: {e}")
-    print(format_table(res))
+    print(format_table(res, x=args.x))
     if not args.no_plot:
-        print(f"wrote {plot(res, args.plot or Path(args.out) / 'scale.png')}")
+        print(f"wrote {plot(res, args.plot or Path(args.out) / 'scale.png', x=args.x)}")
     return 0
 
 
@@ -255,10 +259,10 @@ def run(args: argparse.Namespace) -> int:
             return 130
         except (OSError, ValueError) as e:
             return _err(str(e))
-    print(format_table(res))
+    print(format_table(res, x=args.x))
     meta = run_meta(_checkpoint_folders(cfg), cfg.to_json())
     print(f"\nwrote {write_json(res, json_path, meta=meta)}")
     print(f"wrote {samples}")
     if png_path is not None:
-        print(f"wrote {plot(res, png_path)}")
+        print(f"wrote {plot(res, png_path, x=args.x)}")
     return 0

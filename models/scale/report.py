@@ -12,7 +12,11 @@ import numpy as np
 from ppl_models.outputs import atomic_path, write_text_atomic
 from ppl_models.scale.job import ScaleResults, wilson
 
-__all__ = ["format_table", "write_json", "plot", "summary"]
+__all__ = ["format_table", "write_json", "plot", "summary", "X_AXES"]
+
+#: What the compute rows of the table and the plot's x-axis show (``ppl scale --x``).
+X_AXES = ("budget", "tokens", "flops")
+_PAIRED_REFERENCE = "particle_filter"
 
 
 def _fmt_tokens(x: float) -> str:
@@ -30,8 +34,21 @@ def _reward_label(cfg) -> str:
     return label + (f"; particle filter {', '.join(pf)}" if pf and "particle_filter" in cfg.methods else "")
 
 
-def format_table(res: ScaleResults) -> str:
-    """Accuracy with 95% intervals per method (rows) and budget (columns), then tokens spent."""
+def _fmt_flops(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _check_x(x: str) -> None:
+    if x not in X_AXES:
+        raise ValueError(f"x: expected one of {X_AXES}, got {x!r}")
+
+
+def format_table(res: ScaleResults, x: str = "budget") -> str:
+    """Accuracy with 95% intervals per method (rows) and budget (columns); the paired tests of
+    every method against the particle filter (:func:`ppl_models.scale.compare.paired_tests`);
+    then the compute spent: generated tokens (``x="budget"`` or ``"tokens"``) or FLOPs, generator
+    and reward together (``x="flops"``), and the reward-model calls."""
+    _check_x(x)
     budgets = list(res.config.budgets)
     n = res.num_problems
     name_w = max([len("coverage (pass@B)")] + [len(m) for m in res.methods]) + 2
@@ -58,14 +75,29 @@ def format_table(res: ScaleResults) -> str:
     if aucs:
         lines.append(f"reward model within a problem: AUC {np.mean(aucs):.2f} of its final scores, right against "
                      f"wrong rollouts, mean over the {len(aucs)} problems whose pool has both")
+    tests = paired(res)
+    if tests:
+        lines.append("")
+        lines.append(f"paired against {_PAIRED_REFERENCE} on the same problems: accuracy difference "
+                     "(method minus it), exact McNemar p-value")
+        lines.append(head)
+        lines.append("-" * len(head))
+        for m, by_budget in tests.items():
+            cells = [(f"{by_budget[b]['difference']:+.2f} p={by_budget[b]['p_value']:.2f}" if b in by_budget else "-")
+                     .rjust(col_w) for b in budgets]
+            lines.append(m.ljust(name_w) + "".join(cells))
     lines.append("")
-    lines.append("generated tokens per problem (mean; one rollout = "
-                 f"{res.tokens_per_rollout:.0f} tokens)")
+    if x == "flops":
+        lines.append("FLOPs per problem (mean; generator and reward model, 2 x parameters per token read)")
+    else:
+        lines.append("generated tokens per problem (mean; one rollout = "
+                     f"{res.tokens_per_rollout:.0f} tokens)")
     lines.append(head)
     lines.append("-" * len(head))
     for m, c in res.methods.items():
         bs = list(c.budgets)
-        cells = [(_fmt_tokens(c.generated_tokens[bs.index(b)]) if b in bs else "-").rjust(col_w) for b in budgets]
+        vals, fmt = (c.flops, _fmt_flops) if x == "flops" else (c.generated_tokens, _fmt_tokens)
+        cells = [(fmt(vals[bs.index(b)]) if b in bs else "-").rjust(col_w) for b in budgets]
         lines.append(m.ljust(name_w) + "".join(cells))
     lines.append("")
     lines.append("reward-model calls per problem (mean)")
@@ -77,9 +109,21 @@ def format_table(res: ScaleResults) -> str:
     return "\n".join(lines)
 
 
+def paired(res: ScaleResults) -> dict:
+    """:func:`~ppl_models.scale.compare.paired_tests` of every method against the particle filter,
+    at the budgets where both have every problem (``{}`` without a particle filter)."""
+    from ppl_models.scale.compare import paired_tests
+
+    return paired_tests(res.solved, _PAIRED_REFERENCE)
+
+
 def summary(res: ScaleResults, reference: str = "best_of_n", method: str = "particle_filter") -> dict:
-    """Where ``method`` first reaches ``reference``'s accuracy at its largest budget, and the
-    budgets at which ``method`` is at or above each other method."""
+    """Where ``method`` first reaches ``reference``'s accuracy at its largest budget (with a
+    paired bootstrap interval over problems of that budget ratio,
+    :func:`~ppl_models.scale.compare.budget_ratio_interval`), and the budgets at which
+    ``method`` is at or above each other method."""
+    from ppl_models.scale.compare import budget_ratio_interval
+
     out: dict = {}
     if reference in res.methods and method in res.methods:
         ref, m = res.methods[reference], res.methods[method]
@@ -89,6 +133,9 @@ def summary(res: ScaleResults, reference: str = "best_of_n", method: str = "part
             out["reference"] = {"method": reference, "budget": ref.budgets[-1], "accuracy": target / res.num_problems}
             out["first_budget_reaching_reference"] = first
             out["budget_ratio"] = (ref.budgets[-1] / first) if first else None
+            full = {k: v for k, v in res.solved.items() if k in (reference, method)}
+            if len(full) == 2 and all(full[k] for k in full) and max(full[reference]) == ref.budgets[-1]:
+                out["budget_ratio_interval"] = budget_ratio_interval(full, reference, method)
     if method in res.methods:
         m = res.methods[method]
         at_or_above = {}
@@ -107,14 +154,17 @@ def write_json(res: ScaleResults, path, meta: Optional[dict] = None) -> Path:
     :func:`ppl_models.outputs.run_meta`) to ``path``, atomically."""
     obj = res.to_json()
     obj["summary"] = summary(res)
+    obj["paired"] = {"reference": _PAIRED_REFERENCE, "test": "exact McNemar", "tests": paired(res)}
     if meta is not None:
         obj["meta"] = meta
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
-def plot(res: ScaleResults, path) -> Path:
-    """Accuracy against budget (log2 axis), one line per method with its 95% band, and the
-    coverage of the rollout pool (pass@B) dashed."""
+def plot(res: ScaleResults, path, x: str = "budget") -> Path:
+    """Accuracy against budget (log2 axis), generated tokens or FLOPs (``x``; log axes), one line
+    per method with its 95% band, and the coverage of the rollout pool (pass@B) dashed (against
+    budget, or the tokens of that many rollouts)."""
+    _check_x(x)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,18 +177,24 @@ def plot(res: ScaleResults, path) -> Path:
     for m, c in res.methods.items():
         if not c.budgets:
             continue
-        b = np.asarray(c.budgets, float)
+        b = np.asarray({"budget": c.budgets, "tokens": c.generated_tokens, "flops": c.flops}[x], float)
         acc = np.asarray(c.correct, float) / n
         lo, hi = np.array([wilson(k, n) for k in c.correct]).T
         (line,) = ax.plot(b, acc, marker="o", lw=1.8, label=m)
         ax.fill_between(b, lo, hi, color=line.get_color(), alpha=0.07, lw=0)
     cb = np.asarray(res.coverage["budgets"], float)
-    ax.plot(cb, np.asarray(res.coverage["correct"], float) / n, ls="--", color="0.4", lw=1.2,
-            label="coverage (pass@B)")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(res.config.budgets))
-    ax.set_xticklabels([str(b) for b in res.config.budgets])
-    ax.set_xlabel("budget (full rollouts)")
+    if x != "flops":  # coverage has no FLOPs of its own: it is the pool's, before any selection
+        cx = cb if x == "budget" else cb * res.tokens_per_rollout
+        ax.plot(cx, np.asarray(res.coverage["correct"], float) / n, ls="--", color="0.4", lw=1.2,
+                label="coverage (pass@B)")
+    if x == "budget":
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(res.config.budgets))
+        ax.set_xticklabels([str(b) for b in res.config.budgets])
+    else:
+        ax.set_xscale("log")
+    ax.set_xlabel({"budget": "budget (full rollouts)", "tokens": "generated tokens per problem",
+                   "flops": "FLOPs per problem (generator + reward)"}[x])
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.set_title(f"{res.config.difficulty} arithmetic chains, {n} problems, reward: {_reward_label(res.config)}")

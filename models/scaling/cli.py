@@ -397,8 +397,35 @@ def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, 
                    ("tokens", f"{ref} N", *names, "best")))
         plots["tokens"] = True
     if problems is not None:
+        ratios = scale_budget_ratios(problems, args, out)
+        if ratios:
+            report["budget_ratio"] = ratios
         report["allocation"] = scale_allocation(problems, args, out)
     return report, plots
+
+
+def scale_budget_ratios(problems, args, out=print, reference: str = "best_of_n") -> dict:
+    """Per method, the budget at which it first reaches ``reference``'s accuracy at the
+    reference's largest budget, as the ratio of the two budgets with a paired bootstrap interval
+    over problems (:func:`ppl_models.scale.compare.budget_ratio_interval`); ``{}`` without the
+    reference in the per-problem block."""
+    from ppl_models.scale.compare import budget_ratio_interval
+
+    solved = {name: {int(b): row.tolist() for b, row in zip(*problems.solved[name])} for name in problems.solved}
+    if reference not in solved or len(solved) < 2:
+        return {}
+    res = {name: budget_ratio_interval(solved, reference, name, level=args.level, seed=args.seed)
+           for name in solved if name != reference}
+    ref_b = max(solved[reference])
+    acc = float(np.mean(solved[reference][ref_b]))
+    out(f"\nbudget ratio: {reference}@{ref_b} solves {acc:.4f}; the budget at which each method first "
+        f"reaches that, as {ref_b}/budget, with a {args.level:.0%} paired bootstrap over problems "
+        "(0: not reached at any measured budget)")
+    out(_table([(name, f"{r['ratio']:g}", f"[{r['ci_low']:g}, {r['ci_high']:g}]",
+                 f"{r['p_at_least']['1']:.2f}", f"{r['p_at_least']['2']:.2f}", f"{r['p_at_least']['4']:.2f}")
+                for name, r in res.items()],
+               ("method", "ratio", "interval", "P(>=1)", "P(>=2)", "P(>=4)")))
+    return res
 
 
 def _save(fig, path: Path) -> Path:

@@ -186,6 +186,18 @@ def test_small_run_outputs(small_run, tmp_path):
     table = format_table(res)
     assert "particle_filter" in table and "coverage" in table and "within a problem: AUC 1.00" in table
     assert "budgets_at_or_above" in summary(res)
+    # Paired against the particle filter on the same problems, and compute as FLOPs.
+    assert "exact McNemar p-value" in table and "FLOPs per problem" not in table
+    flops_table = format_table(res, x="flops")
+    assert "FLOPs per problem" in flops_table and "generated tokens per problem" not in flops_table
+    assert f"{res.methods['best_of_n'].flops[0]:.3g}" in flops_table
+    assert set(obj["paired"]["tests"]) == {"best_of_n", "majority_vote", "beam_search"}
+    assert obj["paired"]["tests"]["best_of_n"]["1"]["n"] == 3
+    for m in obj["methods"].values():
+        assert len(m["flops"]) == len(m["budgets"]) and all(f > 0 for f in m["flops"])
+    assert plot(res, tmp_path / "flops.png", x="flops").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="x: expected one of"):
+        format_table(res, x="seconds")
     # The table and plot say which reward and particle-filter options made them.
     cfg = dataclasses.replace(res.config, prm="noisy-oracle", prm_noise=8.0, tau=8.0, pf_select="vote")
     assert "noisy-oracle (noise 8); particle filter tau 8, vote answer" in format_table(dataclasses.replace(res, config=cfg))
@@ -210,6 +222,8 @@ def test_json_round_trip_and_replot(small_run, tmp_path, capsys):
     path = write_json(small_run, tmp_path / "s.json")
     assert main(["scale", "--from-json", str(path), "--plot", str(tmp_path / "re.png")]) == 0
     assert "particle_filter" in capsys.readouterr().out and (tmp_path / "re.png").is_file()
+    assert main(["scale", "--from-json", str(path), "--no-plot", "--x", "flops"]) == 0
+    assert "FLOPs per problem" in capsys.readouterr().out
     bad = tmp_path / "bad.json"
     bad.write_text('{"methods": {}}')
     assert main(["scale", "--from-json", str(bad)]) == 2

@@ -199,6 +199,10 @@ def test_analyze_scale_json_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "compute-optimal allocation" in text and "held-out gain" in text
     assert "matched generated tokens" in text
+    # best-of-N@8 solves 18/40; beam search first reaches that at budget 2 (22/40): ratio 8/2
+    br = rep["budget_ratio"]["beam_search"]
+    assert br["ratio"] == 4 and br["ci_low"] <= 4 <= br["ci_high"] and br["reference_budget"] == 8
+    assert "budget ratio: best_of_n@8 solves 0.4500" in text
     # an explicit total budget
     assert cli.run(_args(str(path), "--json", str(out), "--bins", "4", "--total-budget", "1",
                          "--no-plots", "--draws", "100", "--chains", "1")) == 2  # refused: the file exists

@@ -22,9 +22,9 @@ over uniform comes with a credible interval.
 method :math:`m` at budget :math:`N` solved problem :math:`i`) and a difficulty score per problem
 (the fraction of its rollout pool that is right). :math:`A_{m,b}(N)` is the fraction of bin
 :math:`b` solved; the gain over uniform comes with a bootstrap interval over problems (resampled
-within bins, the allocation re-optimised each time) and a held-out estimate (the allocation
-chosen on one half of each bin and scored on the other), since choosing and scoring on the
-same problems flatters it.
+within bins, the allocation re-optimised each time), but choosing and scoring on the same
+problems flatters it, so the headline is **cross-fitted**: the allocation chosen on one half of
+each bin and scored on the other, with a bootstrap interval of that held-out gain.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class Allocation(NamedTuple):
     """Per bin: ``method [B]`` (index), ``budget [B]``; ``accuracy`` of the allocation,
     ``uniform_accuracy`` and ``uniform_budget`` of the baseline, ``gain`` (difference),
     ``spent`` (average per-problem budget used). Posterior and bootstrap versions add
-    ``*_interval``; :func:`allocate_from_outcomes` adds ``heldout_gain``."""
+    ``*_interval``; :func:`allocate_from_outcomes` adds the cross-fitted ``heldout_gain`` (the
+    headline: chosen on half the problems, scored on the other half) and its interval."""
 
     method: np.ndarray
     budget: np.ndarray
@@ -55,6 +56,7 @@ class Allocation(NamedTuple):
     gain_interval: Optional[tuple] = None
     accuracy_interval: Optional[tuple] = None
     heldout_gain: Optional[float] = None
+    heldout_gain_interval: Optional[tuple] = None
 
     def to_dict(self, method_names: Optional[Sequence[str]] = None, bin_labels=None) -> dict:
         names = (list(method_names) if method_names is not None
@@ -78,6 +80,8 @@ class Allocation(NamedTuple):
             d["accuracy_ci"] = list(self.accuracy_interval)
         if self.heldout_gain is not None:
             d["heldout_gain"] = self.heldout_gain
+        if self.heldout_gain_interval is not None:
+            d["heldout_gain_ci"] = list(self.heldout_gain_interval)
         return d
 
 
@@ -250,10 +254,18 @@ def allocate_from_outcomes(outcomes, budgets, difficulty, total_budget: float, *
         allow_skip: add budget 0 (accuracy 0) so a bin nothing solves gets no compute.
         level: probability of the bootstrap intervals.
         num_bootstrap: problem resamples (within bins) for ``gain_interval`` /
-            ``accuracy_interval`` (0: none).
+            ``accuracy_interval``, and cross-fitted replicates for ``heldout_gain_interval``
+            (0: none).
         num_splits: random half splits of every bin for ``heldout_gain``, the mean gain of
             the allocation chosen on one half and scored on the other (each split used both
             ways round; 0: none).
+
+    The in-sample ``gain`` chooses and scores on the same problems, and its bootstrap
+    re-optimises on each resample, so both are optimistic. The headline is cross-fitted:
+    ``heldout_gain`` averages ``num_splits`` half splits; ``heldout_gain_interval`` is the
+    percentile interval of replicates that each draw a new split, resample each half with
+    replacement within bins, choose on one and score on the other (both ways round), so the
+    problems a choice is scored on are never those it was chosen on.
         seed: seed of the resampling.
 
     Returns:
@@ -296,24 +308,37 @@ def allocate_from_outcomes(outcomes, budgets, difficulty, total_budget: float, *
             accs.append(r.accuracy)
         alloc = alloc._replace(gain_interval=tuple(float(x) for x in np.quantile(gains, q)),
                                accuracy_interval=tuple(float(x) for x in np.quantile(accs, q)))
+    def resample_within_bins(idx):
+        return np.concatenate([rng.choice(i, i.size) for i in (idx[bins[idx] == b] for b in range(num_bins))
+                               if i.size])
+
+    def cross_fitted(resample: bool) -> float:
+        """Split every bin in random halves (optionally bootstrap each half within bins);
+        choose on one half and score on the other, both ways round: the mean held-out gain."""
+        half = np.zeros(bins.size, bool)
+        for m in members:
+            half[rng.permutation(m)[: m.size // 2]] = True
+        gains = []
+        for train in (half, ~half):
+            tr, te = np.nonzero(train)[0], np.nonzero(~train)[0]
+            if resample:
+                tr, te = resample_within_bins(tr), resample_within_bins(te)
+            c_tr = np.bincount(bins[tr], minlength=num_bins)
+            c_te = np.bincount(bins[te], minlength=num_bins)
+            r = allocate(table(outcomes[:, :, tr], bins[tr]), c_tr, grid, total_budget,
+                         baseline_method=baseline_method)
+            a_te = table(outcomes[:, :, te], bins[te])
+            g = np.searchsorted(grid, r.budget)
+            g0 = int(np.searchsorted(grid, r.uniform_budget))
+            chosen = a_te[r.method, np.arange(num_bins), g]
+            gains.append(float(c_te @ (chosen - a_te[baseline_method, :, g0]) / c_te.sum()))
+        return float(np.mean(gains))
+
     if num_splits > 0:
-        held = []
-        for _ in range(num_splits):
-            half = np.zeros(bins.size, bool)
-            for m in members:
-                half[rng.permutation(m)[: m.size // 2]] = True
-            for train in (half, ~half):
-                test = ~train
-                c_tr = np.bincount(bins[train], minlength=num_bins)
-                c_te = np.bincount(bins[test], minlength=num_bins)
-                r = allocate(table(outcomes[:, :, train], bins[train]), c_tr, grid,
-                             total_budget, baseline_method=baseline_method)
-                a_te = table(outcomes[:, :, test], bins[test])
-                g = np.searchsorted(grid, r.budget)
-                g0 = int(np.searchsorted(grid, r.uniform_budget))
-                chosen = a_te[r.method, np.arange(num_bins), g]
-                held.append(float(c_te @ (chosen - a_te[baseline_method, :, g0]) / c_te.sum()))
-        alloc = alloc._replace(heldout_gain=float(np.mean(held)))
+        alloc = alloc._replace(heldout_gain=float(np.mean([cross_fitted(False) for _ in range(num_splits)])))
+        if num_bootstrap > 0:
+            held = [cross_fitted(True) for _ in range(num_bootstrap)]
+            alloc = alloc._replace(heldout_gain_interval=tuple(float(x) for x in np.quantile(held, q)))
     rng_score = np.array([[difficulty[m].min(), difficulty[m].max()] if m.size else [np.nan] * 2
                           for m in members])
     return alloc, BinnedAccuracy(bins, counts, grid, acc, rng_score)

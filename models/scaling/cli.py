@@ -315,14 +315,13 @@ def scale_allocation(problems, args, out=print) -> dict:
         "that is right)")
     out(_table(rows, ("bin", "pool pass@1", "problems", "method", "budget", "accuracy",
                       f"{baseline}@{alloc.uniform_budget:g}")))
-    gi = alloc.gain_interval
-    out(f"  accuracy {alloc.accuracy:.4f} (spends {alloc.spent:.2f} per problem) vs uniform "
-        f"{baseline} at {alloc.uniform_budget:g}: {alloc.uniform_accuracy:.4f}; gain "
-        f"{alloc.gain:+.4f} [{gi[0]:+.4f}, {gi[1]:+.4f}] ({args.level:.0%} bootstrap over "
-        "problems)")
-    out(f"  held-out gain (chosen on half of each bin, scored on the other half): "
-        f"{alloc.heldout_gain:+.4f} (the in-sample gain is optimistic: chosen and scored on "
-        "the same problems)")
+    gi, hi = alloc.gain_interval, alloc.heldout_gain_interval
+    out(f"  held-out gain over uniform {baseline} at {alloc.uniform_budget:g} (chosen on half of each "
+        f"bin, scored on the other half): {alloc.heldout_gain:+.4f} [{hi[0]:+.4f}, {hi[1]:+.4f}] "
+        f"({args.level:.0%} cross-fitted bootstrap over problems)")
+    out(f"  in-sample (optimistic: chosen and scored on the same problems): accuracy "
+        f"{alloc.accuracy:.4f} (spends {alloc.spent:.2f} per problem) vs {alloc.uniform_accuracy:.4f}; "
+        f"gain {alloc.gain:+.4f} [{gi[0]:+.4f}, {gi[1]:+.4f}]")
     return {"total_budget_per_problem": total, "budgets": tab.budgets.tolist(),
             "difficulty": "quantile bins of problems.pool_success (q1 hardest)",
             "baseline": baseline, "objective": "measured accuracy per (method, bin, budget)",

@@ -185,6 +185,7 @@ def test_analyze_scale_json_end_to_end(tmp_path, capsys):
     assert [(b["method"], b["budget"]) for b in al["bins"]] == [
         (None, 0), ("beam_search", 4), ("beam_search", 2), ("best_of_n", 1)]
     assert al["gain"] == pytest.approx(0.3) and al["uniform_budget"] == 2
+    assert al["heldout_gain_ci"][0] <= al["heldout_gain_ci"][1] and "heldout_gain" in al
     assert [b["problems"] for b in al["bins"]] == [10] * 4
     assert al["bins"][3]["pool_success"] == [0.9, 0.9]
     mt = rep["matched_tokens"]

@@ -45,6 +45,10 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eps", type=float, default=1e-3,
                         help="saturation: stop when one more sample gains less than EPS "
                              "(default 1e-3)")
+    parser.add_argument("--saturation", choices=("mixture", "single"), default="mixture",
+                        help="saturation form: F_max (1 - E[(1-p)^N]) with p ~ Beta over problems "
+                             "(mixture: problems of mixed difficulty), or one rate p for all problems "
+                             "(single) (default mixture)")
     parser.add_argument("--max-k", type=int, default=None,
                         help="extrapolate coverage up to this k (default 16 x the samples per "
                              "problem)")
@@ -79,6 +83,16 @@ def _table(rows, header):
     w = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda r: "  ".join(str(x).rjust(n) for x, n in zip(r, w))  # noqa: E731
     return "\n".join([line(header)] + [line(r) for r in rows])
+
+
+def _saturation_formula(args) -> str:
+    return ("F(N) = F_max (1 - E[(1-p)^N]), p ~ Beta(mean p, concentration kappa) over problems"
+            if args.saturation == "mixture" else "F(N) = F_max (1 - (1-p)^N)")
+
+
+def _saturation_params(s: dict) -> str:
+    return (f"F_max = {_fmt_iv(s['f_max'])}, p = {_fmt_iv(s['p'])}"
+            + (f", kappa = {_fmt_iv(s['kappa'])}" if "kappa" in s else ""))
 
 
 def _infer_options(args):
@@ -193,14 +207,14 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
     # Saturation of coverage.
     # The pass@k points share their problems: their over-problem errors move together and say
     # little about the curve's shape, so the fit's own noise scale absorbs the misfit instead.
-    sat = fit_saturation(pk.k, pk.estimate, 0.0, key=k_sat, **opts)
+    sat = fit_saturation(pk.k, pk.estimate, 0.0, key=k_sat, mixture=args.saturation == "mixture", **opts)
     nstar = sat.budget(args.eps, level)
-    report["saturation"] = {"fitted_to": "pass_at_k (noise scale fitted)", "parameters": sat.summary(level),
+    report["saturation"] = {"fitted_to": "pass_at_k (noise scale fitted)", "form": args.saturation,
+                            "parameters": sat.summary(level),
                             "budget": nstar, "curve": sat.curve(kx, level).to_dict("N")}
     plots["saturation"] = sat.curve(kx, level)
     s = sat.summary(level)
-    out(f"\nsaturation F(N) = F_max (1 - (1-p)^N) fitted to pass@k: F_max = {_fmt_iv(s['f_max'])}"
-        f", p = {_fmt_iv(s['p'])}")
+    out(f"\nsaturation {_saturation_formula(args)} fitted to pass@k: {_saturation_params(s)}")
     out(f"  budget N* beyond which one more sample gains < {args.eps:g}: median "
         f"{nstar['median']:g} [{nstar['ci_low']:g}, {nstar['ci_high']:g}]")
 
@@ -356,14 +370,16 @@ def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, 
         if m.budgets.size >= 2:
             try:
                 sat = fit_saturation(m.budgets, m.accuracy, m.standard_error(0.95), key=key,
-                                     method=args.method, **_infer_options(args))
+                                     method=args.method, mixture=args.saturation == "mixture",
+                                     **_infer_options(args))
                 s = sat.summary(level)
-                entry["saturation"] = {"parameters": s, "budget": sat.budget(args.eps, level)}
+                entry["saturation"] = {"form": args.saturation, "parameters": s,
+                                       "budget": sat.budget(args.eps, level)}
                 grid = np.unique(np.round(np.geomspace(1, 16 * m.budgets.max(), 40)))
                 band = sat.curve(grid, level)
                 entry["saturation"]["curve"] = band.to_dict("N")
                 nb = entry["saturation"]["budget"]
-                out(f"  saturation: F_max = {_fmt_iv(s['f_max'])}, p = {_fmt_iv(s['p'])}; "
+                out(f"  saturation ({args.saturation}): {_saturation_params(s)}; "
                     f"N*(eps={args.eps:g}) = {nb['median']:g} [{nb['ci_low']:g}, "
                     f"{nb['ci_high']:g}]")
             except ValueError as e:
@@ -457,7 +473,7 @@ def _plot(plots: dict, outdir: Path, kind: str) -> list:
             if band is None:
                 continue
             label = {"beta_binomial": "Beta-Binomial coverage", "power_law": "exp(a k^b)",
-                     "saturation": "F_max(1-(1-p)^N)"}[name]
+                     "saturation": "saturation F(N)"}[name]
             ax.plot(band.x, band.mean, color=color, label=label)
             ax.fill_between(band.x, band.lo, band.hi, color=color, alpha=0.2)
         ax.set_xscale("log")

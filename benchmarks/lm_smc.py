@@ -40,6 +40,14 @@ width 128, 4 heads, vocabulary 64, rotary positions, no end-of-sequence token):
    entries included while the prompt's cache is not shared between particles:
    ``prompt_cache_shared`` says which).
 
+6. ``resample_copy_ratio`` — one resampling of the filter's final particles (KV caches included)
+   with systematic ancestors from its final weights: every row gathered
+   (:func:`ppl.smc.resampling.gather`, what the engine did before) against only the rows of
+   the particles that died, the ancestors in stable order
+   (:func:`~ppl.smc.resampling.gather_changed`, what it does now), both jitted with the
+   particles donated; median of interleaved repeats, with ``resample_rows_copied_fraction``;
+   ``*_half_dead``: the same with half the particles at weight 0.
+
 ``ok`` is false when a figure is not finite or a target is missed (``missed_targets``):
 ``pf_overhead_ratio_paired_median`` <= 1.05 (the median over repeats of the paired ratio of
 interleaved runs; wall time, with the CPU-time ratio beside it), ``kv_cache_speedup`` >= 5,
@@ -234,6 +242,38 @@ def cpu_timed(fn):
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+def resample_copy(res, key, repeats: int) -> dict:
+    """Seconds of one resampling of ``res.particles``: a gather of every row against a copy of
+    the dead particles' rows only (stable order), interleaved, the particles donated; with
+    systematic ancestors from the filter's final weights, and with half the particles dead (the
+    odd slots at weight 0)."""
+    from ppl.smc import resampling as rs
+
+    n = res.log_weights.shape[0]
+    fresh = lambda: jax.block_until_ready(jax.tree_util.tree_map(jnp.copy, res.particles))  # noqa: E731
+    jit_gather, jit_changed = jax.jit(rs.gather, donate_argnums=0), jax.jit(rs.gather_changed, donate_argnums=0)
+    out = {}
+    half_dead = jnp.where(jnp.arange(n) % 2 == 0, 0.0, -jnp.inf)
+    for suffix, log_w in (("", res.log_weights), ("_half_dead", half_dead)):
+        anc = rs.systematic(key, log_w, n)
+        stable = rs.stable_order(anc)
+        fns = {"gather": (jit_gather, anc), "changed": (jit_changed, stable)}
+        times = {k: [] for k in fns}
+        for r in range(max(3, 3 * repeats) + 1):
+            for name, (fn, a) in fns.items():
+                x = fresh()
+                dt, y = timed(lambda: fn(x, a))
+                if r:  # the first call compiles
+                    times[name].append(dt)
+                del y
+        med = {k: statistics.median(v) for k, v in times.items()}
+        out.update({f"resample_copy_ratio{suffix}": med["gather"] / med["changed"],
+                    f"resample_gather_seconds{suffix}": med["gather"],
+                    f"resample_changed_seconds{suffix}": med["changed"],
+                    f"resample_rows_copied_fraction{suffix}": float(np.mean(np.asarray(stable) != np.arange(n)))})
+    return out
+
+
 def reward_filters(lm, program, N: int):
     """Two compiled particle filters weighted by the same random PRM (reading ``lm``'s token
     features): the reward re-reading every prefix, and the incremental one."""
@@ -398,6 +438,10 @@ def main(argv=None):
     cache_leaves = jax.tree_util.tree_leaves(res.particles.cache)
     result["cache_bytes_per_particle"] = int(sum(a.size * a.dtype.itemsize for a in cache_leaves)) // N
     result["prompt_cache_shared"] = False  # every particle's cache holds its own copy of the prompt's entries
+    result.update(resample_copy(res, next(keys), repeats))
+    log(f"resampling copy: every row / dead rows only = {result['resample_copy_ratio']:.2f} "
+        f"({result['resample_rows_copied_fraction']:.2f} of the rows copied); half the particles dead: "
+        f"{result['resample_copy_ratio_half_dead']:.2f}")
 
     # ---- timed, interleaved repeats
     times = {"baseline": [], "pf": [], "nocache_pf": [], "reward_full": [], "reward_incremental": []}

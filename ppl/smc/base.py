@@ -199,7 +199,7 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
          selection: rs.ResamplingFn = rs.systematic, ess_threshold: float = 0.5,
          finished: Callable[[jax.Array, jax.Array], jax.Array] = factor_one,
          pin: Pin = _no_pin, adjust: Adjust | None = None,
-         collect: Collector | None = None) -> tuple[SMCState, StepInfo]:
+         collect: Collector | None = None, stable: bool = True) -> tuple[SMCState, StepInfo]:
     r"""One step :math:`t \ge 1` of the particle filter (see the module docstring).
 
     ``selection`` is a scheme ``(key, log_weights, n) -> ancestors`` or a
@@ -210,7 +210,13 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
     :func:`reweighed`); ``adjust(parents, x_new, inc) -> (x_new, inc)``
     may replace moved particles and their incremental log-weights before the finished rule and
     the reweighting (conditional SMC pins its reference there); ``collect`` updates
-    ``state.aux``.
+    ``state.aux``. With ``stable`` (static; the default) the ancestors are put in
+    :func:`~ppl.smc.resampling.stable_order`, so surviving particles keep their slots and the
+    resampling writes only the rows of the particles that died
+    (:func:`~ppl.smc.resampling.gather_changed`): for LM particles, the KV caches of the
+    survivors are not copied. A :class:`~ppl.smc.resampling.Selection` (beam search, DVTS,
+    whose slots can mean something) keeps its order and takes the plain gather; conditional SMC,
+    whose selection fixes slot 0's ancestor, passes ``stable=False``.
     """
     n = state.log_weights.shape[0]
     log_n = math.log(n)
@@ -219,8 +225,16 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
         (x, last), log_w = args
         done_prev = fk.done_batch(x) if isinstance(selection, rs.Selection) else None
         anc = _select(selection, key_select, state._replace(particles=x, log_weights=log_w), done_prev, n)
-        anc = pin(anc.astype(jnp.int32), "ancestors")
-        x, last = rs.gather((x, last), anc)
+        anc = anc.astype(jnp.int32)
+        # a Selection's slots can mean something (DVTS: slot // M is the subtree): kept as given
+        reorder = stable and anc.shape[0] == n and not isinstance(selection, rs.Selection)
+        if reorder:
+            anc = rs.stable_order(anc)
+        anc = pin(anc, "ancestors")
+        # row-by-row copies of a particle axis split over devices would move rows between them
+        # one at a time: a sharded state takes one gather
+        changed_only = reorder and pin is _no_pin
+        x, last = (rs.gather_changed if changed_only else rs.gather)((x, last), anc)
         return (pin(x, "state"), pin(last, "weights")), jnp.full((n,), -log_n), anc
 
     def keep(args):

@@ -105,7 +105,7 @@ def _build_csmc(fk: FeynmanKac, num_particles: int, ancestor_sampling: bool):
                 # sorted (sorted draws would drop the smallest one and bias the other slots).
                 return rs._iid_draws(k, rs._normalise(log_w), n).astype(jnp.int32).at[0].set(a0)
 
-            state, info = base.step(fk, state, t, k_res, k_move, data_t, selection=selection,
+            state, info = base.step(fk, state, t, k_res, k_move, data_t, selection=selection, stable=False,
                                     ess_threshold=1.0, adjust=pin_reference(t, data_t))
             failure = jnp.where(failure == 0, info.failure, failure)
             out = (state.particles, state.log_weights, info.ancestors, info.log_evidence_increment,

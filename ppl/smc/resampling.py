@@ -47,6 +47,8 @@ __all__ = [
     "Selection",
     "get_scheme",
     "gather",
+    "gather_changed",
+    "stable_order",
     "SCHEMES",
     "ResamplingFn",
 ]
@@ -231,3 +233,46 @@ def get_scheme(resampling: Union[str, ResamplingFn]) -> ResamplingFn:
 def gather(tree, indices: jax.Array):
     """Resample a particle set: one gather along the leading (particle) axis of every leaf."""
     return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), tree)
+
+
+def stable_order(ancestors: jax.Array) -> jax.Array:
+    r"""The same ancestors, permuted so that every particle with offspring keeps its slot.
+
+    Murray, Lee & Jacob (2016): after resampling, particle :math:`i` with :math:`O_i \ge 1`
+    offspring stays in slot :math:`i`, and its :math:`O_i - 1` extra copies fill, in order, the
+    slots of the particles with none. The multiset of ancestors is unchanged, so the particle
+    system has the same law (particles are exchangeable and the moves' keys do not depend on
+    the ancestors); only the rows of dead particles need writing (:func:`gather_changed`).
+    Returns ``int32[N]`` with ``out[i] == i`` for every surviving ``i``; needs ``N`` ancestors
+    of ``N`` particles.
+    """
+    n = ancestors.shape[0]
+    offspring = jnp.bincount(ancestors, length=n)
+    extra = jnp.repeat(jnp.arange(n, dtype=jnp.int32), jnp.maximum(offspring - 1, 0), total_repeat_length=n)
+    free = jnp.nonzero(offspring == 0, size=n, fill_value=n)[0]  # dead slots in order; n pads
+    return jnp.arange(n, dtype=jnp.int32).at[free].set(extra, mode="drop")
+
+
+def gather_changed(tree, ancestors: jax.Array):
+    """:func:`gather` for ancestors in :func:`stable_order`: writes only the rows whose ancestor
+    is another slot, one row at a time in a ``lax.while_loop`` (in place when the buffers are
+    not used elsewhere, e.g. a loop carry or a donated argument), instead of copying every row
+    of every leaf. A row's source is a surviving particle, never itself overwritten, so the
+    order of the copies does not matter. Equal to ``gather(tree, ancestors)`` for such
+    ancestors."""
+    n = ancestors.shape[0]
+    changed = ancestors != jnp.arange(n, dtype=ancestors.dtype)
+    dst = jnp.nonzero(changed, size=n, fill_value=0)[0]
+    count = jnp.sum(changed)
+
+    def body(carry):
+        k, leaves = carry
+        i = dst[k]
+        j = ancestors[i]
+        leaves = [jax.lax.dynamic_update_index_in_dim(leaf, jax.lax.dynamic_index_in_dim(leaf, j, 0), i, 0)
+                  for leaf in leaves]
+        return k + 1, leaves
+
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    _, leaves = jax.lax.while_loop(lambda c: c[0] < count, body, (jnp.zeros((), count.dtype), leaves))
+    return jax.tree_util.tree_unflatten(treedef, leaves)

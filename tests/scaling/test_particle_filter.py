@@ -256,7 +256,8 @@ def host_particle_filter(prog, n, key, *, aggregate, weighting, tau, kappa, sche
         key, k_res, k_move = jax.random.split(key, 3)
         anc = np.arange(n)
         if t > 0 and (kappa >= 1 or 1.0 / np.sum(np.exp(2 * log_w)) < kappa * n):
-            anc = np.asarray(scheme(k_res, jnp.asarray(log_w, jnp.float32), n))
+            # the engine puts the ancestors in stable order (survivors keep their slots)
+            anc = np.asarray(rs.stable_order(scheme(k_res, jnp.asarray(log_w, jnp.float32), n)))
             x = rs.gather(x, jnp.asarray(anc))
             hist = [list(hist[a]) for a in anc]
             log_w = np.full(n, -np.log(n))

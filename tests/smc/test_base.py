@@ -38,11 +38,16 @@ def test_selection_and_resampling_rule_hooks():
     state, _ = base.init(fk, 8, jax.random.key(0), fk.data_at(fk.data, 0))
     keys = jax.random.split(jax.random.key(1), 2)
     args = (fk, state, 1, keys[0], keys[1], fk.data_at(fk.data, 1))
-    # top_k(2) at every step: slots descend from the two heaviest particles, 4 copies each.
+    # top_k(2) at every step: slots descend from the two heaviest particles, 4 copies each;
+    # in stable order (the default) the two keep their own slots.
     _, info = base.step(*args, selection=rs.top_k(2), ess_threshold=1.0)
     best = np.argsort(-np.asarray(state.log_weights))[:2]
-    np.testing.assert_array_equal(np.asarray(info.ancestors), np.repeat(best, 4))
+    anc = np.asarray(info.ancestors)
+    np.testing.assert_array_equal(np.sort(anc), np.sort(np.repeat(best, 4)))
+    np.testing.assert_array_equal(anc[best], best)
     assert bool(info.resampled)
+    _, info = base.step(*args, selection=rs.top_k(2), ess_threshold=1.0, stable=False)
+    np.testing.assert_array_equal(np.asarray(info.ancestors), np.repeat(best, 4))
     # Never resample: the identity, and the weights carry over.
     new, info = base.step(*args, ess_threshold=0.0)
     np.testing.assert_array_equal(np.asarray(info.ancestors), np.arange(8))

@@ -164,3 +164,31 @@ def test_conditional_smc_free_slots_draw_no_dead_particle():
         parents = np.take_along_axis(prev_w, anc, axis=1)
         assert np.isfinite(parents).all()
         assert (np.asarray(res.history)[np.isfinite(np.asarray(res.history_log_weights))] > -1.0).all()
+
+
+@pytest.mark.parametrize("name", ["multinomial", "systematic", "residual", "killing"])
+def test_stable_order_keeps_survivors_in_their_slots(name):
+    scheme = rs.SCHEMES[name]
+    for seed in range(20):
+        k1, k2 = jax.random.split(jax.random.key(seed))
+        log_w = 3.0 * jax.random.normal(k1, (13,))
+        anc = scheme(k2, log_w, 13)
+        st = np.asarray(rs.stable_order(anc))
+        anc = np.asarray(anc)
+        assert sorted(st) == sorted(anc)  # the same offspring counts
+        survivors = np.unique(anc)
+        assert np.all(st[survivors] == survivors)  # survivors keep their slots
+        dead = np.setdiff1d(np.arange(13), survivors)
+        assert np.all(np.isin(st[dead], survivors))  # dead slots take copies of survivors
+
+
+def test_gather_changed_equals_gather_and_writes_only_dead_rows():
+    anc = rs.stable_order(jnp.array([4, 4, 4, 0, 2, 2, 7, 7], jnp.int32))
+    np.testing.assert_array_equal(anc, [0, 2, 2, 4, 4, 4, 7, 7])  # extras 2, 4, 4, 7 into dead slots 1, 3, 5, 6
+    tree = {"cache": jnp.arange(8 * 3 * 2.0).reshape(8, 3, 2), "n": jnp.arange(8)}
+    got, want = jax.jit(rs.gather_changed)(tree, anc), rs.gather(tree, anc)
+    for k in tree:
+        np.testing.assert_array_equal(got[k], want[k])
+    # nothing changes: the tree comes back as it was
+    same = rs.gather_changed(tree, jnp.arange(8, dtype=jnp.int32))
+    np.testing.assert_array_equal(same["cache"], tree["cache"])

@@ -24,7 +24,9 @@ def runs():
 def _assert_identical(c):
     assert c["devices"] == 8 and "particles" in c["spec"], c  # really sharded over 8 devices
     assert c["ancestors_differ"] == 0
-    assert c["particles"] < 1e-5 and c["log_weights"] < 1e-5
+    # float32 rounding: the one-device run copies only the dead rows (a loop), the sharded one
+    # gathers every row, and XLA fuses the reweighting after them differently
+    assert c["particles"] < 1e-5 and c["log_weights"] < 2e-5
     assert c["log_evidence"] < 1e-4
     assert c["resampling_steps"] > 0  # resampling (with cross-device moves) did happen
 

@@ -39,6 +39,7 @@ def test_scaling_sampling_example(capsys):
         assert rule in out
 
 
+@pytest.mark.slow  # 20 s; the methods it runs are tested in tests/scaling/test_gibbs.py
 def test_scaling_mcmc_example(capsys):
     pytest.importorskip("ppl_models.lm")
     code = _load("scaling_mcmc").main(["--problems", "2", "--budget", "4", "--iterations", "1", "--max-steps", "4",

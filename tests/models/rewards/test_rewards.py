@@ -152,7 +152,8 @@ def test_prm_with_lm_features(tok, tmp_path):
     assert float(jnp.exp(prm.log_prefix_score(st))) == pytest.approx(float(s[0]), rel=1e-4)
 
 
-@pytest.mark.parametrize("lm_features", [False, True])
+# the bundled PRM reads the verifier LM's features (True, fast suite); without them, with -m slow
+@pytest.mark.parametrize("lm_features", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_incremental_prm_scores_equal_full_prefix_scores(tok, lm_features):
     """The PRM read incrementally (its KV cache and the features LM's in the particle, only each
     step's new tokens fed) scores every prefix as the full-prefix pass does, inside a particle

@@ -205,6 +205,7 @@ def test_small_run_outputs(small_run, tmp_path):
     assert "reward: learned from my-prm;" in format_table(dataclasses.replace(res, config=cfg))
 
 
+@pytest.mark.slow  # 20 s; determinism is also what test_resume and test_sharded compare against
 def test_run_is_deterministic_for_a_seed(small_run):
     again = run_scale(small_run.config, progress=False)
     for name, c in small_run.methods.items():

@@ -81,7 +81,11 @@ def saturation_model(N, acc=None, acc_se=None, mask=None, *, sigma_scale: float 
     f_max = numpyro.sample("f_max", dist.Beta(1.0, 1.0))
     p = numpyro.sample("p", dist.Beta(1.0, 1.0))
     sigma = numpyro.sample("sigma", dist.HalfNormal(sigma_scale))
-    mean = -f_max * jnp.expm1(N * jnp.log1p(-p))
+    _observe(N, -f_max * jnp.expm1(N * jnp.log1p(-p)), acc, acc_se, sigma, mask)
+
+
+def _observe(N, mean, acc, acc_se, sigma, mask):
+    """``acc`` :math:`\\sim \\mathcal N(\\text{mean}, \\mathrm{se}^2 + \\sigma^2)` per budget (padded rows masked)."""
     sd = sigma if acc_se is None else jnp.sqrt(acc_se**2 + sigma**2)
     with numpyro.plate("budgets", jnp.shape(N)[0]), numpyro.handlers.mask(
         mask=True if mask is None else mask
@@ -141,12 +145,7 @@ def mixture_saturation_model(N, acc=None, acc_se=None, mask=None, *, sigma_scale
     kappa = numpyro.sample("kappa", dist.LogNormal(jnp.log(2.0), 2.0))
     sigma = numpyro.sample("sigma", dist.HalfNormal(sigma_scale))
     a, b = p * kappa, (1 - p) * kappa
-    mean = -f_max * jnp.expm1(betaln(a, b + N) - betaln(a, b))
-    sd = sigma if acc_se is None else jnp.sqrt(acc_se**2 + sigma**2)
-    with numpyro.plate("budgets", jnp.shape(N)[0]), numpyro.handlers.mask(
-        mask=True if mask is None else mask
-    ):
-        numpyro.sample("acc", dist.Normal(mean, sd), obs=acc)
+    _observe(N, -f_max * jnp.expm1(betaln(a, b + N) - betaln(a, b)), acc, acc_se, sigma, mask)
 
 
 @dataclasses.dataclass(frozen=True)

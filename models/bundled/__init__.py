@@ -124,8 +124,11 @@ def setup(num_problems: int, *, difficulty: str = "hard", split: str = "test", s
     prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
     width = max(len(p) for p in prompts)
     max_length = -(-width // 16) * 16 + max_steps * max_step_tokens + 1
+    # The prompts' first min-length-minus-one positions are cached once per prompt and shared by its
+    # particles; every prompt has at least that many, so all share one compiled program.
     program = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=max_steps, step_delimiter=newline_id(tok),
-                               max_step_tokens=max_step_tokens, max_length=max_length, temperature=temperature)
+                               max_step_tokens=max_step_tokens, max_length=max_length, temperature=temperature,
+                               shared_prefix=min(len(p) for p in prompts) - 1)
     if prm in ("oracle", "noisy-oracle"):
         base = OraclePRM(problems[0], tok, epsilon=1e-4, width=max_length)
         reward_for = base.with_problem

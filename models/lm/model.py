@@ -37,6 +37,8 @@ class LanguageModel:
     ``apply(params, tokens: int[B, S], positions: int[B, S], cache) -> (logits f32[B, S, V], cache)``
     is a pure, jit- and vmap-able function; ``apply(params, tokens, positions, None)`` runs
     without a cache (the chunk attends to itself only).
+    ``apply_with_prefix(params, tokens, positions, prefix, cache)`` reads a prefix cache shared by
+    all rows (the prompt's, stored once) besides each row's own ``cache`` of the later positions.
     """
 
     def __init__(self, module: Transformer, tokenizer=None):
@@ -51,9 +53,16 @@ class LanguageModel:
         def apply(params, tokens, positions, cache):
             return nnx.merge(graphdef, params)(tokens, positions, cache)
 
+        def apply_with_prefix(params, tokens, positions, prefix, cache):
+            return nnx.merge(graphdef, params)(tokens, positions, cache, prefix)
+
         apply.__doc__ = Transformer.__call__.__doc__
+        apply_with_prefix.__doc__ = (
+            "``apply`` with a shared ``prefix`` cache (batch size 1, positions ``0..F-1``) read by every row; "
+            "``cache`` holds the rows' positions from ``F`` on (see ``Transformer.__call__``).")
         # One function object per LanguageModel: `lm.apply is lm.apply`, so jit caches hit.
         self.apply = apply
+        self.apply_with_prefix = apply_with_prefix
 
     @property
     def vocab_size(self) -> int:

@@ -24,6 +24,11 @@ positions :math:`t \le p` only:
 The mask is by position, not by a stored length, so cache slots past a row's position may hold
 anything.
 
+**Shared prefix.** The keys and values of a prompt that many rows continue can be stored once:
+a *prefix* cache of batch size one holds positions :math:`0..F-1`, each row's own cache holds
+positions :math:`F, F+1, \ldots`, and the sum above runs over both (one softmax over the
+concatenated scores), so the result equals a full per-row cache to float rounding.
+
 **RoPE** (rotary positions, the "rotate-half" layout of Hugging Face Llama): with
 :math:`\omega_i = \theta^{-2i/D_h}` for :math:`i < D_h/2` and :math:`x = (x_1, x_2)` split in halves,
 
@@ -126,7 +131,7 @@ class Attention(nnx.Module):
         self.v = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, param_dtype, rngs)
         self.o = _linear(c.num_heads * c.head_dim, c.hidden_size, c.o_bias, dtype, param_dtype, rngs)
 
-    def __call__(self, x, positions, cache: LayerCache | None):
+    def __call__(self, x, positions, cache: LayerCache | None, prefix: LayerCache | None = None):
         c = self.config
         b, s, _ = x.shape
         hkv, g, dh = c.num_kv_heads, c.num_heads // c.num_kv_heads, c.head_dim
@@ -136,21 +141,36 @@ class Attention(nnx.Module):
         if c.position == "rotary":
             q = rope(q, positions, c.rope_theta)
             k = rope(k, positions, c.rope_theta)
+        offset = 0 if prefix is None else prefix.k.shape[2]
         if cache is None:  # attend within the chunk only: keys at the chunk's own positions
             keys, values = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, H_kv, S, D_h]
             key_pos = positions  # [B, S]
             new_cache = None
         else:
-            new_cache = write_cache(cache, k, v, positions)
+            # Slot t of the rows' own cache holds position offset + t; a position below the
+            # offset (in the shared prefix) is not written (an out-of-range slot is dropped).
+            slots = positions - offset
+            new_cache = write_cache(cache, k, v, jnp.where(slots < 0, cache.k.shape[2], slots))
             keys, values = new_cache.k, new_cache.v  # [B, H_kv, T, D_h]
-            key_pos = jnp.arange(keys.shape[2])[None, :]  # slot t holds position t
+            key_pos = offset + jnp.arange(keys.shape[2])[None, :]
         q = q.reshape(b, s, hkv, g, dh)
+        scale = 1.0 / math.sqrt(dh)
+        neg = jnp.finfo(jnp.float32).min
         scores = jnp.einsum("bskgd,bktd->bkgst", q, keys.astype(q.dtype), preferred_element_type=jnp.float32)
-        scores = scores * (1.0 / math.sqrt(dh))
         mask = key_pos[:, None, :] <= positions[:, :, None]  # [B, S, T]
-        scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
+        scores = jnp.where(mask[:, None, None], scores * scale, neg)
+        if prefix is not None:
+            # The shared prefix (batch 1, positions 0..offset-1) is read by every row without a
+            # copy: its scores join the rows' own in one softmax.
+            pre = jnp.einsum("bskgd,ktd->bkgst", q, prefix.k[0].astype(q.dtype), preferred_element_type=jnp.float32)
+            pre_mask = jnp.arange(offset)[None, None, :] <= positions[:, :, None]  # [B, S, offset]
+            scores = jnp.concatenate([jnp.where(pre_mask[:, None, None], pre * scale, neg), scores], axis=-1)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-        out = jnp.einsum("bkgst,bktd->bskgd", probs, values.astype(q.dtype))
+        if prefix is not None:
+            out = (jnp.einsum("bkgst,ktd->bskgd", probs[..., :offset], prefix.v[0].astype(q.dtype))
+                   + jnp.einsum("bkgst,bktd->bskgd", probs[..., offset:], values.astype(q.dtype)))
+        else:
+            out = jnp.einsum("bkgst,bktd->bskgd", probs, values.astype(q.dtype))
         return self.o(out.reshape(b, s, c.num_heads * dh)), new_cache
 
 
@@ -179,8 +199,8 @@ class Block(nnx.Module):
         self.mlp_norm = Norm(config.hidden_size, config.norm, config.norm_eps, param_dtype)
         self.mlp = MLP(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, h, positions, cache):
-        a, cache = self.attn(self.attn_norm(h), positions, cache)
+    def __call__(self, h, positions, cache, prefix=None):
+        a, cache = self.attn(self.attn_norm(h), positions, cache, prefix)
         h = h + a
         h = h + self.mlp(self.mlp_norm(h))
         return h, cache
@@ -226,7 +246,7 @@ class Transformer(nnx.Module):
         """Zero cache for ``batch_size`` rows of up to ``max_length`` positions (compute dtype by default)."""
         return init_cache_for(self.config, batch_size, max_length, self.dtype if dtype is None else dtype)
 
-    def __call__(self, tokens, positions, cache: KVCache | None = None):
+    def __call__(self, tokens, positions, cache: KVCache | None = None, prefix: KVCache | None = None):
         """Logits of ``tokens: int[B, S]`` at ``positions: int[B, S]``.
 
         With a ``cache`` (from :meth:`init_cache`), the keys/values of the S tokens are written at
@@ -235,8 +255,14 @@ class Transformer(nnx.Module):
         chunk attends only to itself (causally, by position) and ``(logits, None)`` is returned:
         a full forward pass when ``positions`` is ``0..S-1``.
 
-        Positions must lie in ``[0, max_length)`` of the cache (out-of-range writes are dropped)
-        and, for learned positions, in ``[0, max_position_embeddings)`` (clipped otherwise).
+        With a ``prefix`` (a cache of batch size 1 and ``F`` slots holding positions ``0..F-1``,
+        shared by every row), ``cache`` holds each row's positions from ``F`` on (slot ``t`` is
+        position ``F + t``) and a query attends to both: the prompt's entries are stored once for
+        all rows. Positions below ``F`` are not written.
+
+        Positions must lie in ``[0, max_length)`` of the cache (``[F, F + max_length)`` with a
+        prefix; out-of-range writes are dropped) and, for learned positions, in ``[0,
+        max_position_embeddings)`` (clipped otherwise).
         """
         c = self.config
         if tokens.ndim != 2 or positions.shape != tokens.shape:
@@ -246,6 +272,9 @@ class Transformer(nnx.Module):
             )
         if cache is not None and len(cache) != c.num_layers:
             raise ValueError(f"Transformer: cache has {len(cache)} layers, the model {c.num_layers}.")
+        if prefix is not None and (cache is None or len(prefix) != c.num_layers or prefix[0].k.shape[0] != 1):
+            raise ValueError("Transformer: a prefix needs a cache, and one layer of batch size 1 per model layer; got "
+                             f"{len(prefix)} layers of batch {prefix[0].k.shape[0] if len(prefix) else None}.")
         positions = positions.astype(jnp.int32)
         h = self.embed(tokens)
         if self.pos_embed is not None:
@@ -253,7 +282,8 @@ class Transformer(nnx.Module):
             h = h + jnp.take(pos_table, positions, axis=0, mode="clip").astype(h.dtype)
         new_cache = [] if cache is not None else None
         for i, block in enumerate(self.layers):
-            h, layer_cache = block(h, positions, None if cache is None else cache[i])
+            h, layer_cache = block(h, positions, None if cache is None else cache[i],
+                                   None if prefix is None else prefix[i])
             if cache is not None:
                 new_cache.append(layer_cache)
         h = self.final_norm(h)

@@ -59,7 +59,9 @@ class FeynmanKacModel(Protocol):
 
 @runtime_checkable
 class LanguageModel(Protocol):
-    """An autoregressive LM with a KV cache (the protocol of :mod:`ppl.lm.state`)."""
+    """An autoregressive LM with a KV cache (the protocol of :mod:`ppl.lm.state`). Optional:
+    ``apply_with_prefix(params, tokens, positions, prefix, cache)``, reading a prompt's cache
+    stored once for all rows (``shared_prefix`` of :class:`~ppl.lm.LMProgram`)."""
 
     vocab_size: int
     eos_token_id: Optional[int]

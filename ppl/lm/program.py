@@ -18,9 +18,12 @@ what :math:`q` can reach (renormalised), and the program warns. With
 :math:`q(x) \prod_t G_t / Z`.
 
 Every particle set decodes in one batched LM call per token; resampling gathers the whole
-state (token buffer and KV cache) along the particle axis. The program's data — the LM's
-weights and the padded prompt — are traced, so a new prompt of similar length or new weights
-do not recompile.
+state (token buffer and KV cache) along the particle axis. With an LM that reads a shared
+prefix (``lm.apply_with_prefix``), the prompt's first :math:`F` keys and values are computed
+once per prompt and stored once, in the program's data, and each particle's cache holds only
+the positions after them (``shared_prefix``). The program's data — the LM's weights, the
+padded prompt and its shared cache — are traced, so a new prompt of similar length or new
+weights do not recompile.
 
 The same model can be written as a numpyro step program with :class:`LMStep`, a distribution
 over the next state::
@@ -46,7 +49,7 @@ from ppl.core.checks import check_int
 from ppl.core.trees import broadcast
 from ppl.lm.potentials import MemoryPotential, Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
-from ppl.lm.state import LMState, check_lm, pad_prompt, prefill
+from ppl.lm.state import LMState, check_lm, pad_prompt, prefill, prompt_prefix, shares_prefix
 
 __all__ = ["LMProgram", "LMStep", "RestrictedSupportWarning", "prompt_state"]
 
@@ -105,6 +108,13 @@ class LMProgram:
         Optional ``frozen(x) -> bool[N]`` on a particle set: particles held in place at the next
         step besides the finished ones (DVTS's stopped subtrees). They are not extended nor
         re-weighted, and count as finished for the filter (:meth:`done_batch`).
+    shared_prefix
+        :math:`F`: how many leading prompt positions have their keys and values stored once for
+        all particles (at most the prompt's length minus one; ``0``: every particle carries the
+        whole cache). Default: the prompt's length minus one rounded down to a multiple of 16
+        when the LM has ``apply_with_prefix``, else 0. :meth:`with_prompt` keeps it for every
+        prompt longer than it (so they share one compiled program) and lowers it for a shorter
+        one. Pass the shortest prompt's length minus one to run many prompts in one batch.
 
     A potential with memory (:class:`~ppl.lm.potentials.MemoryPotential`, e.g.
     :func:`~ppl.lm.potentials.from_reward`) keeps it in ``state.memory``.
@@ -116,7 +126,8 @@ class LMProgram:
     def __init__(self, lm, prompt, potential: Optional[Callable] = None, *, max_steps: int,
                  step_delimiter=(), max_step_tokens: int = 32, max_length: Optional[int] = None,
                  temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
-                 correct_proposal: bool = True, frozen: Optional[Callable] = None):
+                 correct_proposal: bool = True, frozen: Optional[Callable] = None,
+                 shared_prefix: Optional[int] = None):
         check_lm(lm)
         cfg = StepConfig(delimiter=step_delimiter, max_step_tokens=max_step_tokens,
                          temperature=temperature, top_k=top_k, top_p=top_p)
@@ -130,7 +141,27 @@ class LMProgram:
         self.potential = None if potential is None else self._checked(_as_potential(potential))
         self.correct_proposal, self.frozen = bool(correct_proposal), frozen
         self._warn_restricted()
-        self.data = {"params": lm.params, "prompt": padded, "prompt_length": length}
+        self.shared_prefix = self._shared(shared_prefix, len(prompt))
+        self.data = self._data(lm.params, padded, length)
+
+    def _shared(self, shared, prompt_len: int) -> int:
+        """The checked number of shared prompt positions (see ``shared_prefix``)."""
+        if shared is None:
+            return (prompt_len - 1) // 16 * 16 if shares_prefix(self.lm) else 0
+        f = check_int("shared_prefix", shared, 0)
+        if f > prompt_len - 1:
+            raise ValueError(f"shared_prefix={f}: at most the prompt's length minus one ({prompt_len - 1}) positions can "
+                             "be shared (the last prompt token is fed at the first step)")
+        if f and not shares_prefix(self.lm):
+            raise ValueError(f"shared_prefix={f}: {type(self.lm).__name__} has no apply_with_prefix, so it cannot read a "
+                             "shared prompt cache; pass shared_prefix=0")
+        return f
+
+    def _data(self, params, padded, length) -> dict:
+        data = {"params": params, "prompt": padded, "prompt_length": length}
+        if self.shared_prefix:
+            data["prefix"] = prompt_prefix(self.lm, params, padded, self.shared_prefix)
+        return data
 
     def _warn_restricted(self) -> None:
         cfg = self.config
@@ -154,7 +185,7 @@ class LMProgram:
 
     def static_key(self) -> tuple:
         return (type(self), self.lm, self.config, self.potential, self.max_length, self.correct_proposal,
-                self.frozen, self.num_steps, self.data["prompt"].shape)
+                self.frozen, self.num_steps, self.data["prompt"].shape, self.shared_prefix)
 
     def data_at(self, data, t):
         """What step ``t`` receives: the whole data (the LM's weights and the prompt)."""
@@ -167,12 +198,14 @@ class LMProgram:
         return new
 
     def with_prompt(self, prompt) -> "LMProgram":
-        """The same program on another prompt (no recompilation if it fits the padded length)."""
+        """The same program on another prompt (no recompilation if it fits the padded length and
+        is longer than the shared prefix; a shorter prompt lowers ``shared_prefix``)."""
         padded, length = pad_prompt(prompt, max_length=self.max_length, vocab_size=self.lm.vocab_size)
         width = self.data["prompt"].shape[0]
         if padded.shape[0] <= width:
             padded = jnp.zeros((width,), jnp.int32).at[:padded.shape[0]].set(padded)
-        return self._replace(data={"params": self.data["params"], "prompt": padded, "prompt_length": length})
+        new = self._replace(shared_prefix=min(self.shared_prefix, (len(prompt) - 1) // 16 * 16))
+        return new._replace(data=new._data(self.data["params"], padded, length))
 
     def with_potential(self, potential: Optional[Callable], *, frozen: Optional[Callable] = None,
                        correct_proposal: Optional[bool] = None) -> "LMProgram":
@@ -191,7 +224,8 @@ class LMProgram:
     # --------------------------------------------------------------------------------------
     def prompt_state(self, data) -> LMState:
         """The prompt's state (one particle): :math:`x_{-1}`, with the potential's initial memory."""
-        state = prefill(self.lm, data["params"], data["prompt"], data["prompt_length"], self.max_length)
+        state = prefill(self.lm, data["params"], data["prompt"], data["prompt_length"], self.max_length,
+                        data.get("prefix"), self.shared_prefix)
         if isinstance(self.potential, MemoryPotential):
             state = state._replace(memory=self.potential.initial(state))
         return state
@@ -210,16 +244,16 @@ class LMProgram:
 
     def init_batch(self, key, num_particles, data):
         prev = broadcast(self.prompt_state(data), num_particles)
-        new, log_p, log_q = sample_step(self.lm, data["params"], key, prev, self.config)
+        new, log_p, log_q = sample_step(self.lm, data["params"], key, prev, self.config, data.get("prefix"))
         return self._weigh(prev, new, log_p, log_q)
 
     def step_batch(self, key, x, t, data):
         if self.frozen is None:
-            new, log_p, log_q = sample_step(self.lm, data["params"], key, x, self.config)
+            new, log_p, log_q = sample_step(self.lm, data["params"], key, x, self.config, data.get("prefix"))
             return self._weigh(x, new, log_p, log_q)
         hold = self.done_batch(x)
         held = x._replace(done=hold)
-        new, log_p, log_q = sample_step(self.lm, data["params"], key, held, self.config)
+        new, log_p, log_q = sample_step(self.lm, data["params"], key, held, self.config, data.get("prefix"))
         new, log_w = self._weigh(held, new, log_p, log_q)
         return new._replace(done=jnp.where(hold, x.done, new.done)), log_w
 
@@ -241,7 +275,7 @@ class LMProgram:
 
     def _score(self, x_prev, x, data):
         prev = self.prompt_state(data) if x_prev is None else x_prev
-        log_p, log_q = score_step(self.lm, data["params"], _one(prev), _one(x), self.config)
+        log_p, log_q = score_step(self.lm, data["params"], _one(prev), _one(x), self.config, data.get("prefix"))
         return prev, log_p[0], log_q[0]
 
     def log_weight(self, x_prev, x, t, data):

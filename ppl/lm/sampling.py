@@ -26,7 +26,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from ppl.lm.state import LMState
+from ppl.lm.state import LMState, apply_lm
 
 __all__ = ["StepConfig", "process_logits", "sample_step", "score_step"]
 
@@ -95,8 +95,11 @@ def _ends_with(tokens, end, delim):
     return jnp.all(window == jnp.asarray(delim, jnp.int32)) & (end >= d)
 
 
-def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig):
+def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig, prefix=None):
     """Generate one step for every particle of a batched ``state``.
+
+    ``prefix``: the prompt's cache shared by the particles (:func:`ppl.lm.state.prompt_prefix`),
+    when their own caches start after it.
 
     Returns ``(new_state, log_p, log_q)`` with ``log_p``/``log_q`` ``[N]`` the step's
     log-probability under the LM and under the proposal (0 for particles already done).
@@ -116,7 +119,7 @@ def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig):
         key, k_tok = jax.random.split(key)
         pos = length - 1
         pending = tokens[rows, pos]
-        logits, cache = lm.apply(params, pending[:, None], pos[:, None], cache)
+        logits, cache = apply_lm(lm, params, pending[:, None], pos[:, None], cache, prefix)
         logits = logits[:, 0].astype(jnp.float32)
         logp_all = jax.nn.log_softmax(logits, axis=-1)
         proc = process_logits(logits, cfg)
@@ -155,12 +158,13 @@ def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig):
     return new_state, log_p, log_q
 
 
-def score_step(lm, params, prev: LMState, new: LMState, cfg: StepConfig):
+def score_step(lm, params, prev: LMState, new: LMState, cfg: StepConfig, prefix=None):
     """Log-probabilities ``(log_p, log_q)`` ``[N]`` of the step that leads from ``prev`` to ``new``.
 
     The step's tokens are ``new.tokens[prev.length:new.length]``; they are scored teacher-forced
     in one chunked forward pass of ``cfg.max_step_tokens`` tokens from ``prev``'s cache (used by
-    conditional SMC and ancestor sampling, which re-score given trajectories).
+    conditional SMC and ancestor sampling, which re-score given trajectories). ``prefix`` as in
+    :func:`sample_step`.
     """
     n, max_len = new.tokens.shape
     s = int(cfg.max_step_tokens)
@@ -170,7 +174,7 @@ def score_step(lm, params, prev: LMState, new: LMState, cfg: StepConfig):
     valid = (tgt_pos < new.length[:, None]) & ~prev.done[:, None]
     inputs = jnp.take_along_axis(new.tokens, jnp.clip(in_pos, 0, max_len - 1), axis=1)
     targets = jnp.take_along_axis(new.tokens, jnp.clip(tgt_pos, 0, max_len - 1), axis=1)
-    logits, _ = lm.apply(params, inputs, jnp.clip(in_pos, 0, max_len - 1), prev.cache)
+    logits, _ = apply_lm(lm, params, inputs, jnp.clip(in_pos, 0, max_len - 1), prev.cache, prefix)
     logits = logits.astype(jnp.float32)
     lp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), targets[..., None], -1)[..., 0]
     lq = jnp.take_along_axis(jax.nn.log_softmax(process_logits(logits, cfg), -1), targets[..., None], -1)[..., 0]

@@ -11,6 +11,11 @@ An LM is any object with the small protocol below (``ppl`` never imports a parti
 ``lm.apply(params, tokens[B, S], positions[B, S], cache) -> (logits[B, S, V], cache)``
     writes the keys and values of the tokens at their positions and attends, for a query at
     position :math:`p`, to cache entries at positions :math:`\le p` only.
+``lm.apply_with_prefix(params, tokens, positions, prefix, cache)`` (optional)
+    the same, reading a *prefix* cache shared by all rows — batch size one, :math:`F` slots
+    holding positions :math:`0..F-1` — besides the rows' own ``cache``, whose slot :math:`t`
+    holds position :math:`F + t`. An LM that has it stores the prompt's keys and values once
+    for all particles (:func:`prompt_prefix`); one without it gives every particle a whole copy.
 
 A particle is an :class:`LMState`: the token buffer (prompt and generation), its length, the
 KV cache, the number of reasoning steps generated, where the current step starts, and a done
@@ -19,17 +24,24 @@ token (at ``length - 1``) is *pending* — it is fed to the LM when the next tok
 no logits need to be stored, and resampling a particle set is one gather along the particle
 axis of every leaf, the KV cache included: a resampled particle continues from its parent's
 cache with no recomputation.
+
+**Shared prompt.** With a prefix of :math:`F \le P - 1` prompt positions (``prefix``, the
+program's data, not the particle's), a particle's ``cache`` holds positions :math:`F` to
+:math:`L - 1` only: the prompt's first :math:`F` entries exist once, and resampling never
+copies them.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LMState", "check_lm", "generated", "pad_prompt", "prefill", "step_tokens", "text_of"]
+__all__ = ["LMState", "apply_lm", "check_lm", "generated", "pad_prompt", "prefill", "prompt_prefix", "step_tokens",
+           "text_of"]
 
 
 class LMState(NamedTuple):
@@ -110,19 +122,55 @@ def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None):
     return jnp.zeros((p_pad,), jnp.int32).at[:p].set(prompt), jnp.asarray(p, jnp.int32)
 
 
-def prefill(lm, params, prompt_padded, prompt_length, max_length: int) -> LMState:
+def apply_lm(lm, params, tokens, positions, cache, prefix=None):
+    """``lm.apply``, or ``lm.apply_with_prefix`` when the rows share a ``prefix`` cache."""
+    if prefix is None:
+        return lm.apply(params, tokens, positions, cache)
+    return lm.apply_with_prefix(params, tokens, positions, prefix, cache)
+
+
+def shares_prefix(lm) -> bool:
+    """Whether ``lm`` can read a prefix cache shared by all rows (``apply_with_prefix``)."""
+    return callable(getattr(lm, "apply_with_prefix", None))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _prompt_prefix(lm, params, prompt_padded, shared):
+    _, cache = lm.apply(params, prompt_padded[None, :shared], jnp.arange(shared, dtype=jnp.int32)[None],
+                        lm.init_cache(1, shared))
+    return cache
+
+
+def prompt_prefix(lm, params, prompt_padded, shared: int):
+    """The cache of the prompt's first ``shared`` positions (batch size one), stored once and read by
+    every particle through ``lm.apply_with_prefix``. ``shared`` must be at most the prompt's
+    length minus one: the last prompt token is pending (see :class:`LMState`)."""
+    if not shares_prefix(lm):
+        raise TypeError(f"shared_prefix: {type(lm).__name__} has no apply_with_prefix, so it cannot share the "
+                        "prompt's cache; pass shared_prefix=0")
+    return _prompt_prefix(lm, params, prompt_padded, int(shared))
+
+
+def prefill(lm, params, prompt_padded, prompt_length, max_length: int, prefix=None, shared: int = 0) -> LMState:
     """The state of one particle after reading a prompt: all but its last token in the cache.
 
     ``prompt_padded`` is ``int32[P_pad]`` (see :func:`pad_prompt`) and ``prompt_length`` the true
     length (traced). One forward pass over the padded prompt, batch size one; the entries it
-    writes at positions ``>= prompt_length - 1`` are overwritten before they are read. Broadcast
-    to a particle set with ``jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), state)``.
+    writes at positions ``>= prompt_length - 1`` are overwritten before they are read. With a
+    shared ``prefix`` (:func:`prompt_prefix` of :math:`F` = ``shared`` positions), the pass reads it and runs
+    over the prompt's positions :math:`F..P_{pad}-1` only, into a cache of the positions
+    :math:`F..L-1`. Broadcast to a particle set with
+    ``jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), state)``.
     """
     p_pad = int(prompt_padded.shape[0])
     if p_pad > max_length:
         raise ValueError(f"max_length={max_length} is shorter than the padded prompt ({p_pad} tokens)")
-    cache = lm.init_cache(1, max_length)
-    _, cache = lm.apply(params, prompt_padded[None], jnp.arange(p_pad, dtype=jnp.int32)[None], cache)
+    start = 0 if prefix is None else int(shared)
+    if prefix is not None and not 0 < start < p_pad:
+        raise ValueError(f"shared={shared}: a shared prefix covers 1 to {p_pad - 1} positions of this prompt")
+    cache = lm.init_cache(1, max_length - start)
+    pos = jnp.arange(start, p_pad, dtype=jnp.int32)[None]
+    _, cache = apply_lm(lm, params, prompt_padded[None, start:], pos, cache, prefix)
     cache = jax.tree_util.tree_map(lambda a: a[0], cache)
     keep = jnp.arange(max_length) < prompt_length
     tokens = jnp.where(keep, jnp.zeros((max_length,), jnp.int32).at[:p_pad].set(prompt_padded), 0)

@@ -145,7 +145,8 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: 
     def run(data, rparams, key):
         pot = from_reward(reward, rparams, incremental=None if ahead == 0 else False)
         if ahead:  # the look-ahead's tokens are not kept: the reward reads whole prefixes
-            pot = lookahead(pot, program.lm, data["params"], program.config, ahead, program.num_steps)
+            pot = lookahead(pot, program.lm, data["params"], program.config, ahead, program.num_steps,
+                            data.get("prefix"))
         if dvts_mode:
             model = program.with_potential(pot, frozen=functools.partial(_stopped, width=M), correct_proposal=False)
             res, failure, _ = build_filter(model, N, rs.Selection(_subtree_select, (M,)), 1.0,

@@ -140,15 +140,20 @@ def _check(res, exact, runs):
     assert all(4 in k for k, v in hist.items() if v > 0)
 
 
-@pytest.mark.parametrize("proposal", [dict(), dict(temperature=0.7)])
+@pytest.mark.parametrize("proposal", [dict(), dict(temperature=0.7), dict(shared_prefix=1)])
 def test_lm_program_matches_enumeration(lm, exact, proposal):
+    # shared_prefix=1: the prompt's first token's cache is stored once, the particles' own caches
+    # start at position 1 (lm.apply_with_prefix).
     prog = ppl.lm.LMProgram(lm, PROMPT, POTENTIAL, max_steps=MAX_STEPS, step_delimiter=DELIM,
                             max_step_tokens=MAX_STEP_TOKENS, max_length=MAX_LEN, **proposal)
+    assert prog.shared_prefix == proposal.get("shared_prefix", 0)
     # The tempered proposal leaves a summed final ESS of ~2,700 per 8 runs, where the first-token
     # marginal's total variation is ~0.036 +- 0.012 from Monte Carlo noise alone (measured over 14
     # seeds; 0.010 over 64 runs): 24 runs put the 0.03 tolerance ~1.3 sd above the noise.
-    runs = 24 if proposal else 8
+    runs = 24 if "temperature" in proposal else 8
     res = ppl.run_smc(prog, 2000, key=jax.random.split(jax.random.key(0), runs), ess_threshold=1.0)
+    own = sum(a.size for a in jax.tree_util.tree_leaves(lm.init_cache(1, MAX_LEN - prog.shared_prefix)))
+    assert sum(a.size for a in jax.tree_util.tree_leaves(res.particles.cache)) == runs * 2000 * own
     _check(res, exact, runs)
 
 

@@ -45,6 +45,15 @@ class TinyLM:
         logits = params["emb"][tokens] + params["pos"][positions] + mean @ params["ctx"]
         return logits, {"tok": hist}
 
+    def apply_with_prefix(self, params, tokens, positions, prefix, cache):
+        """``apply`` reading a history prefix shared by all rows (positions ``0..F-1``, batch one);
+        each row's own history holds positions ``F..``."""
+        f = prefix["tok"].shape[1]
+        b = cache["tok"].shape[0]
+        hist = jnp.concatenate([jnp.broadcast_to(prefix["tok"], (b, f)), cache["tok"]], axis=1)
+        logits, full = self.apply(params, tokens, positions, {"tok": hist})
+        return logits, {"tok": full["tok"][:, f:]}
+
     def log_prob_sequence(self, prompt, generated):
         """log p(generated | prompt) by one full forward pass (numpy float64 sum)."""
         seq = np.concatenate([prompt, generated]).astype(np.int32)

@@ -58,6 +58,48 @@ def test_incremental_equals_full_forward(family):
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
 
 
+def test_shared_prefix_equals_a_full_cache(family):
+    """Rows that continue one prefix, read from a prefix cache of batch one (positions 0..F-1)
+    and their own caches of the later positions (filled with garbage first): a
+    chunk of 3, then one token at a time, give the full pass's logits; positions below F are not written."""
+    lm = random_lm(tiny_config(family), seed=0, std=0.1)
+    rng = np.random.default_rng(1)
+    f = 4
+    tokens = np.asarray(rng.integers(0, lm.vocab_size, (B, T_FULL)), np.int32)
+    tokens[:, :f] = tokens[0, :f]
+    ref = _full_logits(lm, jnp.asarray(tokens))
+    _, prefix = jax.jit(lm.apply)(lm.params, jnp.asarray(tokens[:1, :f]), jnp.arange(f, dtype=jnp.int32)[None],
+                                  lm.init_cache(1, f))
+    own = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape) * 50, x.dtype), lm.init_cache(B, T_CACHE - f))
+    step = jax.jit(lm.apply_with_prefix, donate_argnums=4)
+    got = np.full_like(ref[:, f:], np.nan)
+    lengths = np.array([f, f, f])
+    pos = lengths[:, None] + np.arange(3)
+    logits, own = step(lm.params, jnp.asarray(np.take_along_axis(tokens, pos, 1)), jnp.asarray(pos, jnp.int32),
+                       prefix, own)
+    for r in range(B):
+        got[r, pos[r] - f] = np.asarray(logits)[r]
+    cur = lengths + 3
+    while cur.min() < T_FULL:
+        p = np.minimum(cur, T_FULL - 1)[:, None]
+        logits, own = step(lm.params, jnp.asarray(np.take_along_axis(tokens, p, 1)), jnp.asarray(p, jnp.int32),
+                           prefix, own)
+        for r in range(B):
+            if cur[r] < T_FULL:
+                got[r, cur[r] - f] = np.asarray(logits)[r, 0]
+        cur = cur + 1
+    np.testing.assert_allclose(got, ref[:, f:], atol=1e-5, rtol=1e-5)
+    # A write below the prefix length is dropped: the rows' caches do not change.
+    before = jax.tree.map(np.asarray, own)
+    _, after = jax.jit(lm.apply_with_prefix)(lm.params, jnp.zeros((B, 1), jnp.int32), jnp.zeros((B, 1), jnp.int32),
+                                              prefix, own)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    with pytest.raises(ValueError, match="prefix"):
+        lm.apply_with_prefix(lm.params, jnp.zeros((B, 1), jnp.int32), jnp.zeros((B, 1), jnp.int32),
+                             lm.init_cache(2, f), lm.init_cache(B, 4))
+
+
 def test_cache_layout_and_gather():
     lm = random_lm(tiny_config("llama"), seed=0)
     cache = lm.init_cache(4, 10)

@@ -5,7 +5,7 @@ particular LM; ``ppl_models.lm`` provides transformers that follow it).
 """
 
 from ppl.lm import potentials
-from ppl.lm.potentials import Potential, constraint, on_prefix, product, twist, when_finished
+from ppl.lm.potentials import Potential, constraint, on_prefix, product, twist, twisted, when_finished
 from ppl.lm.program import LMProgram, LMStep, prompt_state
 from ppl.lm.sampling import StepConfig, process_logits, sample_step, score_step
 from ppl.lm.state import LMState, generated, pad_prompt, prefill, step_tokens, text_of
@@ -30,5 +30,6 @@ __all__ = [
     "step_tokens",
     "text_of",
     "twist",
+    "twisted",
     "when_finished",
 ]

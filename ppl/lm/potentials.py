@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from ppl.lm.sampling import StepConfig, sample_step
 from ppl.lm.state import LMState
 
-__all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist", "constraint", "when_finished",
+__all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist", "twisted", "constraint", "when_finished",
            "product", "from_score", "from_reward", "tau_schedule", "lookahead", "Lookahead", "AGGREGATES", "WEIGHTINGS"]
 
 
@@ -134,6 +134,35 @@ def twist(log_psi: Callable[[LMState], jnp.ndarray]) -> Potential:
         return log_psi(state) - jnp.where(at_prompt, 0.0, log_psi(prev))
 
     return Potential(fn, f"twist({getattr(log_psi, '__name__', 'psi')})")
+
+
+def twisted(log_psi: Callable[[LMState], jnp.ndarray], final, max_steps: int) -> Potential:
+    r"""Twisted SMC's potential for the target :math:`p(x)\,\varphi(x)` (Zhao et al. 2024):
+
+    .. math::
+
+        \log G_t = \log\psi_t(x_{1:t}) - \log\psi_{t-1}(x_{1:t-1}), \qquad
+        \psi(x) = \varphi(x) \text{ for a finished } x, \quad \psi(\text{prompt}) = 1,
+
+    so the product over a path telescopes to :math:`\varphi(x)` whatever the twist
+    :math:`\psi` is: the filter targets :math:`p\varphi / Z` exactly, and the twist only decides
+    which prefixes survive resampling on the way. The optimal twist is
+    :math:`\psi_t(x_{1:t}) = \mathbb{E}_p[\varphi(x) \mid x_{1:t}]`, the expected *future*
+    potential; a learned head or a process reward model approximates it. ``log_psi(state)`` is
+    one particle's :math:`\log\psi` of its prefix, ``final`` the target's potential
+    :math:`\log\varphi` (a :class:`Potential` or ``(prev, state) -> log phi``) and
+    ``max_steps`` the program's horizon (a particle finishes at its end-of-sequence or at step
+    ``max_steps``).
+    """
+    fin = _as_potential(final)
+    horizon = int(max_steps)
+
+    def fn(prev, state):
+        finished = state.done | (state.num_steps >= horizon)
+        now = jnp.where(finished, fin(prev, state), log_psi(state))
+        return now - jnp.where(prev.num_steps == 0, 0.0, log_psi(prev))
+
+    return Potential(fn, f"twisted({getattr(log_psi, '__name__', 'psi')}, {fin.name})", fin.horizons | {horizon})
 
 
 def constraint(predicate: Callable[[LMState], jnp.ndarray]) -> Potential:

@@ -1,0 +1,169 @@
+r"""Two-sided bounds on :math:`\log Z`: SMC from below, conditional SMC from exact samples above.
+
+For a Feynman–Kac model with final target :math:`\sigma(x) = \gamma(x) / Z`, let :math:`Q` be the
+law of everything a particle filter with :math:`N` particles draws (particles and ancestors) and
+:math:`\hat Z` its estimate of :math:`Z`. Because :math:`\mathbb{E}_Q[\hat Z] = Z`, the density
+:math:`P(\omega) = Q(\omega)\, \hat Z(\omega) / Z` is a distribution on the same space, and
+
+.. math::
+
+    \log Z - \mathbb{E}_Q[\log \hat Z] = \mathrm{KL}(Q \,\|\, P) \ge 0, \qquad
+    \mathbb{E}_P[\log \hat Z] - \log Z = \mathrm{KL}(P \,\|\, Q) \ge 0 .
+
+Drawing from :math:`P` is running *conditional* SMC with a reference trajectory drawn exactly
+from :math:`\sigma` (Andrieu, Doucet & Holenstein 2010): so independent SMC runs bound
+:math:`\log Z` from below, and conditional SMC runs on exact target samples bound it from above
+(bidirectional Monte Carlo, Grosse, Ghahramani & Adams 2015; for language models, Zhao,
+Brekelmans, Makhzani & Grosse 2024, "Probabilistic inference in language models via twisted
+SMC", Sec. 5). Their **gap**
+
+.. math::
+
+    \mathbb{E}_P[\log \hat Z] - \mathbb{E}_Q[\log \hat Z] = \mathrm{KL}(Q \,\|\, P) + \mathrm{KL}(P \,\|\, Q)
+
+is a symmetrised KL divergence between the filter's and the target's extended laws: zero for
+exact inference, and measurable without knowing :math:`Z`. A better proposal or twist, or more
+particles, shrink it.
+
+Both sides resample multinomially at every step (what conditional SMC does), so they bound the
+same estimator. :func:`exact_references` draws the exact samples by rejection from the model's
+own importance sampler when the weights have a known bound (e.g. a 0/1 correctness potential:
+bound 1, the accepted runs are the correct ones).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.core.checks import check_int
+from ppl.smc import conditional
+from ppl.smc.loop import run_smc, trajectories
+
+__all__ = ["LogEvidenceBounds", "exact_references", "log_evidence_bounds"]
+
+
+class LogEvidenceBounds(NamedTuple):
+    """What :func:`log_evidence_bounds` returns (floats; ``*_runs`` numpy arrays).
+
+    Attributes
+    ----------
+    lower, upper
+        Means of :math:`\\log \\hat Z` over the SMC runs and over the conditional SMC runs:
+        :math:`\\mathbb{E}[\\text{lower}] \\le \\log Z \\le \\mathbb{E}[\\text{upper}]`.
+    gap
+        ``upper - lower``: an estimate of :math:`\\mathrm{KL}(Q\\|P) + \\mathrm{KL}(P\\|Q)`.
+    lower_se, upper_se, gap_se
+        Monte Carlo standard errors of the three.
+    lower_runs, upper_runs
+        :math:`\\log \\hat Z` of every run.
+    num_particles
+        :math:`N`.
+    """
+
+    lower: float
+    upper: float
+    gap: float
+    lower_se: float
+    upper_se: float
+    gap_se: float
+    lower_runs: np.ndarray
+    upper_runs: np.ndarray
+    num_particles: int
+
+
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(x)), (float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan"))
+
+
+def _num_references(references, num_steps: int) -> int:
+    leaves = jax.tree_util.tree_leaves(references)
+    if not leaves or any(jnp.ndim(a) < 2 or jnp.shape(a)[1] != num_steps for a in leaves):
+        raise ValueError(f"references: expected trajectories with leaves [R, T={num_steps}, ...] (e.g. "
+                         f"exact_references(...)), got shapes {sorted({jnp.shape(a) for a in leaves})}")
+    r = {int(jnp.shape(a)[0]) for a in leaves}
+    if len(r) != 1:
+        raise ValueError(f"references: leaves disagree on the number of trajectories: {sorted(r)}")
+    return r.pop()
+
+
+def log_evidence_bounds(fk, num_particles: int, references, *, key: jax.Array,
+                        num_runs: int | None = None) -> LogEvidenceBounds:
+    r"""Lower and upper bounds on :math:`\log Z` of ``fk`` and their gap (see the module docstring).
+
+    Parameters
+    ----------
+    fk
+        A Feynman–Kac model (e.g. an :class:`ppl.lm.LMProgram`) whose final target is the
+        distribution ``references`` are drawn from.
+    num_particles
+        :math:`N \ge 2` on both sides (the reference counts as one of the conditional run's).
+    references
+        ``R`` trajectories drawn *exactly* from the target, leaves ``[R, T, ...]``
+        (:func:`exact_references`); one conditional SMC run each.
+    key
+        A ``jax.random.key``.
+    num_runs
+        SMC runs for the lower bound (default ``R``).
+    """
+    conditional._check_n(num_particles)
+    n = int(num_particles)
+    r = _num_references(references, int(fk.num_steps))
+    runs = r if num_runs is None else check_int("num_runs", num_runs, 1)
+    k_low, k_up = jax.random.split(key)
+    low = run_smc(fk, n, key=jax.random.split(k_low, runs), resampling="multinomial", ess_threshold=1.0)
+    sweep = conditional._cached(("csmc", n, False), fk, lambda: jax.jit(conditional._build_csmc(fk, n, False)))
+    refs = jax.vmap(lambda ref: conditional._check_reference(fk, ref))(references) \
+        if getattr(fk, "canonical", None) is not None else references
+    batched = jax.jit(jax.vmap(lambda d, k, ref: sweep(d, k, ref)[1].log_evidence, in_axes=(None, 0, 0)))
+    up = batched(fk.data, jax.random.split(k_up, r), refs)
+    lower_runs, upper_runs = np.asarray(low.log_evidence, np.float64), np.asarray(up, np.float64)
+    if not (np.all(np.isfinite(lower_runs)) and np.all(np.isfinite(upper_runs))):
+        raise ValueError("log_evidence_bounds: a run's log Z estimate is not finite (a reference outside the "
+                         "target's support, or potentials that rule out every particle)")
+    lo, lo_se = _mean_se(lower_runs)
+    hi, hi_se = _mean_se(upper_runs)
+    return LogEvidenceBounds(lo, hi, hi - lo, lo_se, hi_se, math.hypot(lo_se, hi_se), lower_runs, upper_runs, n)
+
+
+def exact_references(fk, num: int, *, key: jax.Array, log_bound: float = 0.0, batch_size: int = 256,
+                     max_rounds: int = 100) -> Any:
+    r"""``num`` trajectories drawn exactly from the final target of ``fk``, by rejection.
+
+    Runs the model's own importance sampler (:func:`~ppl.smc.run_smc` with no resampling, batches
+    of ``batch_size``): particle :math:`i` is drawn from the proposal with weight :math:`w_i =
+    \gamma(x_i) / q(x_i)`, and is accepted with probability :math:`w_i / e^{\text{log\_bound}}`,
+    which makes the accepted trajectories exact draws from :math:`\sigma`. ``log_bound`` must
+    bound every :math:`\log w_i` (0 for a 0/1 potential such as a correctness check, with the
+    LM as proposal); a weight above it is an error. Returns leaves ``[num, T, ...]`` (the
+    ``references`` of :func:`log_evidence_bounds`).
+    """
+    num = check_int("num", num, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    max_rounds = check_int("max_rounds", max_rounds, 1)
+    if not math.isfinite(float(log_bound)):
+        raise ValueError(f"log_bound: expected a finite number, got {log_bound!r}")
+    found, total, drawn = [], 0, 0
+    for _ in range(max_rounds):
+        key, k_run, k_acc = jax.random.split(key, 3)
+        res = run_smc(fk, batch_size, key=k_run, ess_threshold=0.0, keep_history=True)
+        log_w = np.asarray(res.log_weights + res.log_evidence, np.float64) + math.log(batch_size)
+        drawn += batch_size
+        if np.max(log_w) > float(log_bound) + 1e-4:
+            raise ValueError(f"log_bound={log_bound}: a weight has log {np.max(log_w):.4g} above it, so rejection "
+                             "sampling would not be exact; pass a larger bound")
+        u = np.log(np.asarray(jax.random.uniform(k_acc, (batch_size,))))
+        idx = np.flatnonzero(u < log_w - float(log_bound))
+        if len(idx):
+            found.append(jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], trajectories(res)))
+            total += len(idx)
+        if total >= num:
+            out = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *found)
+            return jax.tree_util.tree_map(lambda a: a[:num], out)
+    raise RuntimeError(f"exact_references: {total} of {num} accepted in {drawn} draws ({max_rounds} rounds of "
+                       f"{batch_size}); the target has little mass under the proposal; raise max_rounds or "
+                       "batch_size, or tighten log_bound")

@@ -15,7 +15,7 @@ __all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "PRM_KINDS", "PF_WEIGH
 #: The methods ``ppl scale`` offers, each a :class:`ppl.scaling.MethodSpec` (by name or alias); the
 #: order fixes each method's key (``fold_in(key, 1 + index)``).
 METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "weighted_majority", "rpc", "particle_filter",
-           "beam_search", "dvts", "particle_gibbs", "parallel_tempering", "power_sampling")
+           "beam_search", "dvts", "particle_gibbs", "parallel_tempering", "power_sampling", "a_star")
 DEFAULT_METHODS = ("best_of_n", "weighted_best_of_n", "majority_vote", "beam_search", "dvts", "particle_filter")
 QUICK_METHODS = DEFAULT_METHODS
 #: ``noisy`` is the learned PRM with logit noise, ``noisy-oracle`` the exact oracle with logit noise

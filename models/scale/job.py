@@ -168,7 +168,8 @@ def _setup(cfg: ScaleConfig):
 def _settings(cfg: ScaleConfig) -> dict:
     """The job's settings under the names the methods' budget rules read (:class:`ppl.scaling.MethodSpec`)."""
     return {"tau": cfg.tau, "weighting": cfg.pf_weighting, "select": cfg.pf_select, "beam_width": cfg.beam_width,
-            "iterations": cfg.pg_iterations, "mh_steps": cfg.power_steps, "alpha": cfg.power_alpha}
+            "iterations": cfg.pg_iterations, "mh_steps": cfg.power_steps, "alpha": cfg.power_alpha,
+            "max_steps": cfg.max_steps}
 
 
 def _run_method(name: str, cfg: ScaleConfig, programs, rewards, answer_fn, budget: int, keys, mesh=None):

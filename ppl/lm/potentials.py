@@ -45,7 +45,8 @@ from ppl.lm.sampling import StepConfig, sample_step
 from ppl.lm.state import LMState
 
 __all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist", "twisted", "constraint", "when_finished",
-           "product", "from_score", "from_reward", "tau_schedule", "lookahead", "Lookahead", "AGGREGATES", "WEIGHTINGS"]
+           "product", "from_score", "from_reward", "tau_schedule", "lookahead", "Lookahead", "WithLogP", "with_log_p",
+           "AGGREGATES", "WEIGHTINGS"]
 
 
 class Potential:
@@ -326,6 +327,30 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
 
     return MemoryPotential(update, None, f"from_reward({aggregate}, {weighting}{', incremental' if incremental else ''})",
                            init=init, incremental=incremental)
+
+
+class WithLogP(NamedTuple):
+    """The memory of :func:`with_log_p`: the prefix's log-probability under the LM and the inner
+    potential's memory."""
+
+    log_p: jax.Array
+    inner: object
+
+
+def with_log_p(potential: MemoryPotential) -> MemoryPotential:
+    r"""``potential``, with the prefix's log-probability under the LM,
+    :math:`\log p(x_{1:t}) = \sum_{s \le t} \log p(\text{step}_s \mid x_{1:s-1})` (the states'
+    ``step_log_p``), kept beside its memory (:class:`WithLogP`): A*'s path cost. A finished or
+    held particle (``prev.done``) adds nothing."""
+
+    def update(prev, state):
+        log_g, inner = potential.update(prev._replace(memory=prev.memory.inner),
+                                        state._replace(memory=prev.memory.inner))
+        return log_g, WithLogP(prev.memory.log_p + jnp.where(prev.done, 0.0, state.step_log_p), inner)
+
+    return MemoryPotential(update, None, f"with_log_p({potential.name})", potential.horizons,
+                           init=lambda s: WithLogP(jnp.zeros((), jnp.float32), potential.initial(s)),
+                           incremental=potential.incremental)
 
 
 def tau_schedule(start: float, end: float, num_steps: int, kind: str = "geometric") -> jax.Array:

@@ -20,6 +20,7 @@ method                      is, on the Feynman–Kac model :math:`q(x) \prod_t G
 :func:`particle_gibbs`      conditional SMC as an MCMC kernel over whole reasoning chains
 :func:`parallel_tempering`  CSMC chains at several temperatures with swap moves
 :func:`power_sampling`      Metropolis–Hastings over suffixes targeting :math:`p(x)^\alpha`
+:func:`a_star`              best-first search, priority :math:`\log p` + reward log-score, bounded frontier
 ==========================  ====================================================================
 
 **Reward protocol.** A reward model is any object with ``params`` (a pytree, passed to compiled
@@ -65,6 +66,7 @@ from ppl.scaling.gibbs import parallel_tempering, particle_gibbs, swap_log_ratio
 from ppl.scaling.particle_filter import particle_filter
 from ppl.scaling.power import power_sampling
 from ppl.scaling.search import beam_search, dvts
+from ppl.scaling.a_star import a_star
 
 __all__ = [
     "batched", "prompt_mesh", "MethodSpec", "spec", "specs",  # ppl.scaling.method
@@ -73,6 +75,6 @@ __all__ = [
     "Rollouts", "rollouts", "best_of_n", "best_of_n_from", "weighted_best_of_n", "weighted_best_of_n_from",
     "self_consistency", "self_consistency_from", "weighted_majority", "weighted_majority_from",
     "WeibullMixture", "fit_weibull_mixture", "perplexity_consistency", "reasoning_pruning", "rpc",
-    "beam_search", "dvts", "particle_filter", "parallel_tempering", "particle_gibbs", "power_sampling",
+    "beam_search", "dvts", "a_star", "particle_filter", "parallel_tempering", "particle_gibbs", "power_sampling",
     "swap_log_ratio",
 ]

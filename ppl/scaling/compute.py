@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.lm.potentials import Lookahead, RewardMemory
+from ppl.lm.potentials import Lookahead, RewardMemory, WithLogP
 from ppl.smc.base import Collector
 
 __all__ = ["Compute", "flops_per_token", "num_params", "counter", "token_counter"]
@@ -101,6 +101,8 @@ class Compute(NamedTuple):
 
 def _counts(parents_length, children, live):
     grown, read = children.length - parents_length, children.length
+    if isinstance(children.memory, WithLogP):  # A*'s path cost beside the reward's memory
+        children = children._replace(memory=children.memory.inner)
     if isinstance(children.memory, Lookahead):  # the look-ahead's tokens, and the longer prefix scored
         grown, read = grown + children.memory.tokens, children.memory.length
     elif isinstance(children.memory, RewardMemory):  # what the reward read: the prefix, or the new tokens
@@ -122,8 +124,9 @@ def counter(skip=None) -> Collector:
 
     def init(x):
         counts = _counts(x.prompt_length, x, keep(jnp.ones_like(x.done)))
-        if isinstance(x.memory, RewardMemory):  # an incremental reward's read of the prompt: once for all
-            counts = counts.at[2].add(x.memory.prompt_read[0])
+        memory = x.memory.inner if isinstance(x.memory, WithLogP) else x.memory
+        if isinstance(memory, RewardMemory):  # an incremental reward's read of the prompt: once for all
+            counts = counts.at[2].add(memory.prompt_read[0])
         return counts
 
     return Collector(

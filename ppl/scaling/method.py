@@ -49,7 +49,8 @@ class MethodSpec:
     budget
         ``budget(B, settings) -> (args, options)`` or ``None`` where the budget does not fit. The
         settings a rule reads (with defaults): ``tau``, ``weighting``, ``select`` (the particle
-        filter's), ``beam_width``, ``iterations``, ``mh_steps``, ``alpha``.
+        filter's), ``beam_width``, ``iterations``, ``mh_steps``, ``alpha``, ``max_steps`` (the
+        program's, for A*).
     from_pool
         ``from_pool(rollouts, k, answer_fn, settings)``: the method on the first ``k`` rollouts
         of a shared pool (:class:`~ppl.scaling.sampling.Rollouts`); ``None`` if it needs its own run.

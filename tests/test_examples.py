@@ -15,6 +15,7 @@ def _load(name):
     return module
 
 
+@pytest.mark.slow  # the example's methods are tested in their own modules
 def test_linear_gaussian_example(capsys):
     assert _load("linear_gaussian").main(["--steps", "10", "--particles", "128", "--runs", "2"]) == 0
     out = capsys.readouterr().out
@@ -22,6 +23,7 @@ def test_linear_gaussian_example(capsys):
         assert word in out
 
 
+@pytest.mark.slow  # the example's methods are tested in their own modules
 def test_constrained_generation_example(capsys):
     pytest.importorskip("ppl_models.lm")
     code = _load("constrained_generation").main(["--particles", "64", "--samples", "512", "--count", "2"])
@@ -30,6 +32,7 @@ def test_constrained_generation_example(capsys):
     assert "acceptance rate" in out and "weighted fraction meeting the constraint 1.000" in out
 
 
+@pytest.mark.slow  # the example's methods are tested in their own modules
 def test_scaling_sampling_example(capsys):
     pytest.importorskip("ppl_models.lm")
     code = _load("scaling_sampling").main(["--problems", "3", "--rollouts", "4"])
@@ -50,6 +53,7 @@ def test_scaling_mcmc_example(capsys):
         assert method in out
 
 
+@pytest.mark.slow  # the example's methods are tested in their own modules
 def test_scaling_search_example(capsys):
     pytest.importorskip("ppl_models.lm")
     code = _load("scaling_search").main(["--problems", "2", "--budget", "4", "--beam-width", "2",
@@ -81,6 +85,7 @@ def test_reward_models_example(capsys):
         assert name in out
 
 
+@pytest.mark.slow  # the example's methods are tested in their own modules
 def test_multivariate_state_space_example(capsys):
     assert _load("multivariate_state_space").main(["--steps", "20", "--particles", "256", "--runs", "8"]) == 0
     out = capsys.readouterr().out
@@ -89,6 +94,7 @@ def test_multivariate_state_space_example(capsys):
         assert line in out
 
 
+@pytest.mark.slow  # the example's methods are tested in their own modules
 def test_new_method_example(capsys):
     """A method composed in one file on build_filter draws best-of-N's very rollouts."""
     pytest.importorskip("ppl_models.lm")

@@ -204,7 +204,8 @@ class LMProgram:
         width = self.data["prompt"].shape[0]
         if padded.shape[0] <= width:
             padded = jnp.zeros((width,), jnp.int32).at[:padded.shape[0]].set(padded)
-        new = self._replace(shared_prefix=min(self.shared_prefix, (len(prompt) - 1) // 16 * 16))
+        n = len(prompt)
+        new = self._replace(shared_prefix=self.shared_prefix if n - 1 >= self.shared_prefix else (n - 1) // 16 * 16)
         return new._replace(data=new._data(self.data["params"], padded, length))
 
     def with_potential(self, potential: Optional[Callable], *, frozen: Optional[Callable] = None,

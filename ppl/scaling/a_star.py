@@ -165,9 +165,7 @@ def a_star(program, expansions: int, *, key: jax.Array, reward, pool: int = 16, 
         x, f, closed, counts, steps, failure = out
         if int(failure) != OK:
             raise FloatingPointError(f"a_star: the reward model returned NaN scores by step {int(steps) - 1}")
-        gen, calls, read = (int(v) for v in counts)
-        compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
-                                prm_forward_tokens=read, lm=program.lm, reward=reward)
+        compute = Compute.from_counts(counts, prompt_len, program.lm, reward)
         ok = closed if bool(jnp.any(closed)) else jnp.ones_like(closed)
         stopped = int(steps) < e + 1 or not bool(jnp.any(expanding(x, program.num_steps)))
         diagnostics = {"expansions": int(steps) - 1, "finished": jax.device_get(closed), "pool": n,

@@ -87,6 +87,14 @@ class Compute(NamedTuple):
         flops = flops_per_token(lm) * f + flops_per_token(reward) * r
         return cls(g, f, c, r, float(flops))
 
+    @classmethod
+    def from_counts(cls, counts, prompt_length: int, lm, reward) -> "Compute":
+        """From a filter's :func:`counter` (generated tokens, reward calls, reward tokens read): the
+        LM reads the prompt once and every generated token."""
+        gen, calls, read = (int(v) for v in np.asarray(counts))
+        return cls.count(generated_tokens=gen, lm_forward_tokens=int(prompt_length) + gen, prm_calls=calls,
+                         prm_forward_tokens=read, lm=lm, reward=reward)
+
     def rollouts(self, tokens_per_rollout: float) -> float:
         """The budget in full rollouts: generated tokens / the mean tokens of one rollout."""
         if not tokens_per_rollout > 0:

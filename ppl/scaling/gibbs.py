@@ -179,10 +179,7 @@ def _run(method, program, N, I, temperatures, key, reward, answer_fn, tau, selec
     ys, counts, bad = fn(program.data, reward.params, key, inv_temps, jnp.asarray(tau, jnp.float32))
     if bool(bad):
         raise SMCError(f"{method}: the reward returned NaN for a prefix; check reward.log_score")
-    gen, calls, ptok = (int(v) for v in np.asarray(counts))
-    prompt_len = int(np.asarray(program.data["prompt_length"]))
-    compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
-                            prm_forward_tokens=ptok, lm=program.lm, reward=reward)
+    compute = Compute.from_counts(counts, int(np.asarray(program.data["prompt_length"])), program.lm, reward)
     keep = slice(burn_in, I)
     n_keep = I - burn_in
     sig = lambda lo: 1.0 / (1.0 + np.exp(-np.asarray(lo, np.float64)))  # noqa: E731

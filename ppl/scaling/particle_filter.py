@@ -148,9 +148,7 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, answ
         if int(failure) != base.OK:
             raise SMCError(f"particle_filter: every weight became zero or a reward score was NaN by step "
                            f"{int(step)}; check the reward model", step=int(step))
-        gen, calls, read = (int(v) for v in res.aux)
-        compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
-                                prm_forward_tokens=read, lm=program.lm, reward=reward)
+        compute = Compute.from_counts(res.aux, prompt_len, program.lm, reward)
         steps = int(res.num_steps)
         log_w = res.log_weights
         diagnostics = {"ess": jax.device_get(res.ess)[:steps], "resampled": jax.device_get(res.resampled)[:steps],

@@ -188,9 +188,7 @@ def _search(method, program, num_beams, beam_width, key, reward, answer_fn, sele
         x, log_s, valid, counts, steps, failure = out
         if int(failure) != OK:
             raise FloatingPointError(f"{method}: the reward model returned NaN scores by step {int(steps) - 1}")
-        gen, calls, read = (int(v) for v in counts)
-        compute = Compute.count(generated_tokens=gen, lm_forward_tokens=prompt_len + gen, prm_calls=calls,
-                                prm_forward_tokens=read, lm=program.lm, reward=reward)
+        compute = Compute.from_counts(counts, prompt_len, program.lm, reward)
         log_w = jnp.where(valid, log_s, -jnp.inf)
         scores = jnp.where(valid, jnp.exp(log_s), jnp.nan)
         diagnostics = {"num_steps": int(steps), "valid": jax.device_get(valid), "beam_width": m,

@@ -14,7 +14,7 @@ import pytest
 from scipy.special import logsumexp
 
 import ppl
-from tests.lm.tiny import TinyLM
+from tests.lm.tiny import TinyLM, step_bounds
 
 PROMPT = np.array([2, 3])
 MAX_LEN, MAX_STEPS, MAX_STEP_TOKENS, DELIM, EOS = 6, 4, 1, 1, 0
@@ -28,18 +28,8 @@ class TinyLM4(TinyLM):
 
 def segment(gen):
     """Step boundaries of a generation, or None if generation would not end exactly there."""
-    steps, n_in_step, length, bounds = 0, 0, len(PROMPT), []
-    for i, tok in enumerate(gen):
-        n_in_step += 1
-        length += 1
-        done = tok == EOS or length >= MAX_LEN
-        if done or n_in_step >= MAX_STEP_TOKENS or tok == DELIM:
-            steps += 1
-            bounds.append(i + 1)
-            n_in_step = 0
-            if done or steps == MAX_STEPS:
-                return bounds if i == len(gen) - 1 else None
-    return None
+    return step_bounds(gen, max_steps=MAX_STEPS, prompt_length=len(PROMPT),
+                       max_length=MAX_LEN, max_step_tokens=MAX_STEP_TOKENS, delimiter=DELIM, eos=EOS)
 
 
 def log_phi_np(gen):

@@ -63,3 +63,22 @@ class TinyLM:
         lp = np.asarray(jax.nn.log_softmax(logits[0], -1), np.float64)
         p = len(prompt)
         return float(sum(lp[p - 1 + i, tok] for i, tok in enumerate(generated)))
+
+
+def step_bounds(gen, *, prompt_length: int, max_length: int, max_steps: int, max_step_tokens: int, delimiter: int,
+                eos: int):
+    """Step end offsets of a generation, or None if the sampler would not stop exactly at its end
+    (the stopping rules of ppl.lm.sampling.sample_step, restated)."""
+    steps, n_in_step, length, bounds = 0, 0, prompt_length, []
+    for i, tok in enumerate(gen):
+        n_in_step += 1
+        length += 1
+        done = tok == eos or length >= max_length
+        if done or n_in_step >= max_step_tokens or tok == delimiter:
+            steps += 1
+            bounds.append(i + 1)
+            n_in_step = 0
+            if done or steps == max_steps:
+                return bounds if i == len(gen) - 1 else None
+    return None
+

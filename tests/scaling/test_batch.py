@@ -41,8 +41,10 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(np.asarray(a.particles.length), np.asarray(b.particles.length))
 
 
-CASES = [("best_of_n", (4,), {}), ("weighted_majority", (4,), {"tau": 0.5}), ("particle_filter", (4,), {"tau": 0.7}),
-         ("beam_search", (4,), {"beam_width": 2}), ("dvts", (4,), {"beam_width": 2})]
+_SLOW = pytest.mark.slow  # 8-10 s each: the batched path is the same for every method (run_problems)
+CASES = [pytest.param("best_of_n", (4,), {}, marks=_SLOW), ("weighted_majority", (4,), {"tau": 0.5}),
+         ("particle_filter", (4,), {"tau": 0.7}), pytest.param("beam_search", (4,), {"beam_width": 2}, marks=_SLOW),
+         ("dvts", (4,), {"beam_width": 2})]
 
 
 @pytest.mark.parametrize("name, args, options", CASES)

@@ -21,6 +21,7 @@ import pytest
 from scipy.special import logsumexp
 
 import ppl
+from tests.lm.tiny import step_bounds
 from ppl import scaling
 from ppl.lm.sampling import sample_step
 from ppl.smc import resampling as rs
@@ -60,20 +61,9 @@ def _program(max_steps=MAX_STEPS, **kw):
 
 
 def segment(gen, max_steps=MAX_STEPS):
-    """Step end offsets of a generation, or None if the sampler would not stop exactly at its end
-    (the stopping rules of ppl.lm.sampling.sample_step, restated)."""
-    steps, n_in_step, length, bounds = 0, 0, len(PROMPT), []
-    for i, tok in enumerate(gen):
-        n_in_step += 1
-        length += 1
-        done = tok == EOS or length >= MAX_LEN
-        if done or n_in_step >= MAX_STEP_TOKENS or tok == DELIM:
-            steps += 1
-            bounds.append(i + 1)
-            n_in_step = 0
-            if done or steps == max_steps:
-                return bounds if i == len(gen) - 1 else None
-    return None
+    """Step end offsets of a generation, or None if the sampler would not stop exactly at its end."""
+    return step_bounds(gen, max_steps=max_steps, prompt_length=len(PROMPT),
+                       max_length=MAX_LEN, max_step_tokens=MAX_STEP_TOKENS, delimiter=DELIM, eos=EOS)
 
 
 @functools.lru_cache(maxsize=None)

@@ -18,7 +18,7 @@ from scipy.special import logsumexp
 
 import ppl
 from ppl.scaling.power import power_sampling
-from tests.lm.tiny import TinyLM
+from tests.lm.tiny import TinyLM, step_bounds
 
 PROMPT = np.array([3, 4])
 MAX_LEN, MAX_STEPS, MAX_STEP_TOKENS, DELIM, EOS = 7, 3, 2, 1, 0
@@ -32,18 +32,8 @@ def program(lm, temperature, **kw):
 
 def segment(gen, prompt_len=len(PROMPT)):
     """Step end offsets of a generation, or None if the sampler would not stop exactly at its end."""
-    steps, n_in_step, length, bounds = 0, 0, prompt_len, []
-    for i, tok in enumerate(gen):
-        n_in_step += 1
-        length += 1
-        done = tok == EOS or length >= MAX_LEN
-        if done or n_in_step >= MAX_STEP_TOKENS or tok == DELIM:
-            steps += 1
-            bounds.append(i + 1)
-            n_in_step = 0
-            if done or steps == MAX_STEPS:
-                return bounds if i == len(gen) - 1 else None
-    return None
+    return step_bounds(gen, max_steps=MAX_STEPS, prompt_length=prompt_len,
+                       max_length=MAX_LEN, max_step_tokens=MAX_STEP_TOKENS, delimiter=DELIM, eos=EOS)
 
 
 def enumerate_generations(lm, temperature):

@@ -15,6 +15,9 @@ import pytest
 
 from tests.fake_devices import device_env
 
+# two processes; the sharded modes are tested on fake devices in tests/smc/test_sharding.py.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "scaling_out.py"
 ARGS = ["--particles", "512", "--steps", "20", "--seed", "0", "--exchange-every", "4"]

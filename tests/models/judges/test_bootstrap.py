@@ -14,6 +14,7 @@ from ppl_models.judges.bootstrap import bootstrap_mle
 from ppl_models.judges.mode import posterior_mode
 
 
+@pytest.mark.slow  # 13 s statistical check
 def test_bootstrap_centres_on_the_mle_with_its_fisher_standard_errors():
     rng = np.random.default_rng(0)
     recs = judges.simulate_battles(rng, np.array([1.0, 0.5, 0.0, -0.5, -1.0]), 3000, ties="davidson", log_nu=-0.7,

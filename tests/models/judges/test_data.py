@@ -169,6 +169,7 @@ def test_covariate_node_rule_keeps_the_moments_of_each_cell():
                                    atol=1e-9)
 
 
+@pytest.mark.slow  # 8 s
 def test_per_battle_covariates_aggregate_to_pairs_times_outcomes_and_keep_the_mode():
     import jax
 

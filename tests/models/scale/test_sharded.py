@@ -5,10 +5,13 @@ started with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``: the device 
 jax starts, and the rest of the suite keeps its single device.
 """
 
-
 import pytest
 
 from tests.fake_devices import run_module
+
+# 90 s of fixture: `ppl scale --devices` against one device. The sharded engine is tested in
+# tests/smc/test_sharding.py, batched problems in tests/scaling/test_batch.py.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,7 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys):
     assert "row 2" in err and "'correct'" in err
 
 
+@pytest.mark.slow  # 15 s; tests/models/scaling/test_scale_json.py runs ppl analyze on a scale JSON end to end
 def test_analyze_scale_json(tmp_path, capsys):
     path = _scale_json(tmp_path / "s.json")
     out = tmp_path / "out.json"

@@ -45,6 +45,7 @@ def _bb_fit(seed=0):
     return fit_beta_binomial(n, c, key=jax.random.key(seed), **sim.DRAWS)
 
 
+@pytest.mark.slow  # 11 s statistical recovery
 def test_beta_binomial_recovers_known_parameters():
     fit = _bb_fit(0)
     assert int(np.sum(fit.result.diagnostics["divergences"])) == 0
@@ -124,6 +125,7 @@ def _power_law_fit(seed):
                                   **sim.DRAWS), (a, b)
 
 
+@pytest.mark.slow  # 7 s statistical recovery
 def test_power_law_recovers_known_parameters_and_extrapolates():
     fit, (a, b) = _power_law_fit(0)
     s = fit.summary(level=0.95)

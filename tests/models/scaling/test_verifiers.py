@@ -109,6 +109,7 @@ def _fit():
                         **sim.DRAWS), p
 
 
+@pytest.mark.slow  # 27 s statistical recovery; the model's pieces are tested above
 def test_fit_recovers_rates_ceiling_and_optimal_k():
     fit, p = _fit()
     s = fit.summary(0.95)

@@ -159,6 +159,7 @@ def test_cli_parses_train_prm():
         parser.parse_args([])  # a model is required
 
 
+@pytest.mark.slow  # 17 s end to end; PRM training is tested on small data above
 def test_prm_rollout_data_and_training_from_lm():
     from ppl_models.lm import LMConfig, random_lm
     from ppl_models.train.prm import PRMTrainConfig, make_rollout_data, train_prm

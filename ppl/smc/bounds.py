@@ -116,11 +116,14 @@ def log_evidence_bounds(fk, num_particles: int, references, *, key: jax.Array,
     runs = r if num_runs is None else check_int("num_runs", num_runs, 1)
     k_low, k_up = jax.random.split(key)
     low = run_smc(fk, n, key=jax.random.split(k_low, runs), resampling="multinomial", ess_threshold=1.0)
-    sweep = conditional._cached(("csmc", n, False), fk, lambda: jax.jit(conditional._build_csmc(fk, n, False)))
     refs = jax.vmap(lambda ref: conditional._check_reference(fk, ref))(references) \
         if getattr(fk, "canonical", None) is not None else references
-    batched = jax.jit(jax.vmap(lambda d, k, ref: sweep(d, k, ref)[1].log_evidence, in_axes=(None, 0, 0)))
-    up = batched(fk.data, jax.random.split(k_up, r), refs)
+
+    def build():  # one compiled function per model and N, reused by later calls
+        sweep = conditional._build_csmc(fk, n, False)
+        return jax.jit(jax.vmap(lambda d, k, ref: sweep(d, k, ref)[1].log_evidence, in_axes=(None, 0, 0)))
+
+    up = conditional._cached(("csmc_log_evidence", n), fk, build)(fk.data, jax.random.split(k_up, r), refs)
     lower_runs, upper_runs = np.asarray(low.log_evidence, np.float64), np.asarray(up, np.float64)
     if not (np.all(np.isfinite(lower_runs)) and np.all(np.isfinite(upper_runs))):
         raise ValueError("log_evidence_bounds: a run's log Z estimate is not finite (a reference outside the "

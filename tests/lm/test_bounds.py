@@ -126,6 +126,7 @@ def test_the_gap_shrinks_with_more_particles_and_with_the_exact_twist(bounds):
         assert t.gap < b.gap - margin, (n, t.gap, b.gap)
 
 
+@pytest.mark.slow  # 21 s: 300 CTL steps; measured figures in docs/smc.md
 def test_a_twist_learned_by_ctl_narrows_the_gap(enumerated, bounds):
     """A tabular twist fitted by contrastive twist learning (positives: exact target samples;
     negatives: the twisted filter's own particles) does as well as the exact twist: measured gaps

@@ -51,6 +51,7 @@ def test_shared_prefix_gives_the_same_filter_with_smaller_particles(lm):
     assert "prefix" not in whole.data
 
 
+@pytest.mark.slow  # 13 s of eager calls; the filter test above checks the shared path
 def test_shared_prefix_scores_steps_like_a_whole_cache(lm):
     """Conditional SMC and ancestor sampling re-score given steps (``log_weight``, ``log_density``)."""
     shared, whole = _program(lm, shared_prefix=39), _program(lm, shared_prefix=0)

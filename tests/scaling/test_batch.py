@@ -44,7 +44,7 @@ def _assert_same(a, b):
 _SLOW = pytest.mark.slow  # 8-10 s each: the batched path is the same for every method (run_problems)
 CASES = [pytest.param("best_of_n", (4,), {}, marks=_SLOW), ("weighted_majority", (4,), {"tau": 0.5}),
          ("particle_filter", (4,), {"tau": 0.7}), pytest.param("beam_search", (4,), {"beam_width": 2}, marks=_SLOW),
-         ("dvts", (4,), {"beam_width": 2})]
+         pytest.param("dvts", (4,), {"beam_width": 2}, marks=_SLOW)]
 
 
 @pytest.mark.parametrize("name, args, options", CASES)

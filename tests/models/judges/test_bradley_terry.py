@@ -195,6 +195,7 @@ def _coverage(num_datasets, k, n_per_pair, chains, draws, seed):
     return np.mean(hits), np.size(hits)
 
 
+@pytest.mark.slow  # 6.5 s statistical coverage
 def test_coverage_of_90_percent_intervals_small():
     # 12 datasets x 5 quantities = 60 intervals; binomial sd at 0.9 is 0.039 (quantities within a
     # dataset are correlated, so allow ~3 sd). A likelihood with a wrong sign or scale fails.

@@ -75,6 +75,7 @@ def test_mixture_curve_and_budget_against_monte_carlo_and_the_single_rate_limit(
         mixture_saturation_budget(0.5, 0.5, -1.0, 1e-3)
 
 
+@pytest.mark.slow  # 12 s statistical check, 3 seeds
 def test_mixture_predicts_held_out_budgets_of_mixed_difficulty():
     # Problems of four difficulties (pass@1 0.5, 0.08, 0.01 and 0): fitted on budgets 1..16, the
     # single-rate form saturates too early and its band at 64 lies below the truth; the Beta

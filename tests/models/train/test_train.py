@@ -78,6 +78,7 @@ def test_cli_parses_train_lm():
     assert cli.run(args) == 2
 
 
+@pytest.mark.slow  # 8 s; resuming is tested by the continued-run test
 def test_checkpoint_of_long_run_equals_short_run(tmp_path):
     # constant rate after warm-up: the weights after n steps do not depend on the total steps,
     # so the shipped checkpoint (taken from a longer run) is what `ppl train lm --steps n` makes

@@ -102,3 +102,13 @@ def test_new_method_example(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "product vote" in out and "best-of-N" in out
+
+
+@pytest.mark.slow  # the bounds, CTL and A* are tested in tests/lm/test_bounds.py and tests/scaling/test_a_star.py
+def test_twisted_bounds_example(capsys):
+    pytest.importorskip("ppl_models.lm")
+    assert _load("twisted_bounds").main(["--iterations", "50", "--runs", "50"]) == 0
+    out = capsys.readouterr().out
+    for word in ("CTL: surrogate", "bootstrap", "learned twist", "A*: answer", "goal reached: True"):
+        assert word in out
+

@@ -130,7 +130,10 @@ def _check(res, exact, runs):
     assert all(4 in k for k, v in hist.items() if v > 0)
 
 
-@pytest.mark.parametrize("proposal", [dict(), dict(temperature=0.7), dict(shared_prefix=1)])
+@pytest.mark.parametrize("proposal", [dict(), pytest.param(dict(temperature=0.7), marks=pytest.mark.slow),
+                                      dict(shared_prefix=1)])  # tempered: 24 runs, 14 s; a tempered
+# proposal's p/q weights are also checked by enumeration below (the step-program form, temperature
+# 0.8) and in tests/scaling/test_power.py
 def test_lm_program_matches_enumeration(lm, exact, proposal):
     # shared_prefix=1: the prompt's first token's cache is stored once, the particles' own caches
     # start at position 1 (lm.apply_with_prefix).

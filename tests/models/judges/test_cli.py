@@ -19,6 +19,7 @@ def _run(argv):
     return args.func(args)
 
 
+@pytest.mark.slow  # 7 s statistical recovery; the ppl rank paths are tested in test_cli_inputs.py
 def test_rank_end_to_end_recovers_order_and_position_bias(tmp_path, capsys):
     rng = np.random.default_rng(0)
     truth = np.array([1.2, 0.4, 0.0, -1.5])

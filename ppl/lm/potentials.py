@@ -137,7 +137,7 @@ def twist(log_psi: Callable[[LMState], jnp.ndarray]) -> Potential:
     return Potential(fn, f"twist({getattr(log_psi, '__name__', 'psi')})")
 
 
-def twisted(log_psi: Callable[[LMState], jnp.ndarray], final, max_steps: int) -> Potential:
+def twisted(log_psi, final, max_steps: int, params=None) -> Potential:
     r"""Twisted SMC's potential for the target :math:`p(x)\,\varphi(x)` (Zhao et al. 2024):
 
     .. math::
@@ -154,9 +154,18 @@ def twisted(log_psi: Callable[[LMState], jnp.ndarray], final, max_steps: int) ->
     :math:`\log\varphi` (a :class:`Potential` or ``(prev, state) -> log phi``) and
     ``max_steps`` the program's horizon (a particle finishes at its end-of-sequence or at step
     ``max_steps``).
+
+    ``log_psi`` may also be a **reward model** (an object with ``log_score(params, state)``, e.g.
+    a PRM or a learned twist head; ``params`` defaults to ``log_psi.params`` and may be traced):
+    :math:`\log\psi_t` is then its log-score of the prefix, kept in the particle's memory
+    (:class:`RewardMemory`) so that :math:`\psi_{t-1}` is not recomputed, and read
+    incrementally (only the step's new tokens) when the reward has ``init_state``/``extend``,
+    as in :func:`from_reward`.
     """
     fin = _as_potential(final)
     horizon = int(max_steps)
+    if callable(getattr(log_psi, "log_score", None)):
+        return _twisted_reward(log_psi, params, fin, horizon)
 
     def fn(prev, state):
         finished = state.done | (state.num_steps >= horizon)
@@ -164,6 +173,21 @@ def twisted(log_psi: Callable[[LMState], jnp.ndarray], final, max_steps: int) ->
         return now - jnp.where(prev.num_steps == 0, 0.0, log_psi(prev))
 
     return Potential(fn, f"twisted({getattr(log_psi, '__name__', 'psi')}, {fin.name})", fin.horizons | {horizon})
+
+
+def _twisted_reward(reward, params, fin: Potential, horizon: int) -> MemoryPotential:
+    """:func:`twisted` with a reward model's log-score as the twist (memory: :class:`RewardMemory`)."""
+    inner = from_reward(reward, params, aggregate="last", weighting="ratio")
+
+    def update(prev, state):
+        _, memory = inner.update(prev, state)
+        finished = state.done | (state.num_steps >= horizon)
+        now = jnp.where(finished, fin(prev, state), memory.last)
+        before = jnp.where(prev.num_steps == 0, 0.0, prev.memory.last)
+        return jnp.where(prev.done, 0.0, now - before), memory
+
+    return MemoryPotential(update, None, f"twisted({type(reward).__name__}, {fin.name})", fin.horizons | {horizon},
+                           init=inner.init, incremental=inner.incremental)
 
 
 def constraint(predicate: Callable[[LMState], jnp.ndarray]) -> Potential:

@@ -222,6 +222,24 @@ class LMProgram:
         new._warn_restricted()
         return new
 
+    def remember(self, trajectory: LMState, data=None) -> LMState:
+        r"""``trajectory`` (one particle's states, leaves ``[T, ...]``) with each state's
+        ``memory`` recomputed by this program's potential along the path: :math:`m_{-1}` the
+        prompt's, :math:`m_t` = ``potential.update(x_{t-1}, x_t)``'s. A trajectory drawn under
+        another potential (an exact target sample from the bootstrap program, say) can then be a
+        conditional-SMC reference of this one. Unchanged without a
+        :class:`~ppl.lm.potentials.MemoryPotential`. ``data``: default ``self.data``."""
+        if not isinstance(self.potential, MemoryPotential):
+            return trajectory
+        data = self.data if data is None else data
+
+        def body(prev, x):
+            _, memory = self.potential.update(prev, x._replace(memory=prev.memory))
+            x = x._replace(memory=memory)
+            return x, x
+
+        return jax.lax.scan(body, self.prompt_state(data), trajectory)[1]
+
     # --------------------------------------------------------------------------------------
     def prompt_state(self, data) -> LMState:
         """The prompt's state (one particle): :math:`x_{-1}`, with the potential's initial memory."""

@@ -42,9 +42,10 @@ import numpy as np
 
 from ppl.core.checks import check_int
 from ppl.smc import conditional
-from ppl.smc.loop import run_smc, trajectories
+from ppl.smc import resampling as rs
+from ppl.smc.loop import build_filter, run_smc, trajectories
 
-__all__ = ["LogEvidenceBounds", "exact_references", "log_evidence_bounds"]
+__all__ = ["LogEvidenceBounds", "exact_references", "log_evidence_bounds", "log_z_runs", "summarize"]
 
 
 class LogEvidenceBounds(NamedTuple):
@@ -91,6 +92,26 @@ def _num_references(references, num_steps: int) -> int:
     return r.pop()
 
 
+def log_z_runs(fk, num_particles: int, data, references, key: jax.Array, num_runs: int):
+    r"""The runs behind :func:`log_evidence_bounds`, traceable (for use inside ``jit``/``vmap``,
+    e.g. over many prompts with one compiled function): ``(lower, upper)``, the
+    :math:`\log \hat Z` of ``num_runs`` SMC runs (multinomial resampling at every step) and of
+    one conditional SMC run on each of the ``R`` references. ``data`` is the model's data
+    (``fk.data``, or another prompt's of the same shape). An :class:`~ppl.lm.LMProgram` with a
+    potential that keeps a memory recomputes the references' memories along their paths
+    (:meth:`~ppl.lm.LMProgram.remember`), so exact samples drawn under another potential serve."""
+    n = int(num_particles)
+    k_low, k_up = jax.random.split(key)
+    run = build_filter(fk, n, rs.multinomial, 1.0)
+    lower = jax.vmap(lambda k: run(data, k)[0].log_evidence)(jax.random.split(k_low, int(num_runs)))
+    remember = getattr(fk, "remember", None)
+    refs = references if remember is None else jax.vmap(lambda ref: remember(ref, data))(references)
+    sweep = conditional._build_csmc(fk, n, False)
+    r = int(jax.tree_util.tree_leaves(references)[0].shape[0])
+    upper = jax.vmap(lambda k, ref: sweep(data, k, ref)[1].log_evidence)(jax.random.split(k_up, r), refs)
+    return lower, upper
+
+
 def log_evidence_bounds(fk, num_particles: int, references, *, key: jax.Array,
                         num_runs: int | None = None) -> LogEvidenceBounds:
     r"""Lower and upper bounds on :math:`\log Z` of ``fk`` and their gap (see the module docstring).
@@ -104,7 +125,9 @@ def log_evidence_bounds(fk, num_particles: int, references, *, key: jax.Array,
         :math:`N \ge 2` on both sides (the reference counts as one of the conditional run's).
     references
         ``R`` trajectories drawn *exactly* from the target, leaves ``[R, T, ...]``
-        (:func:`exact_references`); one conditional SMC run each.
+        (:func:`exact_references`); one conditional SMC run each. For an LM program they may come
+        from another program with the same LM, prompt and final target (e.g. the bootstrap
+        filter's): each state's potential memory is recomputed.
     key
         A ``jax.random.key``.
     num_runs
@@ -114,23 +137,27 @@ def log_evidence_bounds(fk, num_particles: int, references, *, key: jax.Array,
     n = int(num_particles)
     r = _num_references(references, int(fk.num_steps))
     runs = r if num_runs is None else check_int("num_runs", num_runs, 1)
-    k_low, k_up = jax.random.split(key)
-    low = run_smc(fk, n, key=jax.random.split(k_low, runs), resampling="multinomial", ess_threshold=1.0)
     refs = jax.vmap(lambda ref: conditional._check_reference(fk, ref))(references) \
         if getattr(fk, "canonical", None) is not None else references
 
-    def build():  # one compiled function per model and N, reused by later calls
-        sweep = conditional._build_csmc(fk, n, False)
-        return jax.jit(jax.vmap(lambda d, k, ref: sweep(d, k, ref)[1].log_evidence, in_axes=(None, 0, 0)))
+    def build():  # one compiled function per model, N and number of runs, reused by later calls
+        return jax.jit(lambda d, k, ref: log_z_runs(fk, n, d, ref, k, runs))
 
-    up = conditional._cached(("csmc_log_evidence", n), fk, build)(fk.data, jax.random.split(k_up, r), refs)
-    lower_runs, upper_runs = np.asarray(low.log_evidence, np.float64), np.asarray(up, np.float64)
+    low, up = conditional._cached(("log_z_runs", n, runs), fk, build)(fk.data, key, refs)
+    lower_runs, upper_runs = np.asarray(low, np.float64), np.asarray(up, np.float64)
     if not (np.all(np.isfinite(lower_runs)) and np.all(np.isfinite(upper_runs))):
         raise ValueError("log_evidence_bounds: a run's log Z estimate is not finite (a reference outside the "
                          "target's support, or potentials that rule out every particle)")
+    return summarize(lower_runs, upper_runs, n)
+
+
+def summarize(lower_runs, upper_runs, num_particles: int) -> LogEvidenceBounds:
+    """:class:`LogEvidenceBounds` of given runs (means, standard errors, gap)."""
+    lower_runs, upper_runs = np.asarray(lower_runs, np.float64), np.asarray(upper_runs, np.float64)
     lo, lo_se = _mean_se(lower_runs)
     hi, hi_se = _mean_se(upper_runs)
-    return LogEvidenceBounds(lo, hi, hi - lo, lo_se, hi_se, math.hypot(lo_se, hi_se), lower_runs, upper_runs, n)
+    return LogEvidenceBounds(lo, hi, hi - lo, lo_se, hi_se, math.hypot(lo_se, hi_se), lower_runs, upper_runs,
+                             int(num_particles))
 
 
 def exact_references(fk, num: int, *, key: jax.Array, log_bound: float = 0.0, batch_size: int = 256,

@@ -150,6 +150,39 @@ def test_a_twist_learned_by_ctl_narrows_the_gap(enumerated, bounds):
         assert t.gap < out["twisted", n].gap + 2 * np.hypot(t.gap_se, out["twisted", n].gap_se)
 
 
+class TableTwist:
+    """The tabular twist as a reward model (``log_score(params, state)``), for twisted(reward, ...)."""
+
+    def __init__(self, table):
+        self.params = table
+
+    def log_score(self, params, state):
+        return table_psi(params, state)
+
+
+def test_a_reward_model_as_twist_keeps_its_score_in_memory(enumerated):
+    """twisted(reward, ...) keeps log psi in the particle's memory instead of re-reading the
+    previous prefix; the filter and the conditional SMC runs are the same, run for run, as with
+    twisted(log_psi, ...), and references drawn from the bootstrap program (no memory) serve
+    once their memories are recomputed along the path (LMProgram.remember)."""
+    lm, log_z, table, _ = enumerated
+    bootstrap, by_fn = _programs(lm, table)
+    by_reward = ppl.lm.LMProgram(lm, PROMPT, ppl.lm.twisted(TableTwist(table), has_two_good, MAX_STEPS), **KW)
+    refs = ppl.exact_references(bootstrap, 64, key=jax.random.key(4), log_bound=0.0)
+    a = ppl.log_evidence_bounds(by_fn, 8, refs, key=jax.random.key(9))
+    b = ppl.log_evidence_bounds(by_reward, 8, refs, key=jax.random.key(9))
+    np.testing.assert_allclose(b.lower_runs, a.lower_runs, atol=1e-5)
+    np.testing.assert_allclose(b.upper_runs, a.upper_runs, atol=1e-5)
+    assert a.lower - 4 * a.lower_se < log_z < a.upper + 4 * a.upper_se
+    remembered = by_reward.remember(jax.tree_util.tree_map(lambda x: x[0], refs))
+    steps = np.asarray(remembered.num_steps)
+    want = np.array([float(table_psi(table, jax.tree_util.tree_map(lambda x: x[t], remembered)))
+                     for t in range(MAX_STEPS)])
+    live = ~np.asarray(remembered.done)
+    np.testing.assert_allclose(np.asarray(remembered.memory.last)[live], want[live], atol=1e-6)
+    assert steps[0] == 1
+
+
 def test_exact_references_are_target_samples(enumerated):
     """The rejection sampler's output follows p(x) phi(x) / Z: the frequency of 'two 2s' matches."""
     lm, log_z, table, p_good = enumerated

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 __all__ = ["BUNDLED_DIR", "LM_DIR", "VERIFIER_DIR", "PRM_DIR", "load_lm", "lm_card_metrics", "load_verifier",
-           "verifier_card_metrics", "load_prm", "prm_card_metrics", "Setup", "setup"]
+           "verifier_card_metrics", "load_prm", "prm_card_metrics", "TWIST_DIR", "load_twist", "Setup", "setup"]
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 LM_DIR = BUNDLED_DIR / "lm"
 VERIFIER_DIR = BUNDLED_DIR / "verifier"
 PRM_DIR = BUNDLED_DIR / "prm"
+TWIST_DIR = BUNDLED_DIR / "twist"
 
 
 def _load_checkpoint(folder: Path, what: str, how: str, dtype=None):
@@ -69,6 +70,19 @@ def load_prm():
             f"load_prm: the bundled PRM weights are missing from {PRM_DIR}; reinstall the package or "
             "recreate them with `ppl train prm`.")
     return _load(PRM_DIR, lm=load_verifier())  # the PRM reads the verifier LM's token features
+
+
+def load_twist():
+    """The bundled learned twist (hard split; ``ppl train twist``) as a
+    :class:`ppl_models.rewards.ProcessRewardModel`: use it as ``ppl.lm.twisted(twist, final,
+    max_steps)``. It reads the verifier LM's token features, as the PRM does."""
+    from ppl_models.rewards.prm import load_prm as _load
+
+    if not (TWIST_DIR / "prm.safetensors").is_file():
+        raise FileNotFoundError(
+            f"load_twist: the bundled twist weights are missing from {TWIST_DIR}; reinstall the package or "
+            "recreate them with `ppl train twist`.")
+    return _load(TWIST_DIR, lm=load_verifier())
 
 
 def prm_card_metrics() -> dict:

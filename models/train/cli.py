@@ -1,4 +1,4 @@
-"""``ppl train lm|prm``: reproduce the bundled models from scratch, deterministically.
+"""``ppl train lm|prm|twist``: reproduce the bundled models from scratch, deterministically.
 
 ``ppl train lm --out DIR`` trains the tiny LM with the defaults of
 :class:`ppl_models.train.lm.TrainConfig` (the shipped model), saves it in Hugging Face format
@@ -18,7 +18,7 @@ __all__ = ["setup", "run"]
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
-    """Train the bundled tiny LM or process reward model from scratch (deterministic)."""
+    """Train the bundled tiny LM, process reward model or twist from scratch (deterministic)."""
     sub = parser.add_subparsers(dest="model", metavar="MODEL")
     sub.required = True
     p = sub.add_parser("lm", help="train the tiny LM on arithmetic-chain solutions",
@@ -83,6 +83,30 @@ def setup(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=run)
 
+    from ppl_models.train.config import TWIST_INITS, TwistTrainConfig
+
+    d3 = TwistTrainConfig()
+    w = sub.add_parser("twist", help="train a twist for twisted SMC by contrastive twist learning (CTL)",
+                       description="Train a twist head (the PRM's network) by contrastive twist learning on rollouts "
+                                   "of the bundled program, for the target q(x) phi(x) with phi = 1 for a right answer "
+                                   "and --epsilon otherwise (defaults: the shipped twist).")
+    w.add_argument("--out", default="ppl-twist", help="output folder (default: ./ppl-twist)")
+    w.add_argument("--overwrite", action="store_true", help="replace the checkpoint in a non-empty --out folder")
+    w.add_argument("--seed", type=int, default=d3.seed)
+    w.add_argument("--difficulty", default=d3.difficulty, help=f"problem difficulty (default {d3.difficulty})")
+    w.add_argument("--problems", type=int, default=d3.num_problems, help="train-split problems")
+    w.add_argument("--rollouts", type=int, default=d3.num_rollouts, help="rollouts of the program per problem")
+    w.add_argument("--epsilon", type=float, default=d3.epsilon, help="phi of a wrong answer, in (0, 1)")
+    w.add_argument("--init", choices=TWIST_INITS, default=d3.init,
+                   help="start from the bundled PRM's weights (default) or at random")
+    w.add_argument("--steps", type=int, default=d3.steps, help=f"optimizer steps (default {d3.steps})")
+    w.add_argument("--problems-per-batch", type=int, default=d3.problems_per_batch)
+    w.add_argument("--learning-rate", type=float, default=d3.learning_rate)
+    w.add_argument("--eval-problems", type=int, default=64, help="held-out test problems (0: no card)")
+    w.add_argument("--log", metavar="PATH", help="append the training surrogate as JSON lines")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=run)
+
 
 def _err(msg: str) -> int:
     print(f"ppl train: error: {msg}", file=sys.stderr)
@@ -94,15 +118,15 @@ def run(args: argparse.Namespace) -> int:
     is replaced only with ``--overwrite``); Ctrl-C exits 130 without a traceback."""
     from pathlib import Path
 
-    if args.model not in ("lm", "prm"):
-        return _err(f"unknown model {args.model!r}; expected 'lm' or 'prm'.")
+    if args.model not in ("lm", "prm", "twist"):
+        return _err(f"unknown model {args.model!r}; expected 'lm', 'prm' or 'twist'.")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         return _err(f"--out {out}: is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not getattr(args, "overwrite", False):
         return _err(f"--out {out}: exists and is not empty; pass --overwrite to replace the checkpoint in it")
     try:
-        return _run_lm(args) if args.model == "lm" else _run_prm(args)
+        return {"lm": _run_lm, "prm": _run_prm, "twist": _run_twist}[args.model](args)
     except KeyboardInterrupt:
         print(f"\nppl train: interrupted; no checkpoint written to {out}", file=sys.stderr)
         return 130
@@ -180,6 +204,35 @@ def _run_prm(args) -> int:
           f"({info['data']['labelled_prefixes']} labelled prefixes); saved to {args.out}")
     for name, m in info["metrics"].items():
         print(f"  {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in m.items() if isinstance(v, float)))
+    return 0
+
+
+def _run_twist(args) -> int:
+    import dataclasses
+
+    from ppl_models.tasks import arithmetic
+    from ppl_models.train.twist import TwistTrainConfig, train_and_save_twist
+
+    if args.eval_problems < 0:
+        return _err(f"--eval-problems must be >= 0, got {args.eval_problems}.")
+    if args.difficulty not in arithmetic.DIFFICULTIES:
+        return _err(f"--difficulty {args.difficulty!r}: expected one of {sorted(arithmetic.DIFFICULTIES)}.")
+    try:
+        cfg = dataclasses.replace(TwistTrainConfig(), seed=args.seed, difficulty=args.difficulty,
+                                  num_problems=args.problems, num_rollouts=args.rollouts, epsilon=args.epsilon,
+                                  init=args.init, steps=args.steps, problems_per_batch=args.problems_per_batch,
+                                  learning_rate=args.learning_rate)
+    except ValueError as e:
+        flag = str(e).split(":")[0].replace("num_", "").replace("_", "-")
+        return _err(f"--{flag}: {str(e).split(':', 1)[1].strip()}")
+    command = "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ppl train twist"
+    head, info = train_and_save_twist(cfg, args.out, command=command, progress=not args.quiet,
+                                      eval_problems=args.eval_problems, log_file=args.log)
+    h = info["history"]
+    print(f"trained a {head.config.num_params:,}-parameter twist in {h['total_seconds'] / 60:.1f} min "
+          f"({info['data']['rollouts']} rollouts, {info['data']['right']:.1%} right); saved to {args.out}")
+    for name, m in info["metrics"].items():
+        print(f"  {name}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The hyper-parameters of ``ppl train lm`` and ``ppl train prm`` (a light module: ``ppl train
+"""The hyper-parameters of ``ppl train lm``, ``ppl train prm`` and ``ppl train twist`` (a light module: ``ppl train
 --help`` reads it)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-__all__ = ["TrainConfig", "SCHEDULES", "PRMTrainConfig", "STEP_LABELS"]
+__all__ = ["TrainConfig", "SCHEDULES", "PRMTrainConfig", "STEP_LABELS", "TwistTrainConfig", "TWIST_INITS"]
 
 #: Learning-rate schedules after the linear warm-up.
 SCHEDULES = ("constant", "cosine")
@@ -84,3 +84,38 @@ class PRMTrainConfig:
         if not temps or not all(t > 0 for t in temps):
             raise ValueError(f"rollout_temperatures: expected one or more positive numbers, got {self.rollout_temperatures!r}")
         object.__setattr__(self, "rollout_temperatures", temps)
+
+
+#: Where ``ppl train twist`` starts: the bundled PRM's weights, or a random head of its shape.
+TWIST_INITS = ("prm", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class TwistTrainConfig:
+    """Hyper-parameters of ``ppl train twist`` (the defaults reproduce the shipped twist)."""
+
+    seed: int = 0
+    difficulty: str = "hard"
+    #: train-split problems, and the bundled program's rollouts drawn for each
+    num_problems: int = 256
+    num_rollouts: int = 32
+    #: the target's potential: phi = 1 for a right answer, ``epsilon`` otherwise
+    epsilon: float = 0.01
+    init: str = "prm"
+    steps: int = 300
+    problems_per_batch: int = 16
+    learning_rate: float = 3e-4
+    max_steps: int = 8
+
+    def __post_init__(self):
+        if self.init not in TWIST_INITS:
+            raise ValueError(f"init: expected one of {TWIST_INITS}, got {self.init!r}")
+        if not 0.0 < self.epsilon < 1.0:
+            raise ValueError(f"epsilon: expected a number in (0, 1), got {self.epsilon!r}")
+        for name in ("num_problems", "num_rollouts", "steps", "problems_per_batch", "max_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)!r}")
+        if self.num_rollouts < 2:
+            raise ValueError(f"num_rollouts: expected >= 2 (negatives are weighed against each other), got {self.num_rollouts}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate: expected > 0, got {self.learning_rate!r}")

@@ -41,16 +41,43 @@ from ppl.lm.potentials import twisted
 from ppl.smc import resampling as rs
 from ppl.smc.loop import build_filter, trajectories
 
-__all__ = ["TwistTraining", "ctl_loss", "train_twist"]
+__all__ = ["TwistTraining", "ctl_loss", "ctl_surrogate", "pool_log_weights", "train_twist"]
 
 
 def _open(states, max_steps: int) -> jax.Array:
     return ~states.done & (states.num_steps < max_steps)
 
 
+def ctl_surrogate(pos_log_psi, pos_open, neg_log_psi, neg_open, neg_log_weights, pos_weights=None) -> jax.Array:
+    r"""The CTL surrogate from twist values (its gradient is the estimate of the module docstring;
+    its value is not a KL).
+
+    ``pos_log_psi``, ``pos_open``: :math:`\log\psi_t` of the positives' prefixes and whether each
+    is open (not finished, fewer than ``max_steps`` steps), ``[R, T]``; ``pos_weights`` ``[R]``
+    (default uniform) weighs the positives (e.g. a 0/1 acceptance mask; normalised here).
+    ``neg_log_psi``, ``neg_open``, ``neg_log_weights``: the same for the negatives, ``[M, T]``,
+    with their log-weights normalised over :math:`M` at each step (treated as constants).
+    """
+    r = pos_log_psi.shape[0]
+    pw = jnp.full((r,), 1.0 / r) if pos_weights is None else pos_weights / jnp.maximum(jnp.sum(pos_weights), 1e-12)
+    pos = jnp.sum(pw[:, None] * jnp.where(pos_open, pos_log_psi, 0.0))
+    w = jax.lax.stop_gradient(jnp.exp(neg_log_weights))
+    neg = jnp.sum(jnp.where(neg_open, w * neg_log_psi, 0.0))
+    return neg - pos
+
+
+def pool_log_weights(log_psi, is_open, log_phi) -> jax.Array:
+    r"""``[M, T]``: the normalised log-weights after each step of a twisted filter *without
+    resampling* whose ``M`` particles are the given draws of the sampler :math:`q`: a particle
+    whose prefix is open at step :math:`t` weighs :math:`\psi_t(x_{1:t})`, a finished one its
+    :math:`\varphi(x)` (``log_psi``, ``is_open`` ``[M, T]``; ``log_phi`` ``[M]``). So negatives
+    can be re-weighted for new parameters without re-running the filter."""
+    v = jnp.where(is_open, log_psi, log_phi[:, None])
+    return jax.nn.log_softmax(v, axis=0)
+
+
 def ctl_loss(log_psi: Callable, params, positives, negatives, negative_log_weights, max_steps: int) -> jax.Array:
-    r"""The CTL surrogate (its gradient is the estimate of the module docstring; its value is not
-    a KL).
+    r""":func:`ctl_surrogate` of particle states.
 
     ``positives``: exact target trajectories, leaves ``[R, T, ...]``; ``negatives``: the twisted
     filter's trajectories without resampling, ``[M, T, ...]``, with ``negative_log_weights``
@@ -58,11 +85,8 @@ def ctl_loss(log_psi: Callable, params, positives, negatives, negative_log_weigh
     (not finished, fewer than ``max_steps`` steps) contribute.
     """
     lp = jax.vmap(jax.vmap(lambda s: log_psi(params, s)))  # [K, T]
-    pos_open, neg_open = _open(positives, max_steps), _open(negatives, max_steps)
-    pos = jnp.sum(jnp.where(pos_open, lp(positives), 0.0)) / pos_open.shape[0]
-    w = jax.lax.stop_gradient(jnp.exp(negative_log_weights)).T  # [M, T]
-    neg = jnp.sum(jnp.where(neg_open, w * lp(negatives), 0.0))
-    return neg - pos
+    return ctl_surrogate(lp(positives), _open(positives, max_steps), lp(negatives), _open(negatives, max_steps),
+                         negative_log_weights.T)
 
 
 class TwistTraining(NamedTuple):

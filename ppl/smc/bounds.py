@@ -92,24 +92,31 @@ def _num_references(references, num_steps: int) -> int:
     return r.pop()
 
 
-def log_z_runs(fk, num_particles: int, data, references, key: jax.Array, num_runs: int):
+def log_z_runs(fk, num_particles: int, data, references, key: jax.Array, num_runs: int, reduce=None):
     r"""The runs behind :func:`log_evidence_bounds`, traceable (for use inside ``jit``/``vmap``,
     e.g. over many prompts with one compiled function): ``(lower, upper)``, the
     :math:`\log \hat Z` of ``num_runs`` SMC runs (multinomial resampling at every step) and of
     one conditional SMC run on each of the ``R`` references. ``data`` is the model's data
     (``fk.data``, or another prompt's of the same shape). An :class:`~ppl.lm.LMProgram` with a
     potential that keeps a memory recomputes the references' memories along their paths
-    (:meth:`~ppl.lm.LMProgram.remember`), so exact samples drawn under another potential serve."""
+    (:meth:`~ppl.lm.LMProgram.remember`), so exact samples drawn under another potential serve.
+    With ``reduce(result) -> pytree``, a third output holds it for every lower-bound run's
+    :class:`~ppl.smc.SMCResult` (e.g. the weight of the final particles that are right)."""
     n = int(num_particles)
     k_low, k_up = jax.random.split(key)
     run = build_filter(fk, n, rs.multinomial, 1.0)
-    lower = jax.vmap(lambda k: run(data, k)[0].log_evidence)(jax.random.split(k_low, int(num_runs)))
+
+    def low_run(k):
+        res = run(data, k)[0]
+        return res.log_evidence, (() if reduce is None else reduce(res))
+
+    lower, extra = jax.vmap(low_run)(jax.random.split(k_low, int(num_runs)))
     remember = getattr(fk, "remember", None)
     refs = references if remember is None else jax.vmap(lambda ref: remember(ref, data))(references)
     sweep = conditional._build_csmc(fk, n, False)
     r = int(jax.tree_util.tree_leaves(references)[0].shape[0])
     upper = jax.vmap(lambda k, ref: sweep(data, k, ref)[1].log_evidence)(jax.random.split(k_up, r), refs)
-    return lower, upper
+    return (lower, upper) if reduce is None else (lower, upper, extra)
 
 
 def log_evidence_bounds(fk, num_particles: int, references, *, key: jax.Array,

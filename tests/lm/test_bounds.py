@@ -183,6 +183,68 @@ def test_a_reward_model_as_twist_keeps_its_score_in_memory(enumerated):
     assert steps[0] == 1
 
 
+def _pool(lm, num, key):
+    """num draws of the sampler (no resampling, no potential): trajectories, open flags, log phi."""
+    fk = ppl.lm.LMProgram(lm, PROMPT, **KW)
+    res = ppl.run_smc(fk, num, key=key, ess_threshold=0.0, keep_history=True)
+    traj = ppl.trajectories(res)
+    is_open = ~traj.done & (traj.num_steps < MAX_STEPS)
+    last = jax.tree_util.tree_map(lambda a: a[:, -1], traj)
+    return traj, is_open, jax.vmap(lambda s: has_two_good(s, s))(last)
+
+
+def test_pool_weights_are_the_twisted_filters(enumerated):
+    """pool_log_weights re-weights draws of q as the twisted filter without resampling does."""
+    from ppl.lm.twists import pool_log_weights
+
+    lm, _, table, _ = enumerated
+    twisted = _programs(lm, table)[1]
+    res = ppl.run_smc(twisted, 64, key=jax.random.key(3), ess_threshold=0.0, keep_history=True)
+    traj = ppl.trajectories(res)
+    is_open = ~traj.done & (traj.num_steps < MAX_STEPS)
+    lp = jax.vmap(jax.vmap(lambda s: table_psi(table, s)))(traj)
+    last = jax.tree_util.tree_map(lambda a: a[:, -1], traj)
+    got = pool_log_weights(lp, is_open, jax.vmap(lambda s: has_two_good(s, s))(last))
+    np.testing.assert_allclose(np.exp(got), np.exp(np.asarray(res.history_log_weights).T), atol=1e-5)
+
+
+def test_ctl_on_a_pool_recovers_the_exact_twist(enumerated):
+    """CTL with both expectations over one pool of q-draws (positives weighted by phi, negatives by
+    the twisted filter's weights: what ppl train twist does) fits a tabular twist to the exact
+    psi_t = E[phi | x_1:t] up to a constant per step, on the prefixes the pool visits often."""
+    import optax
+
+    from ppl.lm.twists import ctl_surrogate, pool_log_weights
+
+    lm, _, exact, _ = enumerated
+    traj, is_open, log_phi = _pool(lm, 4096, jax.random.key(11))
+    codes = jax.vmap(jax.vmap(lambda s: table_psi(jnp.arange(exact.shape[0], dtype=jnp.float32), s)))(traj)
+
+    def loss(params):
+        lp = jax.vmap(jax.vmap(lambda s: table_psi(params, s)))(traj)
+        return ctl_surrogate(lp, is_open, lp, is_open, pool_log_weights(lp, is_open, log_phi),
+                             pos_weights=jnp.exp(log_phi))
+
+    opt = optax.adam(0.1)
+    params = jnp.zeros_like(exact)
+    state = opt.init(params)
+    step = jax.jit(lambda p, s: (lambda g: (lambda u, s2: (optax.apply_updates(p, u), s2))(*opt.update(g, s, p)))(
+        jax.grad(loss)(p)))
+    for _ in range(400):
+        params, state = step(params, state)
+    codes, is_open = np.asarray(codes).astype(int), np.asarray(is_open)
+    checked = 0
+    for t in range(MAX_STEPS - 1):
+        seen, counts = np.unique(codes[:, t][is_open[:, t]], return_counts=True)
+        often = seen[counts >= 200]
+        if len(often) < 2:
+            continue
+        diff = np.asarray(params)[often] - np.asarray(exact)[often]
+        assert np.ptp(diff) < 0.15, (t, often, diff)
+        checked += len(often)
+    assert checked >= 6
+
+
 def test_exact_references_are_target_samples(enumerated):
     """The rejection sampler's output follows p(x) phi(x) / Z: the frequency of 'two 2s' matches."""
     lm, log_z, table, p_good = enumerated

@@ -1,5 +1,6 @@
 """The shipped weights load without training or network and reproduce their model cards."""
 
+import json
 import os
 
 
@@ -83,3 +84,21 @@ def test_bundled_prm_loads_and_ranks_correct_above_incorrect():
         good_s, bad_s = prm.final_score([p.prompt, p.prompt], [p.solution, bad])
         wins += good_s > bad_s
     assert wins >= 18
+
+
+def test_bundled_twist_loads_and_predicts_the_future_better_than_the_prm():
+    """The shipped twist (CTL, ppl train twist) estimates P(right | prefix) under the program's
+    sampler better than the PRM it started from (whose score is P(every step so far is right)):
+    lower log loss on held-out rollouts; the small fixed evaluation reproduces the card's."""
+    from ppl_models.train.twist import TWIST_SMALL_EVAL, twist_small_eval
+
+    twist, prm = bundled.load_twist(), bundled.load_prm()
+    with open(bundled.TWIST_DIR / "metrics.json") as fh:
+        card = json.load(fh)
+    assert twist.config.num_params == card["num_params"] == prm.config.num_params
+    small = twist_small_eval(twist, prm, card["train_config"]["epsilon"])
+    assert {k: small[k] for k in TWIST_SMALL_EVAL} == {k: card["small_eval"][k] for k in TWIST_SMALL_EVAL}
+    assert abs(small["twist_log_loss"] - card["small_eval"]["twist_log_loss"]) <= 0.02
+    assert small["twist_log_loss"] < small["prm_log_loss"] - 0.02, small
+    held = card["metrics"]
+    assert held["twist"]["log_loss"] < held["bundled PRM"]["log_loss"]

@@ -224,3 +224,50 @@ def test_train_refuses_a_non_empty_out_folder(tmp_path, capsys):
     assert "pass --overwrite" in capsys.readouterr().err
     assert cli.run(parser.parse_args(["prm", "--out", str(tmp_path / "model.safetensors")])) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_twist_pool_and_ctl_training_on_the_bundled_program(tmp_path):
+    """ppl train twist's pieces on a few problems: the pool's prefixes end where the program's
+    steps end (a newline, or the end-of-sequence token when the rollout finished), phi follows
+    the checker, CTL steps run, and the CLI writes a checkpoint that loads (card and metrics)."""
+    import jax
+
+    from ppl_models import bundled
+    from ppl_models.rewards.prm import load_prm
+    from ppl_models.tasks import arithmetic
+    from ppl_models.tasks.tokenizer import decode
+    from ppl_models.train.twist import TwistTrainConfig, make_pool, train_twist_head
+
+    prm = bundled.load_prm()
+    s = bundled.setup(3, split="train", prm="oracle")
+    pool = make_pool(s, 8, 0.01, jax.random.key(0), features_lm=prm.lm, progress=False)
+    P, K, L = pool.tokens.shape
+    assert pool.ends.shape == (P, K, 8) and pool.features.shape == (P, K, L, 2)
+    nl, eos = s.tokenizer.token_to_id("\n"), 1
+    for p in range(P):
+        plen = len(s.prompts[p])
+        for k in range(K):
+            ends = pool.ends[p, k]
+            steps = ends[ends > np.concatenate([[plen], ends[:-1]])]
+            for j, e in enumerate(steps):
+                assert pool.tokens[p, k, e - 1] in (nl, eos) or e - (steps[j - 1] if j else plen) == 24
+            text = decode(s.tokenizer, [int(t) for t in pool.tokens[p, k, plen:ends[-1]] if t != eos])
+            assert bool(pool.correct[p, k]) == arithmetic.check(s.problems[p], text)
+            assert pool.log_phi[p, k] == (0.0 if pool.correct[p, k] else np.float32(np.log(0.01)))
+            # open prefixes precede the last step
+            assert not pool.is_open[p, k, -1]
+    head, hist = train_twist_head(pool, TwistTrainConfig(steps=3, problems_per_batch=2), prm, features_lm=prm.lm,
+                                  progress=False)
+    assert len(hist["loss"]) == 2 and np.all(np.isfinite(hist["loss"]))
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(head.params),
+                                                     jax.tree_util.tree_leaves(prm.params)))
+
+    from ppl_models.cli import main
+
+    out = tmp_path / "tw"
+    assert main(["train", "twist", "--out", str(out), "--problems", "2", "--rollouts", "4", "--steps", "2",
+                 "--eval-problems", "2", "--quiet"]) == 0
+    loaded = load_prm(out, lm=prm.lm)
+    assert loaded.config == prm.config
+    assert "contrastive twist learning" in (out / "MODEL_CARD.md").read_text()
+    assert main(["train", "twist", "--out", str(tmp_path / "x"), "--rollouts", "1"]) == 2

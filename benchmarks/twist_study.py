@@ -1,0 +1,227 @@
+r"""Twisted SMC on the bundled hard split: bootstrap filter, PRM as twist, learned twist.
+
+The target of all three filters is :math:`\sigma(x) \propto q(x)\,\varphi(x)`, with :math:`q` the
+bundled program's sampler and :math:`\varphi = 1` for a right final answer, :math:`\varepsilon`
+otherwise (the task's checker; ``--epsilon``, the learned twist's training value by default). They
+differ only in the twist :math:`\psi_t` that steers resampling (multinomial, every step):
+
+* ``bootstrap``: none (:math:`\varphi` at the end only, ``ppl.lm.when_finished``);
+* ``prm``: the bundled PRM's score, ``ppl.lm.twisted(prm, phi, T)``;
+* ``learned``: the bundled twist trained by CTL (``ppl train twist``), the same way.
+
+Per problem and number of particles :math:`N`: ``--runs`` SMC runs (lower bound) and as many
+conditional SMC runs on exact target samples (upper bound; drawn once per problem by rejection
+from :math:`q`, shared by the three filters), through ``ppl.smc.bounds.log_z_runs`` in one compiled
+function per filter and :math:`N`. Reported per filter and :math:`N`, over the problems:
+
+* ``gap``: the mean of upper minus lower bound per problem (an estimate of the symmetrised KL
+  between the filter's and the target's extended laws; smaller is better), with a bootstrap
+  interval over problems;
+* ``var_log_z``: the mean over problems of the variance of :math:`\log\hat Z` across runs;
+* ``accuracy``: the mean over problems of the weight the filter's final particles put on right
+  answers (the probability that a particle drawn from its output is right), averaged over runs.
+
+Paired comparisons on the same problems (learned vs bootstrap, learned vs PRM, PRM vs
+bootstrap): the mean difference with a paired bootstrap interval and the Wilcoxon signed-rank
+p-value. Prints one JSON line (``ok``: the bounds are consistent, every mean gap
+:math:`\ge -2` standard errors, and every filter's gap is smaller at the larger :math:`N`) and
+writes ``--out``.
+
+    python benchmarks/twist_study.py                       # 64 problems, N = 16 and 64
+    python benchmarks/twist_study.py --problems 4 --num-particles 8 --runs 2   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+METHODS = ("bootstrap", "prm", "learned")
+
+
+def _phi(oracle, log_eps):
+    def final(rparams):
+        def phi(prev, state):
+            right = state.done & (oracle.log_score(rparams, state) == 0.0)
+            return jnp.where(right, 0.0, log_eps)
+        return phi
+    return final
+
+
+def _model(program, method, phi, prm, twist, tparams):
+    import ppl
+
+    T = int(program.num_steps)
+    if method == "bootstrap":
+        pot = ppl.lm.when_finished(phi, T)
+    elif method == "prm":
+        pot = ppl.lm.twisted(prm, phi, T)
+    else:
+        pot = ppl.lm.twisted(twist, phi, T, params=tparams)
+    return program.with_potential(pot, correct_proposal=False)
+
+
+def _core(program, method, n, runs, oracle, log_eps, prm, twist):
+    from ppl.smc.bounds import log_z_runs
+
+    final = _phi(oracle, log_eps)
+
+    def core(data, rparams, tparams, key, refs):
+        phi = final(rparams)
+        model = _model(program, method, phi, prm, twist, tparams)
+        right = lambda res: jnp.sum(jnp.where(jax.vmap(lambda s: phi(s, s))(res.particles) == 0.0,  # noqa: E731
+                                              jnp.exp(res.log_weights), 0.0))
+        return log_z_runs(model, n, data, refs, key, runs, reduce=right)
+
+    return jax.jit(core)
+
+
+def _reference_sampler(program, oracle, log_eps, batch):
+    from ppl.smc import resampling as rs
+    from ppl.smc.loop import build_filter, trajectories
+
+    run = build_filter(program, batch, rs.systematic, 0.0, keep_history=True)
+    phi = _phi(oracle, log_eps)
+
+    def draw(data, rparams, key):
+        res = run(data, key)[0]
+        log_phi = jax.vmap(lambda s: phi(rparams)(s, s))(res.particles)
+        return trajectories(res), log_phi
+
+    return jax.jit(draw)
+
+
+def references(draw, data, rparams, key, num, log_eps, max_rounds=32):
+    """``num`` exact draws from q * phi by rejection (accept with probability phi <= 1)."""
+    found, total = [], 0
+    for _ in range(max_rounds):
+        key, k_run, k_acc = jax.random.split(key, 3)
+        traj, log_phi = draw(data, rparams, k_run)
+        u = np.log(np.asarray(jax.random.uniform(k_acc, log_phi.shape)))
+        idx = np.flatnonzero(u < np.asarray(log_phi))[: num - total]
+        if len(idx):
+            found.append(jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], traj))
+            total += len(idx)
+        if total >= num:
+            return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *found)
+    raise RuntimeError(f"references: {total} of {num} accepted in {max_rounds} rounds")
+
+
+def paired(a, b, rng, reps=4000):
+    """Mean of a - b over problems, its 95% paired-bootstrap interval and the Wilcoxon p-value."""
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    boots = d[rng.integers(0, len(d), (reps, len(d)))].mean(axis=1)
+    p = float(wilcoxon(d).pvalue) if np.any(d != 0) and len(d) > 1 else 1.0
+    return {"mean_difference": float(d.mean()), "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+            "wilcoxon_p": p}
+
+
+def summary(per_problem: dict, rng) -> dict:
+    g, v, acc = (np.asarray(per_problem[k]) for k in ("gap", "var_log_z", "accuracy"))
+    boots = g[rng.integers(0, len(g), (4000, len(g)))].mean(axis=1)
+    return {"gap": float(g.mean()), "gap_se": float(g.std(ddof=1) / math.sqrt(len(g))) if len(g) > 1 else float("nan"),
+            "gap_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+            "var_log_z": float(v.mean()), "accuracy": float(acc.mean())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--num-particles", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--runs", type=int, default=4, help="SMC runs and conditional SMC runs per problem")
+    ap.add_argument("--epsilon", type=float, default=None, help="phi of a wrong answer (default: the twist's)")
+    ap.add_argument("--twist", default=None, help="twist folder (default: the bundled twist)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="docs/results/twist-study.json")
+    args = ap.parse_args(argv)
+    if args.problems < 2 or args.runs < 2 or min(args.num_particles) < 2:
+        ap.error("--problems, --runs and --num-particles must be >= 2")
+
+    from ppl_models import bundled
+    from ppl_models.rewards.prm import load_prm
+
+    t0 = time.time()
+    load0 = os.getloadavg()[0]
+    prm = bundled.load_prm()
+    twist_dir = Path(args.twist) if args.twist else bundled.TWIST_DIR
+    twist = load_prm(twist_dir, lm=prm.lm)
+    if args.epsilon is None:
+        card = twist_dir / "metrics.json"
+        args.epsilon = json.loads(card.read_text())["train_config"]["epsilon"] if card.is_file() else 0.01
+    log_eps = math.log(args.epsilon)
+    s = bundled.setup(args.problems, difficulty="hard", split="test", seed=args.seed, prm="oracle")
+    program = s.program
+    oracle0 = s.reward_for(s.problems[0])
+    draw = _reference_sampler(program, oracle0, log_eps, 64)
+    key = jax.random.key(args.seed)
+    datas, rps, refs = [], [], []
+    for i, (problem, prompt) in enumerate(zip(s.problems, s.prompts)):
+        data = program.with_prompt(prompt).data
+        rp = s.reward_for(problem).params
+        refs.append(references(draw, data, rp, jax.random.fold_in(key, i), args.runs, log_eps))
+        datas.append(data)
+        rps.append(rp)
+    ref_s = time.time() - t0
+    print(f"references: {ref_s:.0f} s", file=sys.stderr)
+    rng = np.random.default_rng(args.seed)
+    results, per = {}, {}
+    for n in args.num_particles:
+        for method in METHODS:
+            t1 = time.time()
+            core = _core(program, method, n, args.runs, oracle0, log_eps, prm, twist)
+            rows = {"gap": [], "var_log_z": [], "accuracy": [], "lower": [], "upper": []}
+            for i in range(args.problems):
+                low, up, right = core(datas[i], rps[i], twist.params, jax.random.fold_in(key, 10_000 + i), refs[i])
+                low, up = np.asarray(low, np.float64), np.asarray(up, np.float64)
+                rows["gap"].append(float(up.mean() - low.mean()))
+                rows["var_log_z"].append(float(low.var(ddof=1)))
+                rows["accuracy"].append(float(np.mean(right)))
+                rows["lower"].append(float(low.mean()))
+                rows["upper"].append(float(up.mean()))
+            per[method, n] = rows
+            results[f"{method}@{n}"] = {**summary(rows, rng), "seconds": round(time.time() - t1, 1)}
+            print(f"N={n} {method}: {results[f'{method}@{n}']}", file=sys.stderr)
+    comparisons = {}
+    for n in args.num_particles:
+        for a, b in (("learned", "bootstrap"), ("learned", "prm"), ("prm", "bootstrap")):
+            comparisons[f"{a}-{b}@{n}"] = {k: paired(per[a, n][k], per[b, n][k], rng)
+                                           for k in ("gap", "var_log_z", "accuracy")}
+    missed = []
+    for name, r in results.items():
+        if r["gap"] < -2 * r["gap_se"]:
+            missed.append(f"{name}: mean gap {r['gap']:.3f} below -2 SE")
+    ns = sorted(args.num_particles)
+    for m in METHODS:
+        for lo_n, hi_n in zip(ns, ns[1:]):
+            if not results[f"{m}@{hi_n}"]["gap"] < results[f"{m}@{lo_n}"]["gap"]:
+                missed.append(f"{m}: gap not smaller at N={hi_n} than at N={lo_n}")
+    out = {"ok": not missed, "missed_targets": missed, "problems": args.problems, "runs": args.runs,
+           "epsilon": args.epsilon, "num_particles": args.num_particles,
+           "results": results, "paired": comparisons, "per_problem": {f"{m}@{n}": r for (m, n), r in per.items()},
+           "seconds": round(time.time() - t0, 1), "reference_seconds": round(ref_s, 1),
+           "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out, indent=1))
+        tmp.replace(path)
+    line = {k: out[k] for k in ("ok", "missed_targets", "problems", "runs", "seconds")}
+    line.update({name: {k: round(r[k], 4) for k in ("gap", "var_log_z", "accuracy")} for name, r in results.items()})
+    print(json.dumps(line))
+    return 0 if out["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,104 +35,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 METHODS = ("bootstrap", "prm", "learned")
-
-
-def _phi(oracle, log_eps):
-    def final(rparams):
-        def phi(prev, state):
-            right = state.done & (oracle.log_score(rparams, state) == 0.0)
-            return jnp.where(right, 0.0, log_eps)
-        return phi
-    return final
-
-
-def _model(program, method, phi, prm, twist, tparams):
-    import ppl
-
-    T = int(program.num_steps)
-    if method == "bootstrap":
-        pot = ppl.lm.when_finished(phi, T)
-    elif method == "prm":
-        pot = ppl.lm.twisted(prm, phi, T)
-    else:
-        pot = ppl.lm.twisted(twist, phi, T, params=tparams)
-    return program.with_potential(pot, correct_proposal=False)
-
-
-def _core(program, method, n, runs, oracle, log_eps, prm, twist):
-    from ppl.smc.bounds import log_z_runs
-
-    final = _phi(oracle, log_eps)
-
-    def core(data, rparams, tparams, key, refs):
-        phi = final(rparams)
-        model = _model(program, method, phi, prm, twist, tparams)
-        right = lambda res: jnp.sum(jnp.where(jax.vmap(lambda s: phi(s, s))(res.particles) == 0.0,  # noqa: E731
-                                              jnp.exp(res.log_weights), 0.0))
-        return log_z_runs(model, n, data, refs, key, runs, reduce=right)
-
-    return jax.jit(core)
-
-
-def _reference_sampler(program, oracle, log_eps, batch):
-    from ppl.smc import resampling as rs
-    from ppl.smc.loop import build_filter, trajectories
-
-    run = build_filter(program, batch, rs.systematic, 0.0, keep_history=True)
-    phi = _phi(oracle, log_eps)
-
-    def draw(data, rparams, key):
-        res = run(data, key)[0]
-        log_phi = jax.vmap(lambda s: phi(rparams)(s, s))(res.particles)
-        return trajectories(res), log_phi
-
-    return jax.jit(draw)
-
-
-def references(draw, data, rparams, key, num, log_eps, max_rounds=32):
-    """``num`` exact draws from q * phi by rejection (accept with probability phi <= 1)."""
-    found, total = [], 0
-    for _ in range(max_rounds):
-        key, k_run, k_acc = jax.random.split(key, 3)
-        traj, log_phi = draw(data, rparams, k_run)
-        u = np.log(np.asarray(jax.random.uniform(k_acc, log_phi.shape)))
-        idx = np.flatnonzero(u < np.asarray(log_phi))[: num - total]
-        if len(idx):
-            found.append(jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], traj))
-            total += len(idx)
-        if total >= num:
-            return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *found)
-    raise RuntimeError(f"references: {total} of {num} accepted in {max_rounds} rounds")
-
-
-def paired(a, b, rng, reps=4000):
-    """Mean of a - b over problems, its 95% paired-bootstrap interval and the Wilcoxon p-value."""
-    from scipy.stats import wilcoxon
-
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    boots = d[rng.integers(0, len(d), (reps, len(d)))].mean(axis=1)
-    p = float(wilcoxon(d).pvalue) if np.any(d != 0) and len(d) > 1 else 1.0
-    return {"mean_difference": float(d.mean()), "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
-            "wilcoxon_p": p}
-
-
-def summary(per_problem: dict, rng) -> dict:
-    g, v, acc = (np.asarray(per_problem[k]) for k in ("gap", "var_log_z", "accuracy"))
-    boots = g[rng.integers(0, len(g), (4000, len(g)))].mean(axis=1)
-    return {"gap": float(g.mean()), "gap_se": float(g.std(ddof=1) / math.sqrt(len(g))) if len(g) > 1 else float("nan"),
-            "gap_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
-            "var_log_z": float(v.mean()), "accuracy": float(acc.mean())}
 
 
 def main(argv=None) -> int:
@@ -159,44 +70,40 @@ def main(argv=None) -> int:
     if args.epsilon is None:
         card = twist_dir / "metrics.json"
         args.epsilon = json.loads(card.read_text())["train_config"]["epsilon"] if card.is_file() else 0.01
-    log_eps = math.log(args.epsilon)
+    from ppl_models.scale.bounds import BoundsRunner, checker_final, paired, per_problem, summarize_filter
+
     s = bundled.setup(args.problems, difficulty="hard", split="test", seed=args.seed, prm="oracle")
     program = s.program
     oracle0 = s.reward_for(s.problems[0])
-    draw = _reference_sampler(program, oracle0, log_eps, 64)
+    twists = {"bootstrap": None, "prm": prm, "learned": twist}
+    final = checker_final(oracle0, args.epsilon)
     key = jax.random.key(args.seed)
+    runners = {n: BoundsRunner(program, twists, final, oracle0, n, args.runs) for n in args.num_particles}
+    first = runners[args.num_particles[0]]
     datas, rps, refs = [], [], []
     for i, (problem, prompt) in enumerate(zip(s.problems, s.prompts)):
         data = program.with_prompt(prompt).data
         rp = s.reward_for(problem).params
-        refs.append(references(draw, data, rp, jax.random.fold_in(key, i), args.runs, log_eps))
+        refs.append(first.references(data, rp, jax.random.fold_in(key, i)))
         datas.append(data)
         rps.append(rp)
     ref_s = time.time() - t0
     print(f"references: {ref_s:.0f} s", file=sys.stderr)
     rng = np.random.default_rng(args.seed)
-    results, per = {}, {}
+    results, rows = {}, {}
     for n in args.num_particles:
         for method in METHODS:
             t1 = time.time()
-            core = _core(program, method, n, args.runs, oracle0, log_eps, prm, twist)
-            rows = {"gap": [], "var_log_z": [], "accuracy": [], "lower": [], "upper": []}
-            for i in range(args.problems):
-                low, up, right = core(datas[i], rps[i], twist.params, jax.random.fold_in(key, 10_000 + i), refs[i])
-                low, up = np.asarray(low, np.float64), np.asarray(up, np.float64)
-                rows["gap"].append(float(up.mean() - low.mean()))
-                rows["var_log_z"].append(float(low.var(ddof=1)))
-                rows["accuracy"].append(float(np.mean(right)))
-                rows["lower"].append(float(low.mean()))
-                rows["upper"].append(float(up.mean()))
-            per[method, n] = rows
-            results[f"{method}@{n}"] = {**summary(rows, rng), "seconds": round(time.time() - t1, 1)}
+            rows[method, n] = [runners[n].run(method, datas[i], rps[i], rps[i], refs[i],
+                                              jax.random.fold_in(key, 10_000 + i)) for i in range(args.problems)]
+            results[f"{method}@{n}"] = {**summarize_filter(rows[method, n], rng), "seconds": round(time.time() - t1, 1)}
             print(f"N={n} {method}: {results[f'{method}@{n}']}", file=sys.stderr)
-    comparisons = {}
-    for n in args.num_particles:
-        for a, b in (("learned", "bootstrap"), ("learned", "prm"), ("prm", "bootstrap")):
-            comparisons[f"{a}-{b}@{n}"] = {k: paired(per[a, n][k], per[b, n][k], rng)
-                                           for k in ("gap", "var_log_z", "accuracy")}
+    comparisons = {f"{a}-{b}@{n}": paired(rows[a, n], rows[b, n], rng) for n in args.num_particles
+                   for a, b in (("learned", "bootstrap"), ("learned", "prm"), ("prm", "bootstrap"))}
+    per = {(m, n): {"gap": per_problem(r, "gap").tolist(), "var_log_z": per_problem(r, "var_log_z").tolist(),
+                    "accuracy": per_problem(r, "accuracy").tolist(),
+                    "lower": [float(np.mean(x["lower"])) for x in r], "upper": [float(np.mean(x["upper"])) for x in r]}
+           for (m, n), r in rows.items()}
     missed = []
     for name, r in results.items():
         if r["gap"] < -2 * r["gap_se"]:

@@ -93,6 +93,12 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="with --devices: problems each device runs in one call (default 1: exactly the "
                              "one-problem program; B > 1 vmaps B problems per device, for accelerators that one "
                              "problem does not fill; slower on CPU, and may round differently in the last bits)")
+    parser.add_argument("--bounds", type=int, default=d.bounds_particles, metavar="N", dest="bounds_particles",
+                        help="also report, per filter (bootstrap, the reward as twist, the bundled learned twist), "
+                             "the two-sided log Z bounds and their gap with N particles, for the target "
+                             "sampler x final reward score (0: off, the default)")
+    parser.add_argument("--bounds-runs", type=int, default=d.bounds_runs, metavar="R",
+                        help=f"SMC and conditional SMC runs per problem and filter for --bounds (default {d.bounds_runs})")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default="ppl-scale",
                         help="folder for scale.json, scale.png and samples.jsonl, one line per problem x method x "
@@ -140,7 +146,9 @@ def config_from_args(args):
         checkpoint=args.checkpoint, prm_checkpoint=args.prm_checkpoint,
         prm_features_lm=getattr(args, "prm_features_lm", None),
         devices=getattr(args, "devices", d.devices),
-        problems_per_device=getattr(args, "problems_per_device", d.problems_per_device))
+        problems_per_device=getattr(args, "problems_per_device", d.problems_per_device),
+        bounds_particles=getattr(args, "bounds_particles", d.bounds_particles),
+        bounds_runs=getattr(args, "bounds_runs", d.bounds_runs))
     return dataclasses.replace(cfg).validate()
 
 

@@ -59,6 +59,11 @@ class ScaleConfig:
     devices: int = 0
     #: With ``devices >= 1``: problems per device in one compiled call (> 1: vmapped).
     problems_per_device: int = 1
+    #: N > 0: per problem, the two-sided log Z bounds of the twisted filters for the reward's
+    #: final-score target, with N particles (:mod:`ppl_models.scale.bounds`); 0: none
+    bounds_particles: int = 0
+    #: SMC and conditional SMC runs per problem and filter for the bounds
+    bounds_runs: int = 4
 
     def to_json(self) -> dict:
         """The configuration as a JSON object (tuples as lists)."""
@@ -97,6 +102,12 @@ class ScaleConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+        for name, low in (("bounds_particles", 0), ("bounds_runs", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if self.bounds_particles == 1:
+            raise ValueError("bounds_particles: conditional SMC needs at least 2 particles (0 turns the bounds off)")
         if self.devices == 0 and self.problems_per_device != 1:
             raise ValueError(f"problems_per_device: {self.problems_per_device} needs devices >= 1 (with devices=0 "
                              "problems run one by one)")

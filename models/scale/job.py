@@ -94,6 +94,9 @@ class ScaleResults:
     #: rollouts (``None`` where the pool is all right or all wrong): how well the reward ranks
     #: answers *within* a problem, which is what selecting among samples needs.
     reward_auc: list = dataclasses.field(default_factory=list)
+    #: With ``config.bounds_particles``: per filter, the log Z bounds' summary over the problems
+    #: (:func:`ppl_models.scale.bounds.summarize_filter`) and each problem's runs (``rows``).
+    bounds: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_json(cls, obj: dict) -> "ScaleResults":
@@ -114,7 +117,8 @@ class ScaleResults:
             probs = obj.get("problems", {})
             solved = {m: {int(b): v for b, v in d.items()} for m, d in probs.get("solved", {}).items()}
             return cls(cfg, n, methods, coverage, float(obj["tokens_per_rollout"]), float(obj["seconds"]),
-                       list(probs.get("pool_success", [])), solved, list(probs.get("reward_auc", [])))
+                       list(probs.get("pool_success", [])), solved, list(probs.get("reward_auc", [])),
+                       dict(obj.get("bounds", {})))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a `ppl scale` JSON file ({type(e).__name__}: {e})") from None
 
@@ -139,7 +143,7 @@ class ScaleResults:
                 "num_problems": n, "tokens_per_rollout": self.tokens_per_rollout,
                 "problems": {"pool_success": list(self.pool_success), "reward_auc": list(self.reward_auc),
                              "solved": {m: {str(b): v for b, v in d.items()} for m, d in self.solved.items()}},
-                "config": self.config.to_json(),
+                "config": self.config.to_json(), "bounds": self.bounds,
                 "seconds": self.seconds}
 
 
@@ -212,14 +216,26 @@ def expected_cells(cfg: ScaleConfig) -> set:
             if m in POOL_METHODS or scaling.spec(m).at(b, settings) is not None}
 
 
+def bounds_filters(cfg: ScaleConfig) -> tuple:
+    """The filters whose log Z bounds the job reports (none without ``cfg.bounds_particles``):
+    the bootstrap filter, the reward as twist and, on the bundled LM and PRM, the bundled
+    learned twist."""
+    if not cfg.bounds_particles:
+        return ()
+    bundled = cfg.checkpoint is None and cfg.prm_checkpoint is None
+    return ("bootstrap", "reward") + (("learned",) if bundled else ())
+
+
 def complete_problems(cfg: ScaleConfig, records) -> dict:
-    """``{problem: its records}`` of the problems whose pool line and every expected cell are in
-    ``records`` (a later line for the same cell replaces an earlier one)."""
-    want = expected_cells(cfg)
+    """``{problem: its records}`` of the problems whose pool line, every expected cell and every
+    bounds line are in ``records`` (a later line for the same cell replaces an earlier one)."""
+    want = expected_cells(cfg) | {("bounds", f) for f in bounds_filters(cfg)}
     by_problem: dict = {}
     for r in records:
-        if r.get("kind") in ("pool", "cell"):
-            key = "pool" if r["kind"] == "pool" else (r["method"], r["budget"])
+        if r.get("kind") in ("pool", "cell", "bounds"):
+            key = {"pool": "pool", "cell": lambda: (r["method"], r["budget"]),
+                   "bounds": lambda: ("bounds", r["filter"])}[r["kind"]]
+            key = key if isinstance(key, str) else key()
             by_problem.setdefault(int(r["problem"]), {})[key] = r
     return {i: list(d.values()) for i, d in by_problem.items()
             if "pool" in d and want <= set(d) and 0 <= i < cfg.num_problems}
@@ -263,8 +279,45 @@ def results_from_records(cfg: ScaleConfig, records, seconds: float) -> ScaleResu
     coverage = {"budgets": list(cfg.budgets),
                 "correct": [sum(p["covered"][j] for p in order) for j in range(len(cfg.budgets))]}
     solved = {m: {b: v for b, v in d.items() if len(v) == n} for m, d in solved.items()}
+    bounds = {}
+    for f in bounds_filters(cfg):
+        from ppl_models.scale.bounds import summarize_filter
+
+        rows = sorted((r for r in records if r["kind"] == "bounds" and r["filter"] == f), key=lambda r: r["problem"])
+        if len(rows) == n:
+            bounds[f] = {**summarize_filter(rows), "num_particles": cfg.bounds_particles, "runs": cfg.bounds_runs,
+                         "rows": [{k: r[k] for k in ("lower", "upper", "right")} for r in rows]}
     return ScaleResults(cfg, n, curves, coverage, float(np.mean([p["tokens_per_rollout"] for p in order])),
-                        seconds, [p["pool_success"] for p in order], solved, [p["reward_auc"] for p in order])
+                        seconds, [p["pool_success"] for p in order], solved, [p["reward_auc"] for p in order], bounds)
+
+
+def _bounds_runner(cfg: ScaleConfig, s, filters):
+    """The :class:`~ppl_models.scale.bounds.BoundsRunner` of the job: target sampler x the reward's
+    final score; twists: none, the reward, the bundled learned twist."""
+    from ppl_models.rewards import OraclePRM
+    from ppl_models.scale.bounds import BoundsRunner, reward_final
+
+    reward0 = s.reward_for(s.problems[0])
+    twists = {"bootstrap": None, "reward": reward0}
+    if "learned" in filters:
+        from ppl_models import bundled
+
+        twists["learned"] = bundled.load_twist()
+    oracle = OraclePRM(s.problems[0], s.tokenizer, epsilon=1e-4, width=s.program.max_length)
+    return BoundsRunner(s.program, twists, reward_final(reward0), oracle, cfg.bounds_particles, cfg.bounds_runs)
+
+
+def _bounds_records(runner, filters, i: int, program, problem, reward, key) -> list:
+    """The ``"bounds"`` records of one problem: each filter's runs on the same exact samples."""
+    data, params = program.data, reward.params
+    oparams = runner.right.with_problem(problem).params
+    refs = runner.references(data, params, jax.random.fold_in(key, 10_001))
+    out = []
+    for f in filters:
+        tparams = params if f == "reward" else None
+        runs = runner.run(f, data, params, oparams, refs, jax.random.fold_in(key, 10_002), tparams=tparams)
+        out.append({"kind": "bounds", "problem": i, "filter": f, "num_particles": runner.n, **runs})
+    return out
 
 
 class _Progress:
@@ -341,7 +394,9 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     max_b = max(cfg.budgets)
     mesh = scaling.prompt_mesh(cfg.devices) if cfg.devices else None
     group = cfg.devices * cfg.problems_per_device if cfg.devices else 1
-    bar = _Progress(len(todo) * (1 + len(cfg.budgets) * len(run_methods)), progress)
+    filters = bounds_filters(cfg)
+    runner = _bounds_runner(cfg, s, filters) if filters else None
+    bar = _Progress(len(todo) * (1 + len(cfg.budgets) * len(run_methods) + len(filters)), progress)
     try:
         for start in range(0, len(todo), group):
             idx = todo[start:start + group]
@@ -389,6 +444,10 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
                         new += [_cell(i, m, b, res, problem, seconds, tokenizer)
                                 for i, problem, res in zip(idx, problems, results)]
                     bar.update(len(idx), f"{where} {m} B={b}")
+            if runner is not None:
+                for i, program, problem, reward, k in zip(idx, programs, problems, rewards, keys):
+                    new += _bounds_records(runner, filters, i, program, problem, reward, k)
+                    bar.update(len(filters), f"problem {i + 1} bounds")
             if on_problems is not None:
                 on_problems(new)
             records += new

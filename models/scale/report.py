@@ -105,7 +105,24 @@ def format_table(res: ScaleResults, x: str = "budget") -> str:
         bs = list(c.budgets)
         cells = [(f"{c.prm_calls[bs.index(b)]:.0f}" if b in bs else "-").rjust(col_w) for b in budgets]
         lines.append(m.ljust(name_w) + "".join(cells))
+    if res.bounds:
+        lines += ["", format_bounds(res.bounds)]
     lines.append(f"\n{res.seconds:.0f} s in all")
+    return "\n".join(lines)
+
+
+def format_bounds(bounds: dict) -> str:
+    """The ``--bounds`` table: per filter, the mean gap between the conditional-SMC upper and the
+    SMC lower bound on log Z (95% bootstrap interval over problems), the variance of log Z-hat
+    and the weight on right answers."""
+    first = next(iter(bounds.values()))
+    lines = [f"log Z bounds, target: sampler x final reward score; N={first['num_particles']}, {first['runs']} SMC and "
+             f"{first['runs']} conditional SMC runs per problem (gap = upper - lower, 0 for exact inference)",
+             f"{'filter':<12}{'gap [95% CI]':>26}{'var log Z':>12}{'accuracy':>10}"]
+    for name, b in bounds.items():
+        lo, hi = b["gap_ci95"]
+        lines.append(f"{name:<12}" + f"{b['gap']:.3f} [{lo:.3f},{hi:.3f}]".rjust(26) + f"{b['var_log_z']:>12.3f}"
+                     f"{b['accuracy']:>10.2f}")
     return "\n".join(lines)
 
 

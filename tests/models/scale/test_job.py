@@ -45,6 +45,9 @@ def test_wilson_matches_closed_form_and_covers():
     ("devices", 10_000, "devices: asked for 10000"),
     ("problems_per_device", 0, "problems_per_device"),
     ("problems_per_device", 2, "problems_per_device: 2 needs devices >= 1"),
+    ("bounds_particles", 1, "bounds_particles"),
+    ("bounds_particles", -2, "bounds_particles"),
+    ("bounds_runs", 1, "bounds_runs"),
 ])
 def test_bad_config_is_named(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -228,3 +231,34 @@ def test_json_round_trip_and_replot(small_run, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"methods": {}}')
     assert main(["scale", "--from-json", str(bad)]) == 2
+
+
+@pytest.mark.slow  # 50-90 s (three filters compiled); the engine under it is tested by enumeration in tests/lm/test_bounds.py
+def test_bounds_per_filter_in_the_table_json_and_resume(tmp_path):
+    """ppl scale --bounds: per problem, every filter's SMC and conditional SMC runs on the same
+    exact samples; the summary is in the JSON (round trip) and the table; a problem whose bounds
+    lines are missing is not complete (a resumed run computes them)."""
+    from ppl_models.scale.job import ScaleResults, bounds_filters, complete_problems
+    from ppl_models.scale.report import format_table
+
+    cfg = ScaleConfig(methods=("best_of_n",), budgets=(1,), num_problems=2, prm="oracle", seed=3,
+                      bounds_particles=4, bounds_runs=2)
+    records = []
+    res = run_scale(cfg, progress=False, on_problems=records.extend)
+    assert bounds_filters(cfg) == ("bootstrap", "reward", "learned")
+    assert set(res.bounds) == {"bootstrap", "reward", "learned"}
+    for name, b in res.bounds.items():
+        assert b["num_particles"] == 4 and len(b["rows"]) == 2
+        assert all(len(r["lower"]) == len(r["upper"]) == len(r["right"]) == 2 for r in b["rows"])
+        assert np.isfinite(b["gap"]) and 0.0 <= b["accuracy"] <= 1.0 + 1e-6
+        # exact samples of a target with the oracle's 1e-4 floor: the bounds bracket a log Z
+        # near log P(right), which is far above log 1e-4
+        assert all(min(r["upper"]) > np.log(1e-4) for r in b["rows"]), (name, b["rows"])
+    text = format_table(res)
+    assert "log Z bounds" in text and "learned" in text
+    back = ScaleResults.from_json(json.loads(json.dumps(res.to_json())))
+    assert back.bounds == json.loads(json.dumps(res.bounds))
+    partial = [r for r in records if not (r["kind"] == "bounds" and r["problem"] == 1 and r["filter"] == "learned")]
+    assert sorted(complete_problems(cfg, partial)) == [0]
+    assert sorted(complete_problems(cfg, records)) == [0, 1]
+    assert bounds_filters(dataclasses.replace(cfg, bounds_particles=0)) == ()

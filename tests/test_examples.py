@@ -112,3 +112,12 @@ def test_twisted_bounds_example(capsys):
     for word in ("CTL: surrogate", "bootstrap", "learned twist", "A*: answer", "goal reached: True"):
         assert word in out
 
+
+
+@pytest.mark.slow  # 2.5 min; the pool, CTL and bounds are tested in tests/lm/test_bounds.py and tests/models/train
+def test_bundled_twist_example(capsys):
+    assert _load("bundled_twist").main(["--problems", "8", "--rollouts", "8", "--steps", "5", "--test-problems", "2",
+                                        "--num-particles", "4", "--runs", "2"]) == 0
+    out = capsys.readouterr().out
+    for word in ("rollouts", "CTL: surrogate", "learned twist: log loss", "log Z bounds", "bootstrap: gap"):
+        assert word in out

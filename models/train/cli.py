@@ -108,6 +108,16 @@ def setup(parser: argparse.ArgumentParser) -> None:
     w.set_defaults(func=run)
 
 
+def _command(model: str) -> str:
+    """The command line, for the model card."""
+    return "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else f"ppl train {model}"
+
+
+def _print_metrics(metrics: dict, digits: int = 3) -> None:
+    for name, m in metrics.items():
+        print(f"  {name}: " + ", ".join(f"{k}={v:.{digits}f}" for k, v in m.items() if isinstance(v, float)))
+
+
 def _err(msg: str) -> int:
     print(f"ppl train: error: {msg}", file=sys.stderr)
     return 2
@@ -156,7 +166,7 @@ def _run_lm(args) -> int:
                               learning_rate=args.learning_rate, hidden_size=args.hidden_size,
                               num_layers=args.num_layers, warmup_steps=args.warmup_steps, schedule=args.schedule,
                               init_from=args.init_from, first_step=args.first_step)
-    command = "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ppl train lm"
+    command = _command("lm")
     lm, info = train_and_save_lm(cfg, args.out, command=command, progress=not args.quiet,
                                  eval_problems=args.eval_problems, eval_samples=args.eval_samples,
                                  log_file=args.log)
@@ -195,15 +205,14 @@ def _run_prm(args) -> int:
         feature_lm = _load_lm_arg("--features-lm", args.features_lm, bundled.load_verifier)
         if isinstance(feature_lm, int):
             return feature_lm
-    command = "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ppl train prm"
+    command = _command("prm")
     prm, info = train_and_save_prm(lm, cfg, args.out, command=command, progress=not args.quiet,
                                    eval_problems=args.eval_problems, eval_samples=args.eval_samples,
                                    log_file=args.log, feature_lm=feature_lm)
     h = info["history"]
     print(f"trained a {prm.config.num_params:,}-parameter PRM in {h['total_seconds'] / 60:.1f} min "
           f"({info['data']['labelled_prefixes']} labelled prefixes); saved to {args.out}")
-    for name, m in info["metrics"].items():
-        print(f"  {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in m.items() if isinstance(v, float)))
+    _print_metrics(info["metrics"])
     return 0
 
 
@@ -225,14 +234,13 @@ def _run_twist(args) -> int:
     except ValueError as e:
         flag = str(e).split(":")[0].replace("num_", "").replace("_", "-")
         return _err(f"--{flag}: {str(e).split(':', 1)[1].strip()}")
-    command = "ppl train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ppl train twist"
+    command = _command("twist")
     head, info = train_and_save_twist(cfg, args.out, command=command, progress=not args.quiet,
                                       eval_problems=args.eval_problems, log_file=args.log)
     h = info["history"]
     print(f"trained a {head.config.num_params:,}-parameter twist in {h['total_seconds'] / 60:.1f} min "
           f"({info['data']['rollouts']} rollouts, {info['data']['right']:.1%} right); saved to {args.out}")
-    for name, m in info["metrics"].items():
-        print(f"  {name}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
+    _print_metrics(info["metrics"], 4)
     return 0
 
 

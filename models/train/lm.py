@@ -42,6 +42,7 @@ from ppl_models.tasks.tokenizer import build_tokenizer
 
 from .config import SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
 from .data import batch_for_step
+from .losslog import LossLog
 
 __all__ = ["TrainConfig", "SCHEDULES", "lm_config", "train_lm", "write_lm_card", "train_and_save_lm", "lm_small_eval", "SMALL_EVAL"]
 
@@ -109,12 +110,9 @@ def train_lm(cfg: TrainConfig = TrainConfig(), *, progress: bool = True, log_eve
 
     from tqdm.auto import tqdm
 
-    history = {"loss": [], "step": []}
-    t0 = time.time()
     bar = tqdm(range(cfg.steps), desc="train lm", disable=not progress, mininterval=2.0)
     running = None
-    log = open(log_file, "a") if log_file else None
-    try:
+    with LossLog(log_file) as log:
         for i in bar:
             batch = batch_for_step(tok, cfg.first_step + i, cfg.seed, cfg.batch_size, mixture)
             params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(batch.tokens),
@@ -126,17 +124,8 @@ def train_lm(cfg: TrainConfig = TrainConfig(), *, progress: bool = True, log_eve
             if checkpoint_every and checkpoint_dir and (i + 1) % checkpoint_every == 0:
                 save_pretrained(lm.with_params(params), Path(checkpoint_dir) / f"step_{i + 1}")
             if i % log_every == 0 or i == cfg.steps - 1:
-                lv = float(loss)
-                history["loss"].append(lv)
-                history["step"].append(i)
-                if log is not None:
-                    log.write(json.dumps({"step": i, "loss": lv, "time": round(time.time() - t0, 1)}) + "\n")
-                    log.flush()
-    finally:
-        if log is not None:
-            log.close()
-    history["train_seconds"] = time.time() - t0
-    return lm.with_params(params), history
+                log.record(i, loss)
+    return lm.with_params(params), log.history
 
 
 def write_lm_card(path, cfg: TrainConfig, lm: LanguageModel, history: dict, metrics: dict,

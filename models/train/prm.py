@@ -47,6 +47,7 @@ from ppl_models.tasks.tokenizer import EOS, encode
 
 from .config import STEP_LABELS, PRMTrainConfig  # noqa: F401  (re-exported)
 from .evaluate import sample_solutions
+from .losslog import LossLog
 
 __all__ = ["STEP_LABELS", "PRMTrainConfig", "RolloutData", "make_rollout_data", "train_prm", "evaluate_prm", "auc",
            "expected_calibration_error", "write_prm_card", "train_and_save_prm", "prm_small_eval", "PRM_SMALL_EVAL"]
@@ -219,31 +220,20 @@ def train_prm(data: RolloutData, cfg: PRMTrainConfig, tokenizer, *, lm=None, pro
 
     rng = np.random.default_rng(cfg.seed)
     n = data.tokens.shape[0]
-    history = {"loss": [], "step": []}
-    t0 = time.time()
-    log = open(log_file, "a") if log_file else None
     perm, pos = rng.permutation(n), 0
     bar = tqdm(range(cfg.steps), desc="train prm", disable=not progress, mininterval=2.0)
-    for i in bar:
-        if pos + cfg.batch_size > n:
-            perm, pos = rng.permutation(n), 0
-        idx = perm[pos:pos + cfg.batch_size]
-        pos += cfg.batch_size
-        feats = None if feats_all is None else jnp.asarray(feats_all[idx])
-        params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(data.tokens[idx]), feats,
-                                          jnp.asarray(data.labels[idx]), jnp.asarray(data.weights[idx]))
-        if i % 50 == 0 or i == cfg.steps - 1:
-            lv = float(loss)
-            history["loss"].append(lv)
-            history["step"].append(i)
-            bar.set_postfix(loss=f"{lv:.4f}")
-            if log is not None:
-                log.write(json.dumps({"step": i, "loss": lv}) + "\n")
-                log.flush()
-    if log is not None:
-        log.close()
-    history["train_seconds"] = time.time() - t0
-    return prm.with_params(params), history
+    with LossLog(log_file, bar) as log:
+        for i in bar:
+            if pos + cfg.batch_size > n:
+                perm, pos = rng.permutation(n), 0
+            idx = perm[pos:pos + cfg.batch_size]
+            pos += cfg.batch_size
+            feats = None if feats_all is None else jnp.asarray(feats_all[idx])
+            params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(data.tokens[idx]), feats,
+                                              jnp.asarray(data.labels[idx]), jnp.asarray(data.weights[idx]))
+            if i % 50 == 0 or i == cfg.steps - 1:
+                log.record(i, loss)
+    return prm.with_params(params), log.history
 
 
 def _prm_from_lm(pcfg: PRMConfig, lm, seed: int, tokenizer) -> ProcessRewardModel:

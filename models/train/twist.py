@@ -44,6 +44,8 @@ import optax
 
 from ppl.lm.twists import ctl_surrogate, pool_log_weights
 
+from .losslog import LossLog
+
 from .config import TWIST_INITS, TwistTrainConfig  # noqa: F401  (re-exported)
 
 __all__ = ["TwistTrainConfig", "TwistPool", "make_pool", "twist_log_psi", "train_twist_head", "evaluate_twist",
@@ -169,12 +171,9 @@ def train_twist_head(pool: TwistPool, cfg: TwistTrainConfig, prm, *, features_lm
     rng = np.random.default_rng(cfg.seed)
     n = pool.tokens.shape[0]
     b = min(cfg.problems_per_batch, n)
-    history = {"loss": [], "step": []}
-    log = open(log_file, "a") if log_file else None
-    t0 = time.time()
     perm, at = rng.permutation(n), 0
     bar = tqdm(range(cfg.steps), desc="train twist", disable=not progress, mininterval=2.0)
-    try:
+    with LossLog(log_file, bar) as log:
         for i in bar:
             if at + b > n:
                 perm, at = rng.permutation(n), 0
@@ -185,21 +184,10 @@ def train_twist_head(pool: TwistPool, cfg: TwistTrainConfig, prm, *, features_lm
                                               jnp.asarray(pool.ends[idx]), jnp.asarray(pool.is_open[idx]),
                                               jnp.asarray(pool.log_phi[idx]))
             if i % 25 == 0 or i == cfg.steps - 1:
-                lv = float(loss)
-                if not math.isfinite(lv):
-                    raise FloatingPointError(f"train_twist_head: the CTL surrogate is {lv} at step {i}; lower "
-                                             "the learning rate")
-                history["loss"].append(lv)
-                history["step"].append(i)
-                bar.set_postfix(loss=f"{lv:.4f}")
-                if log is not None:
-                    log.write(json.dumps({"step": i, "loss": lv}) + "\n")
-                    log.flush()
-    finally:
-        if log is not None:
-            log.close()
-    history["train_seconds"] = time.time() - t0
-    return head.with_params(params), history
+                if not math.isfinite(log.record(i, loss)):
+                    raise FloatingPointError(f"train_twist_head: the CTL surrogate is {float(loss)} at step {i}; "
+                                             "lower the learning rate")
+    return head.with_params(params), log.history
 
 
 def evaluate_twist(head, pool: TwistPool) -> dict:

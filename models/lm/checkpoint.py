@@ -164,18 +164,34 @@ def _weight_files(folder: Path) -> dict[str, Path] | list[Path]:
     raise ValueError(f"{folder}: no weights found (expected {_SINGLE} or {_INDEX}).")
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; an error naming the file otherwise."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def _read_headers(files) -> dict[str, tuple[Path, tuple[int, ...]]]:
-    """name -> (file, shape), from the safetensors headers only."""
-    from safetensors import safe_open
+    """name -> (file, shape), from the safetensors headers only; a file that is not safetensors
+    or is cut short (its header promises more bytes than it has) is an error naming it."""
+    from safetensors import SafetensorError, safe_open
 
     paths = sorted(set(files.values())) if isinstance(files, dict) else files
     found: dict[str, tuple[Path, tuple[int, ...]]] = {}
     for fpath in paths:
-        with safe_open(str(fpath), framework="np") as fh:
-            for name in fh.keys():
-                if isinstance(files, dict) and files.get(name, fpath) != fpath:
-                    continue  # the index assigns this tensor to another shard
-                found[name] = (fpath, tuple(fh.get_slice(name).get_shape()))
+        try:
+            with safe_open(str(fpath), framework="np") as fh:
+                for name in fh.keys():
+                    if isinstance(files, dict) and files.get(name, fpath) != fpath:
+                        continue  # the index assigns this tensor to another shard
+                    found[name] = (fpath, tuple(fh.get_slice(name).get_shape()))
+        except SafetensorError as e:
+            raise ValueError(f"{fpath}: not a readable safetensors file ({e}); is it truncated?") from None
     return found
 
 
@@ -203,8 +219,17 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, strict:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise ValueError(f"{folder}: missing config.json.")
-    with open(cfg_path) as fh:
-        config = LMConfig.from_hf(json.load(fh))
+    hf = _read_json(cfg_path)
+    gen_path = folder / "generation_config.json"
+    if gen_path.is_file():  # generation stops at its eos ids too (as transformers' generate does)
+        gen_eos = _read_json(gen_path).get("eos_token_id")
+        gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+        own = hf.get("eos_token_id")
+        own = [own] if isinstance(own, int) else list(own or [])
+        if gen_eos and not own:
+            raise ValueError(f"{gen_path}: eos_token_id {gen_eos} but config.json has none")
+        hf = {**hf, "eos_token_id": list(dict.fromkeys(own + gen_eos))}
+    config = LMConfig.from_hf(hf)
 
     files = _weight_files(folder)
     found = _read_headers(files)

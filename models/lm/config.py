@@ -50,12 +50,17 @@ class LMConfig:
       max_position_embeddings: longest sequence; the size of the learned position table.
       position: ``"learned"`` (absolute position table) or ``"rotary"`` (RoPE, ``rope_theta``).
       rope_theta: RoPE base ``theta``.
+      rope_scaling: ``None`` (plain RoPE) or Llama 3's frequency scaling, ``("llama3", factor,
+        low_freq_factor, high_freq_factor, original_max_position_embeddings)``
+        (:func:`ppl_models.lm.transformer.rope_frequencies`).
       norm: ``"layernorm"`` or ``"rmsnorm"``; ``norm_eps`` its epsilon.
       activation: ``"gelu_new"`` (tanh-approximate GELU), ``"gelu"``, ``"relu"`` or ``"silu"``.
       gated_mlp: ``down(act(gate(x)) * up(x))`` (Llama) instead of ``down(act(up(x)))`` (GPT-2).
       qkv_bias, o_bias, mlp_bias: whether those projections carry a bias.
       tie_word_embeddings: the output head is the transposed token embedding.
       bos_token_id, eos_token_id: special token ids (``None`` if the model has none).
+      extra_eos_token_ids: further end-of-sequence ids (Llama 3 lists several in ``config.json``;
+        ``generation_config.json`` may add more): generation stops at any of them.
       model_type: ``"gpt2"``, ``"llama"``, ``"qwen2"`` (selects the Hugging Face tensor names
         used by :func:`ppl_models.lm.load_pretrained` / :func:`ppl_models.lm.save_pretrained`), or
         ``None`` for a custom architecture that is not saved in HF format.
@@ -71,6 +76,7 @@ class LMConfig:
     max_position_embeddings: int = 2048
     position: str = "rotary"
     rope_theta: float = 10000.0
+    rope_scaling: tuple | None = None
     norm: str = "rmsnorm"
     norm_eps: float = 1e-6
     activation: str = "silu"
@@ -81,6 +87,7 @@ class LMConfig:
     tie_word_embeddings: bool = False
     bos_token_id: int | None = None
     eos_token_id: int | None = None
+    extra_eos_token_ids: tuple = ()
     model_type: str | None = "llama"
 
     def __post_init__(self):
@@ -112,12 +119,27 @@ class LMConfig:
             raise ValueError(f"LMConfig: rotary positions need an even head_dim, got {self.head_dim}.")
         if not self.rope_theta > 0:
             raise ValueError(f"LMConfig: rope_theta must be > 0, got {self.rope_theta}.")
+        if self.rope_scaling is not None:
+            s = tuple(self.rope_scaling)
+            ok = (len(s) == 5 and s[0] == "llama3" and all(isinstance(v, (int, float)) and v > 0 for v in s[1:])
+                  and s[3] > s[2])
+            if not ok:
+                raise ValueError("LMConfig: rope_scaling must be None or ('llama3', factor, low_freq_factor, "
+                                 f"high_freq_factor > low_freq_factor, original_max_position_embeddings), got {s!r}.")
+            object.__setattr__(self, "rope_scaling", ("llama3", *(float(v) for v in s[1:4]), int(s[4])))
         if not self.norm_eps > 0:
             raise ValueError(f"LMConfig: norm_eps must be > 0, got {self.norm_eps}.")
         for name in ("bos_token_id", "eos_token_id"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and 0 <= v < self.vocab_size):
                 raise ValueError(f"LMConfig: {name}={v!r} is not a token id in [0, {self.vocab_size}).")
+        extra = tuple(self.extra_eos_token_ids)
+        if extra and self.eos_token_id is None:
+            raise ValueError("LMConfig: extra_eos_token_ids need an eos_token_id.")
+        for v in extra:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size:
+                raise ValueError(f"LMConfig: extra_eos_token_ids holds {v!r}, not a token id in [0, {self.vocab_size}).")
+        object.__setattr__(self, "extra_eos_token_ids", tuple(dict.fromkeys(v for v in extra if v != self.eos_token_id)))
         if self.model_type is not None:
             _check_choice("model_type", self.model_type, SUPPORTED_MODEL_TYPES)
 
@@ -188,7 +210,7 @@ class LMConfig:
         common = dict(
             vocab_size=self.vocab_size,
             bos_token_id=self.bos_token_id,
-            eos_token_id=self.eos_token_id,
+            eos_token_id=[self.eos_token_id, *self.extra_eos_token_ids] if self.extra_eos_token_ids else self.eos_token_id,
             tie_word_embeddings=self.tie_word_embeddings,
             dtype="float32",
         )
@@ -208,13 +230,20 @@ class LMConfig:
             intermediate_size=self.intermediate_size,
             max_position_embeddings=self.max_position_embeddings, hidden_act=self.activation,
             rms_norm_eps=self.norm_eps, rope_theta=self.rope_theta,
-            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta}, **common,
+            rope_parameters=self._rope_parameters(), **common,
         )
         if self.model_type == "llama":
             out.update(attention_bias=self.qkv_bias, mlp_bias=self.mlp_bias)
         else:
             out.update(use_sliding_window=False)
         return out
+
+    def _rope_parameters(self) -> dict:
+        if self.rope_scaling is None:
+            return {"rope_type": "default", "rope_theta": self.rope_theta}
+        _, factor, low, high, original = self.rope_scaling
+        return {"rope_type": "llama3", "rope_theta": self.rope_theta, "factor": factor, "low_freq_factor": low,
+                "high_freq_factor": high, "original_max_position_embeddings": original}
 
     def check_hf_family(self) -> None:
         """Raise ``ValueError`` if this config cannot be expressed as its HF ``model_type``."""
@@ -283,9 +312,14 @@ def _require(config, key, model_type):
 
 def _token_id(config, key):
     v = config.get(key)
-    if isinstance(v, (list, tuple)):  # e.g. Llama 3 lists several EOS ids: keep the first
+    if isinstance(v, (list, tuple)):  # e.g. Llama 3 lists several EOS ids: the first (the others: _extra_eos)
         v = v[0] if v else None
     return v
+
+
+def _extra_eos(config):
+    v = config.get("eos_token_id")
+    return tuple(v[1:]) if isinstance(v, (list, tuple)) else ()
 
 
 def _activation(config, key, model_type, default):
@@ -317,22 +351,31 @@ def _from_hf_gpt2(c):
         tie_word_embeddings=bool(c.get("tie_word_embeddings", True)),
         bos_token_id=_token_id(c, "bos_token_id"),
         eos_token_id=_token_id(c, "eos_token_id"),
+        extra_eos_token_ids=_extra_eos(c),
     )
 
 
-def _rope_theta(c, mt):
+def _rope(c, mt):
+    """``(rope_theta, rope_scaling)`` from ``rope_parameters`` (transformers 5) or the older
+    ``rope_theta`` / ``rope_scaling`` keys."""
     params = c.get("rope_parameters") or {}
     scaling = c.get("rope_scaling") or {}
+    theta = float(params["rope_theta"]) if "rope_theta" in params else float(c.get("rope_theta", 10000.0))
+    out = None
     for src_name, src in (("rope_parameters", params), ("rope_scaling", scaling)):
         kind = src.get("rope_type", src.get("type", "default"))
-        if kind != "default":
-            raise ValueError(
-                f"config.json (model_type={mt!r}): {src_name} with rope_type={kind!r} is not "
-                "supported (only the default RoPE)."
-            )
-    if "rope_theta" in params:
-        return float(params["rope_theta"])
-    return float(c.get("rope_theta", 10000.0))
+        if kind == "default":
+            continue
+        if kind != "llama3":
+            raise ValueError(f"config.json (model_type={mt!r}): {src_name} with rope_type={kind!r} is not "
+                             "supported (the default RoPE and 'llama3').")
+        try:
+            out = ("llama3", float(src["factor"]), float(src["low_freq_factor"]), float(src["high_freq_factor"]),
+                   int(src["original_max_position_embeddings"]))
+        except KeyError as e:
+            raise ValueError(f"config.json (model_type={mt!r}): {src_name} of rope_type 'llama3' misses "
+                             f"{e.args[0]!r}.") from None
+    return theta, out
 
 
 def _from_hf_llama(c, mt):
@@ -350,12 +393,14 @@ def _from_hf_llama(c, mt):
         head_dim=c.get("head_dim") or hidden // heads,
         intermediate_size=_require(c, "intermediate_size", mt),
         max_position_embeddings=c.get("max_position_embeddings", 2048),
-        rope_theta=_rope_theta(c, mt),
+        rope_theta=_rope(c, mt)[0],
+        rope_scaling=_rope(c, mt)[1],
         norm_eps=float(c.get("rms_norm_eps", 1e-6)),
         activation=act,
         tie_word_embeddings=bool(c.get("tie_word_embeddings", False)),
         bos_token_id=_token_id(c, "bos_token_id"),
         eos_token_id=_token_id(c, "eos_token_id"),
+        extra_eos_token_ids=_extra_eos(c),
     )
     if mt == "llama":
         bias = bool(c.get("attention_bias", False))

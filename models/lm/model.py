@@ -73,6 +73,12 @@ class LanguageModel:
         return self.config.eos_token_id
 
     @property
+    def eos_token_ids(self) -> tuple:
+        """Every end-of-sequence id (``eos_token_id`` first; empty if none)."""
+        c = self.config
+        return () if c.eos_token_id is None else (c.eos_token_id, *c.extra_eos_token_ids)
+
+    @property
     def bos_token_id(self) -> int | None:
         return self.config.bos_token_id
 

@@ -55,7 +55,7 @@ from flax import nnx
 from .cache import KVCache, LayerCache, init_cache_for, write_cache
 from .config import LMConfig
 
-__all__ = ["Transformer", "rope", "rms_norm", "layer_norm"]
+__all__ = ["Transformer", "rope", "rope_frequencies", "rms_norm", "layer_norm"]
 
 _INIT_STD = 0.02
 
@@ -76,10 +76,29 @@ def layer_norm(x, scale, bias, eps):
     return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
 
 
-def rope(x, positions, theta):
-    r"""Rotary embedding of ``x: [B, S, heads, D_h]`` at ``positions: int[B, S]`` (rotate-half layout)."""
+def rope_frequencies(d: int, theta: float, scaling=None) -> jax.Array:
+    r"""The rotary frequencies :math:`\omega_i = \theta^{-2i/d}`, ``f32[d/2]``; with Llama 3's
+    ``scaling = ("llama3", s, a, b, L)`` (Meta's Llama 3.1 recipe) each is rescaled by its
+    wavelength :math:`\lambda_i = 2\pi/\omega_i`: kept where :math:`\lambda_i < L/b`, divided by
+    :math:`s` where :math:`\lambda_i > L/a`, and in between interpolated,
+    :math:`\omega_i \big((1-\gamma)/s + \gamma\big)` with :math:`\gamma = (L/\lambda_i - a)/(b - a)`."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+    if scaling is None:
+        return inv_freq
+    _, factor, low, high, original = scaling
+    wavelen = 2.0 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    gamma = (original / wavelen - low) / (high - low)
+    smooth = (1.0 - gamma) * scaled / factor + gamma * scaled
+    medium = (wavelen >= original / high) & (wavelen <= original / low)
+    return jnp.where(medium, smooth, scaled)
+
+
+def rope(x, positions, theta, scaling=None):
+    r"""Rotary embedding of ``x: [B, S, heads, D_h]`` at ``positions: int[B, S]`` (rotate-half
+    layout), with the frequencies of :func:`rope_frequencies`."""
     d = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))  # [D_h/2]
+    inv_freq = rope_frequencies(d, theta, scaling)  # [D_h/2]
     angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, S, D_h/2]
     cos = jnp.cos(angles)[:, :, None, :]
     sin = jnp.sin(angles)[:, :, None, :]
@@ -139,8 +158,8 @@ class Attention(nnx.Module):
         k = self.k(x).reshape(b, s, hkv, dh)
         v = self.v(x).reshape(b, s, hkv, dh)
         if c.position == "rotary":
-            q = rope(q, positions, c.rope_theta)
-            k = rope(k, positions, c.rope_theta)
+            q = rope(q, positions, c.rope_theta, c.rope_scaling)
+            k = rope(k, positions, c.rope_theta, c.rope_scaling)
         offset = 0 if prefix is None else prefix.k.shape[2]
         if cache is None:  # attend within the chunk only: keys at the chunk's own positions
             keys, values = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, H_kv, S, D_h]

@@ -95,6 +95,15 @@ def _ends_with(tokens, end, delim):
     return jnp.all(window == jnp.asarray(delim, jnp.int32)) & (end >= d)
 
 
+def eos_ids(lm) -> tuple:
+    """The LM's end-of-sequence ids: ``lm.eos_token_ids`` if it has several, else
+    ``(lm.eos_token_id,)`` (empty if ``None``)."""
+    many = getattr(lm, "eos_token_ids", None)
+    if many is not None:
+        return tuple(int(v) for v in many)
+    return () if lm.eos_token_id is None else (int(lm.eos_token_id),)
+
+
 def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig, prefix=None):
     """Generate one step for every particle of a batched ``state``.
 
@@ -106,7 +115,7 @@ def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig, pre
     """
     n, max_len = state.tokens.shape
     rows = jnp.arange(n)
-    eos = lm.eos_token_id
+    eos = eos_ids(lm)
     delim = cfg.delimiter
     active0 = ~state.done
     zeros = jnp.zeros((n,), jnp.float32)
@@ -131,7 +140,7 @@ def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig, pre
         n_new = jnp.where(active, n_new + 1, n_new)
         log_p = log_p + jnp.where(active, logp_all[rows, new], 0.0)
         log_q = log_q + jnp.where(active, logq_all[rows, new], 0.0)
-        is_eos = (new == eos) if eos is not None else jnp.zeros((n,), bool)
+        is_eos = jnp.isin(new, jnp.asarray(eos, jnp.int32)) if eos else jnp.zeros((n,), bool)
         stop = is_eos | (n_new >= cfg.max_step_tokens) | (length >= max_len)
         if delim:
             ended = jax.vmap(lambda t, e: _ends_with(t, e, delim))(tokens, length)

@@ -15,6 +15,10 @@ def tiny_config(family: str) -> LMConfig:
         return LMConfig.llama(**TINY, num_kv_heads=2, head_dim=16, bos_token_id=0, eos_token_id=1)
     if family == "qwen2":  # q/k/v biases, tied head
         return LMConfig.qwen2(**TINY, num_kv_heads=2, tie_word_embeddings=True, eos_token_id=1)
+    if family == "llama3":  # Llama 3.1 RoPE scaling, with frequencies in all three bands (theta 500,
+        # head_dim 16: wavelengths 6.3 ... 2,800 against 64/4 = 16 and 64/1 = 64)
+        return LMConfig.llama(**TINY, num_kv_heads=2, head_dim=16, rope_theta=500.0,
+                              rope_scaling=("llama3", 8.0, 1.0, 4.0, 64), bos_token_id=0, eos_token_id=1)
     raise ValueError(family)
 
 

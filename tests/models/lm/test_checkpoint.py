@@ -1,5 +1,6 @@
 """save_pretrained -> load_pretrained round trips; sharded indexes; clear errors; tokenizer.json."""
 
+import dataclasses
 import json
 
 import jax
@@ -105,17 +106,21 @@ def test_config_errors():
         LMConfig.from_hf({**good, "model_type": "mistral"})
     with pytest.raises(ValueError, match="'num_hidden_layers'"):
         LMConfig.from_hf({k: v for k, v in good.items() if k != "num_hidden_layers"})
-    with pytest.raises(ValueError, match="rope_type='llama3'"):
+    # Llama 3's RoPE scaling is read (parity in test_hf_parity.py); an incomplete one, or another
+    # scaling type, is refused by name
+    with pytest.raises(ValueError, match="rope_type 'llama3' misses 'low_freq_factor'"):
         LMConfig.from_hf({**good, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})
+    with pytest.raises(ValueError, match="rope_type='yarn'"):
+        LMConfig.from_hf({**good, "rope_scaling": {"rope_type": "yarn", "factor": 8.0}})
     with pytest.raises(ValueError, match="use_sliding_window"):
         LMConfig.from_hf({**tiny_config("qwen2").to_hf(), "use_sliding_window": True})
-    for family in ("gpt2", "llama", "qwen2"):
+    for family in ("gpt2", "llama", "qwen2", "llama3"):
         c = tiny_config(family)
         assert LMConfig.from_hf(c.to_hf()) == c
     # older configs: rope_theta at top level, eos as a list
     old = {k: v for k, v in good.items() if k != "rope_parameters"}
     c = LMConfig.from_hf({**old, "rope_theta": 500000.0, "eos_token_id": [1, 2]})
-    assert c.rope_theta == 500000.0 and c.eos_token_id == 1
+    assert c.rope_theta == 500000.0 and c.eos_token_id == 1 and c.extra_eos_token_ids == (2,)
 
 
 def test_hf_tensor_map_shapes_cover_params(family):
@@ -139,3 +144,48 @@ def test_tokenizer_json(tmp_path):
     assert ids == [3, 5, 4, 6, 7]
     assert loaded.tokenizer.decode(ids) == "1 + 2 = 3"
     assert loaded.tokenizer.get_vocab_size() <= loaded.vocab_size
+
+
+def test_bad_config_json_and_truncated_weights_name_the_file(tmp_path):
+    lm = random_lm(tiny_config("llama"), seed=1)
+    save_pretrained(lm, tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "llama",')
+    with pytest.raises(ValueError, match=r"config.json: not JSON"):
+        load_pretrained(tmp_path)
+    save_pretrained(lm, tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"model.safetensors: not a readable safetensors file"):
+        load_pretrained(tmp_path)
+    weights.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"model.safetensors: not a readable safetensors file"):
+        load_pretrained(tmp_path)
+
+
+def test_several_eos_ids_from_config_and_generation_config_stop_generation(tmp_path):
+    """Llama 3 lists several EOS ids in config.json and generation_config.json may add more:
+    all are kept (written back as a list) and sampling stops at any of them."""
+    import ppl
+    from ppl.lm.sampling import eos_ids
+
+    lm = random_lm(dataclasses.replace(tiny_config("llama"), eos_token_id=1, extra_eos_token_ids=(5,)), seed=2)
+    save_pretrained(lm, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["eos_token_id"] == [1, 5]
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [5, 7], "do_sample": True}))
+    loaded = load_pretrained(tmp_path)
+    assert loaded.eos_token_ids == (1, 5, 7) and loaded.eos_token_id == 1 and eos_ids(loaded) == (1, 5, 7)
+    state = ppl.lm.prompt_state(loaded, [3, 4], max_length=24)
+    states = jax.tree.map(lambda a: jnp.repeat(a[None], 256, axis=0), state)
+    cfg = ppl.lm.StepConfig(max_step_tokens=20)
+    new, _, _ = ppl.lm.sample_step(loaded, loaded.params, jax.random.key(0), states, cfg)
+    tokens, length, done = np.asarray(new.tokens), np.asarray(new.length), np.asarray(new.done)
+    stopped = set()
+    for t, n, d in zip(tokens, length, done):
+        gen = list(t[2:n])
+        hits = [i for i, v in enumerate(gen) if v in (1, 5, 7)]
+        assert hits == ([len(gen) - 1] if hits else []), gen  # an EOS id is always the last token
+        assert d == bool(hits) or n == 24
+        stopped |= {gen[-1]} if hits else set()
+    assert stopped == {1, 5, 7}
+    with pytest.raises(ValueError, match="extra_eos_token_ids"):
+        dataclasses.replace(tiny_config("llama"), extra_eos_token_ids=(99,))

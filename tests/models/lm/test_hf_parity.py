@@ -30,6 +30,14 @@ def _hf_model(family):
                                        max_position_embeddings=32, rope_theta=500.0,
                                        tie_word_embeddings=False, **kw)
         cls = transformers.LlamaForCausalLM
+    elif family == "llama3":  # Llama 3.1 RoPE scaling, frequencies in all three bands
+        cfg = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=2, head_dim=16, intermediate_size=48,
+                                       max_position_embeddings=32, tie_word_embeddings=False,
+                                       rope_parameters={"rope_type": "llama3", "rope_theta": 500.0, "factor": 8.0,
+                                                        "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                        "original_max_position_embeddings": 64}, **kw)
+        cls = transformers.LlamaForCausalLM
     else:  # GQA, q/k/v bias, tied head
         cfg = transformers.Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                        num_key_value_heads=2, intermediate_size=48,
@@ -52,7 +60,7 @@ def _ours(lm, tokens):
     return np.asarray(jax.jit(lm.apply)(lm.params, jnp.asarray(tokens), pos, None)[0])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3"])
 def test_load_transformers_checkpoint(family, tmp_path):
     model = _hf_model(family)
     model.save_pretrained(tmp_path)
@@ -73,7 +81,7 @@ def test_load_transformers_checkpoint(family, tmp_path):
     np.testing.assert_allclose(np.concatenate(outs, 1), ref, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3"])
 def test_save_pretrained_loads_in_transformers(family, tmp_path):
     lm = random_lm(tiny_config(family), seed=7, std=0.2)
     save_pretrained(lm, tmp_path)

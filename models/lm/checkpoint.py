@@ -101,6 +101,9 @@ def _llama_entries(c: LMConfig) -> list[TensorEntry]:
             out.append(E(f"{p}self_attn.{hf}.weight", (dout, din), (L + ("attn", ours, "kernel"),), "T"))
             if bias:
                 out.append(E(f"{p}self_attn.{hf}.bias", (dout,), (L + ("attn", ours, "bias"),)))
+        if c.qk_norm:
+            out += [E(f"{p}self_attn.q_norm.weight", (c.head_dim,), (L + ("attn", "q_norm", "scale"),)),
+                    E(f"{p}self_attn.k_norm.weight", (c.head_dim,), (L + ("attn", "k_norm", "scale"),))]
         out.append(E(p + "post_attention_layernorm.weight", (d,), (L + ("mlp_norm", "scale"),)))
         for hf, ours, dout, din in (("gate_proj", "gate", f, d), ("up_proj", "up", f, d), ("down_proj", "down", d, f)):
             out.append(E(f"{p}mlp.{hf}.weight", (dout, din), (L + ("mlp", ours, "kernel"),), "T"))

@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["LMConfig", "SUPPORTED_MODEL_TYPES"]
 
-SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen2")
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen2", "qwen3", "mistral")
 _POSITIONS = ("learned", "rotary")
 _NORMS = ("layernorm", "rmsnorm")
 _ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
@@ -57,6 +57,9 @@ class LMConfig:
       activation: ``"gelu_new"`` (tanh-approximate GELU), ``"gelu"``, ``"relu"`` or ``"silu"``.
       gated_mlp: ``down(act(gate(x)) * up(x))`` (Llama) instead of ``down(act(up(x)))`` (GPT-2).
       qkv_bias, o_bias, mlp_bias: whether those projections carry a bias.
+      qk_norm: RMSNorm of each query and key head over ``D_h`` before RoPE (Qwen3).
+      sliding_window: ``W``: a position attends to the ``W`` latest positions only (itself
+        included: key position :math:`> q - W`; Mistral), in every layer; ``None``: all before it.
       tie_word_embeddings: the output head is the transposed token embedding.
       bos_token_id, eos_token_id: special token ids (``None`` if the model has none).
       extra_eos_token_ids: further end-of-sequence ids (Llama 3 lists several in ``config.json``;
@@ -84,6 +87,8 @@ class LMConfig:
     qkv_bias: bool = False
     o_bias: bool = False
     mlp_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
     tie_word_embeddings: bool = False
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -129,6 +134,8 @@ class LMConfig:
             object.__setattr__(self, "rope_scaling", ("llama3", *(float(v) for v in s[1:4]), int(s[4])))
         if not self.norm_eps > 0:
             raise ValueError(f"LMConfig: norm_eps must be > 0, got {self.norm_eps}.")
+        if self.sliding_window is not None:
+            _check_positive_int("sliding_window", self.sliding_window)
         for name in ("bos_token_id", "eos_token_id"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and 0 <= v < self.vocab_size):
@@ -222,7 +229,8 @@ class LMConfig:
                 layer_norm_epsilon=self.norm_eps, scale_attn_weights=True,
                 scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False, **common,
             )
-        arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[self.model_type]
+        arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                "mistral": "MistralForCausalLM"}[self.model_type]
         out = dict(
             model_type=self.model_type, architectures=[arch], hidden_size=self.hidden_size,
             num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
@@ -234,6 +242,10 @@ class LMConfig:
         )
         if self.model_type == "llama":
             out.update(attention_bias=self.qkv_bias, mlp_bias=self.mlp_bias)
+        elif self.model_type == "qwen3":
+            out.update(attention_bias=self.qkv_bias, use_sliding_window=False)
+        elif self.model_type == "mistral":
+            out.update(sliding_window=self.sliding_window)
         else:
             out.update(use_sliding_window=False)
         return out
@@ -254,11 +266,17 @@ class LMConfig:
                         o_bias=True, mlp_bias=True, num_kv_heads=self.num_heads,
                         head_dim=self.hidden_size // self.num_heads)
         else:
-            want = dict(position="rotary", norm="rmsnorm", gated_mlp=True)
+            want = dict(position="rotary", norm="rmsnorm", gated_mlp=True, qk_norm=self.model_type == "qwen3")
+            if self.model_type != "mistral":
+                want.update(sliding_window=None)
             if self.model_type == "llama":
                 want.update(o_bias=self.qkv_bias)
-            else:
+            elif self.model_type == "qwen2":
                 want.update(qkv_bias=True, o_bias=False, mlp_bias=False)
+            else:  # qwen3 (attention_bias on q/k/v/o alike), mistral (no biases)
+                want.update(o_bias=self.qkv_bias, mlp_bias=False)
+                if self.model_type == "mistral":
+                    want.update(qkv_bias=False)
         for name, value in want.items():
             if getattr(self, name) != value:
                 raise ValueError(
@@ -379,7 +397,8 @@ def _rope(c, mt):
 
 
 def _from_hf_llama(c, mt):
-    if c.get("use_sliding_window", False) and "sliding_attention" in (c.get("layer_types") or ["sliding_attention"]):
+    if mt in ("qwen2", "qwen3") and c.get("use_sliding_window", False) and "sliding_attention" in (
+            c.get("layer_types") or ["sliding_attention"]):
         raise ValueError(f"config.json (model_type={mt!r}): use_sliding_window=True is not supported.")
     act = _activation(c, "hidden_act", mt, "silu")
     heads = _require(c, "num_attention_heads", mt)
@@ -405,4 +424,10 @@ def _from_hf_llama(c, mt):
     if mt == "llama":
         bias = bool(c.get("attention_bias", False))
         return LMConfig.llama(qkv_bias=bias, o_bias=bias, mlp_bias=bool(c.get("mlp_bias", False)), **kw)
+    if mt == "qwen3":
+        bias = bool(c.get("attention_bias", False))
+        return LMConfig.llama(qkv_bias=bias, o_bias=bias, qk_norm=True, model_type="qwen3", **kw)
+    if mt == "mistral":
+        window = c.get("sliding_window")
+        return LMConfig.llama(sliding_window=int(window) if window else None, model_type="mistral", **kw)
     return LMConfig.qwen2(**kw)

@@ -149,6 +149,8 @@ class Attention(nnx.Module):
         self.k = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, param_dtype, rngs)
         self.v = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, param_dtype, rngs)
         self.o = _linear(c.num_heads * c.head_dim, c.hidden_size, c.o_bias, dtype, param_dtype, rngs)
+        self.q_norm = Norm(c.head_dim, "rmsnorm", c.norm_eps, param_dtype) if c.qk_norm else None
+        self.k_norm = Norm(c.head_dim, "rmsnorm", c.norm_eps, param_dtype) if c.qk_norm else None
 
     def __call__(self, x, positions, cache: LayerCache | None, prefix: LayerCache | None = None):
         c = self.config
@@ -157,6 +159,8 @@ class Attention(nnx.Module):
         q = self.q(x).reshape(b, s, c.num_heads, dh)
         k = self.k(x).reshape(b, s, hkv, dh)
         v = self.v(x).reshape(b, s, hkv, dh)
+        if c.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         if c.position == "rotary":
             q = rope(q, positions, c.rope_theta, c.rope_scaling)
             k = rope(k, positions, c.rope_theta, c.rope_scaling)
@@ -177,12 +181,16 @@ class Attention(nnx.Module):
         neg = jnp.finfo(jnp.float32).min
         scores = jnp.einsum("bskgd,bktd->bkgst", q, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         mask = key_pos[:, None, :] <= positions[:, :, None]  # [B, S, T]
+        if c.sliding_window is not None:
+            mask = mask & (key_pos[:, None, :] > positions[:, :, None] - c.sliding_window)
         scores = jnp.where(mask[:, None, None], scores * scale, neg)
         if prefix is not None:
             # The shared prefix (batch 1, positions 0..offset-1) is read by every row without a
             # copy: its scores join the rows' own in one softmax.
             pre = jnp.einsum("bskgd,ktd->bkgst", q, prefix.k[0].astype(q.dtype), preferred_element_type=jnp.float32)
             pre_mask = jnp.arange(offset)[None, None, :] <= positions[:, :, None]  # [B, S, offset]
+            if c.sliding_window is not None:
+                pre_mask = pre_mask & (jnp.arange(offset)[None, None, :] > positions[:, :, None] - c.sliding_window)
             scores = jnp.concatenate([jnp.where(pre_mask[:, None, None], pre * scale, neg), scores], axis=-1)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
         if prefix is not None:

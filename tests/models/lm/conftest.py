@@ -19,6 +19,12 @@ def tiny_config(family: str) -> LMConfig:
         # head_dim 16: wavelengths 6.3 ... 2,800 against 64/4 = 16 and 64/1 = 64)
         return LMConfig.llama(**TINY, num_kv_heads=2, head_dim=16, rope_theta=500.0,
                               rope_scaling=("llama3", 8.0, 1.0, 4.0, 64), bos_token_id=0, eos_token_id=1)
+    if family == "qwen3":  # q/k norms, GQA, head_dim != hidden / heads
+        return LMConfig.llama(**TINY, num_kv_heads=2, head_dim=16, qk_norm=True, model_type="qwen3",
+                              bos_token_id=0, eos_token_id=1)
+    if family == "mistral":  # sliding-window attention (window 4 < the test sequences' 7-9 tokens)
+        return LMConfig.llama(**TINY, num_kv_heads=2, sliding_window=4, model_type="mistral",
+                              bos_token_id=0, eos_token_id=1)
     raise ValueError(family)
 
 

@@ -102,8 +102,8 @@ def test_refuses_pickles(tmp_path):
 
 def test_config_errors():
     good = tiny_config("llama").to_hf()
-    with pytest.raises(ValueError, match="model_type='mistral'"):
-        LMConfig.from_hf({**good, "model_type": "mistral"})
+    with pytest.raises(ValueError, match="model_type='falcon'"):  # (mistral was refused before issue 18)
+        LMConfig.from_hf({**good, "model_type": "falcon"})
     with pytest.raises(ValueError, match="'num_hidden_layers'"):
         LMConfig.from_hf({k: v for k, v in good.items() if k != "num_hidden_layers"})
     # Llama 3's RoPE scaling is read (parity in test_hf_parity.py); an incomplete one, or another
@@ -114,7 +114,7 @@ def test_config_errors():
         LMConfig.from_hf({**good, "rope_scaling": {"rope_type": "yarn", "factor": 8.0}})
     with pytest.raises(ValueError, match="use_sliding_window"):
         LMConfig.from_hf({**tiny_config("qwen2").to_hf(), "use_sliding_window": True})
-    for family in ("gpt2", "llama", "qwen2", "llama3"):
+    for family in ("gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral"):
         c = tiny_config(family)
         assert LMConfig.from_hf(c.to_hf()) == c
     # older configs: rope_theta at top level, eos as a list

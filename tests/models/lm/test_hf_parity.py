@@ -38,6 +38,16 @@ def _hf_model(family):
                                                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                         "original_max_position_embeddings": 64}, **kw)
         cls = transformers.LlamaForCausalLM
+    elif family == "qwen3":  # q/k norms
+        cfg = transformers.Qwen3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=2, head_dim=16, intermediate_size=48,
+                                       max_position_embeddings=32, tie_word_embeddings=False, **kw)
+        cls = transformers.Qwen3ForCausalLM
+    elif family == "mistral":  # sliding-window attention, window 4 < 9 tokens
+        cfg = transformers.MistralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=48, max_position_embeddings=32,
+                                         sliding_window=4, tie_word_embeddings=False, **kw)
+        cls = transformers.MistralForCausalLM
     else:  # GQA, q/k/v bias, tied head
         cfg = transformers.Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                        num_key_value_heads=2, intermediate_size=48,
@@ -60,7 +70,7 @@ def _ours(lm, tokens):
     return np.asarray(jax.jit(lm.apply)(lm.params, jnp.asarray(tokens), pos, None)[0])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral"])
 def test_load_transformers_checkpoint(family, tmp_path):
     model = _hf_model(family)
     model.save_pretrained(tmp_path)
@@ -81,7 +91,7 @@ def test_load_transformers_checkpoint(family, tmp_path):
     np.testing.assert_allclose(np.concatenate(outs, 1), ref, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral"])
 def test_save_pretrained_loads_in_transformers(family, tmp_path):
     lm = random_lm(tiny_config(family), seed=7, std=0.2)
     save_pretrained(lm, tmp_path)

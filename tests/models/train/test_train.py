@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import itertools
+import json
 
 import jax
 import numpy as np
@@ -263,11 +264,32 @@ def test_twist_pool_and_ctl_training_on_the_bundled_program(tmp_path):
                                                      jax.tree_util.tree_leaves(prm.params)))
 
     from ppl_models.cli import main
+    from ppl_models.rewards.prm import save_prm
+    from ppl_models.train.twist import write_twist_card
+
+    assert main(["train", "twist", "--out", str(tmp_path / "x"), "--rollouts", "1"]) == 2
+    out = tmp_path / "tw"
+    save_prm(head, out)
+    assert load_prm(out, lm=prm.lm).config == prm.config
+    # the card (written after the held-out evaluation; the shipped twist's is checked in test_bundled)
+
+    metrics = {"bundled PRM": {"open_prefixes": 9, "log_loss": 1.0, "brier": 0.2, "mean_psi": 0.5, "mean_right": 0.3},
+               "twist": {"open_prefixes": 9, "log_loss": 0.5, "brier": 0.1, "mean_psi": 0.3, "mean_right": 0.3}}
+    hist = {**hist, "total_seconds": 60.0, "pool_seconds": 6.0}
+    write_twist_card(out, TwistTrainConfig(), head, hist, {"rollouts": 8}, metrics, "ppl train twist", {"seed": 99})
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "contrastive twist learning" in card and "| twist | 9 | 0.5000 |" in card
+    assert json.loads((out / "metrics.json").read_text())["small_eval"] == {"seed": 99}
+
+
+@pytest.mark.slow  # 15 s; the pieces are tested above
+def test_train_twist_cli_end_to_end(tmp_path):
+    from ppl_models import bundled
+    from ppl_models.cli import main
+    from ppl_models.rewards.prm import load_prm
 
     out = tmp_path / "tw"
     assert main(["train", "twist", "--out", str(out), "--problems", "2", "--rollouts", "4", "--steps", "2",
-                 "--eval-problems", "2", "--quiet"]) == 0
-    loaded = load_prm(out, lm=prm.lm)
-    assert loaded.config == prm.config
-    assert "contrastive twist learning" in (out / "MODEL_CARD.md").read_text()
-    assert main(["train", "twist", "--out", str(tmp_path / "x"), "--rollouts", "1"]) == 2
+                 "--eval-problems", "0", "--quiet"]) == 0
+    assert load_prm(out, lm=bundled.load_verifier()).config.lm_features
+    assert main(["train", "twist", "--out", str(out), "--problems", "2"]) == 2  # not empty, no --overwrite

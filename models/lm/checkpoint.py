@@ -43,14 +43,17 @@ _INDEX = "model.safetensors.index.json"
 class TensorEntry:
     """One Hugging Face tensor and the parameter(s) of ours it fills.
 
-    ``kind``: ``"id"`` (same layout), ``"T"`` (transposed ``nn.Linear`` weight) or ``"qkv"``
-    (GPT-2's fused ``c_attn``: split into thirds along the last axis, into ``targets`` q, k, v).
+    ``kind``: ``"id"`` (same layout), ``"T"`` (transposed ``nn.Linear`` weight), ``"qkv"``
+    (GPT-2's fused ``c_attn``: split into thirds along the last axis, into ``targets`` q, k, v)
+    or ``"T_rows"`` (Phi-3's fused ``qkv_proj`` / ``gate_up_proj``: rows split into ``sizes``,
+    each transposed).
     """
 
     name: str
     shape: tuple[int, ...]
     targets: tuple[tuple, ...]
     kind: str = "id"
+    sizes: tuple = ()
 
 
 def hf_tensor_map(config: LMConfig) -> list[TensorEntry]:
@@ -96,6 +99,16 @@ def _llama_entries(c: LMConfig) -> list[TensorEntry]:
     for i in range(c.num_layers):
         p, L = f"model.layers.{i}.", ("layers", i)
         out.append(E(p + "input_layernorm.weight", (d,), (L + ("attn_norm", "scale"),)))
+        if c.model_type == "phi3":  # fused q/k/v and gate/up projections
+            attn, mlp = L + ("attn",), L + ("mlp",)
+            out += [E(f"{p}self_attn.qkv_proj.weight", (q_out + 2 * kv_out, d),
+                      tuple(attn + (n, "kernel") for n in "qkv"), "T_rows", (q_out, kv_out, kv_out)),
+                    E(f"{p}self_attn.o_proj.weight", (d, q_out), (attn + ("o", "kernel"),), "T"),
+                    E(p + "post_attention_layernorm.weight", (d,), (L + ("mlp_norm", "scale"),)),
+                    E(f"{p}mlp.gate_up_proj.weight", (2 * f, d), (mlp + ("gate", "kernel"), mlp + ("up", "kernel")),
+                      "T_rows", (f, f)),
+                    E(f"{p}mlp.down_proj.weight", (d, f), (mlp + ("down", "kernel"),), "T")]
+            continue
         for hf, ours, dout, din, bias in (("q_proj", "q", q_out, d, c.qkv_bias), ("k_proj", "k", kv_out, d, c.qkv_bias),
                                           ("v_proj", "v", kv_out, d, c.qkv_bias), ("o_proj", "o", d, q_out, c.o_bias)):
             out.append(E(f"{p}self_attn.{hf}.weight", (dout, din), (L + ("attn", ours, "kernel"),), "T"))
@@ -293,6 +306,8 @@ def _to_ours(arr: np.ndarray, e: TensorEntry) -> list[np.ndarray]:
         return [arr.T]
     if e.kind == "qkv":
         return np.split(arr, 3, axis=-1)
+    if e.kind == "T_rows":
+        return [part.T for part in np.split(arr, np.cumsum(e.sizes)[:-1], axis=0)]
     return [arr]
 
 
@@ -301,6 +316,8 @@ def _from_ours(values: list[np.ndarray], e: TensorEntry) -> np.ndarray:
         return values[0].T
     if e.kind == "qkv":
         return np.concatenate(values, axis=-1)
+    if e.kind == "T_rows":
+        return np.concatenate([v.T for v in values], axis=0)
     return values[0]
 
 

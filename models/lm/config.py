@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["LMConfig", "SUPPORTED_MODEL_TYPES"]
 
-SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen2", "qwen3", "mistral")
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen2", "qwen3", "mistral", "phi3")
 _POSITIONS = ("learned", "rotary")
 _NORMS = ("layernorm", "rmsnorm")
 _ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
@@ -230,7 +230,7 @@ class LMConfig:
                 scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False, **common,
             )
         arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-                "mistral": "MistralForCausalLM"}[self.model_type]
+                "mistral": "MistralForCausalLM", "phi3": "Phi3ForCausalLM"}[self.model_type]
         out = dict(
             model_type=self.model_type, architectures=[arch], hidden_size=self.hidden_size,
             num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
@@ -244,8 +244,10 @@ class LMConfig:
             out.update(attention_bias=self.qkv_bias, mlp_bias=self.mlp_bias)
         elif self.model_type == "qwen3":
             out.update(attention_bias=self.qkv_bias, use_sliding_window=False)
-        elif self.model_type == "mistral":
+        elif self.model_type in ("mistral", "phi3"):
             out.update(sliding_window=self.sliding_window)
+            if self.model_type == "phi3":  # (its config class defaults to pad 32000, past a small vocabulary)
+                out.update(pad_token_id=None, original_max_position_embeddings=self.max_position_embeddings)
         else:
             out.update(use_sliding_window=False)
         return out
@@ -267,7 +269,7 @@ class LMConfig:
                         head_dim=self.hidden_size // self.num_heads)
         else:
             want = dict(position="rotary", norm="rmsnorm", gated_mlp=True, qk_norm=self.model_type == "qwen3")
-            if self.model_type != "mistral":
+            if self.model_type not in ("mistral", "phi3"):
                 want.update(sliding_window=None)
             if self.model_type == "llama":
                 want.update(o_bias=self.qkv_bias)
@@ -275,7 +277,7 @@ class LMConfig:
                 want.update(qkv_bias=True, o_bias=False, mlp_bias=False)
             else:  # qwen3 (attention_bias on q/k/v/o alike), mistral (no biases)
                 want.update(o_bias=self.qkv_bias, mlp_bias=False)
-                if self.model_type == "mistral":
+                if self.model_type in ("mistral", "phi3"):
                     want.update(qkv_bias=False)
         for name, value in want.items():
             if getattr(self, name) != value:
@@ -427,7 +429,10 @@ def _from_hf_llama(c, mt):
     if mt == "qwen3":
         bias = bool(c.get("attention_bias", False))
         return LMConfig.llama(qkv_bias=bias, o_bias=bias, qk_norm=True, model_type="qwen3", **kw)
-    if mt == "mistral":
+    if mt in ("mistral", "phi3"):
+        if mt == "phi3" and float(c.get("partial_rotary_factor", 1.0)) != 1.0:
+            raise ValueError(f"config.json (model_type='phi3'): partial_rotary_factor="
+                             f"{c['partial_rotary_factor']!r} is not supported (only 1.0).")
         window = c.get("sliding_window")
-        return LMConfig.llama(sliding_window=int(window) if window else None, model_type="mistral", **kw)
+        return LMConfig.llama(sliding_window=int(window) if window else None, model_type=mt, **kw)
     return LMConfig.qwen2(**kw)

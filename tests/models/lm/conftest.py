@@ -25,6 +25,8 @@ def tiny_config(family: str) -> LMConfig:
     if family == "mistral":  # sliding-window attention (window 4 < the test sequences' 7-9 tokens)
         return LMConfig.llama(**TINY, num_kv_heads=2, sliding_window=4, model_type="mistral",
                               bos_token_id=0, eos_token_id=1)
+    if family == "phi3":  # fused qkv and gate/up projections, GQA
+        return LMConfig.llama(**TINY, num_kv_heads=2, model_type="phi3", bos_token_id=0, eos_token_id=1)
     raise ValueError(family)
 
 

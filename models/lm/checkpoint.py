@@ -117,7 +117,12 @@ def _llama_entries(c: LMConfig) -> list[TensorEntry]:
         if c.qk_norm:
             out += [E(f"{p}self_attn.q_norm.weight", (c.head_dim,), (L + ("attn", "q_norm", "scale"),)),
                     E(f"{p}self_attn.k_norm.weight", (c.head_dim,), (L + ("attn", "k_norm", "scale"),))]
-        out.append(E(p + "post_attention_layernorm.weight", (d,), (L + ("mlp_norm", "scale"),)))
+        if c.sandwich_norms:  # Gemma 2: post_attention_layernorm follows the attention
+            out += [E(p + "post_attention_layernorm.weight", (d,), (L + ("post_attn_norm", "scale"),)),
+                    E(p + "pre_feedforward_layernorm.weight", (d,), (L + ("mlp_norm", "scale"),)),
+                    E(p + "post_feedforward_layernorm.weight", (d,), (L + ("post_mlp_norm", "scale"),))]
+        else:
+            out.append(E(p + "post_attention_layernorm.weight", (d,), (L + ("mlp_norm", "scale"),)))
         for hf, ours, dout, din in (("gate_proj", "gate", f, d), ("up_proj", "up", f, d), ("down_proj", "down", d, f)):
             out.append(E(f"{p}mlp.{hf}.weight", (dout, din), (L + ("mlp", ours, "kernel"),), "T"))
             if c.mlp_bias:

@@ -19,9 +19,9 @@ from typing import Any
 
 __all__ = ["LMConfig", "SUPPORTED_MODEL_TYPES"]
 
-SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen2", "qwen3", "mistral", "phi3")
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2")
 _POSITIONS = ("learned", "rotary")
-_NORMS = ("layernorm", "rmsnorm")
+_NORMS = ("layernorm", "rmsnorm", "rmsnorm_offset")
 _ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu")
 # Hugging Face names of the activations we implement -> ours.
 _HF_ACTIVATIONS = {
@@ -36,7 +36,7 @@ _HF_ACTIVATIONS = {
 
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
-    """Hyper-parameters of a decoder-only transformer LM (hashable, so usable as static data).
+    r"""Hyper-parameters of a decoder-only transformer LM (hashable, so usable as static data).
 
     Attributes:
       vocab_size: number of token ids ``V``.
@@ -53,13 +53,21 @@ class LMConfig:
       rope_scaling: ``None`` (plain RoPE) or Llama 3's frequency scaling, ``("llama3", factor,
         low_freq_factor, high_freq_factor, original_max_position_embeddings)``
         (:func:`ppl_models.lm.transformer.rope_frequencies`).
-      norm: ``"layernorm"`` or ``"rmsnorm"``; ``norm_eps`` its epsilon.
+      norm: ``"layernorm"``, ``"rmsnorm"`` or ``"rmsnorm_offset"`` (Gemma: RMSNorm scaled by
+        :math:`1 + w`); ``norm_eps`` its epsilon.
       activation: ``"gelu_new"`` (tanh-approximate GELU), ``"gelu"``, ``"relu"`` or ``"silu"``.
       gated_mlp: ``down(act(gate(x)) * up(x))`` (Llama) instead of ``down(act(up(x)))`` (GPT-2).
       qkv_bias, o_bias, mlp_bias: whether those projections carry a bias.
       qk_norm: RMSNorm of each query and key head over ``D_h`` before RoPE (Qwen3).
       sliding_window: ``W``: a position attends to the ``W`` latest positions only (itself
-        included: key position :math:`> q - W`; Mistral), in every layer; ``None``: all before it.
+        included: key position :math:`> q - W`; Mistral), in every layer, or in ``local_layers``
+        only (Gemma 2: every other layer); ``None``: all before it.
+      embed_scale: multiply the token embeddings by :math:`\sqrt{D}` (Gemma).
+      sandwich_norms: norms after the attention and around the MLP too (Gemma 2):
+        ``h + post(attn(pre(h)))``, ``h + post_mlp(mlp(pre_mlp(h)))``.
+      query_pre_attn_scalar: attention scale :math:`s^{-1/2}` instead of :math:`D_h^{-1/2}` (Gemma 2).
+      attn_logit_softcap, final_logit_softcap: :math:`c \tanh(z / c)` of the attention scores and
+        of the output logits (Gemma 2); ``None``: none.
       tie_word_embeddings: the output head is the transposed token embedding.
       bos_token_id, eos_token_id: special token ids (``None`` if the model has none).
       extra_eos_token_ids: further end-of-sequence ids (Llama 3 lists several in ``config.json``;
@@ -89,6 +97,12 @@ class LMConfig:
     mlp_bias: bool = False
     qk_norm: bool = False
     sliding_window: int | None = None
+    local_layers: tuple | None = None
+    embed_scale: bool = False
+    sandwich_norms: bool = False
+    query_pre_attn_scalar: float | None = None
+    attn_logit_softcap: float | None = None
+    final_logit_softcap: float | None = None
     tie_word_embeddings: bool = False
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -136,6 +150,16 @@ class LMConfig:
             raise ValueError(f"LMConfig: norm_eps must be > 0, got {self.norm_eps}.")
         if self.sliding_window is not None:
             _check_positive_int("sliding_window", self.sliding_window)
+        if self.local_layers is not None:
+            layers = tuple(int(i) for i in self.local_layers)
+            if self.sliding_window is None or any(not 0 <= i < self.num_layers for i in layers):
+                raise ValueError(f"LMConfig: local_layers={self.local_layers!r} needs a sliding_window and layer "
+                                 f"indices in [0, {self.num_layers}).")
+            object.__setattr__(self, "local_layers", layers)
+        for name in ("query_pre_attn_scalar", "attn_logit_softcap", "final_logit_softcap"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"LMConfig: {name} must be None or > 0, got {v!r}.")
         for name in ("bos_token_id", "eos_token_id"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and 0 <= v < self.vocab_size):
@@ -230,7 +254,8 @@ class LMConfig:
                 scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False, **common,
             )
         arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-                "mistral": "MistralForCausalLM", "phi3": "Phi3ForCausalLM"}[self.model_type]
+                "mistral": "MistralForCausalLM", "phi3": "Phi3ForCausalLM",
+                "gemma2": "Gemma2ForCausalLM"}[self.model_type]
         out = dict(
             model_type=self.model_type, architectures=[arch], hidden_size=self.hidden_size,
             num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
@@ -244,6 +269,14 @@ class LMConfig:
             out.update(attention_bias=self.qkv_bias, mlp_bias=self.mlp_bias)
         elif self.model_type == "qwen3":
             out.update(attention_bias=self.qkv_bias, use_sliding_window=False)
+        elif self.model_type == "gemma2":
+            local = set(self.local_layers if self.local_layers is not None else range(self.num_layers))
+            out.update(hidden_activation=self.activation, attention_bias=self.qkv_bias, sliding_window=self.sliding_window,
+                       layer_types=["sliding_attention" if i in local else "full_attention" for i in range(self.num_layers)],
+                       query_pre_attn_scalar=_int_if_whole(self.query_pre_attn_scalar),
+                       attn_logit_softcapping=self.attn_logit_softcap,
+                       final_logit_softcapping=self.final_logit_softcap, pad_token_id=None)
+            out["hidden_activation"] = "gelu_pytorch_tanh" if self.activation == "gelu_new" else self.activation
         elif self.model_type in ("mistral", "phi3"):
             out.update(sliding_window=self.sliding_window)
             if self.model_type == "phi3":  # (its config class defaults to pad 32000, past a small vocabulary)
@@ -268,14 +301,19 @@ class LMConfig:
                         o_bias=True, mlp_bias=True, num_kv_heads=self.num_heads,
                         head_dim=self.hidden_size // self.num_heads)
         else:
-            want = dict(position="rotary", norm="rmsnorm", gated_mlp=True, qk_norm=self.model_type == "qwen3")
-            if self.model_type not in ("mistral", "phi3"):
+            gemma = self.model_type == "gemma2"
+            want = dict(position="rotary", norm="rmsnorm_offset" if gemma else "rmsnorm", gated_mlp=True,
+                        qk_norm=self.model_type == "qwen3", embed_scale=gemma, sandwich_norms=gemma)
+            if not gemma:
+                want.update(query_pre_attn_scalar=None, attn_logit_softcap=None, final_logit_softcap=None,
+                            local_layers=None)
+            if self.model_type not in ("mistral", "phi3", "gemma2"):
                 want.update(sliding_window=None)
             if self.model_type == "llama":
                 want.update(o_bias=self.qkv_bias)
             elif self.model_type == "qwen2":
                 want.update(qkv_bias=True, o_bias=False, mlp_bias=False)
-            else:  # qwen3 (attention_bias on q/k/v/o alike), mistral (no biases)
+            else:  # qwen3, gemma2 (attention_bias on q/k/v/o alike), mistral, phi3 (no biases)
                 want.update(o_bias=self.qkv_bias, mlp_bias=False)
                 if self.model_type in ("mistral", "phi3"):
                     want.update(qkv_bias=False)
@@ -312,6 +350,10 @@ def _preset(base, overrides):
         if name not in overrides and out[name] is not None and out[name] >= out["vocab_size"]:
             out[name] = None
     return out
+
+
+def _int_if_whole(v):
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def _check_positive_int(name, value):
@@ -429,6 +471,21 @@ def _from_hf_llama(c, mt):
     if mt == "qwen3":
         bias = bool(c.get("attention_bias", False))
         return LMConfig.llama(qkv_bias=bias, o_bias=bias, qk_norm=True, model_type="qwen3", **kw)
+    if mt == "gemma2":
+        types = c.get("layer_types") or ["sliding_attention" if (i + 1) % 2 else "full_attention"
+                                         for i in range(kw["num_layers"])]
+        window = c.get("sliding_window")
+        bias = bool(c.get("attention_bias", False))
+        kw.update(activation=_activation(c, "hidden_activation", mt, "gelu_pytorch_tanh"),
+                  tie_word_embeddings=bool(c.get("tie_word_embeddings", True)))
+        return LMConfig.llama(**{**kw, "norm": "rmsnorm_offset"}, qkv_bias=bias, o_bias=bias, model_type="gemma2",
+                              embed_scale=True, sandwich_norms=True,
+                              sliding_window=int(window) if window else None,
+                              local_layers=tuple(i for i, t in enumerate(types) if t == "sliding_attention")
+                              if window else None,
+                              query_pre_attn_scalar=c.get("query_pre_attn_scalar"),
+                              attn_logit_softcap=c.get("attn_logit_softcapping"),
+                              final_logit_softcap=c.get("final_logit_softcapping"))
     if mt in ("mistral", "phi3"):
         if mt == "phi3" and float(c.get("partial_rotary_factor", 1.0)) != 1.0:
             raise ValueError(f"config.json (model_type='phi3'): partial_rotary_factor="

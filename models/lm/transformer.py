@@ -130,21 +130,25 @@ class Norm(nnx.Module):
     def __init__(self, dim: int, kind: str, eps: float, param_dtype=jnp.float32):
         self.kind = kind
         self.eps = eps
-        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+        # "rmsnorm_offset" (Gemma) stores w and scales by 1 + w
+        self.scale = nnx.Param((jnp.zeros if kind == "rmsnorm_offset" else jnp.ones)((dim,), param_dtype))
         self.bias = nnx.Param(jnp.zeros((dim,), param_dtype)) if kind == "layernorm" else None
 
     def __call__(self, x):
         if self.kind == "layernorm":
             return layer_norm(x, self.scale[...], self.bias[...], self.eps)
+        if self.kind == "rmsnorm_offset":
+            return rms_norm(x, 1.0 + self.scale[...].astype(jnp.float32), self.eps)
         return rms_norm(x, self.scale[...], self.eps)
 
 
 class Attention(nnx.Module):
     """Multi-head / grouped-query causal self-attention reading and writing a :class:`LayerCache`."""
 
-    def __init__(self, config: LMConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, config: LMConfig, *, dtype, param_dtype, rngs: nnx.Rngs, window: int | None = None):
         c = config
         self.config = c
+        self.window = window  # this layer's sliding window (None: global attention)
         self.q = _linear(c.hidden_size, c.num_heads * c.head_dim, c.qkv_bias, dtype, param_dtype, rngs)
         self.k = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, param_dtype, rngs)
         self.v = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, param_dtype, rngs)
@@ -177,21 +181,26 @@ class Attention(nnx.Module):
             keys, values = new_cache.k, new_cache.v  # [B, H_kv, T, D_h]
             key_pos = offset + jnp.arange(keys.shape[2])[None, :]
         q = q.reshape(b, s, hkv, g, dh)
-        scale = 1.0 / math.sqrt(dh)
+        scale = 1.0 / math.sqrt(dh if c.query_pre_attn_scalar is None else c.query_pre_attn_scalar)
         neg = jnp.finfo(jnp.float32).min
+        cap = c.attn_logit_softcap
+
+        def scaled(s):
+            return s * scale if cap is None else cap * jnp.tanh(s * scale / cap)
+
         scores = jnp.einsum("bskgd,bktd->bkgst", q, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         mask = key_pos[:, None, :] <= positions[:, :, None]  # [B, S, T]
-        if c.sliding_window is not None:
-            mask = mask & (key_pos[:, None, :] > positions[:, :, None] - c.sliding_window)
-        scores = jnp.where(mask[:, None, None], scores * scale, neg)
+        if self.window is not None:
+            mask = mask & (key_pos[:, None, :] > positions[:, :, None] - self.window)
+        scores = jnp.where(mask[:, None, None], scaled(scores), neg)
         if prefix is not None:
             # The shared prefix (batch 1, positions 0..offset-1) is read by every row without a
             # copy: its scores join the rows' own in one softmax.
             pre = jnp.einsum("bskgd,ktd->bkgst", q, prefix.k[0].astype(q.dtype), preferred_element_type=jnp.float32)
             pre_mask = jnp.arange(offset)[None, None, :] <= positions[:, :, None]  # [B, S, offset]
-            if c.sliding_window is not None:
-                pre_mask = pre_mask & (jnp.arange(offset)[None, None, :] > positions[:, :, None] - c.sliding_window)
-            scores = jnp.concatenate([jnp.where(pre_mask[:, None, None], pre * scale, neg), scores], axis=-1)
+            if self.window is not None:
+                pre_mask = pre_mask & (jnp.arange(offset)[None, None, :] > positions[:, :, None] - self.window)
+            scores = jnp.concatenate([jnp.where(pre_mask[:, None, None], scaled(pre), neg), scores], axis=-1)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
         if prefix is not None:
             out = (jnp.einsum("bkgst,ktd->bskgd", probs[..., :offset], prefix.v[0].astype(q.dtype))
@@ -220,16 +229,23 @@ class MLP(nnx.Module):
 class Block(nnx.Module):
     """Pre-norm transformer block: attention and MLP, each with a residual connection."""
 
-    def __init__(self, config: LMConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
-        self.attn_norm = Norm(config.hidden_size, config.norm, config.norm_eps, param_dtype)
-        self.attn = Attention(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.mlp_norm = Norm(config.hidden_size, config.norm, config.norm_eps, param_dtype)
-        self.mlp = MLP(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, config: LMConfig, *, dtype, param_dtype, rngs: nnx.Rngs, layer: int = 0):
+        c = config
+        local = c.sliding_window is not None and (c.local_layers is None or layer in c.local_layers)
+        self.attn_norm = Norm(c.hidden_size, c.norm, c.norm_eps, param_dtype)
+        self.attn = Attention(c, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+                              window=c.sliding_window if local else None)
+        self.mlp_norm = Norm(c.hidden_size, c.norm, c.norm_eps, param_dtype)
+        self.mlp = MLP(c, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        sandwich = c.sandwich_norms
+        self.post_attn_norm = Norm(c.hidden_size, c.norm, c.norm_eps, param_dtype) if sandwich else None
+        self.post_mlp_norm = Norm(c.hidden_size, c.norm, c.norm_eps, param_dtype) if sandwich else None
 
     def __call__(self, h, positions, cache, prefix=None):
         a, cache = self.attn(self.attn_norm(h), positions, cache, prefix)
-        h = h + a
-        h = h + self.mlp(self.mlp_norm(h))
+        h = h + (a if self.post_attn_norm is None else self.post_attn_norm(a))
+        m = self.mlp(self.mlp_norm(h))
+        h = h + (m if self.post_mlp_norm is None else self.post_mlp_norm(m))
         return h, cache
 
 
@@ -264,7 +280,7 @@ class Transformer(nnx.Module):
             if c.position == "learned" else None
         )
         self.layers = nnx.List(
-            [Block(c, dtype=dtype, param_dtype=param_dtype, rngs=rngs) for _ in range(c.num_layers)]
+            [Block(c, dtype=dtype, param_dtype=param_dtype, rngs=rngs, layer=i) for i in range(c.num_layers)]
         )
         self.final_norm = Norm(c.hidden_size, c.norm, c.norm_eps, param_dtype)
         self.lm_head = None if c.tie_word_embeddings else _linear(c.hidden_size, c.vocab_size, False, dtype, param_dtype, rngs)
@@ -304,6 +320,8 @@ class Transformer(nnx.Module):
                              f"{len(prefix)} layers of batch {prefix[0].k.shape[0] if len(prefix) else None}.")
         positions = positions.astype(jnp.int32)
         h = self.embed(tokens)
+        if c.embed_scale:
+            h = h * jnp.asarray(math.sqrt(c.hidden_size), h.dtype)
         if self.pos_embed is not None:
             pos_table = self.pos_embed.embedding[...]
             h = h + jnp.take(pos_table, positions, axis=0, mode="clip").astype(h.dtype)
@@ -314,5 +332,7 @@ class Transformer(nnx.Module):
             if cache is not None:
                 new_cache.append(layer_cache)
         h = self.final_norm(h)
-        logits = self.embed.attend(h) if self.lm_head is None else self.lm_head(h)
-        return logits.astype(jnp.float32), (tuple(new_cache) if cache is not None else None)
+        logits = (self.embed.attend(h) if self.lm_head is None else self.lm_head(h)).astype(jnp.float32)
+        if c.final_logit_softcap is not None:
+            logits = c.final_logit_softcap * jnp.tanh(logits / c.final_logit_softcap)
+        return logits, (tuple(new_cache) if cache is not None else None)

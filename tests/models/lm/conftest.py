@@ -27,6 +27,12 @@ def tiny_config(family: str) -> LMConfig:
                               bos_token_id=0, eos_token_id=1)
     if family == "phi3":  # fused qkv and gate/up projections, GQA
         return LMConfig.llama(**TINY, num_kv_heads=2, model_type="phi3", bos_token_id=0, eos_token_id=1)
+    if family == "gemma2":  # sandwich norms scaled by 1 + w, sqrt(D) embeddings, local layer 0 (window 4),
+        # soft-capped attention and logits (caps small enough to bite), query_pre_attn_scalar, tied head
+        return LMConfig.llama(**TINY, num_kv_heads=2, head_dim=16, model_type="gemma2", norm="rmsnorm_offset",
+                              activation="gelu_new", embed_scale=True, sandwich_norms=True, sliding_window=4,
+                              local_layers=(0,), query_pre_attn_scalar=24.0, attn_logit_softcap=2.0,
+                              final_logit_softcap=3.0, tie_word_embeddings=True, bos_token_id=0, eos_token_id=1)
     raise ValueError(family)
 
 

@@ -114,7 +114,7 @@ def test_config_errors():
         LMConfig.from_hf({**good, "rope_scaling": {"rope_type": "yarn", "factor": 8.0}})
     with pytest.raises(ValueError, match="use_sliding_window"):
         LMConfig.from_hf({**tiny_config("qwen2").to_hf(), "use_sliding_window": True})
-    for family in ("gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral", "phi3"):
+    for family in ("gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral", "phi3", "gemma2"):
         c = tiny_config(family)
         assert LMConfig.from_hf(c.to_hf()) == c
     # older configs: rope_theta at top level, eos as a list

@@ -53,6 +53,12 @@ def _hf_model(family):
                                       intermediate_size=48, max_position_embeddings=32,
                                       original_max_position_embeddings=32, pad_token_id=2, **kw)
         cls = transformers.Phi3ForCausalLM
+    elif family == "gemma2":  # see tests/models/lm/conftest.py
+        cfg = transformers.Gemma2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                        head_dim=16, intermediate_size=48, max_position_embeddings=32, sliding_window=4,
+                                        query_pre_attn_scalar=24, attn_logit_softcapping=2.0,
+                                        final_logit_softcapping=3.0, pad_token_id=None, **kw)
+        cls = transformers.Gemma2ForCausalLM
     else:  # GQA, q/k/v bias, tied head
         cfg = transformers.Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                        num_key_value_heads=2, intermediate_size=48,
@@ -75,7 +81,7 @@ def _ours(lm, tokens):
     return np.asarray(jax.jit(lm.apply)(lm.params, jnp.asarray(tokens), pos, None)[0])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral", "phi3"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral", "phi3", "gemma2"])
 def test_load_transformers_checkpoint(family, tmp_path):
     model = _hf_model(family)
     model.save_pretrained(tmp_path)
@@ -96,7 +102,7 @@ def test_load_transformers_checkpoint(family, tmp_path):
     np.testing.assert_allclose(np.concatenate(outs, 1), ref, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral", "phi3"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "llama3", "qwen3", "mistral", "phi3", "gemma2"])
 def test_save_pretrained_loads_in_transformers(family, tmp_path):
     lm = random_lm(tiny_config(family), seed=7, std=0.2)
     save_pretrained(lm, tmp_path)

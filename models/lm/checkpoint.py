@@ -216,7 +216,8 @@ def _read_headers(files) -> dict[str, tuple[Path, tuple[int, ...]]]:
     return found
 
 
-def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, strict: bool = True) -> LanguageModel:
+def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, strict: bool = True,
+                    lm_head: bool = True) -> LanguageModel:
     """Load a local Hugging Face–format checkpoint folder as a :class:`LanguageModel`.
 
     Args:
@@ -225,6 +226,8 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, strict:
       dtype: compute dtype; param_dtype: dtype the weights are cast to (float32 default).
       strict: raise on tensors in the checkpoint that the model does not use (known buffers
         such as GPT-2's ``attn.bias`` masks are always ignored); ``False`` only warns.
+      lm_head: ``False`` loads the body only (a reward model's checkpoint: its ``score.*`` head
+        is read by :mod:`ppl_models.rewards.checkpoint`, and it has no LM head).
 
     Raises:
       ValueError: unsupported ``model_type`` or config field, a pickle checkpoint, a missing
@@ -251,6 +254,8 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, strict:
             raise ValueError(f"{gen_path}: eos_token_id {gen_eos} but config.json has none")
         hf = {**hf, "eos_token_id": list(dict.fromkeys(own + gen_eos))}
     config = LMConfig.from_hf(hf)
+    if not lm_head:
+        config = dataclasses.replace(config, tie_word_embeddings=True)
 
     files = _weight_files(folder)
     found = _read_headers(files)
@@ -272,7 +277,8 @@ def load_pretrained(path, *, dtype=jnp.float32, param_dtype=jnp.float32, strict:
     if problems:
         raise ValueError(f"{folder}: checkpoint does not match config.json: " + "; ".join(problems))
     used = {file_name(e) for e in entries}
-    extra = sorted(n for n in found if n not in used and not _ignorable(n, config))
+    extra = sorted(n for n in found if n not in used and not _ignorable(n, config)
+                   and (lm_head or not n.startswith(("score.", "lm_head."))))
     if extra:
         msg = (f"{folder}: {len(extra)} tensor(s) in the checkpoint are not used by a {config.model_type} "
                f"model with this config.json: {extra[:8]}{' ...' if len(extra) > 8 else ''}")

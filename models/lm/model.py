@@ -60,8 +60,13 @@ class LanguageModel:
         apply_with_prefix.__doc__ = (
             "``apply`` with a shared ``prefix`` cache (batch size 1, positions ``0..F-1``) read by every row; "
             "``cache`` holds the rows' positions from ``F`` on (see ``Transformer.__call__``).")
+        def apply_hidden(params, tokens, positions, cache):
+            return nnx.merge(graphdef, params)(tokens, positions, cache, None, True)
+
+        apply_hidden.__doc__ = "``apply``, returning the final-normed hidden states ``[B, S, D]`` instead of logits."
         # One function object per LanguageModel: `lm.apply is lm.apply`, so jit caches hit.
         self.apply = apply
+        self.apply_hidden = apply_hidden
         self.apply_with_prefix = apply_with_prefix
 
     @property

@@ -289,8 +289,10 @@ class Transformer(nnx.Module):
         """Zero cache for ``batch_size`` rows of up to ``max_length`` positions (compute dtype by default)."""
         return init_cache_for(self.config, batch_size, max_length, self.dtype if dtype is None else dtype)
 
-    def __call__(self, tokens, positions, cache: KVCache | None = None, prefix: KVCache | None = None):
-        """Logits of ``tokens: int[B, S]`` at ``positions: int[B, S]``.
+    def __call__(self, tokens, positions, cache: KVCache | None = None, prefix: KVCache | None = None,
+                 hidden: bool = False):
+        """Logits of ``tokens: int[B, S]`` at ``positions: int[B, S]`` (with ``hidden=True``: the
+        final-normed hidden states ``[B, S, D]`` instead, what a reward head reads).
 
         With a ``cache`` (from :meth:`init_cache`), the keys/values of the S tokens are written at
         their positions (per row) and each query at position ``p`` attends to all cache slots
@@ -332,6 +334,8 @@ class Transformer(nnx.Module):
             if cache is not None:
                 new_cache.append(layer_cache)
         h = self.final_norm(h)
+        if hidden:
+            return h, (tuple(new_cache) if cache is not None else None)
         logits = (self.embed.attend(h) if self.lm_head is None else self.lm_head(h)).astype(jnp.float32)
         if c.final_logit_softcap is not None:
             logits = c.final_logit_softcap * jnp.tanh(logits / c.final_logit_softcap)

@@ -91,11 +91,17 @@ def prm_card_metrics() -> dict:
         return json.load(fh)
 
 
+def _same_answer(answer, problem) -> bool:
+    """The bundled task's answers are integers: right when equal."""
+    return answer is not None and answer == problem.answer
+
+
 @dataclasses.dataclass
 class Setup:
     """What :func:`setup` returns: the LM and its tokenizer, the program (on the first prompt;
     ``program.with_prompt(p)`` for the others), the problems and their encoded prompts, the
-    reward of each problem (``reward_for(problem)``) and the task's ``answer_fn``."""
+    reward of each problem (``reward_for(problem)``), the task's ``answer_fn`` and ``is_right(answer,
+    problem)``."""
 
     lm: object
     tokenizer: object
@@ -104,6 +110,11 @@ class Setup:
     prompts: list
     reward_for: Callable
     answer_fn: Callable
+    is_right: Callable = None
+
+    def __post_init__(self):
+        if self.is_right is None:
+            self.is_right = _same_answer
 
 
 def setup(num_problems: int, *, difficulty: str = "hard", split: str = "test", seed: int = 0, max_steps: int = 8,

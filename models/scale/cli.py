@@ -99,6 +99,27 @@ def setup(parser: argparse.ArgumentParser) -> None:
                              "sampler x final reward score (0: off, the default)")
     parser.add_argument("--bounds-runs", type=int, default=d.bounds_runs, metavar="R",
                         help=f"SMC and conditional SMC runs per problem and filter for --bounds (default {d.bounds_runs})")
+    from ppl_models.scale.config import DATA_FORMATS, DTYPES, PRM_TYPES
+
+    g = parser.add_argument_group("your own model and data (Hugging Face folders and a JSON-lines file)")
+    g.add_argument("--data", default=None, metavar="FILE",
+                   help="math problems (MATH/MATH500, GSM8K or AIME JSON lines) instead of the bundled task; needs "
+                        "--checkpoint (your LM) and --prm-checkpoint (your reward model)")
+    g.add_argument("--data-format", choices=DATA_FORMATS, default=d.data_format)
+    g.add_argument("--prm-type", choices=PRM_TYPES, default=d.prm_type,
+                   help="the reward checkpoint: a PRM with a classification head (Qwen2.5-Math-PRM), an LM read "
+                        "as a judge (good/bad token after each step), or an outcome reward model")
+    g.add_argument("--judge-tokens", nargs=2, default=list(d.judge_tokens), metavar=("GOOD", "BAD"),
+                   help="an lm-judge's good and bad tokens (default + -)")
+    g.add_argument("--chat-template", default=d.chat_template, metavar="auto|none|FILE",
+                   help="the prompt's chat template: the checkpoint's (auto), none, or a jinja file")
+    g.add_argument("--step-delimiter", default=d.step_delimiter,
+                   help="what ends a reasoning step: one token of the tokenizer (default a blank line)")
+    g.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="compute dtype of the LM and the reward")
+    g.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                   help="tokens per solution at most (default max-steps x max-step-tokens)")
+    parser.add_argument("--max-step-tokens", type=int, default=d.max_step_tokens,
+                        help=f"tokens per reasoning step at most ({d.max_step_tokens})")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--out", default="ppl-scale",
                         help="folder for scale.json, scale.png and samples.jsonl, one line per problem x method x "
@@ -148,7 +169,14 @@ def config_from_args(args):
         devices=getattr(args, "devices", d.devices),
         problems_per_device=getattr(args, "problems_per_device", d.problems_per_device),
         bounds_particles=getattr(args, "bounds_particles", d.bounds_particles),
-        bounds_runs=getattr(args, "bounds_runs", d.bounds_runs))
+        bounds_runs=getattr(args, "bounds_runs", d.bounds_runs),
+        max_step_tokens=getattr(args, "max_step_tokens", d.max_step_tokens),
+        data=getattr(args, "data", None), data_format=getattr(args, "data_format", d.data_format),
+        prm_type=getattr(args, "prm_type", d.prm_type),
+        judge_tokens=tuple(getattr(args, "judge_tokens", d.judge_tokens)),
+        chat_template=getattr(args, "chat_template", d.chat_template),
+        step_delimiter=getattr(args, "step_delimiter", d.step_delimiter),
+        dtype=getattr(args, "dtype", d.dtype), max_new_tokens=getattr(args, "max_new_tokens", None))
     return dataclasses.replace(cfg).validate()
 
 
@@ -227,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
         path = getattr(args, name)
         if path is not None and not Path(path).is_dir():
             return _err(f"--{name.replace('_', '-')} {path}: not a folder")
+    if cfg.data is not None and not Path(cfg.data).is_file():
+        return _err(f"--data {cfg.data}: not a file")
     resume, overwrite = bool(getattr(args, "resume", False)), bool(getattr(args, "overwrite", False))
     out = Path(args.out)
     samples = out / "samples.jsonl"

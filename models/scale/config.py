@@ -10,7 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "PRM_KINDS", "PF_WEIGHTINGS", "PF_SELECTS", "ScaleConfig"]
+__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "PRM_KINDS", "PF_WEIGHTINGS", "PF_SELECTS", "PRM_TYPES",
+           "DATA_FORMATS", "DTYPES", "ScaleConfig"]
 
 #: The methods ``ppl scale`` offers, each a :class:`ppl.scaling.MethodSpec` (by name or alias); the
 #: order fixes each method's key (``fold_in(key, 1 + index)``).
@@ -25,6 +26,10 @@ PRM_KINDS = ("learned", "oracle", "noisy", "noisy-oracle")
 #: values of ``ppl.lm.potentials.WEIGHTINGS`` and ``ppl.scaling.particle_filter.SELECTS``, written
 #: here so that ``ppl scale --help`` imports no JAX; a test checks that they agree).
 PF_WEIGHTINGS, PF_SELECTS = ("softmax", "ratio"), ("argmax", "vote")
+#: With ``--data``: the reward-model conventions of ``ppl_models.rewards.checkpoint.REWARD_KINDS``,
+#: the data formats of ``ppl_models.tasks.benchmarks`` and the compute dtypes.
+PRM_TYPES, DATA_FORMATS, DTYPES = ("classifier", "lm-judge", "outcome"), ("auto", "math", "gsm8k", "aime"), \
+    ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +64,21 @@ class ScaleConfig:
     devices: int = 0
     #: With ``devices >= 1``: problems per device in one compiled call (> 1: vmapped).
     problems_per_device: int = 1
+    #: A JSON-lines file of math problems (MATH, GSM8K, AIME): run your own model on it instead of
+    #: the bundled task (needs a Hugging Face ``checkpoint`` and reward ``prm_checkpoint``).
+    data: Optional[str] = None
+    data_format: str = "auto"
+    #: the reward checkpoint's convention (``ppl_models.rewards.checkpoint``)
+    prm_type: str = "classifier"
+    #: an ``lm-judge`` reward's good and bad tokens
+    judge_tokens: tuple = ("+", "-")
+    #: ``"auto"`` (the checkpoint's chat template, if any), ``"none"`` or a jinja file
+    chat_template: str = "auto"
+    #: what ends a reasoning step (one token of the checkpoint's tokenizer)
+    step_delimiter: str = "\n\n"
+    dtype: str = "float32"
+    #: tokens generated at most per problem (default ``max_steps * max_step_tokens``)
+    max_new_tokens: Optional[int] = None
     #: N > 0: per problem, the two-sided log Z bounds of the twisted filters for the reward's
     #: final-score target, with N particles (:mod:`ppl_models.scale.bounds`); 0: none
     bounds_particles: int = 0
@@ -81,7 +101,20 @@ class ScaleConfig:
             raise ValueError(f"num_problems: expected a positive integer, got {self.num_problems}")
         if self.prm not in PRM_KINDS:
             raise ValueError(f"prm: expected one of {PRM_KINDS}, got {self.prm!r}")
-        if self.prm_checkpoint and self.prm not in ("learned", "noisy"):
+        if self.data is not None:
+            if not self.checkpoint or not self.prm_checkpoint:
+                raise ValueError("data: running on a data file needs checkpoint (your LM) and prm_checkpoint (your "
+                                 "reward model), Hugging Face folders")
+            for name, choices in (("prm_type", PRM_TYPES), ("data_format", DATA_FORMATS), ("dtype", DTYPES)):
+                if getattr(self, name) not in choices:
+                    raise ValueError(f"{name}: expected one of {choices}, got {getattr(self, name)!r}")
+            if not self.step_delimiter:
+                raise ValueError("step_delimiter: expected a non-empty string")
+            if self.max_new_tokens is not None and (isinstance(self.max_new_tokens, bool) or int(self.max_new_tokens) < 1):
+                raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens!r}")
+            if self.bounds_particles:
+                raise ValueError("bounds_particles: the log Z bounds run on the bundled task only")
+        elif self.prm_checkpoint and self.prm not in ("learned", "noisy"):
             raise ValueError(f"prm_checkpoint: only read with prm 'learned' or 'noisy', not {self.prm!r}")
         if self.prm_features_lm and not self.prm_checkpoint:
             raise ValueError("prm_features_lm: only read with prm_checkpoint (the bundled PRM reads the bundled "

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from typing import Callable, Optional
 
@@ -103,8 +104,9 @@ class ScaleResults:
         """Rebuild from :meth:`to_json`'s output (to re-print the table or re-draw the plot)."""
         try:
             conf = dict(obj["config"])
-            for k in ("methods", "budgets"):
-                conf[k] = tuple(conf[k])
+            for k in ("methods", "budgets", "judge_tokens"):
+                if k in conf:
+                    conf[k] = tuple(conf[k])
             cfg = ScaleConfig(**conf)
             n = int(obj["num_problems"])
             methods = {}
@@ -160,6 +162,10 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------------- setup
 def _setup(cfg: ScaleConfig):
+    if cfg.data is not None:
+        from ppl_models.scale import data_setup
+
+        return data_setup.setup(cfg)
     from ppl_models import bundled
 
     return bundled.setup(cfg.num_problems, difficulty=cfg.difficulty, seed=cfg.seed, max_steps=cfg.max_steps,
@@ -191,9 +197,9 @@ def _run_method(name: str, cfg: ScaleConfig, programs, rewards, answer_fn, budge
                      **options) for program, reward, key in zip(programs, rewards, keys)]
 
 
-def _cell(i: int, m: str, b: int, res, problem, seconds: float, tokenizer) -> dict:
+def _cell(i: int, m: str, b: int, res, problem, seconds: float, tokenizer, is_right) -> dict:
     """One problem × method × budget as a plain record (a line of ``samples.jsonl``)."""
-    correct = res.answer is not None and res.answer == problem.answer
+    correct = bool(is_right(res.answer, problem))
     text = None
     if res.selected >= 0:
         ids = res.generations()[res.selected]
@@ -289,6 +295,22 @@ def results_from_records(cfg: ScaleConfig, records, seconds: float) -> ScaleResu
                          "rows": [{k: r[k] for k in ("lower", "upper", "right")} for r in rows]}
     return ScaleResults(cfg, n, curves, coverage, float(np.mean([p["tokens_per_rollout"] for p in order])),
                         seconds, [p["pool_success"] for p in order], solved, [p["reward_auc"] for p in order], bounds)
+
+
+def _check_memory(s, num_particles: int, log=None) -> dict:
+    """Print what ``num_particles`` particles need (weights, KV caches) and refuse, before any
+    compute, when it exceeds 90% of the device's memory."""
+    from ppl_models.scale.data_setup import memory_estimate
+
+    est = memory_estimate(s, num_particles)
+    gib = 2.0 ** 30
+    line = (f"memory: LM weights {est['lm_weights'] / gib:.2f} GiB + reward weights {est['reward_weights'] / gib:.2f} "
+            f"GiB + {num_particles} particles x {est['cache_per_particle'] / 2**20:.1f} MiB of KV caches = "
+            f"{est['total'] / gib:.2f} GiB of {est['available'] / gib:.1f} GiB {est['where']}")
+    (log or (lambda m: print(m, file=sys.stderr)))(line)
+    if not est["fits"]:
+        raise ValueError(f"{line}: does not fit; lower the budgets, --max-new-tokens or use --dtype bfloat16")
+    return est
 
 
 def _bounds_runner(cfg: ScaleConfig, s, filters):
@@ -387,6 +409,8 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
     finished = {int(r["problem"]) for r in records if r["kind"] == "pool"}
     todo = [i for i in range(cfg.num_problems) if i not in finished]
     s = _setup(cfg)
+    if cfg.data is not None:
+        _check_memory(s, max(cfg.budgets), log)
     tokenizer = getattr(s, "tokenizer", None)
     root = jax.random.key(cfg.seed)
     pool_methods = [m for m in cfg.methods if m in POOL_METHODS]
@@ -418,7 +442,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
             t_pool = (time.perf_counter() - t0) / len(idx)
             for i, problem, pool in zip(idx, problems, pools):
                 answers = [s.answer_fn(g) for g in scaling.generations(pool.particles)]
-                right = np.array([a is not None and a == problem.answer for a in answers])
+                right = np.array([bool(s.is_right(a, problem)) for a in answers])
                 scores = np.asarray(pool.scores, np.float64)
                 mixed = right.any() and not right.all() and not np.isnan(scores).any()
                 new.append({"kind": "pool", "problem": i, "prompt": problem.prompt,
@@ -431,7 +455,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
                         t0 = time.perf_counter()
                         res = scaling.spec(m).from_pool(pool, b, s.answer_fn, _settings(cfg))
                         new.append(_cell(i, m, b, res, problem, time.perf_counter() - t0 + t_pool * b / max_b,
-                                         tokenizer))
+                                         tokenizer, s.is_right))
             bar.update(len(idx), where)
             for m in run_methods:
                 mkeys = [jax.random.fold_in(k, 1 + METHODS.index(m)) for k in keys]
@@ -441,7 +465,7 @@ def run_scale(cfg: ScaleConfig = ScaleConfig(), *, progress: bool = True,
                                           [jax.random.fold_in(k, b) for k in mkeys], mesh)
                     if results is not None:
                         seconds = (time.perf_counter() - t0) / len(idx)
-                        new += [_cell(i, m, b, res, problem, seconds, tokenizer)
+                        new += [_cell(i, m, b, res, problem, seconds, tokenizer, s.is_right)
                                 for i, problem, res in zip(idx, problems, results)]
                     bar.update(len(idx), f"{where} {m} B={b}")
             if runner is not None:

@@ -25,8 +25,11 @@ def _fmt_tokens(x: float) -> str:
 
 def _reward_label(cfg) -> str:
     """The reward, with the options that change what it or the particle filter does."""
-    label = cfg.prm + (f" (noise {cfg.prm_noise:g})" if cfg.prm.startswith("noisy") else "")
-    if cfg.prm_checkpoint and cfg.prm in ("learned", "noisy"):
+    if getattr(cfg, "data", None):
+        label = f"{cfg.prm_type} from {os.path.basename(os.path.normpath(cfg.prm_checkpoint))}"
+    else:
+        label = cfg.prm + (f" (noise {cfg.prm_noise:g})" if cfg.prm.startswith("noisy") else "")
+    if cfg.prm_checkpoint and cfg.prm in ("learned", "noisy") and not getattr(cfg, "data", None):
         label += f" from {os.path.basename(os.path.normpath(cfg.prm_checkpoint))}"
     pf = [f"tau {cfg.tau:g}"] if cfg.tau != 1.0 else []
     pf += [f"{cfg.pf_weighting} weights"] if cfg.pf_weighting != "softmax" else []
@@ -54,7 +57,9 @@ def format_table(res: ScaleResults, x: str = "budget") -> str:
     name_w = max([len("coverage (pass@B)")] + [len(m) for m in res.methods]) + 2
     col_w = 17
     head = "method".ljust(name_w) + "".join(f"B={b}".rjust(col_w) for b in budgets)
-    lines = [f"accuracy on {n} {res.config.difficulty} test problems, 95% Wilson intervals "
+    what = (f"problems of {os.path.basename(res.config.data)}" if getattr(res.config, "data", None)
+            else f"{res.config.difficulty} test problems")
+    lines = [f"accuracy on {n} {what}, 95% Wilson intervals "
              f"(reward: {_reward_label(res.config)}; temperature {res.config.temperature})", head, "-" * len(head)]
 
     def row(name, bs, correct):

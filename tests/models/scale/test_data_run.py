@@ -1,0 +1,72 @@
+"""ppl scale on your own Hugging Face LM, reward model and JSON-lines data (tiny random checkpoints
+written by the test, tests/models/scale/hf_fixtures.py)."""
+
+import json
+
+import pytest
+
+from ppl_models.scale import ScaleConfig
+
+from .hf_fixtures import PROBLEMS, write
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return write(tmp_path_factory.mktemp("hf"))
+
+
+def test_data_setup_prompts_delimiter_answers_and_memory(folders):
+    from ppl_models.scale.data_setup import INSTRUCTION, memory_estimate, setup
+    from ppl_models.scale.job import _check_memory
+
+    lm_dir, prm_dir, data = folders
+    cfg = ScaleConfig(num_problems=4, data=str(data), checkpoint=str(lm_dir), prm_checkpoint=str(prm_dir),
+                      max_steps=3, max_step_tokens=8).validate()
+    s = setup(cfg)
+    text = s.tokenizer.decode([int(t) for t in s.prompts[0]], skip_special_tokens=False)
+    assert text == f"<|im_start|>user\n{PROBLEMS[0]['problem']}\n{INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n"
+    assert [p.answer for p in s.problems] == ["3", "\\frac{1}{2}", "4", "6"]  # the second from its \boxed{}
+    assert s.program.config.delimiter == (s.tokenizer.encode("\n\n", add_special_tokens=False).ids[0],)
+    ids = s.tokenizer.encode("So $x = \\boxed{0.5}$.", add_special_tokens=False).ids
+    assert s.answer_fn(ids) == "0.5" and s.is_right(s.answer_fn(ids), s.problems[1])
+    assert not s.is_right(None, s.problems[0]) and not s.is_right("2", s.problems[0])
+    est = memory_estimate(s, 16)
+    c = s.lm.config
+    per_lm = 2 * c.num_layers * c.num_kv_heads * c.head_dim * s.program.max_length * 4
+    assert est["cache_per_particle"] == 2 * per_lm and est["fits"]  # the reward body has the LM's shape
+    assert est["total"] == est["lm_weights"] + est["reward_weights"] + 16 * est["cache_per_particle"]
+    with pytest.raises(ValueError, match="does not fit"):
+        _check_memory(s, 10**9, log=lambda m: None)
+
+
+def test_data_options_are_checked_before_compute(folders, capsys):
+    from ppl_models.cli import main
+
+    lm_dir, prm_dir, data = folders
+    with pytest.raises(ValueError, match="needs checkpoint"):
+        ScaleConfig(data=str(data)).validate()
+    with pytest.raises(ValueError, match="prm_type"):
+        ScaleConfig(data=str(data), checkpoint="a", prm_checkpoint="b", prm_type="magic").validate()
+    assert main(["scale", "--data", str(data) + ".missing", "--checkpoint", str(lm_dir), "--prm-checkpoint",
+                 str(prm_dir), "--quiet"]) == 2
+    assert "not a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # 2-3 min: six methods compiled at three budgets on a tiny model
+def test_ppl_scale_on_checkpoints_and_data_writes_the_bundled_schema(folders, tmp_path):
+    from ppl_models.cli import main
+
+    lm_dir, prm_dir, data = folders
+    out = tmp_path / "out.json"
+    assert main(["scale", "--checkpoint", str(lm_dir), "--prm-checkpoint", str(prm_dir), "--data", str(data),
+                 "--quick", "--problems", "4", "--max-steps", "3", "--max-step-tokens", "8", "--json", str(out),
+                 "--out", str(tmp_path / "o"), "--no-plot", "--quiet"]) == 0
+    got = json.loads(out.read_text())
+    assert {"methods", "coverage", "num_problems", "tokens_per_rollout", "problems", "config", "seconds"} <= set(got)
+    assert got["num_problems"] == 4 and got["config"]["data"] == str(data)
+    assert set(got["methods"]) == {"best_of_n", "weighted_best_of_n", "majority_vote", "beam_search", "dvts",
+                                   "particle_filter"}
+    for m in got["methods"].values():
+        assert m["budgets"] == [1, 4, 16] and len(m["accuracy"]) == 3
+    lines = [json.loads(x) for x in (tmp_path / "o" / "samples.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "pool" for r in lines) == 4

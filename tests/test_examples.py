@@ -121,3 +121,10 @@ def test_bundled_twist_example(capsys):
     out = capsys.readouterr().out
     for word in ("rollouts", "CTL: surrogate", "learned twist: log loss", "log Z bounds", "bootstrap: gap"):
         assert word in out
+
+
+@pytest.mark.slow  # 1-2 min; the path is tested in tests/models/scale/test_data_run.py
+def test_own_model_example(capsys, tmp_path):
+    assert _load("own_model").main(["--out", str(tmp_path), "--budgets", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy on 4 problems of math.jsonl" in out and "classifier from prm" in out

@@ -7,7 +7,7 @@ import pytest
 
 from ppl_models.scale import ScaleConfig
 
-from .hf_fixtures import PROBLEMS, write
+from ppl_models.scale.tiny_hf import PROBLEMS, write
 
 
 @pytest.fixture(scope="module")

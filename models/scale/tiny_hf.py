@@ -1,4 +1,4 @@
-"""Tiny random Hugging Face checkpoints written by the tests: a Qwen2 LM with a byte-level BPE
+"""Tiny random Hugging Face checkpoints (for the tests and `examples/own_model.py`): a Qwen2 LM with a byte-level BPE
 tokenizer and a ChatML chat template, a Qwen2 PRM with a classification head, and a 4-problem
 MATH-style JSON-lines file."""
 

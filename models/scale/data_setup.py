@@ -19,10 +19,9 @@ any compute.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -39,19 +38,6 @@ class DataProblem(NamedTuple):
     prompt: str
     answer: str
     id: str
-
-
-@dataclasses.dataclass
-class DataSetup:
-    lm: object
-    tokenizer: object
-    program: object
-    problems: list
-    prompts: list
-    reward_for: Callable
-    answer_fn: Callable
-    is_right: Callable
-    reward: object
 
 
 def _prompt_text(problem: str, template) -> str:
@@ -77,8 +63,9 @@ def _template(cfg, folder: Path):
     return ChatTemplate(path.read_text(encoding="utf-8"), found.special_tokens if found else {})
 
 
-def setup(cfg) -> DataSetup:
-    """The job's setup for ``cfg.data`` (see the module docstring)."""
+def setup(cfg):
+    """The job's setup for ``cfg.data`` (see the module docstring): a
+    :class:`ppl_models.bundled.Setup`."""
     import jax.numpy as jnp
 
     import ppl
@@ -126,8 +113,10 @@ def setup(cfg) -> DataSetup:
     def is_right(answer, problem) -> bool:
         return answer is not None and grade(answer, problem.answer)
 
+    from ppl_models.bundled import Setup
+
     problems = [DataProblem(r.problem, r.answer, r.id) for r in rows]
-    return DataSetup(lm, tok, program, problems, prompts, lambda problem: reward, answer_fn, is_right, reward)
+    return Setup(lm, tok, program, problems, prompts, lambda problem: reward, answer_fn, is_right)
 
 
 def _device_bytes() -> tuple[int, str]:
@@ -140,7 +129,7 @@ def _device_bytes() -> tuple[int, str]:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "host memory"
 
 
-def memory_estimate(s: DataSetup, num_particles: int) -> dict:
+def memory_estimate(s, num_particles: int) -> dict:
     r"""Bytes that ``num_particles`` particles need: the LM's and the reward's weights, and per
     particle the LM's KV cache (:math:`2 L H_{kv} D_h T` values) and the reward body's (it reads
     incrementally). ``fits`` compares the total with the device's memory (host memory on CPU)."""
@@ -153,10 +142,11 @@ def memory_estimate(s: DataSetup, num_particles: int) -> dict:
         c = lm.config
         return 2 * c.num_layers * c.num_kv_heads * c.head_dim * length * np.dtype(lm.dtype).itemsize
 
+    reward = s.reward_for(s.problems[0])
     length = s.program.max_length
-    per = cache(s.lm, length) + cache(s.reward.body, length)
-    total = weights(s.lm.params) + weights(s.reward.params) + num_particles * per
+    per = cache(s.lm, length) + cache(reward.body, length)
+    total = weights(s.lm.params) + weights(reward.params) + num_particles * per
     have, where = _device_bytes()
-    return {"lm_weights": weights(s.lm.params), "reward_weights": weights(s.reward.params),
+    return {"lm_weights": weights(s.lm.params), "reward_weights": weights(reward.params),
             "cache_per_particle": per, "num_particles": int(num_particles), "total": int(total),
             "available": have, "where": where, "fits": total <= 0.9 * have}

@@ -118,6 +118,14 @@ def main(argv=None) -> int:
         rows["torch"].append(_timed(lambda: theirs(100 + r), tsync))
         rows["pf"].append(_timed(lambda: pf_step(100 + r), jsync))
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in rows.items()}
+    rng = np.random.default_rng(0)
+
+    def interval(num, den):
+        """95% bootstrap interval of the median of the per-repeat ratios num/den (repeats paired)."""
+        r = np.array([a[0] / b[0] for a, b in zip(rows[num], rows[den])])
+        boots = np.median(r[rng.integers(0, len(r), (2000, len(r)))], axis=1)
+        return [round(float(np.percentile(boots, 2.5)), 3), round(float(np.percentile(boots, 97.5)), 3)]
+
     tokens = n * t
     pf_over = med["pf"][0] / med["ours"][0]
     out = {
@@ -128,9 +136,11 @@ def main(argv=None) -> int:
         "ours_decode_tokens_per_s": round(tokens / med["ours"][0], 1),
         "torch_generate_tokens_per_s": round(tokens / med["torch"][0], 1),
         "decode_speed_ratio_ours_over_torch": round(med["torch"][0] / med["ours"][0], 3),
+        "decode_speed_ratio_ci95": interval("torch", "ours"),
         "decode_cpu_seconds": {"ours": round(med["ours"][1], 3), "torch": round(med["torch"][1], 3)},
         "decode_wall_seconds": {"ours": round(med["ours"][0], 3), "torch": round(med["torch"][0], 3)},
         "pf_step_over_decode": round(pf_over, 3),
+        "pf_step_over_decode_ci95": interval("pf", "ours"),
         "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
     }
     print(json.dumps(out))

@@ -11,7 +11,7 @@ prefix is E_q[phi | prefix], about the chance that the LM, continuing it, ends r
    between the SMC lower and the conditional-SMC upper bound on log Z for the bootstrap filter,
    the PRM as twist and the new twist (``ppl_models.scale.bounds.BoundsRunner``).
 
-About 3 minutes on 2 CPU cores with the defaults; ``ppl train twist`` trains the shipped twist
+About 2 minutes on 2 CPU cores with the defaults (measured 1 min 52 s); ``ppl train twist`` trains the shipped twist
 (256 problems, 300 steps) and ``benchmarks/twist_study.py`` compares the filters on 64 problems.
 
     python examples/bundled_twist.py

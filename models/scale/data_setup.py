@@ -95,7 +95,9 @@ def setup(cfg):
                          "tokenizer; give a string that is one token")
     new_tokens = cfg.max_new_tokens or cfg.max_steps * cfg.max_step_tokens
     width = -(-max(len(p) for p in prompts) // 16) * 16
-    program = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=cfg.max_steps, step_delimiter=delim[0],
+    # built on the longest prompt: its padded width holds every prompt, so all share one compiled program
+    longest = max(prompts, key=len)
+    program = ppl.lm.LMProgram(lm, longest, None, max_steps=cfg.max_steps, step_delimiter=delim[0],
                                max_step_tokens=cfg.max_step_tokens, max_length=width + new_tokens + 1,
                                temperature=cfg.temperature, shared_prefix=min(len(p) for p in prompts) - 1)
     reward = load_reward(cfg.prm_checkpoint, cfg.prm_type, good=cfg.judge_tokens[0], bad=cfg.judge_tokens[1],

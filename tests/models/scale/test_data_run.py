@@ -70,3 +70,22 @@ def test_ppl_scale_on_checkpoints_and_data_writes_the_bundled_schema(folders, tm
         assert m["budgets"] == [1, 4, 16] and len(m["accuracy"]) == 3
     lines = [json.loads(x) for x in (tmp_path / "o" / "samples.jsonl").read_text().splitlines()]
     assert sum(r["kind"] == "pool" for r in lines) == 4
+
+
+def test_prompts_of_different_lengths_run_in_one_compiled_batch(folders):
+    """The four prompts differ in length; padded to the longest, they run as one vmapped batch
+    (ppl.scaling.batched, one compiled call) and give the one-by-one run's tokens and outcomes."""
+    import dataclasses
+
+    from ppl_models.scale import run_scale
+    from ppl_models.scale.data_setup import setup
+
+    lm_dir, prm_dir, data = folders
+    cfg = ScaleConfig(methods=("particle_filter",), budgets=(2,), num_problems=4, data=str(data),
+                      checkpoint=str(lm_dir), prm_checkpoint=str(prm_dir), max_steps=3, max_step_tokens=8)
+    assert len({len(p) for p in setup(cfg.validate()).prompts}) > 1
+    one = run_scale(cfg, progress=False)
+    batch = run_scale(dataclasses.replace(cfg, devices=1, problems_per_device=4), progress=False)
+    for m in cfg.methods:
+        assert batch.methods[m].generated_tokens == one.methods[m].generated_tokens
+        assert batch.methods[m].correct == one.methods[m].correct

@@ -89,3 +89,24 @@ def test_prompts_of_different_lengths_run_in_one_compiled_batch(folders):
     for m in cfg.methods:
         assert batch.methods[m].generated_tokens == one.methods[m].generated_tokens
         assert batch.methods[m].correct == one.methods[m].correct
+
+
+def test_judge_and_outcome_reward_types_load_through_the_data_setup(folders):
+    """--prm-type lm-judge reads an LM's probability of '+' against '-' (one token each in the
+    checkpoint's tokenizer); the scores lie in (0, 1) and sum with the bad token's to one."""
+    import numpy as np
+
+    from ppl_models.scale.data_setup import setup
+
+    lm_dir, prm_dir, data = folders
+    cfg = ScaleConfig(num_problems=2, data=str(data), checkpoint=str(lm_dir), prm_checkpoint=str(lm_dir),
+                      prm_type="lm-judge", max_steps=2, max_step_tokens=4).validate()
+    s = setup(cfg)
+    judge = s.reward_for(s.problems[0])
+    tok = s.tokenizer
+    assert (judge.good, judge.bad) == (tok.token_to_id("+"), tok.token_to_id("-"))
+    r = judge.scores(s.prompts[0][None])
+    assert r.shape == (1, len(s.prompts[0])) and np.all((r > 0) & (r < 1))
+    with pytest.raises(ValueError, match="the 'outcome' head needs the tensor 'score.weight'"):
+        setup(ScaleConfig(num_problems=2, data=str(data), checkpoint=str(lm_dir), prm_checkpoint=str(prm_dir),
+                          prm_type="outcome").validate())

@@ -23,6 +23,10 @@ import numpy as np
 __all__ = ["BoundsRunner", "checker_final", "reward_final", "summarize_filter", "per_problem", "paired"]
 
 
+def _is_reward(x) -> bool:
+    return callable(getattr(x, "log_score", None))
+
+
 def checker_final(oracle, epsilon: float) -> Callable:
     r"""``final(params) -> phi(prev, state)``: :math:`\log\varphi = 0` for a finished particle
     whose solution is the oracle's reference (a right answer), :math:`\log\varepsilon` otherwise."""
@@ -48,8 +52,10 @@ class BoundsRunner:
     """Bounds of several filters on problems that share ``program``'s compiled shape.
 
     ``twists``: ``{name: None | reward}`` (``None``: the bootstrap filter); ``final``: a
-    ``final(params) -> phi`` (:func:`checker_final`, :func:`reward_final`); ``right``: an oracle
-    whose ``log_score(params, state) == 0`` marks a right solution (for the accuracy).
+    ``final(params) -> phi`` (:func:`checker_final`) or a reward model, whose score of the
+    finished prefix is :math:`\log\varphi` (read incrementally from the particle's memory, once
+    when it is also the twist); ``right``: an oracle whose ``log_score(params, state) == 0`` marks
+    a right solution (for the accuracy).
     """
 
     def __init__(self, program, twists: dict, final: Callable, right, num_particles: int, runs: int,
@@ -62,11 +68,20 @@ class BoundsRunner:
         self._cores: dict = {}
         self._draw = self._reference_sampler(check_int("reference_batch", reference_batch, 1))
 
-    def _model(self, twist, phi, tparams):
+    def _phi(self, params):
+        """``(prev, state) -> log phi`` of a finished particle (for the rejection sampler)."""
+        return reward_final(self.final)(params) if _is_reward(self.final) else self.final(params)
+
+    def _model(self, twist, params, tparams):
         import ppl
 
         T = int(self.program.num_steps)
-        pot = ppl.lm.when_finished(phi, T) if twist is None else ppl.lm.twisted(twist, phi, T, params=tparams)
+        if not _is_reward(self.final):
+            pot = ppl.lm.twisted(twist, self.final(params), T, params=tparams)
+        elif twist is self.final:  # one reward, read once: twist and final score
+            pot = ppl.lm.twisted(twist, twist, T, params=params, final_params=params)
+        else:
+            pot = ppl.lm.twisted(twist, self.final, T, params=tparams, final_params=params)
         return self.program.with_potential(pot, correct_proposal=False)
 
     def _reference_sampler(self, batch: int):
@@ -77,7 +92,7 @@ class BoundsRunner:
 
         def draw(data, params, key):
             res = run(data, key)[0]
-            phi = self.final(params)
+            phi = self._phi(params)
             return trajectories(res), jax.vmap(lambda s: phi(s, s))(res.particles)
 
         return jax.jit(draw)
@@ -106,8 +121,7 @@ class BoundsRunner:
             twist = self.twists[name]
 
             def core(data, params, oparams, tparams, key, refs):
-                phi = self.final(params)
-                model = self._model(twist, phi, tparams)
+                model = self._model(twist, params, tparams)
 
                 def right(res):
                     ok = jax.vmap(lambda s: s.done & (self.right.log_score(oparams, s) == 0.0))(res.particles)

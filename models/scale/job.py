@@ -315,9 +315,9 @@ def _check_memory(s, num_particles: int, log=None) -> dict:
 
 def _bounds_runner(cfg: ScaleConfig, s, filters):
     """The :class:`~ppl_models.scale.bounds.BoundsRunner` of the job: target sampler x the reward's
-    final score; twists: none, the reward, the bundled learned twist."""
+    final score (read incrementally); twists: none, the reward, the bundled learned twist."""
     from ppl_models.rewards import OraclePRM
-    from ppl_models.scale.bounds import BoundsRunner, reward_final
+    from ppl_models.scale.bounds import BoundsRunner
 
     reward0 = s.reward_for(s.problems[0])
     twists = {"bootstrap": None, "reward": reward0}
@@ -326,7 +326,7 @@ def _bounds_runner(cfg: ScaleConfig, s, filters):
 
         twists["learned"] = bundled.load_twist()
     oracle = OraclePRM(s.problems[0], s.tokenizer, epsilon=1e-4, width=s.program.max_length)
-    return BoundsRunner(s.program, twists, reward_final(reward0), oracle, cfg.bounds_particles, cfg.bounds_runs)
+    return BoundsRunner(s.program, twists, reward0, oracle, cfg.bounds_particles, cfg.bounds_runs)
 
 
 def _bounds_records(runner, filters, i: int, program, problem, reward, key) -> list:

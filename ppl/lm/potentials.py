@@ -137,7 +137,11 @@ def twist(log_psi: Callable[[LMState], jnp.ndarray]) -> Potential:
     return Potential(fn, f"twist({getattr(log_psi, '__name__', 'psi')})")
 
 
-def twisted(log_psi, final, max_steps: int, params=None) -> Potential:
+def _is_reward(x) -> bool:
+    return callable(getattr(x, "log_score", None))
+
+
+def twisted(log_psi, final, max_steps: int, params=None, final_params=None) -> Potential:
     r"""Twisted SMC's potential for the target :math:`p(x)\,\varphi(x)` (Zhao et al. 2024):
 
     .. math::
@@ -150,44 +154,70 @@ def twisted(log_psi, final, max_steps: int, params=None) -> Potential:
     which prefixes survive resampling on the way. The optimal twist is
     :math:`\psi_t(x_{1:t}) = \mathbb{E}_p[\varphi(x) \mid x_{1:t}]`, the expected *future*
     potential; a learned head or a process reward model approximates it. ``log_psi(state)`` is
-    one particle's :math:`\log\psi` of its prefix, ``final`` the target's potential
-    :math:`\log\varphi` (a :class:`Potential` or ``(prev, state) -> log phi``) and
-    ``max_steps`` the program's horizon (a particle finishes at its end-of-sequence or at step
-    ``max_steps``).
+    one particle's :math:`\log\psi` of its prefix (``None``: no twist, :math:`\psi = 1`, the
+    bootstrap filter), ``final`` the target's potential :math:`\log\varphi` (a
+    :class:`Potential` or ``(prev, state) -> log phi``) and ``max_steps`` the program's horizon (a
+    particle finishes at its end-of-sequence or at step ``max_steps``).
 
-    ``log_psi`` may also be a **reward model** (an object with ``log_score(params, state)``, e.g.
-    a PRM or a learned twist head; ``params`` defaults to ``log_psi.params`` and may be traced):
-    :math:`\log\psi_t` is then its log-score of the prefix, kept in the particle's memory
-    (:class:`RewardMemory`) so that :math:`\psi_{t-1}` is not recomputed, and read
-    incrementally (only the step's new tokens) when the reward has ``init_state``/``extend``,
-    as in :func:`from_reward`.
+    Either may also be a **reward model** (an object with ``log_score(params, state)``, e.g. a
+    PRM, a learned twist head or an outcome reward; ``params`` / ``final_params`` default to its
+    own ``params`` and may be traced): its log-score of the prefix is then kept in the particle's
+    memory (:class:`RewardMemory`), so that :math:`\psi_{t-1}` is not recomputed and
+    :math:`\varphi` is the score of the finished prefix, read incrementally (only each step's new
+    tokens) when the reward has ``init_state``/``extend``, as in :func:`from_reward`. The same
+    reward as twist and final is read once.
     """
-    fin = _as_potential(final)
     horizon = int(max_steps)
-    if callable(getattr(log_psi, "log_score", None)):
-        return _twisted_reward(log_psi, params, fin, horizon)
+    if log_psi is not None and not _is_reward(log_psi) and not _is_reward(final):
+        fin = _as_potential(final)
 
-    def fn(prev, state):
+        def fn(prev, state):
+            finished = state.done | (state.num_steps >= horizon)
+            now = jnp.where(finished, fin(prev, state), log_psi(state))
+            return now - jnp.where(prev.num_steps == 0, 0.0, log_psi(prev))
+
+        return Potential(fn, f"twisted({getattr(log_psi, '__name__', 'psi')}, {fin.name})", fin.horizons | {horizon})
+    return _twisted_memory(log_psi, final, horizon, params, final_params)
+
+
+def _twisted_memory(log_psi, final, horizon: int, params, final_params) -> Potential:
+    """:func:`twisted` with reward models as twist and/or final potential (memory: a dict of
+    :class:`RewardMemory`, ``"psi"`` and ``"final"``), or with no twist."""
+    parts = {}
+    if _is_reward(log_psi):
+        parts["psi"] = from_reward(log_psi, params, aggregate="last", weighting="ratio")
+    same = _is_reward(final) and final is log_psi and (final_params is None or final_params is params)
+    if _is_reward(final) and not same:
+        parts["final"] = from_reward(final, final_params, aggregate="last", weighting="ratio")
+    fin = None if _is_reward(final) else _as_potential(final)
+    names = tuple(parts)
+
+    def name(x):
+        return "none" if x is None else type(x).__name__ if _is_reward(x) else getattr(x, "__name__", "f")
+
+    def psi_of(state, memory):
+        if "psi" in parts:
+            return memory["psi"].last
+        return jnp.zeros((), jnp.float32) if log_psi is None else log_psi(state)
+
+    def step(prev, state, memory):
         finished = state.done | (state.num_steps >= horizon)
-        now = jnp.where(finished, fin(prev, state), log_psi(state))
-        return now - jnp.where(prev.num_steps == 0, 0.0, log_psi(prev))
+        phi = memory["psi" if same else "final"].last if fin is None else fin(prev, state)
+        now = jnp.where(finished, phi, psi_of(state, memory))
+        before = jnp.where(prev.num_steps == 0, 0.0, psi_of(prev, prev.memory if names else None))
+        return jnp.where(prev.done, 0.0, now - before)
 
-    return Potential(fn, f"twisted({getattr(log_psi, '__name__', 'psi')}, {fin.name})", fin.horizons | {horizon})
-
-
-def _twisted_reward(reward, params, fin: Potential, horizon: int) -> MemoryPotential:
-    """:func:`twisted` with a reward model's log-score as the twist (memory: :class:`RewardMemory`)."""
-    inner = from_reward(reward, params, aggregate="last", weighting="ratio")
+    label = f"twisted({name(log_psi)}, {name(final)})"
+    horizons = (fin.horizons if fin is not None else frozenset()) | {horizon}
+    if not names:  # no reward: a memoryless potential (with no twist, when_finished(final))
+        return Potential(lambda prev, state: step(prev, state, None), label, horizons)
 
     def update(prev, state):
-        _, memory = inner.update(prev, state)
-        finished = state.done | (state.num_steps >= horizon)
-        now = jnp.where(finished, fin(prev, state), memory.last)
-        before = jnp.where(prev.num_steps == 0, 0.0, prev.memory.last)
-        return jnp.where(prev.done, 0.0, now - before), memory
+        memory = {k: parts[k].update(prev._replace(memory=prev.memory[k]), state)[1] for k in names}
+        return step(prev, state, memory), memory
 
-    return MemoryPotential(update, None, f"twisted({type(reward).__name__}, {fin.name})", fin.horizons | {horizon},
-                           init=inner.init, incremental=inner.incremental)
+    return MemoryPotential(update, None, label, horizons, init=lambda s: {k: parts[k].initial(s) for k in names},
+                           incremental=any(parts[k].incremental for k in names))
 
 
 def constraint(predicate: Callable[[LMState], jnp.ndarray]) -> Potential:

@@ -179,8 +179,44 @@ def test_a_reward_model_as_twist_keeps_its_score_in_memory(enumerated):
     want = np.array([float(table_psi(table, jax.tree_util.tree_map(lambda x: x[t], remembered)))
                      for t in range(MAX_STEPS)])
     live = ~np.asarray(remembered.done)
-    np.testing.assert_allclose(np.asarray(remembered.memory.last)[live], want[live], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(remembered.memory["psi"].last)[live], want[live], atol=1e-6)
     assert steps[0] == 1
+
+
+class TableFinal:
+    """phi (two GOODs, else EPS) as a reward model, for twisted(..., final=reward)."""
+
+    params = ()
+
+    def log_score(self, params, state):
+        return has_two_good(state, state)
+
+
+def test_reward_models_as_final_potential_and_no_twist(enumerated):
+    """twisted(None, phi) is the bootstrap filter (when_finished(phi)); a reward model as the final
+    potential (read from the particle's memory) gives the filter of the plain function, run for
+    run, with a function, a reward or the same reward as twist."""
+    lm, log_z, table, _ = enumerated
+    bootstrap, by_fn = _programs(lm, table)
+    refs = ppl.exact_references(bootstrap, 32, key=jax.random.key(6), log_bound=0.0)
+
+    def runs(potential):
+        b = ppl.log_evidence_bounds(ppl.lm.LMProgram(lm, PROMPT, potential, **KW), 8, refs, key=jax.random.key(2))
+        return np.concatenate([b.lower_runs, b.upper_runs])
+
+    final, twist = TableFinal(), TableTwist(table)
+    want_boot = runs(ppl.lm.when_finished(has_two_good, MAX_STEPS))
+    np.testing.assert_allclose(runs(ppl.lm.twisted(None, has_two_good, MAX_STEPS)), want_boot, atol=1e-5)
+    np.testing.assert_allclose(runs(ppl.lm.twisted(None, final, MAX_STEPS)), want_boot, atol=1e-5)
+    want_twist = runs(ppl.lm.twisted(lambda s: table_psi(table, s), has_two_good, MAX_STEPS))
+    np.testing.assert_allclose(runs(ppl.lm.twisted(twist, final, MAX_STEPS)), want_twist, atol=1e-5)
+    np.testing.assert_allclose(runs(ppl.lm.twisted(lambda s: table_psi(table, s), final, MAX_STEPS)), want_twist,
+                               atol=1e-5)
+    # one reward as twist and final: the path telescopes to its own final score
+    both = ppl.lm.twisted(twist, twist, MAX_STEPS)
+    ratio = ppl.lm.potentials.from_reward(twist, aggregate="last", weighting="ratio")
+    res = [ppl.run_smc(ppl.lm.LMProgram(lm, PROMPT, p, **KW), 16, key=jax.random.key(4)) for p in (both, ratio)]
+    np.testing.assert_allclose(float(res[0].log_evidence), float(res[1].log_evidence), atol=1e-5)
 
 
 def _pool(lm, num, key):

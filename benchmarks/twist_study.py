@@ -5,7 +5,7 @@ bundled program's sampler and :math:`\varphi = 1` for a right final answer, :mat
 otherwise (the task's checker; ``--epsilon``, the learned twist's training value by default). They
 differ only in the twist :math:`\psi_t` that steers resampling (multinomial, every step):
 
-* ``bootstrap``: none (:math:`\varphi` at the end only, ``ppl.lm.when_finished``);
+* ``bootstrap``: none (:math:`\varphi` at the end only: ``ppl.lm.twisted(None, phi, T)``, i.e. ``when_finished``);
 * ``prm``: the bundled PRM's score, ``ppl.lm.twisted(prm, phi, T)``;
 * ``learned``: the bundled twist trained by CTL (``ppl train twist``), the same way.
 

@@ -200,18 +200,23 @@ def test_reward_models_as_final_potential_and_no_twist(enumerated):
     bootstrap, by_fn = _programs(lm, table)
     refs = ppl.exact_references(bootstrap, 32, key=jax.random.key(6), log_bound=0.0)
 
-    def runs(potential):
-        b = ppl.log_evidence_bounds(ppl.lm.LMProgram(lm, PROMPT, potential, **KW), 8, refs, key=jax.random.key(2))
-        return np.concatenate([b.lower_runs, b.upper_runs])
+    def runs(potential, csmc=False):
+        """log Z-hat of 8 filter runs (and, with csmc, of conditional SMC on the references too)."""
+        fk = ppl.lm.LMProgram(lm, PROMPT, potential, **KW)
+        if csmc:
+            b = ppl.log_evidence_bounds(fk, 8, refs, key=jax.random.key(2))
+            return np.concatenate([b.lower_runs, b.upper_runs])
+        return np.asarray(ppl.run_smc(fk, 8, key=jax.random.split(jax.random.key(2), 8)).log_evidence)
 
     final, twist = TableFinal(), TableTwist(table)
     want_boot = runs(ppl.lm.when_finished(has_two_good, MAX_STEPS))
     np.testing.assert_allclose(runs(ppl.lm.twisted(None, has_two_good, MAX_STEPS)), want_boot, atol=1e-5)
     np.testing.assert_allclose(runs(ppl.lm.twisted(None, final, MAX_STEPS)), want_boot, atol=1e-5)
-    want_twist = runs(ppl.lm.twisted(lambda s: table_psi(table, s), has_two_good, MAX_STEPS))
-    np.testing.assert_allclose(runs(ppl.lm.twisted(twist, final, MAX_STEPS)), want_twist, atol=1e-5)
-    np.testing.assert_allclose(runs(ppl.lm.twisted(lambda s: table_psi(table, s), final, MAX_STEPS)), want_twist,
-                               atol=1e-5)
+    want_twist = runs(ppl.lm.twisted(lambda s: table_psi(table, s), has_two_good, MAX_STEPS), csmc=True)
+    # both memories ("psi" and "final"), recomputed along the references for conditional SMC
+    np.testing.assert_allclose(runs(ppl.lm.twisted(twist, final, MAX_STEPS), csmc=True), want_twist, atol=1e-5)
+    np.testing.assert_allclose(runs(ppl.lm.twisted(lambda s: table_psi(table, s), final, MAX_STEPS), csmc=True),
+                               want_twist, atol=1e-5)
     # one reward as twist and final: the path telescopes to its own final score
     both = ppl.lm.twisted(twist, twist, MAX_STEPS)
     ratio = ppl.lm.potentials.from_reward(twist, aggregate="last", weighting="ratio")

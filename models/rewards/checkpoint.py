@@ -62,6 +62,7 @@ class CheckpointReward(PrefixScore):
         self.body, self.kind, self.good, self.bad = body, kind, good, bad
         self.tokenizer = body.tokenizer
         self.params = {"body": body.params, "head": {k: jnp.asarray(v, jnp.float32) for k, v in head.items()}}
+        self._jit_forward = jax.jit(self._forward)  # one compiled forward for scores(), not one per call
 
     def static_key(self):
         return ("CheckpointReward", id(self))
@@ -94,7 +95,7 @@ class CheckpointReward(PrefixScore):
         """``r`` at every position of ``tokens [B, S]`` (one forward pass; host side)."""
         tokens = jnp.asarray(tokens, jnp.int32)
         pos = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-        out, _ = jax.jit(self._forward)(self.params["body"], tokens, pos, None)
+        out, _ = self._jit_forward(self.params["body"], tokens, pos, None)
         return np.exp(np.asarray(self.head_log_score(self.params["head"], out)))
 
     def log_prefix_score(self, state) -> jax.Array:

@@ -99,20 +99,10 @@ class BoundsRunner:
 
     def references(self, data, params, key, max_rounds: int = 64):
         """``runs`` exact draws from :math:`q\\varphi` by rejection (accept with probability
-        :math:`\\varphi \\le 1`), leaves ``[runs, T, ...]``."""
-        found, total, num = [], 0, self.runs
-        for _ in range(max_rounds):
-            key, k_run, k_acc = jax.random.split(key, 3)
-            traj, log_phi = self._draw(data, params, k_run)
-            u = np.log(np.asarray(jax.random.uniform(k_acc, log_phi.shape)))
-            idx = np.flatnonzero(u < np.asarray(log_phi))[: num - total]
-            if len(idx):
-                found.append(jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], traj))
-                total += len(idx)
-            if total >= num:
-                return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *found)
-        raise RuntimeError(f"references: {total} of {num} exact samples accepted in {max_rounds} rounds of "
-                           f"{log_phi.shape[0]} draws; the target has little mass under the sampler")
+        :math:`\\varphi \\le 1`; :func:`ppl.smc.bounds.rejection_sample`), leaves ``[runs, T, ...]``."""
+        from ppl.smc.bounds import rejection_sample
+
+        return rejection_sample(lambda k: self._draw(data, params, k), self.runs, key=key, max_rounds=max_rounds)
 
     def _core(self, name: str):
         if name not in self._cores:

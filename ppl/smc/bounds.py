@@ -45,7 +45,8 @@ from ppl.smc import conditional
 from ppl.smc import resampling as rs
 from ppl.smc.loop import build_filter, run_smc, trajectories
 
-__all__ = ["LogEvidenceBounds", "exact_references", "log_evidence_bounds", "log_z_runs", "summarize"]
+__all__ = ["LogEvidenceBounds", "exact_references", "log_evidence_bounds", "log_z_runs", "rejection_sample",
+           "summarize"]
 
 
 class LogEvidenceBounds(NamedTuple):
@@ -184,23 +185,40 @@ def exact_references(fk, num: int, *, key: jax.Array, log_bound: float = 0.0, ba
     max_rounds = check_int("max_rounds", max_rounds, 1)
     if not math.isfinite(float(log_bound)):
         raise ValueError(f"log_bound: expected a finite number, got {log_bound!r}")
+
+    def draw(k):
+        res = run_smc(fk, batch_size, key=k, ess_threshold=0.0, keep_history=True)
+        return trajectories(res), res.log_weights + res.log_evidence + math.log(batch_size)
+
+    return rejection_sample(draw, num, key=key, log_bound=log_bound, max_rounds=max_rounds)
+
+
+def rejection_sample(draw, num: int, *, key: jax.Array, log_bound: float = 0.0, max_rounds: int = 100) -> Any:
+    r"""``num`` exact draws by rejection: ``draw(key) -> (trajectories, log_w)`` gives a batch of
+    proposals (leaves ``[B, ...]``) and their log importance weights :math:`\log w_i =
+    \log\gamma(x_i)/q(x_i)`; each is accepted with probability :math:`w_i / e^{\text{log\_bound}}`,
+    in rounds until ``num`` are accepted (the first ``num``, leaves ``[num, ...]``). A weight above
+    the bound is an error (the draws would not be exact). :func:`exact_references` is this with the
+    model's own importance sampler; a compiled ``draw`` over many prompts serves a benchmark."""
+    num = check_int("num", num, 1)
+    max_rounds = check_int("max_rounds", max_rounds, 1)
+    bound = float(log_bound)
     found, total, drawn = [], 0, 0
     for _ in range(max_rounds):
         key, k_run, k_acc = jax.random.split(key, 3)
-        res = run_smc(fk, batch_size, key=k_run, ess_threshold=0.0, keep_history=True)
-        log_w = np.asarray(res.log_weights + res.log_evidence, np.float64) + math.log(batch_size)
-        drawn += batch_size
-        if np.max(log_w) > float(log_bound) + 1e-4:
+        traj, log_w = draw(k_run)
+        log_w = np.asarray(log_w, np.float64)
+        drawn += log_w.shape[0]
+        if np.max(log_w) > bound + 1e-4:
             raise ValueError(f"log_bound={log_bound}: a weight has log {np.max(log_w):.4g} above it, so rejection "
                              "sampling would not be exact; pass a larger bound")
-        u = np.log(np.asarray(jax.random.uniform(k_acc, (batch_size,))))
-        idx = np.flatnonzero(u < log_w - float(log_bound))
+        u = np.log(np.asarray(jax.random.uniform(k_acc, log_w.shape)))
+        idx = np.flatnonzero(u < log_w - bound)[: num - total]
         if len(idx):
-            found.append(jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], trajectories(res)))
+            found.append(jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], traj))
             total += len(idx)
         if total >= num:
-            out = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *found)
-            return jax.tree_util.tree_map(lambda a: a[:num], out)
-    raise RuntimeError(f"exact_references: {total} of {num} accepted in {drawn} draws ({max_rounds} rounds of "
-                       f"{batch_size}); the target has little mass under the proposal; raise max_rounds or "
-                       "batch_size, or tighten log_bound")
+            return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *found)
+    raise RuntimeError(f"rejection_sample: {total} of {num} accepted in {drawn} draws ({max_rounds} rounds); the "
+                       "target has little mass under the proposal; raise max_rounds or the batch size, or tighten "
+                       "log_bound")

@@ -31,7 +31,7 @@ width 128, 4 heads, vocabulary 64, rotary positions, no end-of-sequence token):
    features, :class:`ppl_models.rewards.ProcessRewardModel`): the reward FLOPs per particle step
    when it re-reads every prefix (``incremental=False``) divided by those of the incremental
    reward, which carries its own and the features LM's KV caches in the particle and reads only
-   each step's new tokens; both counted by :func:`ppl.scaling.compute.counter` (tokens read
+   each step's new tokens; both counted by :func:`ppl.lm.compute.counter` (tokens read
    times the reward's FLOPs per token). Target: at least 5. Beside it, the wall times of the two
    filters (``reward_time_ratio``) and the largest difference of their log-evidences (the scores
    agree to float tolerance).
@@ -282,7 +282,7 @@ def reward_filters(lm, program, N: int):
     """Two compiled particle filters weighted by the same random PRM (reading ``lm``'s token
     features): the reward re-reading every prefix, and the incremental one."""
     from ppl.lm.potentials import from_reward
-    from ppl.scaling.compute import counter
+    from ppl.lm.compute import counter
     from ppl.smc import base
     from ppl.smc.loop import build_filter
     from ppl.smc.resampling import systematic
@@ -420,7 +420,7 @@ def main(argv=None):
         assert tok_nc == expected, (tok_nc, expected)
 
     # ---- the reward filters (compile, then check that both score alike and count what they read)
-    from ppl.scaling.compute import flops_per_token
+    from ppl.lm.compute import flops_per_token
 
     prm, rfilters = reward_filters(lm, program, N)
     key_r = next(keys)

@@ -6,9 +6,9 @@ The method: *product-weighted voting*. Draw B rollouts with no resampling and we
 product of its PRM step scores, w = prod_t r(x_{1:t}) (Lightman et al.'s "product" aggregation),
 then take the weighted vote over answers. As inference it is sequential importance sampling for
 the target q(x) prod_t r_t: the model is the LM program with the reward as a potential
-(``from_reward(..., aggregate="product", weighting="ratio")``: the ratio of successive products
-is each step's score), the kernel never resamples (``ess_threshold=0``), finished generations
-keep their weight (``factor_one``), and the compute counter collects tokens and PRM calls. It
+(``ratio("product")``: the ratio of successive products is each step's score), the kernel never
+resamples (``ess_threshold=0``), finished generations keep their weight (the recipe's finished
+rule, ``factor_one``), and the compute counter collects tokens and PRM calls. It
 runs beside best-of-N on the bundled task, on the same rollouts (same keys, same key schedule).
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 
 import ppl
 from ppl import scaling
-from ppl.lm.potentials import from_reward
-from ppl.scaling.compute import Compute, token_counter
+from ppl.lm.compute import Compute, token_counter
+from ppl.lm.potentials import ratio
 from ppl.smc import base
 from ppl.smc import resampling as rs
 from ppl.smc.loop import build_filter
@@ -31,10 +31,11 @@ from ppl.smc.loop import build_filter
 def product_vote(program, n, *, key, reward, answer_fn=None):
     """Product-weighted voting with ``n`` rollouts: the whole method."""
 
+    potential = ratio("product")
+
     def core(data, reward_params, key):
-        model = program.with_potential(from_reward(reward, reward_params, aggregate="product", weighting="ratio"),
-                                       correct_proposal=False)
-        res, failure, _ = build_filter(model, n, rs.systematic, 0.0, finished=base.factor_one,
+        model = program.with_potential(potential(reward, reward_params), correct_proposal=False)
+        res, failure, _ = build_filter(model, n, rs.systematic, 0.0, finished=potential.finished,
                                        collect=token_counter)(data, key)
         return res, failure
 

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from ppl import scaling
+from ppl.lm.potentials import odds
 
 
 def main(argv=None) -> int:
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
     methods = {
         "best-of-N": lambda prog, r, k: scaling.best_of_n(prog, args.budget, key=k, reward=r, answer_fn=answer_fn),
         "particle filter": lambda prog, r, k: scaling.particle_filter(prog, args.budget, key=k, reward=r,
-                                                                      answer_fn=answer_fn, tau=args.tau),
+                                                                      answer_fn=answer_fn,
+                                                                      potential=odds(args.tau)),
         "beam search": lambda prog, r, k: scaling.beam_search(prog, args.budget, beam_width=args.beam_width,
                                                               key=k, reward=r, answer_fn=answer_fn),
         "DVTS": lambda prog, r, k: scaling.dvts(prog, args.budget, beam_width=args.beam_width, key=k, reward=r,

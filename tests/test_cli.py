@@ -97,7 +97,11 @@ def test_light_copies_of_library_choices_agree():
     # ppl scale's --pf-weighting / --pf-select choices are written in a light module; they must be
     # the library's.
     from ppl.lm.potentials import WEIGHTINGS
-    from ppl.scaling.particle_filter import SELECTS
-    from ppl_models.scale.config import PF_SELECTS, PF_WEIGHTINGS
+    from ppl.scaling.particle_filter import SELECTS, resampling_of
+    from ppl.smc.resampling import SCHEMES, Annealed
+    from ppl_models.scale.config import PF_RESAMPLINGS, PF_SELECTS, PF_WEIGHTINGS
 
     assert PF_WEIGHTINGS == WEIGHTINGS and PF_SELECTS == SELECTS
+    for name in PF_RESAMPLINGS:
+        scheme = resampling_of(name, 8)
+        assert scheme in SCHEMES if name != "entropic" else isinstance(scheme, Annealed)

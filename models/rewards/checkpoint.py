@@ -69,7 +69,7 @@ class CheckpointReward(PrefixScore):
 
     @property
     def flops_per_token(self) -> float:
-        from ppl.scaling.compute import flops_per_token
+        from ppl.lm.compute import flops_per_token
 
         return flops_per_token(self.body)
 

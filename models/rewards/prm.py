@@ -238,7 +238,7 @@ class ProcessRewardModel(PrefixScore):
     def flops_per_token(self) -> float:
         """Forward FLOPs per token read: :math:`2P` of the PRM, plus :math:`2P` of the features
         LM it reads."""
-        from ppl.scaling.compute import flops_per_token, num_params
+        from ppl.lm.compute import flops_per_token, num_params
 
         own = 2.0 * num_params(self.params)
         return own + (flops_per_token(self.lm) if self.config.lm_features else 0.0)

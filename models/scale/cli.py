@@ -40,7 +40,8 @@ def _str_list(text: str) -> tuple:
 
 def setup(parser: argparse.ArgumentParser) -> None:
     """The main job: inference-time scaling methods x budgets on the bundled task, LM and PRM."""
-    from ppl_models.scale.config import DEFAULT_METHODS, METHODS, PF_SELECTS, PF_WEIGHTINGS, PRM_KINDS, ScaleConfig
+    from ppl_models.scale.config import (DEFAULT_METHODS, METHODS, PF_RESAMPLINGS, PF_SELECTS, PF_WEIGHTINGS,
+                                         PRM_KINDS, ScaleConfig)
 
     d = ScaleConfig()
     parser.description = (
@@ -70,8 +71,12 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help=f"particle-filter softmax temperature on PRM log-odds (default {d.tau})")
     parser.add_argument("--pf-weighting", choices=PF_WEIGHTINGS, default=d.pf_weighting,
                         help="particle-filter weights: softmax of log-odds / tau at every step (the reference), "
-                             "or the ratio of consecutive scores, which targets the final score only "
-                             f"(default {d.pf_weighting})")
+                             "the ratio of consecutive scores, which targets the final score only, or the ratio "
+                             f"of consecutive odds^(1/tau), which targets the final odds (default {d.pf_weighting})")
+    parser.add_argument("--pf-resampling", choices=PF_RESAMPLINGS, default=d.pf_resampling,
+                        help="particle-filter resampling scheme; entropic: systematic from weights flattened "
+                             "while the ESS is low early in the run (its_hub's ePF), with the importance "
+                             f"correction kept so the target is unchanged (default {d.pf_resampling})")
     parser.add_argument("--pf-select", choices=PF_SELECTS, default=d.pf_select,
                         help="particle-filter answer: the best-scored particle's, or the weighted vote over "
                              f"particles (default {d.pf_select})")
@@ -163,6 +168,7 @@ def config_from_args(args):
         difficulty=args.difficulty, seed=args.seed, prm=args.prm, prm_noise=args.prm_noise,
         temperature=args.temperature, tau=args.tau,
         pf_weighting=getattr(args, "pf_weighting", d.pf_weighting), pf_select=getattr(args, "pf_select", d.pf_select),
+        pf_resampling=getattr(args, "pf_resampling", d.pf_resampling),
         beam_width=args.beam_width, max_steps=args.max_steps,
         checkpoint=args.checkpoint, prm_checkpoint=args.prm_checkpoint,
         prm_features_lm=getattr(args, "prm_features_lm", None),

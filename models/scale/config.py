@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "PRM_KINDS", "PF_WEIGHTINGS", "PF_SELECTS", "PRM_TYPES",
+__all__ = ["METHODS", "DEFAULT_METHODS", "QUICK_METHODS", "PRM_KINDS", "PF_WEIGHTINGS", "PF_SELECTS", "PF_RESAMPLINGS", "PRM_TYPES",
            "DATA_FORMATS", "DTYPES", "ScaleConfig"]
 
 #: The methods ``ppl scale`` offers, each a :class:`ppl.scaling.MethodSpec` (by name or alias); the
@@ -25,7 +25,11 @@ PRM_KINDS = ("learned", "oracle", "noisy", "noisy-oracle")
 #: Particle-filter options of :func:`ppl.scaling.particle_filter` that ``ppl scale`` exposes (the
 #: values of ``ppl.lm.potentials.WEIGHTINGS`` and ``ppl.scaling.particle_filter.SELECTS``, written
 #: here so that ``ppl scale --help`` imports no JAX; a test checks that they agree).
-PF_WEIGHTINGS, PF_SELECTS = ("softmax", "ratio"), ("argmax", "vote")
+PF_WEIGHTINGS, PF_SELECTS = ("softmax", "ratio", "odds_ratio"), ("argmax", "vote")
+#: Particle-filter resampling: a scheme of ``ppl.smc.resampling``, or ``"entropic"`` (its_hub's
+#: entropic annealing: systematic resampling from weights flattened by the ESS rule, with the
+#: importance correction kept; ``ppl.scaling.particle_filter.resampling_of``).
+PF_RESAMPLINGS = ("multinomial", "systematic", "entropic")
 #: With ``--data``: the reward-model conventions of ``ppl_models.rewards.checkpoint.REWARD_KINDS``,
 #: the data formats of ``ppl_models.tasks.benchmarks`` and the compute dtypes.
 PRM_TYPES, DATA_FORMATS, DTYPES = ("classifier", "lm-judge", "outcome"), ("auto", "math", "gsm8k", "aime"), \
@@ -49,6 +53,8 @@ class ScaleConfig:
     pf_weighting: str = "softmax"
     #: Particle filter: the answer of the best-scored particle, or the weighted vote.
     pf_select: str = "argmax"
+    #: Particle filter: the resampling scheme (``"entropic"``: annealed, see ``PF_RESAMPLINGS``).
+    pf_resampling: str = "multinomial"
     beam_width: int = 4
     pg_iterations: int = 4
     power_steps: int = 4
@@ -123,6 +129,8 @@ class ScaleConfig:
             raise ValueError(f"pf_weighting: expected one of {PF_WEIGHTINGS}, got {self.pf_weighting!r}")
         if self.pf_select not in PF_SELECTS:
             raise ValueError(f"pf_select: expected one of {PF_SELECTS}, got {self.pf_select!r}")
+        if self.pf_resampling not in PF_RESAMPLINGS:
+            raise ValueError(f"pf_resampling: expected one of {PF_RESAMPLINGS}, got {self.pf_resampling!r}")
         if not self.prm_noise >= 0:
             raise ValueError(f"prm_noise: expected a number >= 0, got {self.prm_noise}")
         for name in ("temperature", "tau", "power_alpha"):

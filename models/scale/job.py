@@ -177,7 +177,8 @@ def _setup(cfg: ScaleConfig):
 # ----------------------------------------------------------------------------------- methods
 def _settings(cfg: ScaleConfig) -> dict:
     """The job's settings under the names the methods' budget rules read (:class:`ppl.scaling.MethodSpec`)."""
-    return {"tau": cfg.tau, "weighting": cfg.pf_weighting, "select": cfg.pf_select, "beam_width": cfg.beam_width,
+    return {"tau": cfg.tau, "weighting": cfg.pf_weighting, "select": cfg.pf_select, "resampling": cfg.pf_resampling,
+            "beam_width": cfg.beam_width,
             "iterations": cfg.pg_iterations, "mh_steps": cfg.power_steps, "alpha": cfg.power_alpha,
             "max_steps": cfg.max_steps}
 

@@ -34,6 +34,7 @@ def _reward_label(cfg) -> str:
     pf = [f"tau {cfg.tau:g}"] if cfg.tau != 1.0 else []
     pf += [f"{cfg.pf_weighting} weights"] if cfg.pf_weighting != "softmax" else []
     pf += [f"{cfg.pf_select} answer"] if cfg.pf_select != "argmax" else []
+    pf += [f"{cfg.pf_resampling} resampling"] if getattr(cfg, "pf_resampling", "multinomial") != "multinomial" else []
     return label + (f"; particle filter {', '.join(pf)}" if pf and "particle_filter" in cfg.methods else "")
 
 

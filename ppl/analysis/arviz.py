@@ -16,8 +16,8 @@ from ppl.smc.conditional import ParticleGibbsResult
 from ppl.smc.loop import SMCResult, trajectories
 from ppl.smc.resampling import gather, systematic
 
-__all__ = ["particle_gibbs_to_inference_data", "posterior_to_inference_data", "smc_to_inference_data",
-           "to_arviz"]
+__all__ = ["particle_gibbs_to_inference_data", "posterior_to_inference_data", "scaling_to_inference_data",
+           "smc_to_inference_data", "to_arviz"]
 
 # NUTS diagnostics -> ArviZ's conventional sample_stats names.
 _NUTS_STATS = {
@@ -204,6 +204,45 @@ def particle_gibbs_to_inference_data(result):
     sample_stats = xr.Dataset({"log_evidence": (["chain", "draw"], np.asarray(res.log_evidence))},
                               coords=coords)
     return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
+
+
+def scaling_to_inference_data(result, resample_key=None):
+    """``arviz.InferenceData`` of a :class:`ppl.scaling.ScalingResult`'s particles (one chain), as
+    for an SMC run (:func:`smc_to_inference_data`).
+
+    ``weighted_posterior`` holds the particles as they are: ``score`` and ``num_tokens``,
+    with ``log_weight``; ``posterior`` holds :math:`N` equally weighted draws of them (a
+    systematic resample; ``resample_key`` defaults to ``jax.random.key(0)``), so that
+    ``az.summary`` gives weighted means. Answers are labels, not quantities: the group
+    ``answers`` holds ``probability`` along ``answer`` (the labels of ``answer_posterior``,
+    as text), and each particle's answer index (``-1``: none) is ``answer`` in
+    ``weighted_posterior``. ``attrs`` hold the method, the budget, the chosen answer and the
+    compute."""
+    import arviz as az
+    import xarray as xr
+
+    labels = list(result.answer_posterior)
+    codes = {a: i for i, a in enumerate(labels)}
+    answer_code = np.array([codes[a] if a is not None else -1 for a in result.answers], np.int64)
+    n_tok = np.array([len(g) for g in result.generations()], np.int64)
+    n = len(result.answers)
+    coords = {"chain": [0], "draw": np.arange(n)}
+    values = {"score": np.asarray(result.scores, np.float64), "num_tokens": n_tok}
+    lw = np.asarray(result.log_weights, np.float64)
+    idx = np.asarray(systematic(jax.random.key(0) if resample_key is None else resample_key,
+                                jnp.asarray(lw, jnp.float32), n))
+    dims = ["chain", "draw"]
+    posterior = xr.Dataset({k: (dims, v[idx][None]) for k, v in values.items()}, coords=coords)
+    weighted = xr.Dataset({**{k: (dims, v[None]) for k, v in values.items()},
+                           "answer": (dims, answer_code[None]), "log_weight": (dims, lw[None])}, coords=coords)
+    answers = xr.Dataset({"probability": (["answer"], np.array(list(result.answer_posterior.values())))},
+                         coords={"answer": [str(a) for a in labels]})
+    attrs = {"method": result.method, "budget": -1 if result.budget is None else int(result.budget),
+             "answer": str(result.answer), "answer_code": -1 if result.answer is None else codes.get(result.answer, -1)}
+    attrs.update({f"compute_{k}": v for k, v in result.compute.as_dict().items()})
+    for ds in (posterior, weighted):
+        ds.attrs.update(attrs)
+    return az.InferenceData(posterior=posterior, weighted_posterior=weighted, answers=answers)
 
 
 @functools.singledispatch

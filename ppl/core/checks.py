@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from typing import Hashable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_int", "check_positive", "check_key", "check_no_nan", "check_model_data"]
+__all__ = ["check_int", "check_positive", "check_fraction", "check_key", "check_no_nan", "check_model_data",
+           "check_reward", "reward_key"]
 
 
 def _prefix(fn):
@@ -33,6 +35,17 @@ def check_positive(name: str, value, fn: str | None = None) -> float:
         raise ValueError(f"{_prefix(fn)}{name}: expected a positive number, got {value!r}") from None
     if not (v > 0 and math.isfinite(v)):
         raise ValueError(f"{_prefix(fn)}{name}: expected a positive finite number, got {value!r}")
+    return v
+
+
+def check_fraction(name: str, value, fn: str | None = None) -> float:
+    """``value`` as a float in :math:`[0, 1]` (e.g. an ESS threshold), else a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not 0.0 <= v <= 1.0:
+        raise ValueError(f"{_prefix(fn)}{name}: expected a number in [0, 1], got {value!r}")
     return v
 
 
@@ -89,3 +102,25 @@ def check_model_data(model, args: tuple, kwargs: dict, fn: str) -> None:
         bound = {**{f"args[{i}]": a for i, a in enumerate(args)}, **kwargs}
     for name, value in bound.items():
         check_no_nan(value, f"{fn}: model argument {name!r}")
+
+
+def reward_key(reward) -> Hashable:
+    """The static part of a reward model (``reward.static_key()`` if it has one, else itself)."""
+    if reward is None:
+        return None
+    fn = getattr(reward, "static_key", None)
+    return fn() if callable(fn) else reward
+
+
+def check_reward(reward, required: bool, name: str) -> None:
+    """``reward`` follows :class:`~ppl.core.protocols.RewardModel` (or is ``None`` where optional)."""
+    if reward is None:
+        if required:
+            raise TypeError(f"reward: {name} needs a reward model (an object with params and "
+                            "log_score(params, state) -> log r)")
+        return
+    from ppl.core.protocols import RewardModel
+
+    if not isinstance(reward, RewardModel):
+        raise TypeError(f"reward: expected an object with params and log_score(params, state) -> log r "
+                        f"for one particle (ppl.core.protocols.RewardModel), got {type(reward).__name__}")

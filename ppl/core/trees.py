@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["broadcast", "select_rows"]
+__all__ = ["broadcast", "select_rows", "concat"]
 
 
 def broadcast(tree, n: int):
@@ -20,3 +20,8 @@ def select_rows(pred, on_true, on_false):
         return jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - 1)), a, b)
 
     return jax.tree_util.tree_map(sel, on_true, on_false)
+
+
+def concat(a, b):
+    """Two particle sets as one: every leaf concatenated along the leading axis."""
+    return jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u, v], axis=0), a, b)

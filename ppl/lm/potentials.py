@@ -26,6 +26,8 @@ logs):
   its prefix scores (last, minimum or product) rides in the particle (``state.memory``), and
   the weight is the aggregate's log-odds over :math:`\tau` (Puri et al.) or the ratio of
   successive aggregates (a twist whose product is the final aggregate);
+* :func:`odds`, :func:`ratio`, :func:`odds_ratio` — the same as recipes that take the reward
+  later (:class:`RewardPotential`), what the scaling methods accept as ``potential=``;
 * :func:`lookahead` — a potential with memory read after :math:`k` greedy steps past the prefix
   (search-and-learn's ``lookahead``), which are not kept.
 
@@ -46,7 +48,8 @@ from ppl.lm.state import LMState
 
 __all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist", "twisted", "constraint", "when_finished",
            "product", "from_score", "from_reward", "tau_schedule", "lookahead", "Lookahead", "WithLogP", "with_log_p",
-           "AGGREGATES", "WEIGHTINGS"]
+           "AGGREGATES", "WEIGHTINGS", "RewardPotential", "odds", "ratio", "odds_ratio",
+           "check_potential"]
 
 
 class Potential:
@@ -263,7 +266,7 @@ def from_score(score: Callable[[LMState], jnp.ndarray], kind: str = "prefix",
 
 #: How :func:`from_reward` aggregates the prefix scores, and how it turns them into weights.
 AGGREGATES = ("last", "min", "product", "model")
-WEIGHTINGS = ("softmax", "ratio")
+WEIGHTINGS = ("softmax", "ratio", "odds_ratio")
 
 
 class RewardMemory(NamedTuple):
@@ -325,7 +328,15 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
       :math:`q(x)\prod_{t} \operatorname{odds}(a_{\min(t, K)})^{1/\tau_t}`;
     * ``weighting="ratio"``: :math:`\log G_t = \log a_t - \log a_{t-1}` (:math:`a_0 = 1`): the
       product telescopes to the final aggregate :math:`a_K` (give finished particles a factor
-      one, :func:`ppl.smc.base.factor_one`).
+      one, :func:`ppl.smc.base.factor_one`);
+    * ``weighting="odds_ratio"``: :math:`\log G_t = (\operatorname{logit}(a_t) -
+      \operatorname{logit}(a_{t-1})) / \tau` (:math:`\operatorname{logit}(a_0) = 0`): the
+      product telescopes to :math:`\operatorname{odds}(a_K)^{1/\tau}`, the softmax weighting's
+      one-step target, reached through twisted intermediate targets (factor one when finished).
+
+    The three are usually built as recipes that take the reward later: :func:`odds`,
+    :func:`ratio`, :func:`odds_ratio` (:class:`RewardPotential`), which is what the scaling
+    methods accept.
 
     A finished particle (``prev.done``) keeps its memory: it is not scored again.
     ``params`` may be traced (a method passes the reward's parameters as data); ``tau`` too.
@@ -369,8 +380,12 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
                          jnp.where(live, m.total + log_r, m.total), m.step + 1,
                          jnp.where(live, read, 0).astype(jnp.int32), m.prompt_read, rstate)
         a = _aggregate(aggregate, m)
-        log_g = log_odds(a, eps) / tau_t if softmax else jnp.where(live, a - prev_a, 0.0)
-        return log_g, m
+        if softmax:
+            return log_odds(a, eps) / tau_t, m
+        if weighting == "ratio":
+            return jnp.where(live, a - prev_a, 0.0), m
+        before = jnp.where(prev.num_steps > 0, log_odds(prev_a, eps), 0.0)
+        return jnp.where(live, (log_odds(a, eps) - before) / tau_t, 0.0), m
 
     zero, izero = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
 
@@ -382,6 +397,100 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
     return MemoryPotential(update, None, f"from_reward({aggregate}, {weighting}{', incremental' if incremental else ''})",
                            init=init, incremental=incremental)
 
+
+
+class RewardPotential(NamedTuple):
+    r"""A recipe for :func:`from_reward` that takes the reward model later: how a reward's prefix
+    scores become a potential. Built with :func:`odds` (Puri et al.'s softmax of log-odds),
+    :func:`ratio` (ratios of scores) or :func:`odds_ratio` (ratios of odds); calling it with a
+    reward gives the potential, ``recipe(reward, params=None, tau=None, incremental=None)``
+    (``params`` and ``tau`` may be traced: a scaling method passes them as data, so a new
+    problem's reward or a new :math:`\tau` does not recompile). The scaling methods that weigh
+    particles by a reward (:func:`ppl.scaling.particle_filter`, :func:`ppl.scaling.particle_gibbs`,
+    :func:`ppl.scaling.parallel_tempering`) take one as ``potential=``: the same recipe is the
+    same target in each of them.
+    """
+
+    weighting: str = "softmax"
+    aggregate: str = "last"
+    tau: Any = 1.0
+    eps: float = 1e-6
+
+    def __call__(self, reward, params=None, tau=None, incremental: bool | None = None) -> MemoryPotential:
+        tau = self.tau if tau is None else tau
+        tau = jnp.asarray(tau, jnp.float32) if isinstance(tau, tuple) else tau
+        return from_reward(reward, params, aggregate=self.aggregate, weighting=self.weighting, tau=tau,
+                           eps=self.eps, incremental=incremental)
+
+    @property
+    def schedule(self) -> bool:
+        """Whether :math:`\tau` is a schedule (one per step) rather than one number."""
+        return isinstance(self.tau, tuple)
+
+    def static_key(self) -> tuple:
+        """What compiled code depends on (:math:`\tau` is passed as data)."""
+        return (self.weighting, self.aggregate, self.schedule, self.eps)
+
+    @property
+    def finished(self) -> Callable:
+        """The finished rule of the SMC kernel that gives this recipe its stated target:
+        :func:`~ppl.smc.base.absorbing` for :func:`odds` (:func:`~ppl.smc.base.reweighed` with a
+        schedule), :func:`~ppl.smc.base.factor_one` for the ratios, whose products telescope."""
+        from ppl.smc import base
+
+        if self.weighting != "softmax":
+            return base.factor_one
+        return base.reweighed if self.schedule else base.absorbing
+
+
+def _check_tau(tau):
+    import numpy as np
+
+    from ppl.core.checks import check_positive
+
+    if isinstance(tau, (int, float, np.number)) or (hasattr(tau, "ndim") and np.ndim(tau) == 0):
+        return check_positive("tau", tau)
+    try:
+        taus = np.asarray(tau, np.float64)
+    except (TypeError, ValueError):
+        taus = np.asarray([np.nan])
+    if taus.ndim != 1 or taus.size == 0 or not np.all(np.isfinite(taus) & (taus > 0)):
+        raise ValueError(f"tau: expected a positive number or a 1-d sequence of positive numbers, got {tau!r}")
+    return tuple(taus.tolist())
+
+
+def _check_recipe(aggregate: str, eps) -> float:
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate: expected one of {AGGREGATES}, got {aggregate!r}")
+    if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and 0.0 < float(eps) < 0.5):
+        raise ValueError(f"eps: expected a number in (0, 0.5), got {eps!r}")
+    return float(eps)
+
+
+def odds(tau=1.0, aggregate: str = "last", eps: float = 1e-6) -> RewardPotential:
+    r"""Puri et al.'s potential: :math:`\log G_t = \operatorname{logit}(a_t) / \tau_t`, the prefix
+    score's aggregate (``"last"``, ``"min"``, ``"product"``; :func:`from_reward`) as log-odds over
+    a temperature, with finished particles absorbing: the target
+    :math:`q(x)\prod_{t \le T}\operatorname{odds}(a_{\min(t, K)})^{1/\tau_t}`. ``tau`` is a
+    number or a schedule (a sequence, one :math:`\tau_t` per step, the last repeating;
+    :func:`tau_schedule`)."""
+    return RewardPotential("softmax", aggregate, _check_tau(tau), _check_recipe(aggregate, eps))
+
+
+def ratio(aggregate: str = "last") -> RewardPotential:
+    r""":math:`\log G_t = \log a_t - \log a_{t-1}`: the product telescopes to the final aggregate,
+    the target :math:`q(x)\,a_K(x)` (finished particles: factor one)."""
+    return RewardPotential("ratio", aggregate, 1.0, _check_recipe(aggregate, 1e-6))
+
+
+def odds_ratio(tau=1.0, aggregate: str = "last", eps: float = 1e-6) -> RewardPotential:
+    r""":math:`\log G_t = (\operatorname{logit}(a_t) - \operatorname{logit}(a_{t-1}))/\tau`: the
+    product telescopes to :math:`\operatorname{odds}(a_K)^{1/\tau}`, the target
+    :math:`q(x)\operatorname{odds}(a_K(x))^{1/\tau}` (finished particles: factor one)."""
+    tau = _check_tau(tau)
+    if isinstance(tau, tuple):
+        raise ValueError("tau: odds_ratio takes one temperature (its product telescopes only with a constant tau)")
+    return RewardPotential("odds_ratio", aggregate, tau, _check_recipe(aggregate, eps))
 
 class WithLogP(NamedTuple):
     """The memory of :func:`with_log_p`: the prefix's log-probability under the LM and the inner
@@ -445,7 +554,7 @@ def lookahead(potential: "MemoryPotential", lm, params, config: StepConfig, step
     This is search-and-learn's ``lookahead`` option of beam search and DVTS. As there, a particle
     that has finished, or has reached the program's last step (``max_steps``), is not extended.
     The memory (:class:`Lookahead`) records the tokens generated by the look-ahead and the
-    length it scored, for exact compute counting (:func:`ppl.scaling.compute.counter`).
+    length it scored, for exact compute counting (:func:`ppl.lm.compute.counter`).
     ``prefix``: the program's shared prompt cache (``data.get("prefix")`` of an
     :class:`~ppl.lm.LMProgram`), when the particles' caches start after it.
     """
@@ -470,3 +579,14 @@ def lookahead(potential: "MemoryPotential", lm, params, config: StepConfig, step
     zero = jnp.zeros((), jnp.int32)
     return MemoryPotential(update, None, f"lookahead({potential.name}, {steps})",
                            init=lambda prompt: Lookahead(potential.initial(prompt), zero, zero))
+
+
+def check_potential(potential) -> None:
+    """``potential`` is a :class:`~ppl.lm.potentials.RewardPotential` (``odds()``, ``ratio()``, ...)."""
+    if not isinstance(potential, RewardPotential):
+        raise TypeError(f"potential: expected a reward-potential recipe (ppl.lm.potentials.odds(tau), ratio() or "
+                        f"odds_ratio(tau)), got {potential!r}")
+    if potential.weighting not in WEIGHTINGS or potential.aggregate not in AGGREGATES:
+        raise ValueError(f"potential: weighting must be one of {WEIGHTINGS} and aggregate one of {AGGREGATES}, "
+                         f"got {potential!r}")
+    _check_tau(potential.tau)

@@ -51,7 +51,7 @@ from ppl.lm.potentials import MemoryPotential, Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
 from ppl.lm.state import LMState, check_lm, pad_prompt, prefill, prompt_prefix, shares_prefix
 
-__all__ = ["LMProgram", "LMStep", "RestrictedSupportWarning", "prompt_state"]
+__all__ = ["LMProgram", "LMStep", "RestrictedSupportWarning", "prompt_state", "check_program"]
 
 
 class RestrictedSupportWarning(UserWarning):
@@ -348,3 +348,13 @@ class LMStep(numpyro_dist.Distribution):
 
 
 __all__ += ["Potential"]
+
+
+def check_program(program, name: str) -> None:
+    """``program`` must be an :class:`~ppl.lm.LMProgram` without a potential (methods build their own)."""
+    if not isinstance(program, LMProgram):
+        raise TypeError(f"program: {name} expects a ppl.lm.LMProgram, got {type(program).__name__}")
+    if program.potential is not None:
+        raise ValueError(f"program: {name} builds its own target from the reward and needs a program without a "
+                         f"potential (got {program.potential!r}); construct the LMProgram with potential=None and "
+                         "pass the reward model as reward=")

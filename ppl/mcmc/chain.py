@@ -14,12 +14,14 @@ their states with probability :math:`\min(1, \exp[(\Phi(x') - \Phi(x))(\beta_k -
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["run_chain", "accept_given", "mh_accept", "swap_log_ratio", "swap_neighbours"]
+__all__ = ["run_chain", "accept_given", "mh_accept", "swap_log_ratio", "swap_neighbours", "check_temperatures"]
 
 
 def run_chain(kernel: Callable, state: Any, key: jax.Array, num_iterations: int):
@@ -77,3 +79,17 @@ def swap_neighbours(key: jax.Array, phi: jax.Array, inv_temps: jax.Array):
 
     zeros = jnp.zeros((m - 1,), jnp.float32)
     return jax.lax.fori_loop(0, m - 1, swap, (jnp.arange(m), zeros, zeros))
+
+
+def check_temperatures(temperatures) -> tuple:
+    r"""Parallel tempering's ladder :math:`T_1 > \dots > T_M > 0` (hottest first, at least two), as a
+    tuple of floats; else a ValueError naming ``temperatures``."""
+    try:
+        temps = tuple(float(t) for t in temperatures)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperatures: expected a sequence of positive numbers, got {temperatures!r}") from None
+    if len(temps) < 2 or not all(t > 0 and math.isfinite(t) for t in temps) or any(
+            a <= b for a, b in zip(temps, temps[1:])):
+        raise ValueError(f"temperatures: expected at least two positive numbers in strictly decreasing order "
+                         f"(hottest first, coldest last), got {temperatures!r}")
+    return temps

@@ -4,7 +4,7 @@ Every method takes an :class:`~ppl.lm.LMProgram` without potential (the LM, the 
 step delimiter and the sampler :math:`q`), a budget, a reward model, an ``answer_fn`` and a key,
 and returns a :class:`~ppl.scaling.result.ScalingResult`: the chosen answer, the posterior over
 answers, the weighted particles, diagnostics and the compute spent, counted exactly
-(:class:`~ppl.scaling.compute.Compute`).
+(:class:`~ppl.lm.compute.Compute`).
 
 ==========================  ====================================================================
 method                      is, on the Feynman–Kac model :math:`q(x) \prod_t G_t`
@@ -23,13 +23,10 @@ method                      is, on the Feynman–Kac model :math:`q(x) \prod_t G
 :func:`a_star`              best-first search, priority :math:`\log p` + reward log-score, bounded frontier
 ==========================  ====================================================================
 
-**Reward protocol.** A reward model is any object with ``params`` (a pytree, passed to compiled
-code as data, so a new problem's oracle or new weights do not recompile) and
-``log_score(params, state) -> log r`` for *one* particle (an :class:`~ppl.lm.LMState`), with
-:math:`r \in [0, 1]` the score of the particle's current prefix (its outcome score once it has
-finished); optionally ``static_key()`` (what compiled code depends on besides ``params``) and
-``flops_per_token`` (for the FLOP estimate). :class:`ppl_models.rewards.ProcessRewardModel`,
-:class:`ppl_models.rewards.OraclePRM` and :class:`ppl_models.rewards.NoisyReward` follow it.
+**Rewards.** A reward model follows :class:`ppl.core.protocols.RewardModel`: ``params`` (passed
+to compiled code as data: a new problem's oracle or new weights do not recompile) and
+``log_score(params, state) -> log r`` for *one* particle, :math:`r \in [0, 1]` the score of its
+prefix. How its scores weigh the particles is a :class:`~ppl.lm.potentials.RewardPotential`.
 
 **Answers.** ``answer_fn(token_ids) -> answer | None`` maps a generation (prompt excluded) to a
 hashable answer (default: the whole generation); :mod:`ppl.scaling.aggregate` forms the answer
@@ -47,7 +44,7 @@ selection from a rollout pool); :func:`spec` and :func:`specs` read them.
 
 from ppl.scaling.aggregate import SELECT_RULES, answer_posterior, select_answer, whole_generation
 from ppl.scaling.method import MethodSpec, batched, prompt_mesh, spec, specs
-from ppl.scaling.compute import Compute, flops_per_token
+from ppl.lm.compute import Compute, flops_per_token
 from ppl.scaling.result import ScalingResult, finish, generations
 from ppl.scaling.sampling import (
     Rollouts,

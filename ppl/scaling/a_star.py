@@ -36,12 +36,14 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ppl.core.checks import check_int, check_key
+from ppl.core.checks import check_int, check_key, check_reward, reward_key
+from ppl.lm.compute import Compute, token_counter
+from ppl.lm.paths import duplicates
 from ppl.lm.potentials import from_reward, with_log_p
-from ppl.scaling.compute import Compute, token_counter
-from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
+from ppl.lm.program import check_program
+from ppl.scaling.aggregate import check_select
+from ppl.scaling.method import method
 from ppl.scaling.result import ScalingResult, finish
-from ppl.scaling.search import duplicates
 from ppl.smc import resampling as rs
 from ppl.smc.base import OK
 from ppl.smc.batch import ProblemCall
@@ -145,8 +147,9 @@ def a_star(program, expansions: int, *, key: jax.Array, reward, pool: int = 16, 
     -------
     ScalingResult
         The frontier: finished solutions weighted by their priority (open prefixes at weight 0,
-        unless none finished), ``scores`` :math:`e^f = p(x_{1:t})\, r(x_{1:t})`. ``diagnostics``: ``expansions`` (prefixes expanded after the
-        prompt, counting ties), ``finished`` (which slots hold a finished solution), ``goal``
+        unless none finished), ``scores`` :math:`e^f = p(x_{1:t})\, r(x_{1:t})`. ``diagnostics``:
+        ``expansions`` (prefixes expanded after the prompt, counting ties), ``finished`` (which
+        slots hold a finished solution), ``goal``
         (whether the search stopped because a finished solution ranked first).
     """
     check_program(program, "a_star")

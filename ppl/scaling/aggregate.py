@@ -28,7 +28,7 @@ from typing import Callable, Hashable, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["SELECT_RULES", "answer_posterior", "select_answer", "whole_generation"]
+__all__ = ["SELECT_RULES", "answer_posterior", "select_answer", "whole_generation", "check_select"]
 
 SELECT_RULES = ("argmax", "vote", "majority")
 
@@ -101,6 +101,14 @@ def select_answer(answers: Sequence[Optional[Hashable]], *, rule: str = "vote", 
     idx = [i for i in range(n) if answers[i] == best and answers[i] is not None]
     i = max(idx, key=lambda j: key[j])
     return best, int(i)
+
+
+def check_select(select, allowed: Sequence[str], answer_fn=None) -> None:
+    """``select`` is one of ``allowed``; ``answer_fn`` is ``None`` or callable."""
+    if select not in allowed:
+        raise ValueError(f"select: expected one of {tuple(allowed)}, got {select!r}")
+    if answer_fn is not None and not callable(answer_fn):
+        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
 
 
 def _as_answer_fn(answer_fn: Optional[Callable]) -> Callable:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Hashable, Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import jax
 
-from ppl.core.protocols import RewardModel
-from ppl.smc.batch import run_problems
+from ppl.smc.batch import prepare_problems, run_problems
 from ppl.smc.sharding import device_mesh
 
 __all__ = ["MethodSpec", "method", "spec", "specs", "batched", "prompt_mesh", "PROMPT_AXIS"]
@@ -108,47 +107,6 @@ def spec(name: Union[str, Callable]) -> MethodSpec:
                      f"{', '.join(_SPECS)}")
 
 
-# ------------------------------------------------------------------------------ shared checks
-def reward_key(reward) -> Hashable:
-    """The static part of a reward model (``reward.static_key()`` if it has one, else itself)."""
-    if reward is None:
-        return None
-    fn = getattr(reward, "static_key", None)
-    return fn() if callable(fn) else reward
-
-
-def check_program(program, name: str) -> None:
-    """``program`` must be an :class:`~ppl.lm.LMProgram` without a potential (methods build their own)."""
-    from ppl.lm.program import LMProgram
-
-    if not isinstance(program, LMProgram):
-        raise TypeError(f"program: {name} expects a ppl.lm.LMProgram, got {type(program).__name__}")
-    if program.potential is not None:
-        raise ValueError(f"program: {name} builds its own target from the reward and needs a program without a "
-                         f"potential (got {program.potential!r}); construct the LMProgram with potential=None and "
-                         "pass the reward model as reward=")
-
-
-def check_reward(reward, required: bool, name: str) -> None:
-    """``reward`` follows :class:`~ppl.core.protocols.RewardModel` (or is ``None`` where optional)."""
-    if reward is None:
-        if required:
-            raise TypeError(f"reward: {name} needs a reward model (an object with params and "
-                            "log_score(params, state) -> log r)")
-        return
-    if not isinstance(reward, RewardModel):
-        raise TypeError(f"reward: expected an object with params and log_score(params, state) -> log r "
-                        f"for one particle (ppl.core.protocols.RewardModel), got {type(reward).__name__}")
-
-
-def check_select(select, allowed: Sequence[str], answer_fn=None) -> None:
-    """``select`` is one of ``allowed``; ``answer_fn`` is ``None`` or callable."""
-    if select not in allowed:
-        raise ValueError(f"select: expected one of {tuple(allowed)}, got {select!r}")
-    if answer_fn is not None and not callable(answer_fn):
-        raise TypeError(f"answer_fn: expected a callable token_ids -> answer, got {type(answer_fn).__name__}")
-
-
 # ------------------------------------------------------------------------------ many prompts
 def prompt_mesh(devices=None) -> jax.sharding.Mesh:
     """A 1-d mesh with axis ``"prompts"`` for :func:`batched` (:func:`~ppl.smc.sharding.device_mesh`:
@@ -204,21 +162,6 @@ def batched(method: Union[str, Callable], programs: Sequence, *args, keys, rewar
         names = ", ".join(t.name for t in _SPECS.values() if t.prepare is not None)
         raise ValueError(f"method: {getattr(method, '__name__', method)!r} has no batched path; choose from {names} "
                          "or call the method once per problem")
-    programs = list(programs)
-    if not programs:
-        raise ValueError("programs: expected at least one program")
-    keys = list(keys) if not isinstance(keys, jax.Array) or keys.ndim > 0 else [keys]
-    if len(keys) != len(programs):
-        raise ValueError(f"keys: expected one key per program ({len(programs)}), got {len(keys)}")
-    rewards = list(reward) if isinstance(reward, (list, tuple)) else [reward] * len(programs)
-    if len(rewards) != len(programs):
-        raise ValueError(f"reward: expected one reward per program ({len(programs)}), got {len(rewards)}")
-    calls = []
-    for i, (program, key, rew) in enumerate(zip(programs, keys, rewards)):
-        try:
-            calls.append(s.prepare(program, *args, key=key, reward=rew, **options))
-        except Exception as e:
-            e.add_note(f"(in ppl.scaling.batched, problem {i})")
-            raise
+    calls = prepare_problems(s.prepare, programs, args, options, keys=keys, reward=reward, where="ppl.scaling.batched")
     return run_problems(calls, mesh=mesh, problems_per_device=problems_per_device, axis_name=axis_name,
                         default_axis=PROMPT_AXIS)

@@ -24,16 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.core.checks import check_int, check_key, check_positive
 from ppl.core.cache import cached_jit
+from ppl.core.checks import check_int, check_key, check_positive, check_reward, reward_key
 from ppl.core.trees import select_rows
-from ppl.lm.potentials import MemoryPotential
-from ppl.lm.program import LMProgram
+from ppl.lm.compute import Compute, token_counter
+from ppl.lm.paths import recorded, step_mask, truncate
+from ppl.lm.program import LMProgram, check_program
 from ppl.mcmc.chain import mh_accept, run_chain
-from ppl.scaling.aggregate import SELECT_RULES
-from ppl.scaling.compute import Compute, token_counter
-from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
-from ppl.lm.paths import empty_record, record_step, step_mask, truncate
+from ppl.scaling.aggregate import SELECT_RULES, check_select
+from ppl.scaling.method import method
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 from ppl.smc.base import Collector
@@ -48,9 +47,7 @@ def _build(program: LMProgram, num_chains: int, num_mh_steps: int, reward):
     C = int(num_chains)
 
     def run(data, reward_params, key, alpha):
-        record = MemoryPotential(lambda prev, state: (jnp.zeros(()), record_step(prev, state)),
-                                 empty_record(data["prompt_length"], T), "path record")
-        model = program.with_potential(record, frozen=lambda x: x.num_steps >= T, correct_proposal=False)
+        model = program.with_potential(recorded(None, T), frozen=lambda x: x.num_steps >= T, correct_proposal=False)
         generate = build_filter(model, C, rs.systematic, 0.0, collect=token_counter)
         regenerate = build_filter(model, C, rs.systematic, 0.0,
                                   collect=Collector(lambda x: jnp.zeros((3,), jnp.int32), token_counter.update))

@@ -2,7 +2,7 @@ r"""One result type for every inference-time scaling method.
 
 A :class:`ScalingResult` holds the chosen answer, the posterior over answers, the final
 particles with their weights and scores, method-specific diagnostics and the compute spent
-(:class:`~ppl.scaling.compute.Compute`). Methods build it with :func:`finish`, which extracts
+(:class:`~ppl.lm.compute.Compute`). Methods build it with :func:`finish`, which extracts
 answers host-side with the task's ``answer_fn`` and applies a selection rule
 (:mod:`ppl.scaling.aggregate`).
 """
@@ -14,8 +14,8 @@ from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 
+from ppl.lm.compute import Compute
 from ppl.scaling.aggregate import _as_answer_fn, answer_posterior, select_answer
-from ppl.scaling.compute import Compute
 
 __all__ = ["ScalingResult", "finish", "generations"]
 
@@ -52,7 +52,7 @@ class ScalingResult:
     selected
         Index of the particle whose answer was chosen (``-1`` if none).
     compute
-        What the run spent (:class:`~ppl.scaling.compute.Compute`).
+        What the run spent (:class:`~ppl.lm.compute.Compute`).
     budget
         The budget asked for, in rollouts (``None`` if the method has none).
     diagnostics
@@ -84,46 +84,10 @@ class ScalingResult:
         return [tokenizer.decode(ids) for ids in self.generations()]
 
     def to_arviz(self, resample_key=None):
-        """``arviz.InferenceData`` of the particles (one chain), as for an SMC run
-        (:func:`ppl.analysis.arviz.smc_to_inference_data`).
+        """``arviz.InferenceData`` of the particles: :func:`ppl.analysis.arviz.scaling_to_inference_data`."""
+        from ppl.analysis.arviz import scaling_to_inference_data
 
-        ``weighted_posterior`` holds the particles as they are: ``score`` and ``num_tokens``,
-        with ``log_weight``; ``posterior`` holds :math:`N` equally weighted draws of them (a
-        systematic resample; ``resample_key`` defaults to ``jax.random.key(0)``), so that
-        ``az.summary`` gives weighted means. Answers are labels, not quantities: the group
-        ``answers`` holds ``probability`` along ``answer`` (the labels of ``answer_posterior``,
-        as text), and each particle's answer index (``-1``: none) is ``answer`` in
-        ``weighted_posterior``. ``attrs`` hold the method, the budget, the chosen answer and the
-        compute."""
-        import arviz as az
-        import jax
-        import xarray as xr
-
-        from ppl.smc.resampling import systematic
-
-        labels = list(self.answer_posterior)
-        codes = {a: i for i, a in enumerate(labels)}
-        answer_code = np.array([codes[a] if a is not None else -1 for a in self.answers], np.int64)
-        n_tok = np.array([len(g) for g in self.generations()], np.int64)
-        n = len(self.answers)
-        coords = {"chain": [0], "draw": np.arange(n)}
-        values = {"score": np.asarray(self.scores, np.float64), "num_tokens": n_tok}
-        lw = np.asarray(self.log_weights, np.float64)
-        idx = np.asarray(systematic(jax.random.key(0) if resample_key is None else resample_key,
-                                    jax.numpy.asarray(lw, jax.numpy.float32), n))
-        dims = ["chain", "draw"]
-        posterior = xr.Dataset({k: (dims, v[idx][None]) for k, v in values.items()}, coords=coords)
-        weighted = xr.Dataset({**{k: (dims, v[None]) for k, v in values.items()},
-                               "answer": (dims, answer_code[None]), "log_weight": (dims, lw[None])}, coords=coords)
-        answers = xr.Dataset({"probability": (["answer"], np.array(list(self.answer_posterior.values())))},
-                             coords={"answer": [str(a) for a in labels]})
-        attrs = {"method": self.method, "budget": -1 if self.budget is None else int(self.budget),
-                 "answer": str(self.answer), "answer_code": codes.get(self.answer, -1) if self.answer is not None else -1}
-        attrs.update({f"compute_{k}": v for k, v in self.compute.as_dict().items()})
-        for ds in (posterior, weighted):
-            ds.attrs.update(attrs)
-        return az.InferenceData(posterior=posterior, weighted_posterior=weighted, answers=answers)
-
+        return scaling_to_inference_data(self, resample_key)
 
 def finish(method: str, particles, log_weights, *, scores=None, answer_fn: Optional[Callable] = None,
            select: str = "vote", compute: Compute = Compute(), budget: Optional[int] = None,

@@ -21,28 +21,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.core.checks import check_int, check_key, check_positive
-from ppl.scaling.aggregate import SELECT_RULES
-from ppl.scaling.compute import Compute
-from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
+from ppl.core.checks import check_int, check_key, check_positive, check_reward, reward_key
+from ppl.lm.compute import Compute, path_log_probs
+from ppl.lm.program import check_program
+from ppl.scaling.aggregate import SELECT_RULES, check_select
+from ppl.scaling.method import method
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
-from ppl.smc.base import Collector
 from ppl.smc.batch import ProblemCall
 from ppl.smc.loop import build_filter
 
-__all__ = [
-    "Rollouts",
-    "best_of_n",
-    "best_of_n_from",
-    "rollouts",
-    "self_consistency",
-    "self_consistency_from",
-    "weighted_best_of_n",
-    "weighted_best_of_n_from",
-    "weighted_majority",
-    "weighted_majority_from",
-]
+__all__ = ["Rollouts", "best_of_n", "best_of_n_from", "rollouts", "self_consistency", "self_consistency_from",
+           "weighted_best_of_n", "weighted_best_of_n_from", "weighted_majority", "weighted_majority_from"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -89,9 +79,11 @@ class Rollouts:
     lm: Any = dataclasses.field(default=None, repr=False, compare=False)
     reward: Any = dataclasses.field(default=None, repr=False, compare=False)
 
+    _ARRAYS = ("scores", "log_p", "log_q", "num_tokens", "generated_tokens", "prm_forward_tokens")
+
     def __post_init__(self):
         n = int(np.shape(self.scores)[0]) if np.ndim(self.scores) else -1
-        for name in ("scores", "log_p", "log_q", "num_tokens", "generated_tokens", "prm_forward_tokens"):
+        for name in self._ARRAYS:
             arr = np.asarray(getattr(self, name))
             if arr.shape != (n,) or n < 1:
                 raise ValueError(f"Rollouts.{name}: expected shape ({max(n, 1)},) like scores, got {arr.shape}")
@@ -130,13 +122,9 @@ class Rollouts:
     def take(self, k: Optional[int] = None) -> "Rollouts":
         """The first ``k`` rollouts (all if ``None``)."""
         k = self._k(k)
-        if k == self.n:
-            return self
-        sl = lambda a: a[:k]  # noqa: E731
-        return dataclasses.replace(
-            self, particles=jax.tree_util.tree_map(sl, self.particles), scores=sl(self.scores),
-            log_p=sl(self.log_p), log_q=sl(self.log_q), num_tokens=sl(self.num_tokens),
-            generated_tokens=sl(self.generated_tokens), prm_forward_tokens=sl(self.prm_forward_tokens))
+        return self if k == self.n else dataclasses.replace(
+            self, particles=jax.tree_util.tree_map(lambda a: a[:k], self.particles),
+            **{name: getattr(self, name)[:k] for name in self._ARRAYS})
 
     def compute(self, k: Optional[int] = None, *, with_reward: bool = True) -> Compute:
         """The exact compute of the first ``k`` rollouts: the prompt's prefill once, every
@@ -152,19 +140,6 @@ class Rollouts:
 
 
 # ------------------------------------------------------------------------------------ sampling
-def _path_log_probs_init(x):
-    return x.step_log_p, x.step_log_q
-
-
-def _path_log_probs_update(aux, parents, children, done):
-    return (aux[0] + jnp.where(done, 0.0, children.step_log_p), aux[1] + jnp.where(done, 0.0, children.step_log_q))
-
-
-#: Per slot, :math:`\sum_t \log p` and :math:`\sum_t \log q` of the steps it generated (valid
-#: without resampling: slot :math:`n` is rollout :math:`n`).
-path_log_probs = Collector(_path_log_probs_init, _path_log_probs_update)
-
-
 def _build_rollouts(program, n: int, reward):
     model = program.with_potential(None, correct_proposal=False)
     log_score = None if reward is None else jax.vmap(reward.log_score, in_axes=(None, 0))
@@ -218,7 +193,7 @@ def rollouts(program, n: int, *, key: jax.Array, reward=None):
     The engine's filter (:func:`ppl.smc.loop.build_filter`) without selection and without
     potential runs the rollouts together (each step one batched :func:`~ppl.lm.sample_step`),
     until every rollout has finished (end of sequence, full buffer) or ``program.num_steps``
-    steps were generated; the :data:`path_log_probs` collector sums each rollout's
+    steps were generated; the :data:`~ppl.lm.compute.path_log_probs` collector sums each rollout's
     :math:`\log p` and :math:`\log q`. Then one reward call per rollout on its final state,
     :math:`r_n = \exp(\texttt{reward.log\_score}(\theta, x^{(n)}))`.
 

@@ -19,71 +19,22 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from ppl.core.checks import check_int, check_key
-from ppl.core.trees import broadcast
+from ppl.core.checks import check_int, check_key, check_reward, reward_key
+from ppl.core.trees import broadcast, concat
+from ppl.lm.compute import Compute, token_counter
+from ppl.lm.paths import duplicates
 from ppl.lm.potentials import Lookahead, from_reward, lookahead
-from ppl.scaling.compute import Compute, token_counter
-from ppl.scaling.method import check_program, check_reward, check_select, method, reward_key
+from ppl.lm.program import check_program
+from ppl.scaling.aggregate import check_select
+from ppl.scaling.method import method
 from ppl.scaling.result import ScalingResult, finish
 from ppl.smc import resampling as rs
 from ppl.smc.base import OK, Collector
 from ppl.smc.batch import ProblemCall
 from ppl.smc.loop import build_filter
+from ppl.smc.selection import expand_top, keep_n, subtree_best
 
 __all__ = ["beam_search", "dvts"]
-
-_LOWEST = float(jnp.finfo(jnp.float32).min)
-
-
-def _rank(log_s: jax.Array, valid: jax.Array) -> jax.Array:
-    """Selection keys: the log-score of a valid entry (a score of 0 — log-score ``-inf`` — still
-    ranks above every invalid entry), ``-inf`` for an invalid one."""
-    return jnp.where(valid, jnp.maximum(log_s, _LOWEST), -jnp.inf)
-
-
-def expand_top(log_s: jax.Array, active: jax.Array, keep: int) -> jax.Array:
-    r"""Ancestors ``int32[N]`` of beam search's selection: the :math:`k = \min(\text{keep},
-    \#\text{active})` best active slots (ties to the lower slot), slot :math:`j` continuing the
-    :math:`\lfloor jk/N \rfloor`-th best. At least one slot must be active."""
-    n = log_s.shape[0]
-    _, idx = jax.lax.top_k(_rank(log_s, active), keep)
-    k = jnp.minimum(jnp.sum(active.astype(jnp.int32)), keep)
-    return idx[(jnp.arange(n) * k) // n].astype(jnp.int32)
-
-
-def subtree_best(log_s: jax.Array, done: jax.Array, stopped: jax.Array, width: int):
-    """DVTS's selection: ``(ancestors int32[N], stopped bool[N])``. In each group of ``width``
-    consecutive slots, every slot continues the best-scored one (ties to the lower slot), unless
-    the group had stopped or its best has finished: then the group stops and keeps its slots."""
-    n = log_s.shape[0]
-    g = n // width
-    best = jnp.argmax(_rank(log_s, jnp.ones_like(done)).reshape(g, width), axis=1) + jnp.arange(g) * width
-    stop = stopped.reshape(g, width)[:, 0] | done[best]
-    slot = jnp.arange(n, dtype=jnp.int32)
-    anc = jnp.where(jnp.repeat(stop, width), slot, jnp.repeat(best, width))
-    return anc.astype(jnp.int32), jnp.repeat(stop, width)
-
-
-def _concat(a, b):
-    return jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u, v], axis=0), a, b)
-
-
-def duplicates(x, active: jax.Array) -> jax.Array:
-    """``bool[N]``: active beams whose generation equals an earlier active beam's (the first
-    occurrence is kept, as search-and-learn's ``filter_duplicates``). Rows are compared by
-    length and two 32-bit polynomial hashes of their tokens."""
-    n, width = x.tokens.shape
-    valid = jnp.arange(width)[None] < x.length[:, None]
-    tok = x.tokens.astype(jnp.uint32) + jnp.uint32(1)
-
-    def digest(base):
-        powers = jnp.cumprod(jnp.full((width,), base, jnp.uint32))
-        return jnp.sum(jnp.where(valid, tok * powers, jnp.uint32(0)), axis=1, dtype=jnp.uint32)
-
-    h1, h2 = digest(1000003), digest(2654435761)
-    same = (h1[:, None] == h1[None]) & (h2[:, None] == h2[None]) & (x.length[:, None] == x.length[None])
-    earlier = jnp.arange(n)[None] < jnp.arange(n)[:, None]
-    return active & jnp.any(same & earlier & active[None], axis=1)
 
 
 def _score(x) -> jax.Array:
@@ -98,21 +49,10 @@ def _beam_select(x, done, log_w, keep: int, filter_duplicates: bool = False):
     return expand_top(_score(x), active, keep)
 
 
-def _stopped(x, width: int):
-    """DVTS: the slots of the subtrees whose best candidate has finished (a stopped subtree's
-    slots stay as they are, so it stays stopped)."""
-    return subtree_best(_score(x), x.done, jnp.zeros_like(x.done), width)[1]
-
-
-def _subtree_select(x, done, log_w, width: int):
-    return subtree_best(_score(x), x.done, jnp.zeros_like(x.done), width)[0]
-
-
-def _keep_n(scores, ok, n: int, sort_completed: bool):
-    """Indices of ``n`` candidates among ``ok`` ones: the best scored (``sort_completed``) or the
-    first in order (empty slots last)."""
-    first = jnp.where(ok, -jnp.arange(ok.shape[0], dtype=jnp.float32), -jnp.inf)
-    return jax.lax.top_k(_rank(scores, ok) if sort_completed else first, n)[1]
+def _subtree(x, width: int, which: int):
+    """DVTS: the ancestors (``which=0``) or the slots of the subtrees whose best candidate has
+    finished (``1``: held by the ``frozen`` rule, so a stopped subtree stays stopped)."""
+    return subtree_best(_score(x), x.done, jnp.zeros_like(x.done), width)[which]
 
 
 def _pool(prompt, N: int, sort_completed: bool):
@@ -124,8 +64,8 @@ def _pool(prompt, N: int, sort_completed: bool):
             pool, pool_s, pool_ok = args
             ok = jnp.concatenate([pool_ok, finished])
             scores = jnp.concatenate([pool_s, _score(new)])
-            idx = _keep_n(scores, ok, N, sort_completed)
-            return rs.gather(_concat(pool, new), idx), scores[idx], ok[idx]
+            idx = keep_n(scores, ok, N, sort_completed)
+            return rs.gather(concat(pool, new), idx), scores[idx], ok[idx]
 
         return jax.lax.cond(jnp.any(finished), take, lambda a: a, pool)
 
@@ -148,9 +88,10 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: 
             pot = lookahead(pot, program.lm, data["params"], program.config, ahead, program.num_steps,
                             data.get("prefix"))
         if dvts_mode:
-            model = program.with_potential(pot, frozen=functools.partial(_stopped, width=M), correct_proposal=False)
-            res, failure, _ = build_filter(model, N, rs.Selection(_subtree_select, (M,)), 1.0,
-                                           collect=token_counter)(data, key)
+            stopped = functools.partial(_subtree, width=M, which=1)
+            model = program.with_potential(pot, frozen=stopped, correct_proposal=False)
+            select = rs.Selection(lambda x, done, log_w, m: _subtree(x, m, 0), (M,))
+            res, failure, _ = build_filter(model, N, select, 1.0, collect=token_counter)(data, key)
             x = res.particles
             return x, _score(x), jnp.ones((N,), bool), res.aux, res.num_steps, failure
         model = program.with_potential(pot, correct_proposal=False)
@@ -161,8 +102,8 @@ def _build(program, reward, N: int, M: int, dvts_mode: bool, filter_duplicates: 
         # Final beams: the best (or first) N of the completed pool, then the beams active at the limit.
         ok = jnp.concatenate([pool_ok, ~x.done])
         scores = jnp.concatenate([pool_s, _score(x)])
-        idx = _keep_n(scores, ok, N, sort_completed)
-        return rs.gather(_concat(pool, x), idx), scores[idx], ok[idx], counts, res.num_steps, failure
+        idx = keep_n(scores, ok, N, sort_completed)
+        return rs.gather(concat(pool, x), idx), scores[idx], ok[idx], counts, res.num_steps, failure
 
     return run
 

@@ -183,10 +183,14 @@ def init(fk, num_particles: int, key: jax.Array, data_0, *, pin: Pin = _no_pin,
     return SMCState(x, log_w, ess, failure, inc, aux), lz_inc
 
 
-def _select(selection, key, state: SMCState, done, n):
+def _select(selection, key, state: SMCState, done, n, t):
+    r"""``(ancestors, correction)``: ``correction [N]`` is the log-weight each offspring of a
+    particle carries (``None``: uniform, :math:`-\log N`)."""
     if isinstance(selection, rs.Selection):
-        return selection(state.particles, done, state.log_weights)
-    return selection(key, state.log_weights, n)
+        return selection(state.particles, done, state.log_weights), None
+    if isinstance(selection, rs.Annealed):
+        return selection.draw(key, state.log_weights, n, t)
+    return selection(key, state.log_weights, n), None
 
 
 def uses_key(selection, ess_threshold: float) -> bool:
@@ -224,7 +228,8 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
     def resample(args):
         (x, last), log_w = args
         done_prev = fk.done_batch(x) if isinstance(selection, rs.Selection) else None
-        anc = _select(selection, key_select, state._replace(particles=x, log_weights=log_w), done_prev, n)
+        anc, correction = _select(selection, key_select, state._replace(particles=x, log_weights=log_w), done_prev,
+                                  n, t)
         anc = anc.astype(jnp.int32)
         # a Selection's slots can mean something (DVTS: slot // M is the subtree): kept as given
         reorder = stable and anc.shape[0] == n and not isinstance(selection, rs.Selection)
@@ -235,7 +240,8 @@ def step(fk, state: SMCState, t, key_select: jax.Array, key_move: jax.Array, dat
         # one at a time: a sharded state takes one gather
         changed_only = reorder and pin is _no_pin
         x, last = (rs.gather_changed if changed_only else rs.gather)((x, last), anc)
-        return (pin(x, "state"), pin(last, "weights")), jnp.full((n,), -log_n), anc
+        log_w_new = jnp.full((n,), -log_n) if correction is None else pin(correction[anc], "weights")
+        return (pin(x, "state"), pin(last, "weights")), log_w_new, anc
 
     def keep(args):
         xs, log_w = args

@@ -71,7 +71,7 @@ from ppl.core.cache import cached_jit
 from ppl.core.checks import check_int
 from ppl.smc.sharding import check_mesh
 
-__all__ = ["ProblemCall", "run_problems"]
+__all__ = ["ProblemCall", "prepare_problems", "run_problems"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -243,6 +243,31 @@ def _run_group(calls: list, treedefs, shared, mesh, axis, b: int):
     data = [place(col, s) for col, s in zip(data_cols, shared[0])]
     rp = [place(col, s) for col, s in zip(rp_cols, shared[1])]
     return _rows(fn(data, rp, keys, *options), len(calls))
+
+
+def prepare_problems(prepare: Callable, programs: Sequence, args: tuple, options: dict, *, keys, reward,
+                     where: str = "prepare_problems") -> list:
+    """``[prepare(programs[i], *args, key=keys[i], reward=rewards[i], **options)]``: one
+    :class:`ProblemCall` per program, ``keys`` one per program (a sequence or a key array with a
+    leading axis), ``reward`` one for all or a sequence with one per program. An error while
+    preparing problem ``i`` gets a note naming ``i`` (and ``where``)."""
+    programs = list(programs)
+    if not programs:
+        raise ValueError("programs: expected at least one program")
+    keys = list(keys) if not isinstance(keys, jax.Array) or keys.ndim > 0 else [keys]
+    if len(keys) != len(programs):
+        raise ValueError(f"keys: expected one key per program ({len(programs)}), got {len(keys)}")
+    rewards = list(reward) if isinstance(reward, (list, tuple)) else [reward] * len(programs)
+    if len(rewards) != len(programs):
+        raise ValueError(f"reward: expected one reward per program ({len(programs)}), got {len(rewards)}")
+    calls = []
+    for i, (program, key, rew) in enumerate(zip(programs, keys, rewards)):
+        try:
+            calls.append(prepare(program, *args, key=key, reward=rew, **options))
+        except Exception as e:
+            e.add_note(f"(in {where}, problem {i})")
+            raise
+    return calls
 
 
 def run_problems(calls: Sequence[ProblemCall], *, mesh: Optional[Mesh] = None, problems_per_device: int = 1,

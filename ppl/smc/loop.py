@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.core.cache import LRUCache
-from ppl.core.checks import check_no_nan
+from ppl.core.checks import check_fraction, check_no_nan
 from ppl.core.errors import SMCError
 from ppl.core.feynman_kac import FeynmanKac
 from ppl.core.protocols import FeynmanKacModel
@@ -279,8 +279,7 @@ def _validate(fk, num_particles, ess_threshold, keep_history):
                         f"see ppl.core.protocols.FeynmanKacModel), got {type(fk).__name__}")
     if isinstance(num_particles, bool) or int(num_particles) != num_particles or num_particles < 1:
         raise ValueError(f"num_particles: expected a positive integer, got {num_particles!r}")
-    if not 0.0 <= float(ess_threshold) <= 1.0 or math.isnan(float(ess_threshold)):
-        raise ValueError(f"ess_threshold: expected a number in [0, 1], got {ess_threshold!r}")
+    check_fraction("ess_threshold", ess_threshold)
     if not isinstance(keep_history, bool):
         raise TypeError(f"keep_history: expected a bool, got {type(keep_history).__name__}")
 

@@ -24,6 +24,10 @@ killing       particle :math:`n` survives with probability :math:`W_n / \max_j W
               otherwise it is replaced by a multinomial draw
 ============  ==================================================================  ===========
 
+:func:`annealed` wraps a scheme: it resamples from flattened weights :math:`W^{1/T}` (with a
+temperature that may follow the weights' ESS or entropy) and keeps the importance correction, so
+it stays unbiased.
+
 :func:`top_k` is different: a *deterministic* selection of the ``k`` heaviest particles, each
 copied ``num_samples / k`` times. It is what beam search does. It is **not** unbiased: the
 weights after it are not a valid importance-sampling correction, and log-evidence estimates
@@ -45,6 +49,11 @@ __all__ = [
     "killing",
     "top_k",
     "Selection",
+    "Annealed",
+    "annealed",
+    "ConstantTemperature",
+    "ESSTemperature",
+    "EntropyTemperature",
     "get_scheme",
     "gather",
     "gather_changed",
@@ -208,6 +217,101 @@ class Selection(NamedTuple):
         return self.fn(particles, done, log_weights, *self.args)
 
 
+class Annealed(NamedTuple):
+    r"""Resampling from flattened weights, with the importance correction kept (a kernel option).
+
+    At a resampling step with normalised weights :math:`W`, a temperature
+    :math:`T = \texttt{temperature}(\log W, t) \ge 1` flattens the resampling distribution,
+    :math:`\beta \propto W^{1/T}`; ``scheme`` draws the ancestors :math:`A^n` from
+    :math:`\beta`, and each offspring carries the weight
+
+    .. math::
+
+        \tilde w^n = \frac{W_{A^n}}{N \beta_{A^n}} \propto W_{A^n}^{1 - 1/T},
+
+    so that :math:`\mathbb{E}[\sum_n \tilde w^n \varphi(X^{A^n})] = \sum_i W_i \varphi(X^i)`:
+    the SMC target and the unbiasedness of :math:`\hat Z` are unchanged (resampling from any
+    distribution that covers :math:`W`, Chopin & Papaspiliopoulos 2020, ch. 9), while fewer
+    particles die when the weights have collapsed. :math:`T = 1` is plain ``scheme``. This is
+    its_hub's *entropic annealing* of the particle filter's resampling, except that its_hub
+    drops the correction (resets the weights to uniform), which changes the target by a
+    weight-dependent factor; here the temperature only trades variance. The temperature may
+    depend on the whole weight vector (:class:`ESSTemperature`, :class:`EntropyTemperature`),
+    which is why it is a kernel option and not a per-particle potential.
+    """
+
+    scheme: ResamplingFn
+    temperature: Callable[[jax.Array, jax.Array], jax.Array]
+
+    def draw(self, key: jax.Array, log_weights: jax.Array, n: int, t) -> tuple[jax.Array, jax.Array]:
+        r"""``(ancestors int32[n], correction [N])``: draws from :math:`\beta` and
+        :math:`\log(W_i / (N \beta_i))` per particle (gather it with the ancestors)."""
+        log_w = log_weights - jax.scipy.special.logsumexp(log_weights)
+        temp = jnp.maximum(jnp.asarray(self.temperature(log_w, t), log_w.dtype), 1.0)
+        log_beta = log_w / temp
+        log_beta = log_beta - jax.scipy.special.logsumexp(log_beta)
+        live = log_w > -jnp.inf
+        return self.scheme(key, log_beta, n), jnp.where(live, log_w - log_beta, -jnp.inf) - jnp.log(n)
+
+
+def annealed(scheme: Union[str, ResamplingFn], temperature) -> Annealed:
+    r""":class:`Annealed` resampling with ``scheme`` (a name or a scheme) and ``temperature``: a
+    rule ``(log_w [N], t) -> T`` (:class:`ESSTemperature`, :class:`EntropyTemperature`) or a
+    number :math:`\ge 1`."""
+    if not callable(temperature):
+        t0 = float(temperature)
+        if not t0 >= 1.0:
+            raise ValueError(f"temperature: expected a number >= 1 or a rule (log_w, t) -> T, got {temperature!r}")
+        temperature = ConstantTemperature(t0)
+    return Annealed(get_scheme(scheme), temperature)
+
+
+def _progress(t, num_steps):
+    return jnp.asarray(t, jnp.float32) / float(num_steps)
+
+
+class ConstantTemperature(NamedTuple):
+    """:math:`T` at every resampling step."""
+
+    value: float
+
+    def __call__(self, log_w, t):
+        return jnp.asarray(self.value, log_w.dtype)
+
+
+class ESSTemperature(NamedTuple):
+    r"""its_hub's ESS rule: while the weights have collapsed,
+    :math:`r = \mathrm{ESS}/N <` ``threshold``, early in the run, :math:`p = t /`
+    ``num_steps`` :math:`<` ``early_phase``, :math:`T = \max(1, (1 - p) / r)`; else 1."""
+
+    num_steps: int
+    threshold: float = 0.5
+    early_phase: float = 0.5
+
+    def __call__(self, log_w, t):
+        r = jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w)) / log_w.shape[0]
+        p = _progress(t, self.num_steps)
+        return jnp.where((r < self.threshold) & (p < self.early_phase), jnp.maximum(1.0, (1.0 - p) / r), 1.0)
+
+
+class EntropyTemperature(NamedTuple):
+    r"""its_hub's entropy rule, gated like :class:`ESSTemperature`: with the normalised entropy
+    :math:`H = -\sum_i W_i \log W_i / \log N`, :math:`T = \max(1, 1 / (H + (1 - H) p))`."""
+
+    num_steps: int
+    threshold: float = 0.5
+    early_phase: float = 0.5
+
+    def __call__(self, log_w, t):
+        n = log_w.shape[0]
+        w = jnp.exp(log_w)
+        h = -jnp.sum(jnp.where(w > 0, w * log_w, 0.0)) / jnp.log(jnp.maximum(n, 2))
+        r = jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w)) / n
+        p = _progress(t, self.num_steps)
+        t_h = jnp.maximum(1.0, 1.0 / jnp.maximum(h + (1.0 - h) * p, 1e-6))
+        return jnp.where((r < self.threshold) & (p < self.early_phase), t_h, 1.0)
+
+
 SCHEMES: dict[str, ResamplingFn] = {
     "multinomial": multinomial,
     "stratified": stratified,
@@ -217,8 +321,15 @@ SCHEMES: dict[str, ResamplingFn] = {
 }
 
 
-def get_scheme(resampling: Union[str, ResamplingFn]) -> ResamplingFn:
-    """Look up a scheme by name, or pass a callable ``(key, log_weights, num_samples)`` through."""
+def get_scheme(resampling: Union[str, ResamplingFn], where: str | None = None) -> ResamplingFn:
+    """Look up a scheme by name, or pass a callable ``(key, log_weights, num_samples)`` (or an
+    :class:`Annealed` rule, unless ``where`` names a caller that resamples to uniform weights)
+    through."""
+    if isinstance(resampling, Annealed):
+        if where is not None:
+            raise ValueError(f"resampling: {where} resamples to uniform weights; annealed resampling is an option of "
+                             "the SMC filter (ppl.run_smc, the global sharded filter, the scaling methods)")
+        return resampling
     if callable(resampling):
         return resampling
     try:

@@ -374,7 +374,7 @@ def run_islands(fk: FeynmanKac, num_particles: int, *, key: jax.Array, mesh: Opt
     mesh, axis_name, size = check_mesh(mesh, axis_name)
     num_particles = int(num_particles)
     _check_divisible(num_particles, size, axis_name)
-    scheme = rs.get_scheme(resampling)
+    scheme = rs.get_scheme(resampling, None if exchange_every is None else "the island exchange")
     batched = loop._is_key_batch(key)
     split = jax.vmap(lambda k: jax.random.split(k, size)) if batched else (lambda k: jax.random.split(k, size))
     keys = split(key)

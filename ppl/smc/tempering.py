@@ -505,7 +505,7 @@ def tempered_smc(
         raise ValueError(f"target_ess must be a number in (0, 1), got {target_ess!r}")
     check_model_data(model, model_args, model_kwargs, "tempered_smc")
     kern = get_kernel(kernel)
-    scheme = get_scheme(resampling)
+    scheme = get_scheme(resampling, "tempered_smc")
     if temperatures is not None:
         temps = validate_temperatures(temperatures)
         num_buffer = temps.shape[0]

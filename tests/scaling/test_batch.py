@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+import ppl
 from ppl import scaling
 from tests.scaling.test_particle_filter import REWARD, PrefixReward, _program
 
@@ -43,7 +44,7 @@ def _assert_same(a, b):
 
 _SLOW = pytest.mark.slow  # 8-10 s each: the batched path is the same for every method (run_problems)
 CASES = [pytest.param("best_of_n", (4,), {}, marks=_SLOW), ("weighted_majority", (4,), {"tau": 0.5}),
-         ("particle_filter", (4,), {"tau": 0.7}), pytest.param("beam_search", (4,), {"beam_width": 2}, marks=_SLOW),
+         ("particle_filter", (4,), {"potential": ppl.lm.potentials.odds(0.7)}), pytest.param("beam_search", (4,), {"beam_width": 2}, marks=_SLOW),
          pytest.param("dvts", (4,), {"beam_width": 2}, marks=_SLOW)]
 
 
@@ -101,7 +102,8 @@ def test_batched_validates_its_inputs():
         scaling.batched(scaling.particle_filter, [programs[0], other], 4, keys=keys[:2], reward=rewards[:2])
     # A method's own checks name the field and the problem.
     with pytest.raises(ValueError, match="tau") as err:
-        scaling.batched(scaling.particle_filter, programs, 4, keys=keys, reward=rewards, tau=-1.0)
+        scaling.batched(scaling.particle_filter, programs, 4, keys=keys, reward=rewards,
+                        potential=ppl.lm.potentials.RewardPotential(tau=-1.0))
     assert "problem 0" in " ".join(getattr(err.value, "__notes__", []))
     with pytest.raises(ValueError, match="devices: expected an integer in"):
         scaling.prompt_mesh(jax.device_count() + 1)

@@ -4,9 +4,9 @@ The TinyLM program of tests/scaling/test_power.py (1201 generations of at most 3
 sampler at temperature 0.8 as base distribution q and a reward whose log-odds is a sum of token
 scores, s(x_{1:t}) = sum_i w[x_i] + b. The target is enumerated exactly,
 
-    pi(x) ∝ q(x) prod_{t <= K(x)} exp(s(x_{1:t}) / tau)          (potential="prefix", finished=factor_one)
-    pi(x) ∝ q(x) prod_{t <= T} exp(s(x_{1:min(t,K)}) / tau)      (potential="prefix", finished=absorbing)
-    pi(x) ∝ q(x) exp(s(x) / tau)                                  (potential="twist"),
+    pi(x) ∝ q(x) prod_{t <= K(x)} exp(s(x_{1:t}) / tau)          (potential=odds(tau), finished=factor_one)
+    pi(x) ∝ q(x) prod_{t <= T} exp(s(x_{1:min(t,K)}) / tau)      (potential=odds(tau), finished=absorbing)
+    pi(x) ∝ q(x) exp(s(x) / tau)                                  (potential=odds_ratio(tau)),
 
 and the chains' answer posteriors are compared with it on two marginals (the number of 2s and
 of 4s in a generation: few categories, so little Monte Carlo noise) that a wrong target would
@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import ppl
+from ppl.lm.potentials import odds, odds_ratio
 from ppl.smc.base import factor_one
 from ppl.scaling.gibbs import parallel_tempering, particle_gibbs, swap_log_ratio
 from tests.lm.tiny import TinyLM
@@ -114,7 +115,7 @@ def test_wrong_targets_are_far_on_the_checked_marginals(exact):
 @pytest.mark.parametrize("posterior", ["particles", "references"])
 def test_particle_gibbs_matches_the_enumerated_target(exact, posterior):
     prog, reward = program(), TokenReward()
-    runs = [particle_gibbs(prog, 8, 1000, key=jax.random.key(k), reward=reward, tau=TAU, posterior=posterior,
+    runs = [particle_gibbs(prog, 8, 1000, key=jax.random.key(k), reward=reward, potential=odds(TAU), posterior=posterior,
                            burn_in=20, finished=factor_one)
             for k in range(4)]
     check_against(exact, runs)
@@ -131,7 +132,7 @@ def test_particle_gibbs_matches_the_enumerated_target(exact, posterior):
 
 def test_twist_potential_targets_the_final_score(exact):
     prog, reward = program(), TokenReward()
-    runs = [particle_gibbs(prog, 8, 1000, key=jax.random.key(10 + k), reward=reward, tau=TAU, potential="twist",
+    runs = [particle_gibbs(prog, 8, 1000, key=jax.random.key(10 + k), reward=reward, potential=odds_ratio(TAU),
                            burn_in=20) for k in range(4)]
     check_against(exact, runs, target="twist")
 
@@ -140,7 +141,7 @@ def test_parallel_tempering_coldest_chain_and_swap_rate(exact):
     prog, reward = program(), TokenReward()
     temps = (3.0, 1.0)
     runs = [parallel_tempering(prog, 8, 600, temperatures=temps, key=jax.random.key(20 + k), reward=reward,
-                               tau=TAU, burn_in=20, finished=factor_one) for k in range(4)]
+                               potential=odds(TAU), burn_in=20, finished=factor_one) for k in range(4)]
     check_against(exact, runs)
     # At stationarity the two references are independent draws from pi_hot and pi_cold, so the
     # mean swap acceptance probability is E min(1, exp((phi(x') - phi(x)) (1/T1 - 1/T2))).
@@ -163,14 +164,14 @@ def test_gibbs_tempering_and_the_particle_filter_target_one_model(exact):
               for f in FEATURES.values())
     assert far > 0.08, far  # the check tells absorbing from factor-one finished generations
     prog, reward = program(), TokenReward()
-    pg = [particle_gibbs(prog, 8, 600, key=jax.random.key(30 + k), reward=reward, tau=TAU, burn_in=20)
+    pg = [particle_gibbs(prog, 8, 600, key=jax.random.key(30 + k), reward=reward, potential=odds(TAU), burn_in=20)
           for k in range(4)]
     assert pg[0].diagnostics["finished"] == "absorbing"
     check_against(exact, pg, target="absorbing")
     pt = [parallel_tempering(prog, 8, 400, temperatures=(3.0, 1.0), key=jax.random.key(40 + k), reward=reward,
-                             tau=TAU, burn_in=20) for k in range(3)]
+                             potential=odds(TAU), burn_in=20) for k in range(3)]
     check_against(exact, pt, target="absorbing")
-    pf = [ppl.scaling.particle_filter(prog, 4000, key=jax.random.key(50 + k), reward=reward, tau=TAU)
+    pf = [ppl.scaling.particle_filter(prog, 4000, key=jax.random.key(50 + k), reward=reward, potential=odds(TAU))
           for k in range(2)]
     check_against(exact, pf, target="absorbing")
 
@@ -212,12 +213,12 @@ def test_compute_is_counted_exactly(method):
 
 def test_same_key_same_result_and_no_recompile_for_new_prompt_or_reward_params():
     prog, reward = program(), TokenReward()
-    a = particle_gibbs(prog, 8, 1000, key=jax.random.key(5), reward=reward, tau=TAU)
-    b = particle_gibbs(prog, 8, 1000, key=jax.random.key(5), reward=reward, tau=TAU)
+    a = particle_gibbs(prog, 8, 1000, key=jax.random.key(5), reward=reward, potential=odds(TAU))
+    b = particle_gibbs(prog, 8, 1000, key=jax.random.key(5), reward=reward, potential=odds(TAU))
     assert a.generations() == b.generations() and a.answer == b.answer
     before = list(ppl.core.cache.JIT_CACHE)
     particle_gibbs(prog.with_prompt(np.array([4, 2])), 8, 1000, key=jax.random.key(5),
-                   reward=TokenReward(w=-W, b=0.3), tau=2.0)
+                   reward=TokenReward(w=-W, b=0.3), potential=odds(2.0))
     assert list(ppl.core.cache.JIT_CACHE) == before
 
 
@@ -234,12 +235,12 @@ def test_errors_name_the_argument():
     with pytest.raises(TypeError, match="reward"):
         particle_gibbs(prog, 4, 2, key=key, reward=None)
     with pytest.raises(ValueError, match="tau"):
-        particle_gibbs(prog, 4, 2, key=key, reward=reward, tau=0.0)
+        particle_gibbs(prog, 4, 2, key=key, reward=reward, potential=odds(0.0))
     with pytest.raises(ValueError, match="burn_in"):
         particle_gibbs(prog, 4, 2, key=key, reward=reward, burn_in=2)
     with pytest.raises(ValueError, match="posterior"):
         particle_gibbs(prog, 4, 2, key=key, reward=reward, posterior="all")
-    with pytest.raises(ValueError, match="potential"):
+    with pytest.raises(TypeError, match="potential"):
         particle_gibbs(prog, 4, 2, key=key, reward=reward, potential="last")
     with pytest.raises(ValueError, match="select"):
         particle_gibbs(prog, 4, 2, key=key, reward=reward, select="best")

@@ -21,6 +21,7 @@ import pytest
 from scipy.special import logsumexp
 
 import ppl
+import ppl.lm.potentials as P
 from tests.lm.tiny import step_bounds
 from ppl import scaling
 from ppl.lm.sampling import sample_step
@@ -151,14 +152,31 @@ RUNS, N = 12, 256
 def test_ratio_weighting_targets_the_final_score(sequences, aggregate, log_g):
     log_z, target = _target(sequences, log_g)
     prog = _program()
-    results = [scaling.particle_filter(prog, N, key=jax.random.key(i), reward=REWARD, aggregate=aggregate,
-                                       weighting="ratio", ess_threshold=0.5, resampling="systematic")
+    results = [scaling.particle_filter(prog, N, key=jax.random.key(i), reward=REWARD,
+                                       potential=P.ratio(aggregate), ess_threshold=0.5, resampling="systematic")
                for i in range(RUNS)]
     _check(_pooled(results), target, _n_eff(results))
     # E[Z-hat] = Z: the log-evidence estimates average to log Z (their spread is small at N = 256).
     lz = np.array([r.diagnostics["log_evidence"] for r in results])
     assert abs(logsumexp(lz) - np.log(RUNS) - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(RUNS), 0.01)
 
+
+
+def test_annealed_resampling_keeps_the_particle_filter_target(sequences):
+    """Resampling from flattened weights (entropic annealing, here at a constant T = 50) with the
+    importance correction carried: the target of ratio weighting is unchanged, and the resampling
+    did flatten (other ancestors)."""
+    log_z, target = _target(sequences, lambda s: s[-1])
+    prog = _program()
+    ann = rs.annealed("systematic", 50.0)
+    results = [scaling.particle_filter(prog, N, key=jax.random.key(i), reward=REWARD, potential=P.ratio(),
+                                       ess_threshold=1.0, resampling=ann) for i in range(RUNS)]
+    _check(_pooled(results), target, _n_eff(results))
+    plain = scaling.particle_filter(prog, N, key=jax.random.key(0), reward=REWARD, potential=P.ratio(),
+                                    ess_threshold=1.0, resampling="systematic")
+    assert not np.array_equal(plain.diagnostics["ancestors"], results[0].diagnostics["ancestors"])
+    lz = np.array([r.diagnostics["log_evidence"] for r in results])
+    assert abs(logsumexp(lz) - np.log(RUNS) - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(RUNS), 0.01)
 
 def _softmax_log_g(tau, T, repeat=True):
     if repeat:  # a finished particle's final score counts once per remaining step (absorbing)
@@ -175,8 +193,8 @@ def softmax_runs():
     # early and must apply the idle steps' factors G(a_K)^(T - S) itself. tau = 6 keeps the
     # per-step weights mild, so that the finite-N bias of the filter is small.
     prog = _program(max_steps=SOFTMAX_T)
-    runs = [scaling.particle_filter(prog, N, key=jax.random.key(100 + i), reward=REWARD, tau=TAU,
-                                    resampling="systematic") for i in range(2 * RUNS)]
+    runs = [scaling.particle_filter(prog, N, key=jax.random.key(100 + i), reward=REWARD,
+                                    potential=P.odds(TAU), resampling="systematic") for i in range(2 * RUNS)]
     return enumerate_sequences(SOFTMAX_T), runs
 
 
@@ -210,8 +228,8 @@ def test_softmax_tau_schedule_targets_the_scheduled_product():
     # score at the current step's tau (ppl.smc.base.reweighed), so the filter runs all T steps.
     taus = [24.0, 12.0, 6.0]
     prog = _program(max_steps=SOFTMAX_T)
-    runs = [scaling.particle_filter(prog, N, key=jax.random.key(300 + i), reward=REWARD, tau=taus,
-                                    resampling="systematic") for i in range(2 * RUNS)]
+    runs = [scaling.particle_filter(prog, N, key=jax.random.key(300 + i), reward=REWARD,
+                                    potential=P.odds(taus), resampling="systematic") for i in range(2 * RUNS)]
     assert all(r.diagnostics["num_steps"] == SOFTMAX_T for r in runs)
     seqs, hist, n_eff = enumerate_sequences(SOFTMAX_T), _pooled(runs), _n_eff(runs)
     _check(hist, _target(seqs, _scheduled_log_g(taus, SOFTMAX_T))[1], n_eff)
@@ -225,7 +243,7 @@ def test_softmax_tau_schedule_targets_the_scheduled_product():
     np.testing.assert_allclose(np.asarray(sched), taus, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(ppl.lm.potentials.tau_schedule(2.0, 1.0, 3, "linear")), [2.0, 1.5, 1.0])
     with pytest.raises(ValueError, match="tau"):
-        scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=REWARD, tau=[1.0, -2.0])
+        scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=REWARD, potential=P.odds([1.0, -2.0]))
 
 
 # ------------------------------------------------------------ an independent host-side filter
@@ -288,7 +306,10 @@ def test_particle_filter_equals_a_host_side_filter_on_the_same_draws(n, max_step
     scheme = rs.get_scheme(options["resampling"])
     for seed in range(3):
         key = jax.random.key(seed)
-        res = scaling.particle_filter(prog, n, key=key, reward=REWARD, **options)
+        pot = (P.odds(options["tau"], options["aggregate"]) if options["weighting"] == "softmax"
+               else P.ratio(options["aggregate"]))
+        res = scaling.particle_filter(prog, n, key=key, reward=REWARD, potential=pot,
+                                      ess_threshold=options["ess_threshold"], resampling=options["resampling"])
         want = host_particle_filter(prog, n, key, aggregate=options["aggregate"], weighting=options["weighting"],
                                     tau=options["tau"], kappa=options["ess_threshold"], scheme=scheme)
         d = res.diagnostics
@@ -307,7 +328,7 @@ def test_particle_filter_equals_a_host_side_filter_on_the_same_draws(n, max_step
 
 def test_particle_filter_selects_and_validates():
     prog = _program()
-    opts = dict(reward=REWARD, answer_fn=lambda g: len(g), aggregate="min")  # compiled by the host-filter test
+    opts = dict(reward=REWARD, answer_fn=lambda g: len(g), potential=P.odds(0.7, "min"))  # compiled by the host-filter test
     res = scaling.particle_filter(prog, 8, key=jax.random.key(0), **opts)
     best = int(np.nanargmax(np.where([a is not None for a in res.answers], res.scores, -np.inf)))
     assert res.answer == res.answers[best] and res.selected == best
@@ -317,11 +338,14 @@ def test_particle_filter_selects_and_validates():
     for a, lw in zip(res.answers, res.log_weights):
         post[a] += np.exp(lw)
     assert vote.answer == max(post, key=post.get)
-    for kw, match in [(dict(aggregate="mean"), "aggregate"), (dict(weighting="exp"), "weighting"),
-                      (dict(tau=0.0), "tau"), (dict(ess_threshold=2.0), "ess_threshold"),
-                      (dict(select="majority"), "select"), (dict(resampling="bogus"), "resampling")]:
+    for kw, match in [(lambda: dict(potential=P.odds(aggregate="mean")), "aggregate"),
+                      (lambda: dict(potential=P.RewardPotential("exp")), "weighting"),
+                      (lambda: dict(potential=P.odds(0.0)), "tau"), (lambda: dict(ess_threshold=2.0), "ess_threshold"),
+                      (lambda: dict(select="majority"), "select"), (lambda: dict(resampling="bogus"), "resampling")]:
         with pytest.raises(ValueError, match=match):
-            scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=REWARD, **kw)
+            scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=REWARD, **kw())
+    with pytest.raises(TypeError, match="potential"):
+        scaling.particle_filter(prog, 4, key=jax.random.key(0), reward=REWARD, potential="softmax")
     with pytest.raises(ValueError, match="num_particles"):
         scaling.particle_filter(prog, 0, key=jax.random.key(0), reward=REWARD)
     with pytest.raises(ValueError, match="program"):
@@ -337,4 +361,4 @@ def test_ratio_weighting_reports_all_zero_scores():
             return jnp.float32(-jnp.inf)
 
     with pytest.raises(ppl.SMCError, match="particle_filter"):
-        scaling.particle_filter(_program(), 4, key=jax.random.key(0), reward=Zero(), weighting="ratio")
+        scaling.particle_filter(_program(), 4, key=jax.random.key(0), reward=Zero(), potential=P.ratio())

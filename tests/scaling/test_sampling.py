@@ -17,7 +17,7 @@ from scipy import stats
 import ppl
 from ppl import scaling
 from ppl.lm import LMState
-from ppl.scaling.compute import flops_per_token
+from ppl.lm.compute import flops_per_token
 from tests.lm.tiny import TinyLM
 
 # ------------------------------------------------------------------ hand-made particle sets

@@ -8,6 +8,7 @@ import pytest
 
 import ppl
 from tests import exact
+from ppl.smc import resampling as rs
 from tests.smc import models as m
 
 
@@ -288,3 +289,77 @@ def test_multivariate_linear_gaussian_evidence_is_unbiased(batched_randomness):
     fk = mlg.bootstrap(ys, batched_randomness=batched_randomness)
     res = ppl.run_smc(fk, 128, key=jax.random.split(jax.random.key(8), 300))
     _assert_unbiased(res.log_evidence, mlg.kalman_log_evidence(ys))
+
+
+# ------------------------------------------------------------------ annealed resampling
+ANNEALED = [
+    pytest.param(lambda: rs.annealed("systematic", 4.0), id="constant-4"),
+    pytest.param(lambda: rs.annealed("multinomial", rs.ESSTemperature(m.T_D, threshold=1.0, early_phase=1.0)), id="ess"),
+    pytest.param(lambda: rs.annealed("systematic", rs.EntropyTemperature(m.T_D, threshold=1.0, early_phase=1.0)),
+                 id="entropy"),
+]
+
+
+@pytest.mark.parametrize("make", ANNEALED)
+def test_annealed_resampling_keeps_the_enumerated_target(make):
+    """Resampling from W^(1/T) with the weights W / beta carried keeps log Z and the filtering
+    marginal of the discrete chain (flattened resampling alone, without the correction, would not:
+    the check below is sensitive to it, see the next test)."""
+    log_z, last, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D)
+    runs = 8
+    keys = jax.random.split(jax.random.key(11), runs)
+    res = ppl.run_smc(m.discrete_fk(), 4000, key=keys, resampling=make(), ess_threshold=1.0)
+    plain = ppl.run_smc(m.discrete_fk(), 4000, key=keys, resampling="systematic", ess_threshold=1.0)
+    assert not np.allclose(np.asarray(res.ess), np.asarray(plain.ess))  # the temperature was > 1
+    lz = np.asarray(res.log_evidence, np.float64)
+    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(runs), 0.01)
+    w = np.exp(np.asarray(res.log_weights, np.float64))
+    marg = np.stack([(w * (np.asarray(res.particles) == k)).sum(1) for k in range(m.K)], 1).mean(0)
+    np.testing.assert_allclose(marg, last, atol=0.015)
+
+
+def test_annealed_resampling_carries_the_correction():
+    """One draw: ancestors from beta ∝ W^(1/T) (the scheme on the flattened weights) and weights
+    W_a / (N beta_a); dropping the correction (uniform weights, as its_hub does) changes the
+    weighted mean of a test function, and the corrected one is unbiased over many draws."""
+    log_w = jnp.log(jnp.asarray([0.6, 0.25, 0.1, 0.05, 0.0], jnp.float32))
+    ann = rs.annealed("multinomial", 3.0)
+    key = jax.random.key(4)
+    anc, corr = ann.draw(key, log_w, 5, 1)
+    log_beta = log_w / 3.0 - jax.scipy.special.logsumexp(log_w / 3.0)
+    np.testing.assert_array_equal(anc, rs.multinomial(key, log_beta, 5))
+    np.testing.assert_allclose(corr[:4], (log_w - log_beta - np.log(5))[:4], rtol=1e-6)
+    assert corr[4] == -np.inf and 4 not in np.asarray(anc)
+    f = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    draws = jax.vmap(lambda k: ann.draw(k, log_w, 5, 1))(jax.random.split(jax.random.key(5), 20000))
+    anc, corr = np.asarray(draws[0]), np.asarray(draws[1])
+    w = np.exp(np.take_along_axis(corr, anc, 1))
+    corrected = (w * f[anc]).sum(1)  # unbiased for sum_i W_i f_i
+    uniform = f[anc].mean(1)         # no correction: biased towards the flattened beta
+    exact_mean = float(np.exp(np.asarray(log_w)) @ f)
+    se = corrected.std() / np.sqrt(corrected.size)
+    assert abs(corrected.mean() - exact_mean) < 4 * se
+    assert abs(uniform.mean() - exact_mean) > 0.2
+
+
+def test_annealed_resampling_evidence_is_unbiased(lg):
+    ys, log_z, _, _ = lg
+    res = ppl.run_smc(m.lg_guided(ys), 64, key=jax.random.split(jax.random.key(2), 400),
+                      resampling=rs.annealed("systematic", 50.0), ess_threshold=1.0)
+    _assert_unbiased(res.log_evidence, log_z)
+
+
+def test_annealed_resampling_is_checked():
+    with pytest.raises(ValueError, match="temperature"):
+        rs.annealed("systematic", 0.5)
+    with pytest.raises(ValueError, match="resampling"):
+        rs.annealed("bogus", 2.0)
+    rule = rs.ESSTemperature(10, threshold=0.5, early_phase=0.5)
+    collapsed = jnp.log(jnp.asarray([0.97, 0.01, 0.01, 0.01]))
+    r = 1.0 / (0.97**2 + 3 * 0.01**2) / 4  # ESS / N
+    assert float(rule(collapsed, 1)) == pytest.approx((1 - 0.1) / r, rel=1e-4)  # progress t / T = 0.1
+    assert float(rule(collapsed, 6)) == 1.0  # past the early phase
+    assert float(rule(jnp.log(jnp.full((4,), 0.25)), 1)) == 1.0  # healthy weights
+    h = rs.EntropyTemperature(10, threshold=1.0, early_phase=1.0)
+    assert float(h(jnp.log(jnp.full((4,), 0.25)), 3)) == pytest.approx(1.0)
+    assert float(h(collapsed, 0)) > 3.0

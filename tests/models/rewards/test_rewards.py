@@ -161,7 +161,7 @@ def test_incremental_prm_scores_equal_full_prefix_scores(tok, lm_features):
     import ppl
     from ppl.lm.program import broadcast
     from ppl.lm.sampling import sample_step
-    from ppl.scaling.compute import counter
+    from ppl.lm.compute import counter
 
     lm = random_lm(LMConfig.llama(vocab_size=32, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                                   max_position_embeddings=256, eos_token_id=1), seed=0, tokenizer=tok)

@@ -1,4 +1,4 @@
-r"""Compute accounting for inference-time scaling methods.
+r"""Compute accounting of LM-state runs: what the inference-time scaling methods spend.
 
 Every method of :mod:`ppl.scaling` counts what it spends, exactly, as it runs:
 
@@ -16,6 +16,9 @@ Every method of :mod:`ppl.scaling` counts what it spends, exactly, as it runs:
     incremental reward (:class:`ppl.core.protocols.IncrementalReward`) the prompt once and then
     the tokens it actually feeds at each step (the step's new tokens, rounded up to its chunk).
 
+The counts are taken inside the compiled loop by the SMC collector :func:`counter` (the kernel's
+auxiliary collector hook), and :class:`Compute` holds them on the host, with FLOPs;
+:data:`path_log_probs` sums each slot's step log-probabilities (rollouts without resampling).
 The FLOP estimate is the usual :math:`2P` per token and forward pass (Kaplan et al. 2020),
 attention ignored:
 
@@ -44,7 +47,7 @@ import numpy as np
 from ppl.lm.potentials import Lookahead, RewardMemory, WithLogP
 from ppl.smc.base import Collector
 
-__all__ = ["Compute", "flops_per_token", "num_params", "counter", "token_counter"]
+__all__ = ["Compute", "flops_per_token", "num_params", "counter", "token_counter", "path_log_probs"]
 
 
 def num_params(params) -> int:
@@ -105,8 +108,6 @@ class Compute(NamedTuple):
         return self._asdict()
 
 
-
-
 def _counts(parents_length, children, live):
     grown, read = children.length - parents_length, children.length
     if isinstance(children.memory, WithLogP):  # A*'s path cost beside the reward's memory
@@ -145,3 +146,16 @@ def counter(skip=None) -> Collector:
 
 #: :func:`counter` of every particle.
 token_counter = counter()
+
+
+def _path_log_probs_init(x):
+    return x.step_log_p, x.step_log_q
+
+
+def _path_log_probs_update(aux, parents, children, done):
+    return (aux[0] + jnp.where(done, 0.0, children.step_log_p), aux[1] + jnp.where(done, 0.0, children.step_log_q))
+
+
+#: Per slot, :math:`\sum_t \log p` and :math:`\sum_t \log q` of the steps it generated (valid
+#: without resampling: slot :math:`n` is rollout :math:`n`).
+path_log_probs = Collector(_path_log_probs_init, _path_log_probs_update)

@@ -196,24 +196,16 @@ def _run(args) -> int:
             )
         except (ValueError, FloatingPointError) as e:
             return _err(str(e))
-    d = ranking.diagnostics
+    import json
+
+    from ppl_models.outputs import write_text_atomic
+
+    report = ranking.to_dict()  # compute -> plain dict -> render (text, JSON, plots)
+    d = report["diagnostics"]
     say(f"inference {d['inference_s']:.1f}s, summaries {d['summary_s']:.1f}s")
-    print(f"# {args.file}: {d['num_battles']:g} battles, {len(ranking.models)} models; {ranking.scale}")
-    print(ranking.table(top=args.top))
-    if ranking.params:
-        for k, v in ranking.params.items():
-            if isinstance(v.get("mean"), float):
-                print(f"# {k}: {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
-    if "max_r_hat" in d:
-        print(f"# max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
-              f"divergences {d.get('divergences', 0)}")
-        if d["max_r_hat"] > 1.05:
-            print("ppl rank: warning: R-hat > 1.05, run more --warmup/--samples", file=sys.stderr)
-    if "num_bootstrap" in d:
-        print(f"# intervals: {args.ci:.0%} percentiles of the MLE over {d['num_bootstrap'] - d['failed']} bootstrap "
-              f"refits ({d['failed']} without a finite MLE left out); not posterior credible intervals")
+    render_battles(report, str(args.file), args.top)
     if args.json:
-        ranking.to_json(args.json, indent=1)
+        write_text_atomic(args.json, json.dumps(report, allow_nan=False, indent=1) + "\n")
         say(f"wrote {args.json}")
     if args.plot:
         import matplotlib
@@ -231,18 +223,25 @@ def _run(args) -> int:
     return 0
 
 
-def _print_table(ranking, top, digits: int = 3) -> None:
-    g = ranking.group_of()
-    lo = f"{100 * ranking.ci:g}% interval"
-    head = f"{'rank':>4} {'grp':>3}  {'name':<28} {'value':>8}  {lo:>19}  {'P(rank=1)':>9}"
-    print(head)
-    print("-" * len(head))
-    for n, i in enumerate(ranking.order):
-        if top is not None and n >= top:
-            print(f"... ({len(ranking.models) - top} more)")
-            break
-        print(f"{ranking.display_rank[i]:>4} {g[i]:>3}  {ranking.models[i][:28]:<28} {ranking.mean[i]:>8.{digits}f}  "
-              f"[{ranking.ci_low[i]:>8.{digits}f}, {ranking.ci_high[i]:>8.{digits}f}]  {ranking.rank_probs[i, 0]:>9.3f}")
+def render_battles(report: dict, source: str, top=None, out=print) -> None:
+    """The text of ``ppl rank`` on a battle log, from the ranking's plain dict
+    (:meth:`~ppl_models.judges.ranking.Ranking.to_dict`)."""
+    from ppl_models.judges.ranking import render_table
+
+    d = report["diagnostics"]
+    out(f"# {source}: {d['num_battles']:g} battles, {len(report['models'])} models; {report['scale']}")
+    out(render_table(report, top))
+    for k, v in (report["params"] or {}).items():
+        if isinstance(v.get("mean"), float):
+            out(f"# {k}: {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
+    if "max_r_hat" in d:
+        out(f"# max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
+            f"divergences {d.get('divergences', 0)}")
+        if d["max_r_hat"] > 1.05:
+            print("ppl rank: warning: R-hat > 1.05, run more --warmup/--samples", file=sys.stderr)
+    if "num_bootstrap" in d:
+        out(f"# intervals: {report['ci']:.0%} percentiles of the MLE over {d['num_bootstrap'] - d['failed']} "
+            f"bootstrap refits ({d['failed']} without a finite MLE left out); not posterior credible intervals")
 
 
 def _run_other(args, models, say) -> int:
@@ -315,9 +314,12 @@ def _run_other(args, models, say) -> int:
         report, ranking = out, out.rankings[out.reference]
     else:
         ranking = out
-    print(f"# {args.file}: {ranking.scale}")
-    _print_table(ranking, args.top, digits)
-    d = ranking.diagnostics
+    from ppl_models.judges.ranking import render_table
+
+    payload = ranking.to_dict()  # compute -> plain dict -> render (text, JSON, plots)
+    print(f"# {args.file}: {payload['scale']}")
+    print(render_table(payload, args.top, digits=digits, battles=False))
+    d = payload["diagnostics"]
     if "max_r_hat" in d:
         print(f"# max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, divergences {d.get('divergences', 0)}")
     if report is not None:
@@ -326,7 +328,6 @@ def _run_other(args, models, say) -> int:
     from ppl_models.outputs import write_text_atomic
 
     if args.json:
-        payload = ranking.to_dict()
         payload["input"] = args.input
         if report is not None:
             payload["prior_sensitivity"] = report.to_dict()

@@ -28,7 +28,7 @@ import numpy as np
 
 import ppl
 
-__all__ = ["Ranking", "summarize", "rank_draws", "tied_groups"]
+__all__ = ["Ranking", "summarize", "rank_draws", "tied_groups", "render_table"]
 
 
 def rank_draws(draws: np.ndarray) -> np.ndarray:
@@ -60,6 +60,28 @@ def tied_groups(draws: np.ndarray, order: np.ndarray, level: float = 0.95):
         cur.append(int(order[c]))
     groups.append(cur)
     return groups, p_sep
+
+
+def render_table(report: dict, top: Optional[int] = None, *, digits: int = 1, battles: bool = True) -> str:
+    """A plain-text table of a ranking's plain dict (:meth:`Ranking.to_dict`), best first: rank,
+    tied group, name, value with its interval, P(rank = 1) and (``battles``) the battles played."""
+    rows = report["models"]
+    lo_name = f"{100 * report['ci']:g}% interval"
+    name, value = ("model", "rating") if battles else ("name", "value")
+    head = f"{'rank':>4} {'grp':>3}  {name:<28} {value:>8}  {lo_name:>19}  {'P(rank=1)':>9}"
+    head += f"  {'battles':>8}" if battles else ""
+    lines = [head, "-" * len(head)]
+    for n, r in enumerate(rows):
+        if top is not None and n >= top:
+            lines.append(f"... ({len(rows) - top} more)")
+            break
+        line = (f"{r['rank']:>4} {r['group']:>3}  {r['name'][:28]:<28} {r['rating']:>8.{digits}f}  "
+                f"[{r['ci_low']:>8.{digits}f}, {r['ci_high']:>8.{digits}f}]  {r['p_rank_1']:>9.3f}")
+        if battles:
+            nb = r["num_battles"]
+            line += f"  {'' if nb is None else format(nb, 'g'):>8}" + ("  (no battles)" if nb == 0 else "")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass
@@ -125,22 +147,8 @@ class Ranking:
 
     # ------------------------------------------------------------------ text and JSON
     def table(self, top: Optional[int] = None) -> str:
-        """A plain-text table, best first."""
-        g = self.group_of()
-        lo_name = f"{100 * self.ci:g}% interval"
-        head = f"{'rank':>4} {'grp':>3}  {'model':<28} {'rating':>8}  {lo_name:>19}  {'P(rank=1)':>9}  {'battles':>8}"
-        lines = [head, "-" * len(head)]
-        for n, i in enumerate(self.order):
-            if top is not None and n >= top:
-                lines.append(f"... ({len(self.models) - top} more)")
-                break
-            nb = "" if self.num_battles is None else f"{self.num_battles[i]:g}"
-            flag = "  (no battles)" if self.num_battles is not None and self.num_battles[i] == 0 else ""
-            lines.append(
-                f"{self.display_rank[i]:>4} {g[i]:>3}  {self.models[i][:28]:<28} {self.mean[i]:>8.1f}  "
-                f"[{self.ci_low[i]:>8.1f}, {self.ci_high[i]:>8.1f}]  {self.rank_probs[i, 0]:>9.3f}  {nb:>8}{flag}"
-            )
-        return "\n".join(lines)
+        """A plain-text table, best first (:func:`render_table` of :meth:`to_dict`)."""
+        return render_table(self.to_dict(), top)
 
     def to_dict(self) -> dict:
         """JSON-ready dict: ``{"models": [{"name", "rating", "ci_low", "ci_high", "rank",

@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["setup", "run", "analyze_samples", "analyze_scale", "matched_tokens",
+__all__ = ["setup", "run", "analyze_samples", "samples_report", "render_samples", "analyze_scale", "matched_tokens",
            "scale_allocation"]
 
 
@@ -85,9 +85,9 @@ def _table(rows, header):
     return "\n".join([line(header)] + [line(r) for r in rows])
 
 
-def _saturation_formula(args) -> str:
+def _saturation_formula(form: str) -> str:
     return ("F(N) = F_max (1 - E[(1-p)^N]), p ~ Beta(mean p, concentration kappa) over problems"
-            if args.saturation == "mixture" else "F(N) = F_max (1 - (1-p)^N)")
+            if form == "mixture" else "F(N) = F_max (1 - (1-p)^N)")
 
 
 def _saturation_params(s: dict) -> str:
@@ -102,7 +102,16 @@ def _infer_options(args):
 
 
 def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
-    """The CSV analysis: returns ``(report_dict, curves_for_plots)``."""
+    """The CSV analysis: :func:`samples_report` (compute), then :func:`render_samples` (text);
+    returns ``(report_dict, curves_for_plots)``."""
+    report, plots = samples_report(table, args)
+    render_samples(report, out)
+    return report, plots
+
+
+def samples_report(table, args) -> tuple[dict, dict]:
+    """The CSV analysis as a plain dict (what ``--json`` writes and :func:`render_samples` prints)
+    and the curves for the plots; prints nothing."""
     import jax
 
     from ppl_models.scaling.allocation import allocate_from_posterior
@@ -116,41 +125,26 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
     opts = dict(method=args.method, **_infer_options(args))
     level = args.level
     n, c = table.counts()
-    P = table.num_problems
-    report: dict = {"input": {"kind": "samples", "problems": P, "samples": int(n.sum()),
+    report: dict = {"input": {"kind": "samples", "problems": table.num_problems, "samples": int(n.sum()),
                               "samples_per_problem": {"min": int(n.min()), "max": int(n.max())},
-                              "correct": int(c.sum())}}
+                              "correct": int(c.sum())}, "level": level}
     plots: dict = {}
-    out(f"{P} problems, {int(n.sum())} samples ({int(n.min())}-{int(n.max())} per problem), "
-        f"{int(c.sum())} correct")
 
     # pass@k: the unbiased estimator averaged over problems.
     pk = pass_at_k_curve(n, c, level=level)
     report["pass_at_k"] = pk.to_dict()
     plots["pass_at_k"] = pk
-    out(f"\npass@k (unbiased estimator, mean over problems; {level:.0%} t-interval over problems)")
-    out(_table([(int(k), f"{e:.4f}", f"[{lo:.4f}, {hi:.4f}]")
-                for k, e, lo, hi in zip(pk.k, pk.estimate, pk.ci_low, pk.ci_high)],
-               ("k", "pass@k", "interval")))
 
     # Beta-Binomial coverage, extrapolated.
     max_k = args.max_k or 16 * int(n.max())
     kx = np.unique(np.round(np.geomspace(1, max_k, 40)).astype(np.int64))
     bb = fit_beta_binomial(n, c, key=k_bb, zero_inflated=args.zero_inflated, **opts)
     bench, popu = bb.coverage(kx, level=level), bb.coverage(kx, population=True, level=level)
-    report["coverage_beta_binomial"] = {"parameters": bb.summary(level),
-                                        "benchmark": bench.to_dict("k"),
-                                        "population": popu.to_dict("k")}
+    show = sorted(set([k for k in (1, 10, 100, 1000, 10000) if k <= max_k] + [max_k]))
+    report["coverage_beta_binomial"] = {"parameters": bb.summary(level), "zero_inflated": bool(args.zero_inflated),
+                                        "benchmark": bench.to_dict("k"), "population": popu.to_dict("k"),
+                                        "at": bb.coverage(show, level=level).to_dict("k")}
     plots["beta_binomial"] = bench
-    out("\nBeta-Binomial coverage model: p_i ~ Beta(alpha, beta)"
-        + (" with an unsolvable fraction" if args.zero_inflated else ""))
-    for name, d in bb.summary(level).items():
-        out(f"  {name:>14s} = {_fmt_iv(d)}")
-    show = [k for k in (1, 10, 100, 1000, 10000) if k <= max_k] + [max_k]
-    sb = bb.coverage(sorted(set(show)), level=level)
-    out(_table([(int(k), f"{m:.4f}", f"[{lo:.4f}, {hi:.4f}]")
-                for k, m, lo, hi in zip(sb.x, sb.mean, sb.lo, sb.hi)],
-               ("k", "coverage", f"{level:.0%} band")))
 
     # The exp(a k^b) law.
     try:
@@ -158,13 +152,8 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
         band = pl.coverage(kx, level=level)
         report["coverage_power_law"] = {"parameters": pl.summary(level), "curve": band.to_dict()}
         plots["power_law"] = band
-        s = pl.summary(level)
-        out(f"\ncoverage law exp(a k^b): a = {_fmt_iv(s['a'])}, b = {_fmt_iv(s['b'])}")
-        out(f"  extrapolated coverage at k={max_k}: {band.mean[-1]:.4f} "
-            f"[{band.lo[-1]:.4f}, {band.hi[-1]:.4f}]")
     except ValueError as e:
         report["coverage_power_law"] = {"error": str(e)}
-        out(f"\ncoverage law exp(a k^b): not fitted ({e})")
 
     # Imperfect verifier.
     if table.accepted is not None:
@@ -188,35 +177,15 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
         if args.verifier_per_type:
             report["verifier"]["type_rates"] = vf.type_rates(level)
         plots["verifier"] = (util, accb, ceil)
-        s = vf.summary(level)
-        if args.verifier_per_type:
-            out(f"\nverifier, rates per type: population mean true-positive rate "
-                f"{_fmt_iv(s['c_mean'])}, specificity {_fmt_iv(s['s_mean'])}")
-            tr = vf.type_rates(level)
-            if len(tr) <= 20:
-                out(_table([(name, _fmt_iv(d["r"]), _fmt_iv(d["c"]), _fmt_iv(d["s"]))
-                            for name, d in tr.items()], ("type", "r", "c", "s")))
-        else:
-            out(f"\nverifier: true-positive rate c = {_fmt_iv(s['c'])}, specificity s = "
-                f"{_fmt_iv(s['s'])}")
-        out(f"  accuracy ceiling of resampling until accepted A_inf = {_fmt_iv(ceil)}")
-        out(f"  optimal attempts K (V_c={args.value_correct}, V_fp={args.value_false_positive}): "
-            f"median {kopt['median']:g}, {level:.0%} interval [{kopt['ci_low']:g}, "
-            f"{kopt['ci_high']:g}]")
 
     # Saturation of coverage.
     # The pass@k points share their problems: their over-problem errors move together and say
     # little about the curve's shape, so the fit's own noise scale absorbs the misfit instead.
     sat = fit_saturation(pk.k, pk.estimate, 0.0, key=k_sat, mixture=args.saturation == "mixture", **opts)
-    nstar = sat.budget(args.eps, level)
     report["saturation"] = {"fitted_to": "pass_at_k (noise scale fitted)", "form": args.saturation,
-                            "parameters": sat.summary(level),
-                            "budget": nstar, "curve": sat.curve(kx, level).to_dict("N")}
+                            "parameters": sat.summary(level), "eps": args.eps,
+                            "budget": sat.budget(args.eps, level), "curve": sat.curve(kx, level).to_dict("N")}
     plots["saturation"] = sat.curve(kx, level)
-    s = sat.summary(level)
-    out(f"\nsaturation {_saturation_formula(args)} fitted to pass@k: {_saturation_params(s)}")
-    out(f"  budget N* beyond which one more sample gains < {args.eps:g}: median "
-        f"{nstar['median']:g} [{nstar['ci_low']:g}, {nstar['ci_high']:g}]")
 
     # Allocation across difficulty bins.
     total = args.budget if args.budget is not None else float(n.min())
@@ -228,15 +197,70 @@ def analyze_samples(table, args, out=print) -> tuple[dict, dict]:
         report["allocation"] = {"total_budget_per_problem": total, "budgets": budgets.tolist(),
                                 "objective": "coverage with a perfect checker",
                                 **alloc.to_dict(["repeated_sampling"], labels)}
-        out(f"\nallocation of {total:g} samples per problem across {args.bins} difficulty bins "
-            "(posterior coverage with a perfect checker):")
-        out("  " + ", ".join(f"{lab}: {int(bn)}" for lab, bn in zip(labels, alloc.budget)))
-        out(f"  expected coverage {alloc.accuracy:.4f} vs uniform N={alloc.uniform_budget:g}: "
-            f"{alloc.uniform_accuracy:.4f}; gain {alloc.gain:+.4f} "
-            f"[{alloc.gain_interval[0]:+.4f}, {alloc.gain_interval[1]:+.4f}]")
     except ValueError as e:
         report["allocation"] = {"error": str(e)}
     return report, plots
+
+
+def render_samples(report: dict, out=print) -> None:
+    """The text report of :func:`samples_report`'s dict."""
+    level, inp = report["level"], report["input"]
+    spp = inp["samples_per_problem"]
+    out(f"{inp['problems']} problems, {inp['samples']} samples ({spp['min']}-{spp['max']} per problem), "
+        f"{inp['correct']} correct")
+    pk = report["pass_at_k"]
+    out(f"\npass@k (unbiased estimator, mean over problems; {level:.0%} t-interval over problems)")
+    out(_table([(int(k), f"{e:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+                for k, e, lo, hi in zip(pk["k"], pk["estimate"], pk["ci_low"], pk["ci_high"])],
+               ("k", "pass@k", "interval")))
+    bb = report["coverage_beta_binomial"]
+    out("\nBeta-Binomial coverage model: p_i ~ Beta(alpha, beta)"
+        + (" with an unsolvable fraction" if bb["zero_inflated"] else ""))
+    for name, d in bb["parameters"].items():
+        out(f"  {name:>14s} = {_fmt_iv(d)}")
+    at = bb["at"]
+    out(_table([(int(k), f"{m:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+                for k, m, lo, hi in zip(at["k"], at["mean"], at["ci_low"], at["ci_high"])],
+               ("k", "coverage", f"{level:.0%} band")))
+    pl = report["coverage_power_law"]
+    if "error" in pl:
+        out(f"\ncoverage law exp(a k^b): not fitted ({pl['error']})")
+    else:
+        s, band = pl["parameters"], pl["curve"]
+        out(f"\ncoverage law exp(a k^b): a = {_fmt_iv(s['a'])}, b = {_fmt_iv(s['b'])}")
+        out(f"  extrapolated coverage at k={band['k'][-1]}: {band['mean'][-1]:.4f} "
+            f"[{band['ci_low'][-1]:.4f}, {band['ci_high'][-1]:.4f}]")
+    vf = report.get("verifier")
+    if vf is not None:
+        s = vf["parameters"]
+        if vf["per_type"]:
+            out(f"\nverifier, rates per type: population mean true-positive rate "
+                f"{_fmt_iv(s['c_mean'])}, specificity {_fmt_iv(s['s_mean'])}")
+            tr = vf["type_rates"]
+            if len(tr) <= 20:
+                out(_table([(name, _fmt_iv(d["r"]), _fmt_iv(d["c"]), _fmt_iv(d["s"]))
+                            for name, d in tr.items()], ("type", "r", "c", "s")))
+        else:
+            out(f"\nverifier: true-positive rate c = {_fmt_iv(s['c'])}, specificity s = "
+                f"{_fmt_iv(s['s'])}")
+        kopt = vf["optimal_k"]
+        out(f"  accuracy ceiling of resampling until accepted A_inf = {_fmt_iv(vf['ceiling'])}")
+        out(f"  optimal attempts K (V_c={vf['value_correct']}, V_fp={vf['value_false_positive']}): "
+            f"median {kopt['median']:g}, {level:.0%} interval [{kopt['ci_low']:g}, "
+            f"{kopt['ci_high']:g}]")
+    sat = report["saturation"]
+    nstar = sat["budget"]
+    out(f"\nsaturation {_saturation_formula(sat['form'])} fitted to pass@k: {_saturation_params(sat['parameters'])}")
+    out(f"  budget N* beyond which one more sample gains < {sat['eps']:g}: median "
+        f"{nstar['median']:g} [{nstar['ci_low']:g}, {nstar['ci_high']:g}]")
+    alloc = report["allocation"]
+    if "error" not in alloc:
+        out(f"\nallocation of {alloc['total_budget_per_problem']:g} samples per problem across "
+            f"{len(alloc['bins'])} difficulty bins (posterior coverage with a perfect checker):")
+        out("  " + ", ".join(f"{b['bin']}: {int(b['budget'])}" for b in alloc["bins"]))
+        lo, hi = alloc["gain_ci"]
+        out(f"  expected coverage {alloc['accuracy']:.4f} vs uniform N={alloc['uniform_budget']:g}: "
+            f"{alloc['uniform_accuracy']:.4f}; gain {alloc['gain']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
 
 
 def matched_tokens(methods: dict, reference: Optional[str] = None, *,

@@ -64,7 +64,9 @@ def exact():
     phi_prefix = np.array([x.sum() for x in s]) / TAU
     phi_twist = np.array([x[-1] for x in s]) / TAU
     phi_absorbing = np.array([x.sum() + (MAX_STEPS - len(x)) * x[-1] for x in s]) / TAU
-    return dict(gens=gens, log_q=log_q, phi=phi_prefix,
+    m = [np.minimum.accumulate(x) for x in s]  # log-odds of the running minimum of the scores
+    phi_min = np.array([x.sum() + (MAX_STEPS - len(x)) * x[-1] for x in m]) / TAU
+    return dict(gens=gens, log_q=log_q, phi=phi_prefix, min_absorbing=normalise(log_q + phi_min),
                 prefix=normalise(log_q + phi_prefix), twist=normalise(log_q + phi_twist),
                 absorbing=normalise(log_q + phi_absorbing),
                 p_base=normalise(log_p + phi_prefix), tau_ignored=normalise(log_q + phi_prefix * TAU))
@@ -175,6 +177,22 @@ def test_gibbs_tempering_and_the_particle_filter_target_one_model(exact):
           for k in range(2)]
     check_against(exact, pf, target="absorbing")
 
+
+
+def test_one_recipe_one_target_with_the_minimum_aggregate(exact):
+    """The same recipe, odds(tau, aggregate="min"), in particle Gibbs and the particle filter:
+    both target q(x) prod_{t <= T} odds(min_{u <= min(t, K)} r_u)^(1/tau). The reference, cut back
+    to step t, must weigh its children from its running minimum at t (the recorded memory), not
+    at its end."""
+    far = max(tv(marginal(exact["gens"], exact["min_absorbing"], f), marginal(exact["gens"], exact["absorbing"], f))
+              for f in FEATURES.values())
+    assert far > 0.08, far  # the check tells the minimum from the last score
+    prog, reward, pot = program(), TokenReward(), odds(TAU, aggregate="min")
+    pg = [particle_gibbs(prog, 8, 500, key=jax.random.key(60 + k), reward=reward, potential=pot, burn_in=20)
+          for k in range(3)]
+    check_against(exact, pg, target="min_absorbing")
+    pf = [ppl.scaling.particle_filter(prog, 4000, key=jax.random.key(70), reward=reward, potential=pot)]
+    check_against(exact, pf, target="min_absorbing")
 
 def test_swap_log_ratio_by_hand():
     # pi_k(x) ∝ q(x) exp(phi(x) / T_k); chain 1 (T=2) holds x with phi 2, chain 2 (T=1) holds x' with phi 5:

@@ -115,12 +115,16 @@ def test_hmm_against_forward_algorithm():
 
 @pytest.mark.parametrize("scheme", ["multinomial", "stratified", "systematic", "residual", "killing"])
 def test_discrete_chain_against_enumeration(scheme):
-    log_z, last, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D)
-    runs = 8
-    res = ppl.run_smc(m.discrete_fk(), 4000, key=jax.random.split(jax.random.key(11), runs),
+    res = ppl.run_smc(m.discrete_fk(), 4000, key=jax.random.split(jax.random.key(11), 8),
                       resampling=scheme, ess_threshold=1.0)
+    _check_discrete_chain(res)
+
+
+def _check_discrete_chain(res):
+    """Runs of the discrete chain against enumeration: mean log Z-hat and the last filtering marginal."""
+    log_z, last, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D)
     lz = np.asarray(res.log_evidence, np.float64)
-    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(runs), 0.01)
+    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(lz.size), 0.01)
     w = np.exp(np.asarray(res.log_weights, np.float64))
     marg = np.stack([(w * (np.asarray(res.particles) == k)).sum(1) for k in range(m.K)], 1).mean(0)
     np.testing.assert_allclose(marg, last, atol=0.015)
@@ -305,17 +309,11 @@ def test_annealed_resampling_keeps_the_enumerated_target(make):
     """Resampling from W^(1/T) with the weights W / beta carried keeps log Z and the filtering
     marginal of the discrete chain (flattened resampling alone, without the correction, would not:
     the check below is sensitive to it, see the next test)."""
-    log_z, last, _ = exact.enumerate_chain(m.LOG_P0, m.LOG_TRANS, m.LOG_G0, m.LOG_G, m.T_D)
-    runs = 8
-    keys = jax.random.split(jax.random.key(11), runs)
+    keys = jax.random.split(jax.random.key(11), 8)
     res = ppl.run_smc(m.discrete_fk(), 4000, key=keys, resampling=make(), ess_threshold=1.0)
     plain = ppl.run_smc(m.discrete_fk(), 4000, key=keys, resampling="systematic", ess_threshold=1.0)
     assert not np.allclose(np.asarray(res.ess), np.asarray(plain.ess))  # the temperature was > 1
-    lz = np.asarray(res.log_evidence, np.float64)
-    assert abs(lz.mean() - log_z) < max(4 * lz.std(ddof=1) / np.sqrt(runs), 0.01)
-    w = np.exp(np.asarray(res.log_weights, np.float64))
-    marg = np.stack([(w * (np.asarray(res.particles) == k)).sum(1) for k in range(m.K)], 1).mean(0)
-    np.testing.assert_allclose(marg, last, atol=0.015)
+    _check_discrete_chain(res)
 
 
 def test_annealed_resampling_carries_the_correction():

@@ -39,6 +39,7 @@ import optax
 from ppl_models.lm import LanguageModel, LMConfig, random_lm, save_pretrained
 from ppl_models.tasks import arithmetic
 from ppl_models.tasks.tokenizer import build_tokenizer
+from ppl_models.train.optim import warmup_adamw
 
 from .config import SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
 from .data import batch_for_step
@@ -88,15 +89,9 @@ def train_lm(cfg: TrainConfig = TrainConfig(), *, progress: bool = True, log_eve
         lm = random_lm(config, seed=cfg.seed, tokenizer=tok)
     mixture = arithmetic.training_mixture(cfg.max_steps_in_mixture, cfg.moduli, cfg.max_multiplier)
 
-    # Linear warm-up then a constant rate: the weights after step n do not depend on the total
-    # number of steps, so a checkpoint of a long run is exactly a shorter run. Or a cosine decay
-    # to zero at the last step, which anneals the weights.
-    after = (optax.constant_schedule(cfg.learning_rate) if cfg.schedule == "constant"
-             else optax.cosine_decay_schedule(cfg.learning_rate, max(cfg.steps - cfg.warmup_steps, 1), 0.0))
-    schedule = optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps), after],
-                                    [cfg.warmup_steps])
-    opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
-                      optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=cfg.weight_decay))
+    # Linear warm-up then a constant rate (a checkpoint of a long run is exactly a shorter run), or
+    # a cosine decay to zero at the last step, which anneals the weights.
+    opt = warmup_adamw(cfg, decay_to=None if cfg.schedule == "constant" else 0.0, clip_norm=cfg.clip_norm, b2=0.98)
     params = lm.params
     opt_state = opt.init(params)
     apply = lm.apply

@@ -44,6 +44,7 @@ from flax import nnx
 from ppl_models.rewards.prm import PRMConfig, ProcessRewardModel, random_prm, save_prm
 from ppl_models.tasks import arithmetic
 from ppl_models.tasks.tokenizer import EOS, encode
+from ppl_models.train.optim import warmup_adamw
 
 from .config import STEP_LABELS, PRMTrainConfig  # noqa: F401  (re-exported)
 from .evaluate import sample_solutions
@@ -187,11 +188,7 @@ def train_prm(data: RolloutData, cfg: PRMTrainConfig, tokenizer, *, lm=None, pro
         if cfg.lm_features and lm is None:
             raise ValueError("train_prm: lm_features=True needs the LM (lm=...).")
         prm = random_prm(pcfg, seed=cfg.seed, tokenizer=tokenizer, lm=lm if cfg.lm_features else None)
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
-         optax.cosine_decay_schedule(cfg.learning_rate, max(cfg.steps - cfg.warmup_steps, 1), 0.1)],
-        [cfg.warmup_steps])
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay))
+    opt = warmup_adamw(cfg, decay_to=0.1)
     params = prm.params
     opt_state = opt.init(params)
 

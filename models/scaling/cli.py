@@ -22,8 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["setup", "run", "analyze_samples", "samples_report", "render_samples", "analyze_scale", "matched_tokens",
-           "scale_allocation"]
+__all__ = ["setup", "run", "analyze_samples", "samples_report", "render_samples", "analyze_scale", "scale_report",
+           "render_scale", "matched_tokens", "scale_allocation", "scale_budget_ratios"]
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
@@ -305,14 +305,14 @@ def matched_tokens(methods: dict, reference: Optional[str] = None, *,
             "without_tokens": [n for n in methods if n not in with_tokens]}
 
 
-def scale_allocation(problems, args, out=print) -> dict:
+def scale_allocation(problems, args) -> dict:
     """Compute-optimal allocation per difficulty bin from the per-problem block of ``ppl scale``
-    JSON (:func:`ppl_models.scaling.allocation.allocate_from_outcomes`); returns the report entry."""
+    JSON (:func:`ppl_models.scaling.allocation.allocate_from_outcomes`); returns the report entry
+    (:func:`render_scale` prints it)."""
     from ppl_models.scaling.allocation import allocate_from_outcomes
 
     names = list(problems.solved)
     if not names:
-        out("\nallocation: the per-problem block has no solved outcomes; skipped")
         return {"error": "no per-problem outcomes in 'problems.solved'"}
     budgets = np.unique(np.concatenate([b for b, _ in problems.solved.values()]))
     P = problems.num_problems
@@ -328,13 +328,11 @@ def scale_allocation(problems, args, out=print) -> dict:
                                             num_bins=nb, baseline_method=names.index(baseline),
                                             level=args.level, seed=args.seed)
     except ValueError as e:
-        out(f"\nallocation: not computed ({e})")
         return {"error": str(e), "total_budget_per_problem": total}
     labels = [f"q{b + 1}" + (" (hardest)" if b == 0 and nb > 1 else
                              " (easiest)" if b == nb - 1 and nb > 1 else "") for b in range(nb)]
     d = alloc.to_dict(names, labels)
     g0 = int(np.searchsorted(tab.budgets, alloc.uniform_budget))
-    rows = []
     for b, entry in enumerate(d["bins"]):
         g = int(np.searchsorted(tab.budgets, alloc.budget[b]))
         if alloc.budget[b] == 0:
@@ -345,21 +343,6 @@ def scale_allocation(problems, args, out=print) -> dict:
                                    None if np.isnan(hi) else float(hi)],
                      accuracy=float(tab.accuracy[alloc.method[b], b, g]),
                      baseline_accuracy=float(tab.accuracy[names.index(baseline), b, g0]))
-        rows.append((labels[b], f"[{lo:.3f}, {hi:.3f}]", int(tab.counts[b]),
-                     entry["method"] or "skip", int(alloc.budget[b]), f"{entry['accuracy']:.3f}",
-                     f"{entry['baseline_accuracy']:.3f}"))
-    out(f"\ncompute-optimal allocation (Snell et al. 2024): {total:g} per problem on average, "
-        f"{nb} bins by quantiles of pool pass@1 (the fraction of each problem's rollout pool "
-        "that is right)")
-    out(_table(rows, ("bin", "pool pass@1", "problems", "method", "budget", "accuracy",
-                      f"{baseline}@{alloc.uniform_budget:g}")))
-    gi, hi = alloc.gain_interval, alloc.heldout_gain_interval
-    out(f"  held-out gain over uniform {baseline} at {alloc.uniform_budget:g} (chosen on half of each "
-        f"bin, scored on the other half): {alloc.heldout_gain:+.4f} [{hi[0]:+.4f}, {hi[1]:+.4f}] "
-        f"({args.level:.0%} cross-fitted bootstrap over problems)")
-    out(f"  in-sample (optimistic: chosen and scored on the same problems): accuracy "
-        f"{alloc.accuracy:.4f} (spends {alloc.spent:.2f} per problem) vs {alloc.uniform_accuracy:.4f}; "
-        f"gain {alloc.gain:+.4f} [{gi[0]:+.4f}, {gi[1]:+.4f}]")
     return {"total_budget_per_problem": total, "budgets": tab.budgets.tolist(),
             "difficulty": "quantile bins of problems.pool_success (q1 hardest)",
             "baseline": baseline, "objective": "measured accuracy per (method, bin, budget)",
@@ -368,44 +351,67 @@ def scale_allocation(problems, args, out=print) -> dict:
             **d}
 
 
+def _render_allocation(a: dict, level: float, out) -> None:
+    if "error" in a:
+        out(f"\nallocation: not computed ({a['error']})" if "total_budget_per_problem" in a
+            else "\nallocation: the per-problem block has no solved outcomes; skipped")
+        return
+    nan = lambda v: float("nan") if v is None else v  # noqa: E731
+    rows = [(e["bin"], f"[{nan(e['pool_success'][0]):.3f}, {nan(e['pool_success'][1]):.3f}]", e["problems"],
+             e["method"] or "skip", int(e["budget"]), f"{e['accuracy']:.3f}", f"{e['baseline_accuracy']:.3f}")
+            for e in a["bins"]]
+    base, uni = a["baseline"], a["uniform_budget"]
+    out(f"\ncompute-optimal allocation (Snell et al. 2024): {a['total_budget_per_problem']:g} per problem on "
+        f"average, {len(a['bins'])} bins by quantiles of pool pass@1 (the fraction of each problem's rollout pool "
+        "that is right)")
+    out(_table(rows, ("bin", "pool pass@1", "problems", "method", "budget", "accuracy", f"{base}@{uni:g}")))
+    gi, hi = a["gain_ci"], a["heldout_gain_ci"]
+    out(f"  held-out gain over uniform {base} at {uni:g} (chosen on half of each "
+        f"bin, scored on the other half): {a['heldout_gain']:+.4f} [{hi[0]:+.4f}, {hi[1]:+.4f}] "
+        f"({level:.0%} cross-fitted bootstrap over problems)")
+    out(f"  in-sample (optimistic: chosen and scored on the same problems): accuracy "
+        f"{a['accuracy']:.4f} (spends {a['spent_per_problem']:.2f} per problem) vs {a['uniform_accuracy']:.4f}; "
+        f"gain {a['gain']:+.4f} [{gi[0]:+.4f}, {gi[1]:+.4f}]")
+
+
 def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, dict]:
-    """The ``ppl scale`` JSON analysis: saturation per method, best method per budget, accuracy
-    at matched tokens, and (with the per-problem block ``problems``, a
-    :class:`~ppl_models.scaling.data.ScaleProblems`) the allocation per difficulty bin."""
+    """The ``ppl scale`` JSON analysis: :func:`scale_report` (compute), then :func:`render_scale`
+    (text); returns ``(report_dict, curves_for_plots)``."""
+    report, plots = scale_report(methods, args, problems)
+    render_scale(report, out)
+    return report, plots
+
+
+def scale_report(methods: dict, args, problems=None) -> tuple[dict, dict]:
+    """The ``ppl scale`` JSON analysis as a plain dict: saturation per method, best method per
+    budget, accuracy at matched tokens, and (with the per-problem block ``problems``, a
+    :class:`~ppl_models.scaling.data.ScaleProblems`) budget ratios and the allocation per
+    difficulty bin; prints nothing."""
     import jax
 
     from ppl_models.scaling.saturation import fit_saturation
 
     level = args.level
-    report: dict = {"input": {"kind": "ppl scale", "methods": list(methods)}, "methods": {}}
+    report: dict = {"input": {"kind": "ppl scale", "methods": list(methods)}, "level": level, "methods": {}}
     plots: dict = {"methods": {}}
     keys = jax.random.split(jax.random.key(args.seed), len(methods))
     for key, (name, m) in zip(keys, methods.items()):
         entry = {"budgets": m.budgets.tolist(), "accuracy": m.accuracy.tolist()}
+        if m.ci_low is not None:
+            entry.update(ci_low=np.asarray(m.ci_low).tolist(), ci_high=np.asarray(m.ci_high).tolist())
         if m.tokens is not None:
             entry["tokens"] = m.tokens.tolist()
-        out(f"\n{name}:")
-        out(_table([(f"{b:g}", f"{a:.4f}",
-                     "" if m.ci_low is None else f"[{m.ci_low[i]:.4f}, {m.ci_high[i]:.4f}]",
-                     "" if m.tokens is None else f"{m.tokens[i]:g}")
-                    for i, (b, a) in enumerate(zip(m.budgets, m.accuracy))],
-                   ("budget", "accuracy", "95% interval", "tokens")))
         band = None
         if m.budgets.size >= 2:
             try:
                 sat = fit_saturation(m.budgets, m.accuracy, m.standard_error(0.95), key=key,
                                      method=args.method, mixture=args.saturation == "mixture",
                                      **_infer_options(args))
-                s = sat.summary(level)
-                entry["saturation"] = {"form": args.saturation, "parameters": s,
-                                       "budget": sat.budget(args.eps, level)}
+                entry["saturation"] = {"form": args.saturation, "parameters": sat.summary(level),
+                                       "eps": args.eps, "budget": sat.budget(args.eps, level)}
                 grid = np.unique(np.round(np.geomspace(1, 16 * m.budgets.max(), 40)))
                 band = sat.curve(grid, level)
                 entry["saturation"]["curve"] = band.to_dict("N")
-                nb = entry["saturation"]["budget"]
-                out(f"  saturation ({args.saturation}): {_saturation_params(s)}; "
-                    f"N*(eps={args.eps:g}) = {nb['median']:g} [{nb['ci_low']:g}, "
-                    f"{nb['ci_high']:g}]")
             except ValueError as e:
                 entry["saturation"] = {"error": str(e)}
         report["methods"][name] = entry
@@ -418,15 +424,41 @@ def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, 
         acc, name = max(cand)
         best.append({"budget": b, "method": name, "accuracy": float(acc)})
     report["best_method_per_budget"] = best
-    out("\nrecommendation (highest measured accuracy per budget):")
-    out(_table([(f"{d['budget']:g}", d["method"], f"{d['accuracy']:.4f}") for d in best],
-               ("budget", "method", "accuracy")))
-
     mt = matched_tokens(methods)
     if mt is not None:
         report["matched_tokens"] = mt
-        ref = mt["reference"]
-        names = list(mt["accuracy"])
+        plots["tokens"] = True
+    if problems is not None:
+        ratios = scale_budget_ratios(problems, args)
+        if ratios:
+            report["budget_ratio"] = ratios
+        report["allocation"] = scale_allocation(problems, args)
+    return report, plots
+
+
+def render_scale(report: dict, out=print) -> None:
+    """The text report of :func:`scale_report`'s dict."""
+    level = report["level"]
+    for name, e in report["methods"].items():
+        ci = e.get("ci_low")
+        tokens = e.get("tokens")
+        out(f"\n{name}:")
+        out(_table([(f"{b:g}", f"{a:.4f}", "" if ci is None else f"[{e['ci_low'][i]:.4f}, {e['ci_high'][i]:.4f}]",
+                     "" if tokens is None else f"{tokens[i]:g}")
+                    for i, (b, a) in enumerate(zip(e["budgets"], e["accuracy"]))],
+                   ("budget", "accuracy", "95% interval", "tokens")))
+        sat = e.get("saturation", {})
+        if "parameters" in sat:
+            nb = sat["budget"]
+            out(f"  saturation ({sat['form']}): {_saturation_params(sat['parameters'])}; "
+                f"N*(eps={sat['eps']:g}) = {nb['median']:g} [{nb['ci_low']:g}, {nb['ci_high']:g}]")
+    best = report["best_method_per_budget"]
+    out("\nrecommendation (highest measured accuracy per budget):")
+    out(_table([(f"{d['budget']:g}", d["method"], f"{d['accuracy']:.4f}") for d in best],
+               ("budget", "method", "accuracy")))
+    mt = report.get("matched_tokens")
+    if mt is not None:
+        ref, names = mt["reference"], list(mt["accuracy"])
         out(f"\naccuracy at matched generated tokens (mean per problem; at {ref}'s budgets, "
             "interpolated in log tokens, '-' outside a method's measured range +-5%):")
         out(_table([(f"{t:.0f}", f"{b:g}", *("-" if mt["accuracy"][n][i] is None else
@@ -434,20 +466,26 @@ def analyze_scale(methods: dict, args, out=print, problems=None) -> tuple[dict, 
                      mt["best"][i]["method"])
                     for i, (t, b) in enumerate(zip(mt["tokens"], mt["budgets"]))],
                    ("tokens", f"{ref} N", *names, "best")))
-        plots["tokens"] = True
-    if problems is not None:
-        ratios = scale_budget_ratios(problems, args, out)
-        if ratios:
-            report["budget_ratio"] = ratios
-        report["allocation"] = scale_allocation(problems, args, out)
-    return report, plots
+    ratios = report.get("budget_ratio")
+    if ratios:
+        ref = ratios["reference"]
+        out(f"\nbudget ratio: {ref['method']}@{ref['budget']} solves {ref['accuracy']:.4f}; the budget at which "
+            f"each method first reaches that, as {ref['budget']}/budget, with a {level:.0%} paired bootstrap over "
+            "problems (0: not reached at any measured budget)")
+        out(_table([(name, f"{r['ratio']:g}", f"[{r['ci_low']:g}, {r['ci_high']:g}]",
+                     f"{r['p_at_least']['1']:.2f}", f"{r['p_at_least']['2']:.2f}", f"{r['p_at_least']['4']:.2f}")
+                    for name, r in ratios.items() if name != "reference"],
+                   ("method", "ratio", "interval", "P(>=1)", "P(>=2)", "P(>=4)")))
+    if "allocation" in report:
+        _render_allocation(report["allocation"], level, out)
 
 
-def scale_budget_ratios(problems, args, out=print, reference: str = "best_of_n") -> dict:
+def scale_budget_ratios(problems, args, reference: str = "best_of_n") -> dict:
     """Per method, the budget at which it first reaches ``reference``'s accuracy at the
     reference's largest budget, as the ratio of the two budgets with a paired bootstrap interval
-    over problems (:func:`ppl_models.scale.compare.budget_ratio_interval`); ``{}`` without the
-    reference in the per-problem block."""
+    over problems (:func:`ppl_models.scale.compare.budget_ratio_interval`), and under
+    ``"reference"`` the reference's method, budget and accuracy; ``{}`` without the reference in
+    the per-problem block."""
     from ppl_models.scale.compare import budget_ratio_interval
 
     solved = {name: {int(b): row.tolist() for b, row in zip(*problems.solved[name])} for name in problems.solved}
@@ -456,14 +494,7 @@ def scale_budget_ratios(problems, args, out=print, reference: str = "best_of_n")
     res = {name: budget_ratio_interval(solved, reference, name, level=args.level, seed=args.seed)
            for name in solved if name != reference}
     ref_b = max(solved[reference])
-    acc = float(np.mean(solved[reference][ref_b]))
-    out(f"\nbudget ratio: {reference}@{ref_b} solves {acc:.4f}; the budget at which each method first "
-        f"reaches that, as {ref_b}/budget, with a {args.level:.0%} paired bootstrap over problems "
-        "(0: not reached at any measured budget)")
-    out(_table([(name, f"{r['ratio']:g}", f"[{r['ci_low']:g}, {r['ci_high']:g}]",
-                 f"{r['p_at_least']['1']:.2f}", f"{r['p_at_least']['2']:.2f}", f"{r['p_at_least']['4']:.2f}")
-                for name, r in res.items()],
-               ("method", "ratio", "interval", "P(>=1)", "P(>=2)", "P(>=4)")))
+    res["reference"] = {"method": reference, "budget": ref_b, "accuracy": float(np.mean(solved[reference][ref_b]))}
     return res
 
 

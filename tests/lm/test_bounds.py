@@ -160,6 +160,7 @@ class TableTwist:
         return table_psi(params, state)
 
 
+@pytest.mark.slow  # 12 s; the bounds against the exact log Z stay in the default suite
 def test_a_reward_model_as_twist_keeps_its_score_in_memory(enumerated):
     """twisted(reward, ...) keeps log psi in the particle's memory instead of re-reading the
     previous prefix; the filter and the conditional SMC runs are the same, run for run, as with
@@ -192,6 +193,7 @@ class TableFinal:
         return has_two_good(state, state)
 
 
+@pytest.mark.slow  # 26 s; run for run equal to the function forms (ppl scale --bounds uses them)
 def test_reward_models_as_final_potential_and_no_twist(enumerated):
     """twisted(None, phi) is the bootstrap filter (when_finished(phi)); a reward model as the final
     potential (read from the particle's memory) gives the filter of the plain function, run for

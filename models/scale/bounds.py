@@ -49,7 +49,7 @@ def reward_final(reward) -> Callable:
 
 
 class BoundsRunner:
-    """Bounds of several filters on problems that share ``program``'s compiled shape.
+    r"""Bounds of several filters on problems that share ``program``'s compiled shape.
 
     ``twists``: ``{name: None | reward}`` (``None``: the bootstrap filter); ``final``: a
     ``final(params) -> phi`` (:func:`checker_final`) or a reward model, whose score of the

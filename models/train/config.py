@@ -14,6 +14,13 @@ SCHEDULES = ("constant", "cosine")
 STEP_LABELS = ("monte-carlo", "exact")
 
 
+def _at_least(cfg, **lows) -> None:
+    """Each named field of ``cfg`` is at least its bound, else a ValueError naming the field."""
+    for name, low in lows.items():
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name}: expected >= {low}, got {getattr(cfg, name)!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Optimization:
     """What every ``ppl train`` run has: a seed, a number of optimizer steps and a peak learning
@@ -41,12 +48,7 @@ class AdamW(Optimization):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: expected >= 1, got {self.batch_size!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps: expected >= 0, got {self.warmup_steps!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
+        _at_least(self, batch_size=1, warmup_steps=0, weight_decay=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +79,7 @@ class TrainConfig(AdamW):
         super().__post_init__()
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
-        if self.first_step < 0:
-            raise ValueError(f"first_step: expected >= 0, got {self.first_step!r}")
+        _at_least(self, first_step=0)
 
 
 @dataclasses.dataclass(frozen=True)

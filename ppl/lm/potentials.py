@@ -398,7 +398,6 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
                            init=init, incremental=incremental)
 
 
-
 class RewardPotential(NamedTuple):
     r"""A recipe for :func:`from_reward` that takes the reward model later: how a reward's prefix
     scores become a potential. Built with :func:`odds` (Puri et al.'s softmax of log-odds),
@@ -424,11 +423,11 @@ class RewardPotential(NamedTuple):
 
     @property
     def schedule(self) -> bool:
-        """Whether :math:`\tau` is a schedule (one per step) rather than one number."""
+        r"""Whether :math:`\tau` is a schedule (one per step) rather than one number."""
         return isinstance(self.tau, tuple)
 
     def static_key(self) -> tuple:
-        """What compiled code depends on (:math:`\tau` is passed as data)."""
+        r"""What compiled code depends on (:math:`\tau` is passed as data)."""
         return (self.weighting, self.aggregate, self.schedule, self.eps)
 
     @property
@@ -491,6 +490,7 @@ def odds_ratio(tau=1.0, aggregate: str = "last", eps: float = 1e-6) -> RewardPot
     if isinstance(tau, tuple):
         raise ValueError("tau: odds_ratio takes one temperature (its product telescopes only with a constant tau)")
     return RewardPotential("odds_ratio", aggregate, tau, _check_recipe(aggregate, eps))
+
 
 class WithLogP(NamedTuple):
     """The memory of :func:`with_log_p`: the prefix's log-probability under the LM and the inner

@@ -36,6 +36,7 @@ computed with it are meaningless.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
@@ -266,8 +267,12 @@ def annealed(scheme: Union[str, ResamplingFn], temperature) -> Annealed:
     return Annealed(get_scheme(scheme), temperature)
 
 
-def _progress(t, num_steps):
-    return jnp.asarray(t, jnp.float32) / float(num_steps)
+def _collapsed_early(rule, log_w, t):
+    """``(ess / N, progress t / num_steps, gate)``: the gate is open while the weights have
+    collapsed (ESS / N below ``rule.threshold``) early in the run (progress below ``rule.early_phase``)."""
+    r = jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w)) / log_w.shape[0]
+    p = jnp.asarray(t, jnp.float32) / float(rule.num_steps)
+    return r, p, (r < rule.threshold) & (p < rule.early_phase)
 
 
 class ConstantTemperature(NamedTuple):
@@ -289,9 +294,8 @@ class ESSTemperature(NamedTuple):
     early_phase: float = 0.5
 
     def __call__(self, log_w, t):
-        r = jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w)) / log_w.shape[0]
-        p = _progress(t, self.num_steps)
-        return jnp.where((r < self.threshold) & (p < self.early_phase), jnp.maximum(1.0, (1.0 - p) / r), 1.0)
+        r, p, gate = _collapsed_early(self, log_w, t)
+        return jnp.where(gate, jnp.maximum(1.0, (1.0 - p) / r), 1.0)
 
 
 class EntropyTemperature(NamedTuple):
@@ -303,13 +307,10 @@ class EntropyTemperature(NamedTuple):
     early_phase: float = 0.5
 
     def __call__(self, log_w, t):
-        n = log_w.shape[0]
+        _, p, gate = _collapsed_early(self, log_w, t)
         w = jnp.exp(log_w)
-        h = -jnp.sum(jnp.where(w > 0, w * log_w, 0.0)) / jnp.log(jnp.maximum(n, 2))
-        r = jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w)) / n
-        p = _progress(t, self.num_steps)
-        t_h = jnp.maximum(1.0, 1.0 / jnp.maximum(h + (1.0 - h) * p, 1e-6))
-        return jnp.where((r < self.threshold) & (p < self.early_phase), t_h, 1.0)
+        h = -jnp.sum(jnp.where(w > 0, w * log_w, 0.0)) / math.log(max(log_w.shape[0], 2))
+        return jnp.where(gate, jnp.maximum(1.0, 1.0 / jnp.maximum(h + (1.0 - h) * p, 1e-6)), 1.0)
 
 
 SCHEMES: dict[str, ResamplingFn] = {

@@ -39,6 +39,7 @@ class LanguageModel:
     without a cache (the chunk attends to itself only).
     ``apply_with_prefix(params, tokens, positions, prefix, cache)`` reads a prefix cache shared by
     all rows (the prompt's, stored once) besides each row's own ``cache`` of the later positions.
+    Each takes ``pad=int[B]`` for left-padded rows (the attention mask; see ``Transformer.__call__``).
     """
 
     def __init__(self, module: Transformer, tokenizer=None):
@@ -50,18 +51,18 @@ class LanguageModel:
         self.tokenizer = tokenizer
         graphdef = self.graphdef
 
-        def apply(params, tokens, positions, cache):
-            return nnx.merge(graphdef, params)(tokens, positions, cache)
+        def apply(params, tokens, positions, cache, pad=None):
+            return nnx.merge(graphdef, params)(tokens, positions, cache, pad=pad)
 
-        def apply_with_prefix(params, tokens, positions, prefix, cache):
-            return nnx.merge(graphdef, params)(tokens, positions, cache, prefix)
+        def apply_with_prefix(params, tokens, positions, prefix, cache, pad=None):
+            return nnx.merge(graphdef, params)(tokens, positions, cache, prefix, pad=pad)
 
         apply.__doc__ = Transformer.__call__.__doc__
         apply_with_prefix.__doc__ = (
             "``apply`` with a shared ``prefix`` cache (batch size 1, positions ``0..F-1``) read by every row; "
             "``cache`` holds the rows' positions from ``F`` on (see ``Transformer.__call__``).")
-        def apply_hidden(params, tokens, positions, cache):
-            return nnx.merge(graphdef, params)(tokens, positions, cache, None, True)
+        def apply_hidden(params, tokens, positions, cache, pad=None):
+            return nnx.merge(graphdef, params)(tokens, positions, cache, None, True, pad)
 
         apply_hidden.__doc__ = "``apply``, returning the final-normed hidden states ``[B, S, D]`` instead of logits."
         # One function object per LanguageModel: `lm.apply is lm.apply`, so jit caches hit.

@@ -156,7 +156,7 @@ class Attention(nnx.Module):
         self.q_norm = Norm(c.head_dim, "rmsnorm", c.norm_eps, param_dtype) if c.qk_norm else None
         self.k_norm = Norm(c.head_dim, "rmsnorm", c.norm_eps, param_dtype) if c.qk_norm else None
 
-    def __call__(self, x, positions, cache: LayerCache | None, prefix: LayerCache | None = None):
+    def __call__(self, x, positions, cache: LayerCache | None, prefix: LayerCache | None = None, pad=None):
         c = self.config
         b, s, _ = x.shape
         hkv, g, dh = c.num_kv_heads, c.num_heads // c.num_kv_heads, c.head_dim
@@ -166,8 +166,9 @@ class Attention(nnx.Module):
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         if c.position == "rotary":
-            q = rope(q, positions, c.rope_theta, c.rope_scaling)
-            k = rope(k, positions, c.rope_theta, c.rope_scaling)
+            at = positions if pad is None else positions - pad[:, None]  # a slot's position in its row
+            q = rope(q, at, c.rope_theta, c.rope_scaling)
+            k = rope(k, at, c.rope_theta, c.rope_scaling)
         offset = 0 if prefix is None else prefix.k.shape[2]
         if cache is None:  # attend within the chunk only: keys at the chunk's own positions
             keys, values = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, H_kv, S, D_h]
@@ -192,6 +193,8 @@ class Attention(nnx.Module):
         mask = key_pos[:, None, :] <= positions[:, :, None]  # [B, S, T]
         if self.window is not None:
             mask = mask & (key_pos[:, None, :] > positions[:, :, None] - self.window)
+        if pad is not None:  # left padding: a row's first pad slots are not attended
+            mask = mask & (key_pos[:, None, :] >= pad[:, None, None])
         scores = jnp.where(mask[:, None, None], scaled(scores), neg)
         if prefix is not None:
             # The shared prefix (batch 1, positions 0..offset-1) is read by every row without a
@@ -200,6 +203,8 @@ class Attention(nnx.Module):
             pre_mask = jnp.arange(offset)[None, None, :] <= positions[:, :, None]  # [B, S, offset]
             if self.window is not None:
                 pre_mask = pre_mask & (jnp.arange(offset)[None, None, :] > positions[:, :, None] - self.window)
+            if pad is not None:
+                pre_mask = pre_mask & (jnp.arange(offset)[None, None, :] >= pad[:, None, None])
             scores = jnp.concatenate([jnp.where(pre_mask[:, None, None], scaled(pre), neg), scores], axis=-1)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
         if prefix is not None:
@@ -241,8 +246,8 @@ class Block(nnx.Module):
         self.post_attn_norm = Norm(c.hidden_size, c.norm, c.norm_eps, param_dtype) if sandwich else None
         self.post_mlp_norm = Norm(c.hidden_size, c.norm, c.norm_eps, param_dtype) if sandwich else None
 
-    def __call__(self, h, positions, cache, prefix=None):
-        a, cache = self.attn(self.attn_norm(h), positions, cache, prefix)
+    def __call__(self, h, positions, cache, prefix=None, pad=None):
+        a, cache = self.attn(self.attn_norm(h), positions, cache, prefix, pad)
         h = h + (a if self.post_attn_norm is None else self.post_attn_norm(a))
         m = self.mlp(self.mlp_norm(h))
         h = h + (m if self.post_mlp_norm is None else self.post_mlp_norm(m))
@@ -290,7 +295,7 @@ class Transformer(nnx.Module):
         return init_cache_for(self.config, batch_size, max_length, self.dtype if dtype is None else dtype)
 
     def __call__(self, tokens, positions, cache: KVCache | None = None, prefix: KVCache | None = None,
-                 hidden: bool = False):
+                 hidden: bool = False, pad=None):
         """Logits of ``tokens: int[B, S]`` at ``positions: int[B, S]`` (with ``hidden=True``: the
         final-normed hidden states ``[B, S, D]`` instead, what a reward head reads).
 
@@ -304,6 +309,12 @@ class Transformer(nnx.Module):
         shared by every row), ``cache`` holds each row's positions from ``F`` on (slot ``t`` is
         position ``F + t``) and a query attends to both: the prompt's entries are stored once for
         all rows. Positions below ``F`` are not written.
+
+        **Left padding** (``pad: int[B]``, the attention mask of a left-padded batch): ``positions``
+        are then the tokens' *slots* in their row; slots ``< pad[b]`` hold padding, which no query
+        attends to, and the token in slot ``s`` is at position ``s - pad[b]`` (its rotary angle or
+        learned embedding). This is transformers' ``attention_mask`` of ``pad[b]`` zeros then ones
+        with ``position_ids = cumsum(attention_mask) - 1``; a row with ``pad[b] = 0`` is unpadded.
 
         Positions must lie in ``[0, max_length)`` of the cache (``[F, F + max_length)`` with a
         prefix; out-of-range writes are dropped) and, for learned positions, in ``[0,
@@ -321,16 +332,19 @@ class Transformer(nnx.Module):
             raise ValueError("Transformer: a prefix needs a cache, and one layer of batch size 1 per model layer; got "
                              f"{len(prefix)} layers of batch {prefix[0].k.shape[0] if len(prefix) else None}.")
         positions = positions.astype(jnp.int32)
+        if pad is not None:
+            pad = jnp.broadcast_to(jnp.asarray(pad, jnp.int32), positions.shape[:1])
         h = self.embed(tokens)
         if c.embed_scale:
             h = h * jnp.asarray(math.sqrt(c.hidden_size), h.dtype)
         if self.pos_embed is not None:
             pos_table = self.pos_embed.embedding[...]
-            h = h + jnp.take(pos_table, positions, axis=0, mode="clip").astype(h.dtype)
+            at = positions if pad is None else positions - pad[:, None]
+            h = h + jnp.take(pos_table, at, axis=0, mode="clip").astype(h.dtype)
         new_cache = [] if cache is not None else None
         for i, block in enumerate(self.layers):
             h, layer_cache = block(h, positions, None if cache is None else cache[i],
-                                   None if prefix is None else prefix[i])
+                                   None if prefix is None else prefix[i], pad)
             if cache is not None:
                 new_cache.append(layer_cache)
         h = self.final_norm(h)

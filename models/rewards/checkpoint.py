@@ -53,6 +53,7 @@ class CheckpointReward(PrefixScore):
     """
 
     chunk_size = 8
+    left_padding = True  # reads a left-padded buffer: the body masks LMState.pad slots
 
     def __init__(self, body, head: dict, kind: str, *, good: Optional[int] = None, bad: Optional[int] = None):
         if kind not in REWARD_KINDS:
@@ -87,9 +88,9 @@ class CheckpointReward(PrefixScore):
         pair = jnp.stack([out[..., self.good], out[..., self.bad]], axis=-1)
         return jax.nn.log_softmax(pair, axis=-1)[..., 0]
 
-    def _forward(self, body_params, tokens, positions, cache):
+    def _forward(self, body_params, tokens, positions, cache, pad=None):
         fn = self.body.apply if self.kind == "lm-judge" else self.body.apply_hidden
-        return fn(body_params, tokens, positions, cache)
+        return fn(body_params, tokens, positions, cache, pad=None if pad is None else jnp.reshape(pad, (1,)))
 
     def scores(self, tokens) -> np.ndarray:
         """``r`` at every position of ``tokens [B, S]`` (one forward pass; host side)."""
@@ -106,15 +107,17 @@ class CheckpointReward(PrefixScore):
         """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token."""
         tokens = state.tokens
         pos = jnp.arange(tokens.shape[0], dtype=jnp.int32)
-        out, _ = self._forward(params["body"], tokens[None], pos[None], None)
+        out, _ = self._forward(params["body"], tokens[None], pos[None], None, state.pad)
         last = jnp.clip(state.length - 1, 0, tokens.shape[0] - 1)
         return self.head_log_score(params["head"], out[0, last])
 
     # -------------------------------------------------------------- incremental
     def init_state(self, params, prompt_state):
-        """``(RewardState, tokens read)`` after reading the prompt of ``prompt_state``."""
+        """``(RewardState, tokens read)`` after reading the prompt of ``prompt_state`` (from the
+        first slot after its left padding, if any)."""
         cache = self.body.init_cache(1, prompt_state.tokens.shape[0])
-        empty = RewardState(cache, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        start = jnp.zeros((), jnp.int32) if prompt_state.pad is None else jnp.asarray(prompt_state.pad, jnp.int32)
+        empty = RewardState(cache, jnp.zeros((), jnp.float32), start)
         return self._read(params, empty, prompt_state)
 
     def extend(self, params, rstate: RewardState, state):
@@ -130,7 +133,7 @@ class CheckpointReward(PrefixScore):
             pos = r.read + jnp.arange(size, dtype=jnp.int32)
             toks = state.tokens[jnp.clip(pos, 0, width - 1)]
             n = jnp.clip(stop - r.read, 0, size)
-            out, cache = self._forward(params["body"], toks[None], pos[None], r.cache)
+            out, cache = self._forward(params["body"], toks[None], pos[None], r.cache, state.pad)
             score = self.head_log_score(params["head"], out[0, jnp.maximum(n - 1, 0)])
             return RewardState(cache, score, r.read + n)
 

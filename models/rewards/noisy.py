@@ -47,6 +47,7 @@ class NoisyReward(PrefixScore):
         self.epsilon = float(epsilon)
         self.params = {"base": base.params}
         self.flops_per_token = getattr(base, "flops_per_token", 0.0)
+        self.left_padding = bool(getattr(base, "left_padding", False))
 
     def static_key(self):
         base_key = self.base.static_key() if hasattr(self.base, "static_key") else self.base

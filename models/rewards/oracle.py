@@ -37,6 +37,8 @@ class OraclePRM(PrefixScore):
       epsilon: score of a wrong prefix (``0``: log-score ``-inf``).
     """
 
+    left_padding = True  # reads the generation from state.prompt_length on: padding-agnostic
+
     def __init__(self, problem: arithmetic.Problem, tokenizer=None, epsilon: float = 0.0, width: int = 256):
         if not 0.0 <= epsilon < 1.0:
             raise ValueError(f"OraclePRM: epsilon must lie in [0, 1), got {epsilon}.")

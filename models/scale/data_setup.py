@@ -7,8 +7,10 @@ task:
 * the problems (:func:`ppl_models.tasks.benchmarks.load_jsonl`), each prompt the problem with the
   instruction to reason step by step and box the answer, rendered by the checkpoint's chat template
   (:mod:`ppl_models.lm.chat`; ``"none"``: the plain text) and tokenized;
-* one :class:`ppl.lm.LMProgram` whose padded prompt width fits every prompt (a step ends at the
-  ``step_delimiter`` token, ``"\n\n"`` by default; at most ``max_new_tokens`` tokens);
+* one :class:`ppl.lm.LMProgram` whose padded prompt width :math:`W` fits every prompt, left-padded
+  (``padding="left"``: every prompt ends at slot :math:`W - 1`, so all share one compiled program
+  and the LM stores each prompt's keys and values once, not per particle); a step ends at the
+  ``step_delimiter`` token (``"\n\n"`` by default), at most ``max_new_tokens`` tokens in all;
 * the reward (:func:`ppl_models.rewards.checkpoint.load_reward`, read at the end of each step);
 * ``answer_fn``: the final answer of a generation (the last ``\boxed{}``, else ``####``), and
   ``is_right``: its equivalence with the reference by ``math-verify``.
@@ -95,11 +97,12 @@ def setup(cfg):
                          "tokenizer; give a string that is one token")
     new_tokens = cfg.max_new_tokens or cfg.max_steps * cfg.max_step_tokens
     width = -(-max(len(p) for p in prompts) // 16) * 16
-    # built on the longest prompt: its padded width holds every prompt, so all share one compiled program
+    # built on the longest prompt and left-padded: every prompt ends at slot width - 1, so all share one
+    # compiled program and a shared prefix of width - 1 slots (no particle carries its prompt's cache)
     longest = max(prompts, key=len)
     program = ppl.lm.LMProgram(lm, longest, None, max_steps=cfg.max_steps, step_delimiter=delim[0],
                                max_step_tokens=cfg.max_step_tokens, max_length=width + new_tokens + 1,
-                               temperature=cfg.temperature, shared_prefix=min(len(p) for p in prompts) - 1)
+                               temperature=cfg.temperature, padding="left")
     reward = load_reward(cfg.prm_checkpoint, cfg.prm_type, good=cfg.judge_tokens[0], bad=cfg.judge_tokens[1],
                          dtype=dtype)
     if reward.body.vocab_size < lm.vocab_size:
@@ -132,9 +135,11 @@ def _device_bytes() -> tuple[int, str]:
 
 
 def memory_estimate(s, num_particles: int) -> dict:
-    r"""Bytes that ``num_particles`` particles need: the LM's and the reward's weights, and per
-    particle the LM's KV cache (:math:`2 L H_{kv} D_h T` values) and the reward body's (it reads
-    incrementally). ``fits`` compares the total with the device's memory (host memory on CPU)."""
+    r"""Bytes that ``num_particles`` particles need: the LM's and the reward's weights, the prompt's
+    shared cache (:math:`F` slots, once), and per particle the LM's KV cache of the other
+    :math:`T - F` slots (:math:`2 L H_{kv} D_h` values per slot) and the reward body's of all
+    :math:`T` (it reads incrementally). ``fits`` compares the total with the device's memory (host
+    memory on CPU)."""
     import jax
 
     def weights(params):
@@ -145,10 +150,11 @@ def memory_estimate(s, num_particles: int) -> dict:
         return 2 * c.num_layers * c.num_kv_heads * c.head_dim * length * np.dtype(lm.dtype).itemsize
 
     reward = s.reward_for(s.problems[0])
-    length = s.program.max_length
-    per = cache(s.lm, length) + cache(reward.body, length)
-    total = weights(s.lm.params) + weights(reward.params) + num_particles * per
+    length, shared = s.program.max_length, s.program.shared_prefix
+    per = cache(s.lm, length - shared) + cache(reward.body, length)
+    total = weights(s.lm.params) + weights(reward.params) + cache(s.lm, shared) + num_particles * per
     have, where = _device_bytes()
     return {"lm_weights": weights(s.lm.params), "reward_weights": weights(reward.params),
-            "cache_per_particle": per, "num_particles": int(num_particles), "total": int(total),
+            "prompt_cache": cache(s.lm, shared), "cache_per_particle": per, "num_particles": int(num_particles),
+            "total": int(total),
             "available": have, "where": where, "fits": total <= 0.9 * have}

@@ -306,7 +306,8 @@ def _check_memory(s, num_particles: int, log=None) -> dict:
     est = memory_estimate(s, num_particles)
     gib = 2.0 ** 30
     line = (f"memory: LM weights {est['lm_weights'] / gib:.2f} GiB + reward weights {est['reward_weights'] / gib:.2f} "
-            f"GiB + {num_particles} particles x {est['cache_per_particle'] / 2**20:.1f} MiB of KV caches = "
+            f"GiB + prompt cache {est['prompt_cache'] / 2**20:.1f} MiB + {num_particles} particles x "
+            f"{est['cache_per_particle'] / 2**20:.1f} MiB of KV caches = "
             f"{est['total'] / gib:.2f} GiB of {est['available'] / gib:.1f} GiB {est['where']}")
     (log or (lambda m: print(m, file=sys.stderr)))(line)
     if not est["fits"]:

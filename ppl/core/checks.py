@@ -112,8 +112,15 @@ def reward_key(reward) -> Hashable:
     return fn() if callable(fn) else reward
 
 
-def check_reward(reward, required: bool, name: str) -> None:
-    """``reward`` follows :class:`~ppl.core.protocols.RewardModel` (or is ``None`` where optional)."""
+def check_reward(reward, required: bool, name: str, program=None) -> None:
+    """``reward`` follows :class:`~ppl.core.protocols.RewardModel` (or is ``None`` where optional)
+    and, for a ``program`` with ``padding="left"``, says it reads left-padded token buffers (a
+    true ``left_padding`` attribute: it masks ``state.pad`` slots, or reads only the generation)."""
+    if reward is not None and getattr(program, "padding", "right") == "left" and not getattr(
+            reward, "left_padding", False):
+        raise ValueError(f"reward: {type(reward).__name__} does not say it reads left-padded prompts (no true "
+                         "left_padding attribute), so it would read the padding as tokens; build the LMProgram with "
+                         "padding='right'")
     if reward is None:
         if required:
             raise TypeError(f"reward: {name} needs a reward model (an object with params and "

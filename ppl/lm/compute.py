@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.lm.potentials import Lookahead, RewardMemory, WithLogP
+from ppl.lm.state import prefix_tokens
 from ppl.smc.base import Collector
 
 __all__ = ["Compute", "flops_per_token", "num_params", "counter", "token_counter", "path_log_probs"]
@@ -109,7 +110,7 @@ class Compute(NamedTuple):
 
 
 def _counts(parents_length, children, live):
-    grown, read = children.length - parents_length, children.length
+    grown, read = children.length - parents_length, prefix_tokens(children)
     if isinstance(children.memory, WithLogP):  # A*'s path cost beside the reward's memory
         children = children._replace(memory=children.memory.inner)
     if isinstance(children.memory, Lookahead):  # the look-ahead's tokens, and the longer prefix scored

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.lm.sampling import StepConfig, sample_step
-from ppl.lm.state import LMState
+from ppl.lm.state import LMState, prefix_tokens
 
 __all__ = ["Potential", "MemoryPotential", "RewardMemory", "on_prefix", "twist", "twisted", "constraint", "when_finished",
            "product", "from_score", "from_reward", "tau_schedule", "lookahead", "Lookahead", "WithLogP", "with_log_p",
@@ -366,7 +366,7 @@ def from_reward(reward, params=None, *, aggregate: str = "last", weighting: str 
 
     def score(prev, state):
         if not incremental:
-            return reward.log_score(params, state), (), state.length
+            return reward.log_score(params, state), (), prefix_tokens(state)
         return reward.extend(params, prev.memory.reward, state)
 
     def update(prev, state):

@@ -49,7 +49,7 @@ from ppl.core.checks import check_int
 from ppl.core.trees import broadcast
 from ppl.lm.potentials import MemoryPotential, Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
-from ppl.lm.state import LMState, check_lm, pad_prompt, prefill, prompt_prefix, shares_prefix
+from ppl.lm.state import LMState, check_lm, pad_prompt, prefill, prompt_prefix, shares_prefix, takes_pad
 
 __all__ = ["LMProgram", "LMStep", "RestrictedSupportWarning", "prompt_state", "check_program"]
 
@@ -115,6 +115,15 @@ class LMProgram:
         when the LM has ``apply_with_prefix``, else 0. :meth:`with_prompt` keeps it for every
         prompt longer than it (so they share one compiled program) and lowers it for a shorter
         one. Pass the shortest prompt's length minus one to run many prompts in one batch.
+    padding
+        ``"right"`` (default): the prompt fills the buffer's first slots and the generation
+        follows it. ``"left"``: the prompt is left-padded to the padded width :math:`W` and the LM
+        masks the padding (it must take ``pad=``, see :mod:`ppl.lm.state`), so every prompt that
+        fits :math:`W` ends at slot :math:`W - 1` and the generation starts at slot :math:`W`:
+        prompts of different lengths share one compiled program *and* a shared prefix of
+        :math:`W - 1` slots (the default then), so no particle carries any of its prompt's cache.
+        A reward that runs a network over the token buffer must read the padding too (its
+        ``left_padding`` attribute; see :func:`ppl.core.checks.check_reward`).
 
     A potential with memory (:class:`~ppl.lm.potentials.MemoryPotential`, e.g.
     :func:`~ppl.lm.potentials.from_reward`) keeps it in ``state.memory``.
@@ -127,13 +136,19 @@ class LMProgram:
                  step_delimiter=(), max_step_tokens: int = 32, max_length: Optional[int] = None,
                  temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
                  correct_proposal: bool = True, frozen: Optional[Callable] = None,
-                 shared_prefix: Optional[int] = None):
+                 shared_prefix: Optional[int] = None, padding: str = "right"):
         check_lm(lm)
+        if padding not in ("right", "left"):
+            raise ValueError(f"padding: expected 'right' or 'left', got {padding!r}")
+        if padding == "left" and not takes_pad(lm):
+            raise ValueError(f"padding='left': {type(lm).__name__}.apply takes no pad= (the attention mask of left "
+                             "padding; see ppl.lm.state); use padding='right'")
+        self.padding = padding
         cfg = StepConfig(delimiter=step_delimiter, max_step_tokens=max_step_tokens,
                          temperature=temperature, top_k=top_k, top_p=top_p)
         if max_length is None:
             max_length = len(prompt) + int(max_steps) * cfg.max_step_tokens + 1
-        padded, length = pad_prompt(prompt, max_length=max_length, vocab_size=lm.vocab_size)
+        padded, length = pad_prompt(prompt, max_length=max_length, vocab_size=lm.vocab_size, left=padding == "left")
         if frozen is not None and not callable(frozen):
             raise TypeError(f"frozen: expected a callable x -> bool[N] or None, got {type(frozen).__name__}")
         self.lm, self.config, self.max_length = lm, cfg, int(max_length)
@@ -141,13 +156,16 @@ class LMProgram:
         self.potential = None if potential is None else self._checked(_as_potential(potential))
         self.correct_proposal, self.frozen = bool(correct_proposal), frozen
         self._warn_restricted()
-        self.shared_prefix = self._shared(shared_prefix, len(prompt))
+        self.shared_prefix = self._shared(shared_prefix, padded.shape[0] if padding == "left" else len(prompt))
         self.data = self._data(lm.params, padded, length)
 
     def _shared(self, shared, prompt_len: int) -> int:
-        """The checked number of shared prompt positions (see ``shared_prefix``)."""
+        """The checked number of shared prompt slots (see ``shared_prefix``); ``prompt_len``: the
+        slot where the generation starts."""
         if shared is None:
-            return (prompt_len - 1) // 16 * 16 if shares_prefix(self.lm) else 0
+            if not shares_prefix(self.lm):
+                return 0
+            return prompt_len - 1 if self.padding == "left" else (prompt_len - 1) // 16 * 16
         f = check_int("shared_prefix", shared, 0)
         if f > prompt_len - 1:
             raise ValueError(f"shared_prefix={f}: at most the prompt's length minus one ({prompt_len - 1}) positions can "
@@ -159,8 +177,10 @@ class LMProgram:
 
     def _data(self, params, padded, length) -> dict:
         data = {"params": params, "prompt": padded, "prompt_length": length}
+        if self.padding == "left":
+            data["pad"] = jnp.asarray(padded.shape[0] - length, jnp.int32)
         if self.shared_prefix:
-            data["prefix"] = prompt_prefix(self.lm, params, padded, self.shared_prefix)
+            data["prefix"] = prompt_prefix(self.lm, params, padded, self.shared_prefix, data.get("pad"))
         return data
 
     def _warn_restricted(self) -> None:
@@ -185,7 +205,7 @@ class LMProgram:
 
     def static_key(self) -> tuple:
         return (type(self), self.lm, self.config, self.potential, self.max_length, self.correct_proposal,
-                self.frozen, self.num_steps, self.data["prompt"].shape, self.shared_prefix)
+                self.frozen, self.num_steps, self.data["prompt"].shape, self.shared_prefix, self.padding)
 
     def data_at(self, data, t):
         """What step ``t`` receives: the whole data (the LM's weights and the prompt)."""
@@ -198,14 +218,14 @@ class LMProgram:
         return new
 
     def with_prompt(self, prompt) -> "LMProgram":
-        """The same program on another prompt (no recompilation if it fits the padded length and
-        is longer than the shared prefix; a shorter prompt lowers ``shared_prefix``)."""
-        padded, length = pad_prompt(prompt, max_length=self.max_length, vocab_size=self.lm.vocab_size)
-        width = self.data["prompt"].shape[0]
-        if padded.shape[0] <= width:
-            padded = jnp.zeros((width,), jnp.int32).at[:padded.shape[0]].set(padded)
-        n = len(prompt)
-        new = self._replace(shared_prefix=self.shared_prefix if n - 1 >= self.shared_prefix else (n - 1) // 16 * 16)
+        """The same program on another prompt (no recompilation if it fits the padded width and,
+        right-padded, is longer than the shared prefix; a shorter one lowers ``shared_prefix``).
+        Left-padded, every prompt that fits the width keeps the shared prefix."""
+        left = self.padding == "left"
+        padded, length = pad_prompt(prompt, max_length=self.max_length, vocab_size=self.lm.vocab_size,
+                                    width=self.data["prompt"].shape[0], left=left)
+        end = padded.shape[0] if left else len(prompt)
+        new = self._replace(shared_prefix=self.shared_prefix if end - 1 >= self.shared_prefix else (end - 1) // 16 * 16)
         return new._replace(data=new._data(self.data["params"], padded, length))
 
     def with_potential(self, potential: Optional[Callable], *, frozen: Optional[Callable] = None,
@@ -244,7 +264,7 @@ class LMProgram:
     def prompt_state(self, data) -> LMState:
         """The prompt's state (one particle): :math:`x_{-1}`, with the potential's initial memory."""
         state = prefill(self.lm, data["params"], data["prompt"], data["prompt_length"], self.max_length,
-                        data.get("prefix"), self.shared_prefix)
+                        data.get("prefix"), self.shared_prefix, data.get("pad"))
         if isinstance(self.potential, MemoryPotential):
             state = state._replace(memory=self.potential.initial(state))
         return state

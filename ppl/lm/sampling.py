@@ -128,7 +128,7 @@ def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig, pre
         key, k_tok = jax.random.split(key)
         pos = length - 1
         pending = tokens[rows, pos]
-        logits, cache = apply_lm(lm, params, pending[:, None], pos[:, None], cache, prefix)
+        logits, cache = apply_lm(lm, params, pending[:, None], pos[:, None], cache, prefix, state.pad)
         logits = logits[:, 0].astype(jnp.float32)
         logp_all = jax.nn.log_softmax(logits, axis=-1)
         proc = process_logits(logits, cfg)
@@ -163,6 +163,7 @@ def sample_step(lm, params, key: jax.Array, state: LMState, cfg: StepConfig, pre
         step_log_p=jnp.where(active0, log_p, state.step_log_p),
         step_log_q=jnp.where(active0, log_q, state.step_log_q),
         memory=state.memory,
+        pad=state.pad,
     )
     return new_state, log_p, log_q
 
@@ -183,7 +184,7 @@ def score_step(lm, params, prev: LMState, new: LMState, cfg: StepConfig, prefix=
     valid = (tgt_pos < new.length[:, None]) & ~prev.done[:, None]
     inputs = jnp.take_along_axis(new.tokens, jnp.clip(in_pos, 0, max_len - 1), axis=1)
     targets = jnp.take_along_axis(new.tokens, jnp.clip(tgt_pos, 0, max_len - 1), axis=1)
-    logits, _ = apply_lm(lm, params, inputs, jnp.clip(in_pos, 0, max_len - 1), prev.cache, prefix)
+    logits, _ = apply_lm(lm, params, inputs, jnp.clip(in_pos, 0, max_len - 1), prev.cache, prefix, prev.pad)
     logits = logits.astype(jnp.float32)
     lp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), targets[..., None], -1)[..., 0]
     lq = jnp.take_along_axis(jax.nn.log_softmax(process_logits(logits, cfg), -1), targets[..., None], -1)[..., 0]

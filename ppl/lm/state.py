@@ -11,6 +11,11 @@ An LM is any object with the small protocol below (``ppl`` never imports a parti
 ``lm.apply(params, tokens[B, S], positions[B, S], cache) -> (logits[B, S, V], cache)``
     writes the keys and values of the tokens at their positions and attends, for a query at
     position :math:`p`, to cache entries at positions :math:`\le p` only.
+``lm.apply(..., pad=pad)`` (optional: left padding)
+    with ``pad: int[B]``, ``positions`` are the tokens' slots in their row: slots ``< pad[b]``
+    are padding, never attended to, and slot :math:`s` holds position :math:`s - \text{pad}_b`
+    (the attention mask and position ids of a left-padded batch). Needed only by programs with
+    ``padding="left"`` (:class:`ppl.lm.LMProgram`).
 ``lm.apply_with_prefix(params, tokens, positions, prefix, cache)`` (optional)
     the same, reading a *prefix* cache shared by all rows — batch size one, :math:`F` slots
     holding positions :math:`0..F-1` — besides the rows' own ``cache``, whose slot :math:`t`
@@ -24,6 +29,12 @@ token (at ``length - 1``) is *pending* — it is fed to the LM when the next tok
 no logits need to be stored, and resampling a particle set is one gather along the particle
 axis of every leaf, the KV cache included: a resampled particle continues from its parent's
 cache with no recomputation.
+
+**Left padding.** A prompt of :math:`p` tokens left-padded to width :math:`W` fills buffer slots
+:math:`W - p .. W - 1`, after ``pad`` :math:`= W - p` padding slots that the LM masks out; the
+generation starts at slot :math:`W` whatever :math:`p`. ``prompt_length`` is the slot where the
+generation starts (:math:`W`; the prompt's length when unpadded), so code that reads the
+generation as ``tokens[prompt_length:length]`` is unchanged.
 
 **Shared prompt.** With a prefix of :math:`F \le P - 1` prompt positions (``prefix``, the
 program's data, not the particle's), a particle's ``cache`` holds positions :math:`F` to
@@ -40,8 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LMState", "apply_lm", "check_lm", "generated", "pad_prompt", "prefill", "prompt_prefix", "step_tokens",
-           "text_of"]
+__all__ = ["LMState", "apply_lm", "check_lm", "generated", "pad_prompt", "prefill", "prefix_tokens", "prompt_prefix",
+           "step_tokens", "takes_pad", "text_of"]
 
 
 class LMState(NamedTuple):
@@ -61,7 +72,7 @@ class LMState(NamedTuple):
     step_start
         Buffer index where the latest step starts: its tokens are ``tokens[step_start:length]``.
     prompt_length
-        Length of the prompt.
+        Where the generation starts: the prompt's length, plus its left padding if any.
     done
         Finished: end-of-sequence emitted, or the buffer is full.
     step_log_p, step_log_q
@@ -71,6 +82,10 @@ class LMState(NamedTuple):
         What the program's potential keeps between steps (``()`` for a memoryless one): e.g. the
         running aggregates of a reward's prefix scores (:func:`ppl.lm.potentials.from_reward`).
         It travels with the particle through resampling like the KV cache.
+    pad
+        ``None``, or (a program with ``padding="left"``) the number of padding slots before the
+        prompt, passed to the LM as ``pad=`` and read by rewards that run a network over
+        ``tokens``.
     """
 
     tokens: jax.Array
@@ -83,6 +98,7 @@ class LMState(NamedTuple):
     step_log_p: jax.Array
     step_log_q: jax.Array
     memory: Any = ()
+    pad: Any = None
 
 
 def check_lm(lm) -> None:
@@ -96,9 +112,10 @@ def check_lm(lm) -> None:
             "(see ppl.lm.state)")
 
 
-def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None):
+def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None, width=None, left: bool = False):
     """``(padded int32[P_pad], length)``: the prompt padded with zeros to a multiple of ``multiple``
-    (capped at ``max_length``).
+    (capped at ``max_length``), or to ``width`` if given and the prompt fits it; with ``left``, the
+    zeros come first (left padding: the prompt ends at the last slot).
 
     Programs take the padded prompt as traced data, so prompts of similar length share one
     compiled program. With ``vocab_size``, a token id outside ``[0, vocab_size)`` is an error (an
@@ -119,14 +136,29 @@ def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None):
     p_pad = -(-p // multiple) * multiple
     if max_length is not None:
         p_pad = min(p_pad, int(max_length))
-    return jnp.zeros((p_pad,), jnp.int32).at[:p].set(prompt), jnp.asarray(p, jnp.int32)
+    if width is not None and p <= int(width):
+        p_pad = int(width)
+    at = p_pad - p if left else 0
+    return jnp.zeros((p_pad,), jnp.int32).at[at:at + p].set(prompt), jnp.asarray(p, jnp.int32)
 
 
-def apply_lm(lm, params, tokens, positions, cache, prefix=None):
-    """``lm.apply``, or ``lm.apply_with_prefix`` when the rows share a ``prefix`` cache."""
+def takes_pad(lm) -> bool:
+    """Whether ``lm.apply`` takes ``pad=`` (left padding; see the protocol above)."""
+    import inspect
+
+    try:
+        return "pad" in inspect.signature(lm.apply).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def apply_lm(lm, params, tokens, positions, cache, prefix=None, pad=None):
+    """``lm.apply``, or ``lm.apply_with_prefix`` when the rows share a ``prefix`` cache; ``pad``
+    (left padding, ``int[B]``) is passed on when given."""
+    kw = {} if pad is None else {"pad": pad}
     if prefix is None:
-        return lm.apply(params, tokens, positions, cache)
-    return lm.apply_with_prefix(params, tokens, positions, prefix, cache)
+        return lm.apply(params, tokens, positions, cache, **kw)
+    return lm.apply_with_prefix(params, tokens, positions, prefix, cache, **kw)
 
 
 def shares_prefix(lm) -> bool:
@@ -135,28 +167,31 @@ def shares_prefix(lm) -> bool:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
-def _prompt_prefix(lm, params, prompt_padded, shared):
-    _, cache = lm.apply(params, prompt_padded[None, :shared], jnp.arange(shared, dtype=jnp.int32)[None],
-                        lm.init_cache(1, shared))
+def _prompt_prefix(lm, params, prompt_padded, shared, pad):
+    _, cache = apply_lm(lm, params, prompt_padded[None, :shared], jnp.arange(shared, dtype=jnp.int32)[None],
+                        lm.init_cache(1, shared), pad=None if pad is None else pad[None])
     return cache
 
 
-def prompt_prefix(lm, params, prompt_padded, shared: int):
-    """The cache of the prompt's first ``shared`` positions (batch size one), stored once and read by
-    every particle through ``lm.apply_with_prefix``. ``shared`` must be at most the prompt's
-    length minus one: the last prompt token is pending (see :class:`LMState`)."""
+def prompt_prefix(lm, params, prompt_padded, shared: int, pad=None):
+    """The cache of the prompt's first ``shared`` slots (batch size one), stored once and read by
+    every particle through ``lm.apply_with_prefix``. ``shared`` must be at most the slot of the
+    prompt's last token: that token is pending (see :class:`LMState`). ``pad``: the prompt's
+    left padding (``None``: unpadded)."""
     if not shares_prefix(lm):
         raise TypeError(f"shared_prefix: {type(lm).__name__} has no apply_with_prefix, so it cannot share the "
                         "prompt's cache; pass shared_prefix=0")
-    return _prompt_prefix(lm, params, prompt_padded, int(shared))
+    return _prompt_prefix(lm, params, prompt_padded, int(shared), pad)
 
 
-def prefill(lm, params, prompt_padded, prompt_length, max_length: int, prefix=None, shared: int = 0) -> LMState:
+def prefill(lm, params, prompt_padded, prompt_length, max_length: int, prefix=None, shared: int = 0,
+            pad=None) -> LMState:
     """The state of one particle after reading a prompt: all but its last token in the cache.
 
     ``prompt_padded`` is ``int32[P_pad]`` (see :func:`pad_prompt`) and ``prompt_length`` the true
-    length (traced). One forward pass over the padded prompt, batch size one; the entries it
-    writes at positions ``>= prompt_length - 1`` are overwritten before they are read. With a
+    length (traced); ``pad`` (traced, or ``None``) the number of left-padding slots before it.
+    One forward pass over the padded prompt, batch size one; the entries it writes at slots
+    ``>= pad + prompt_length - 1`` are overwritten before they are read. With a
     shared ``prefix`` (:func:`prompt_prefix` of :math:`F` = ``shared`` positions), the pass reads it and runs
     over the prompt's positions :math:`F..P_{pad}-1` only, into a cache of the positions
     :math:`F..L-1`. Broadcast to a particle set with
@@ -170,15 +205,16 @@ def prefill(lm, params, prompt_padded, prompt_length, max_length: int, prefix=No
         raise ValueError(f"shared={shared}: a shared prefix covers 1 to {p_pad - 1} positions of this prompt")
     cache = lm.init_cache(1, max_length - start)
     pos = jnp.arange(start, p_pad, dtype=jnp.int32)[None]
-    _, cache = apply_lm(lm, params, prompt_padded[None, start:], pos, cache, prefix)
+    _, cache = apply_lm(lm, params, prompt_padded[None, start:], pos, cache, prefix,
+                        None if pad is None else jnp.reshape(pad, (1,)))
     cache = jax.tree_util.tree_map(lambda a: a[0], cache)
-    keep = jnp.arange(max_length) < prompt_length
+    end = jnp.asarray(prompt_length if pad is None else pad + prompt_length, jnp.int32)
+    keep = jnp.arange(max_length) < end
     tokens = jnp.where(keep, jnp.zeros((max_length,), jnp.int32).at[:p_pad].set(prompt_padded), 0)
     zero = jnp.zeros((), jnp.float32)
-    return LMState(tokens=tokens, length=jnp.asarray(prompt_length, jnp.int32), cache=cache,
-                   num_steps=jnp.asarray(0, jnp.int32), step_start=jnp.asarray(prompt_length, jnp.int32),
-                   prompt_length=jnp.asarray(prompt_length, jnp.int32), done=jnp.asarray(False),
-                   step_log_p=zero, step_log_q=zero)
+    return LMState(tokens=tokens, length=end, cache=cache, num_steps=jnp.asarray(0, jnp.int32), step_start=end,
+                   prompt_length=end, done=jnp.asarray(False), step_log_p=zero, step_log_q=zero,
+                   pad=None if pad is None else jnp.asarray(pad, jnp.int32))
 
 
 def generated(state: LMState) -> jax.Array:
@@ -189,6 +225,12 @@ def generated(state: LMState) -> jax.Array:
     return (idx >= state.prompt_length) & (idx < state.length)
 
 
+def prefix_tokens(state: LMState) -> jax.Array:
+    """The number of tokens of the prefix (prompt and generation), padding excluded: what a
+    reward that reads the whole prefix reads."""
+    return state.length if state.pad is None else state.length - state.pad
+
+
 def step_tokens(state: LMState) -> np.ndarray:
     """The latest step's tokens of one particle, as a numpy array (host side)."""
     return np.asarray(state.tokens)[int(state.step_start):int(state.length)]
@@ -196,6 +238,6 @@ def step_tokens(state: LMState) -> np.ndarray:
 
 def text_of(state: LMState, tokenizer=None, include_prompt: bool = False):
     """The generated tokens of one particle (host side), decoded with ``tokenizer`` if given."""
-    start = 0 if include_prompt else int(state.prompt_length)
+    start = (0 if state.pad is None else int(state.pad)) if include_prompt else int(state.prompt_length)
     ids = np.asarray(state.tokens)[start:int(state.length)].tolist()
     return tokenizer.decode(ids) if tokenizer is not None else ids

@@ -159,7 +159,7 @@ def a_star(program, expansions: int, *, key: jax.Array, reward, pool: int = 16, 
     if k > n:
         raise ValueError(f"children: at most pool={n} steps can be sampled from a prefix, got children={k}")
     check_key(key)
-    check_reward(reward, True, "a_star")
+    check_reward(reward, True, "a_star", program)
     check_select(select, ("argmax", "vote"), answer_fn)
     cache_key = ("a_star", program.static_key(), reward_key(reward), n, k, e)
     prompt_len = int(program.data["prompt_length"])

@@ -138,7 +138,7 @@ def _validate_common(program, num_particles, num_iterations, key, reward, answer
     N = check_int("num_particles", num_particles, 2)
     I = check_int("num_iterations", num_iterations, 1)
     check_key(key)
-    check_reward(reward, True, method)
+    check_reward(reward, True, method, program)
     check_potential(potential)
     if potential.schedule:
         raise ValueError(f"potential: {method} takes one tau (a schedule's finished rule, reweighed, has no "

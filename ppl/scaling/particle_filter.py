@@ -125,7 +125,7 @@ def particle_filter(program, num_particles: int, *, key: jax.Array, reward, pote
     check_program(program, "particle_filter")
     n = check_int("num_particles", num_particles, 1)
     check_key(key)
-    check_reward(reward, True, "particle_filter")
+    check_reward(reward, True, "particle_filter", program)
     check_potential(potential)
     kappa = check_fraction("ess_threshold", ess_threshold)
     check_select(select, SELECTS, answer_fn)

@@ -153,7 +153,7 @@ def power_sampling(program: LMProgram, num_chains: int, num_mh_steps: int, *, ke
     S = check_int("num_mh_steps", num_mh_steps, 0)
     a = check_positive("alpha", alpha)
     check_key(key)
-    check_reward(reward, False, "power_sampling")
+    check_reward(reward, False, "power_sampling", program)
     if select is None:
         select = "argmax" if reward is not None else "vote"
     check_select(select, SELECT_RULES, answer_fn)

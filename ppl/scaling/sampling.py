@@ -24,6 +24,7 @@ import numpy as np
 from ppl.core.checks import check_int, check_key, check_positive, check_reward, reward_key
 from ppl.lm.compute import Compute, path_log_probs
 from ppl.lm.program import check_program
+from ppl.lm.state import prefix_tokens
 from ppl.scaling.aggregate import SELECT_RULES, check_select
 from ppl.scaling.method import method
 from ppl.scaling.result import ScalingResult, finish
@@ -60,8 +61,7 @@ class Rollouts:
     generated_tokens
         ``[N]`` tokens sampled for each rollout (equal to ``num_tokens`` here).
     prm_forward_tokens
-        ``[N]`` tokens the reward model read for each rollout (the final prefix's length,
-        prompt included; 0 without a reward).
+        ``[N]`` tokens the reward model read per rollout (the final prefix, prompt included; 0 if none).
     prompt_length
         The true prompt length (counted once, for the shared prefill).
     lm, reward
@@ -153,7 +153,7 @@ def _build_rollouts(program, n: int, reward):
             prm_tokens = jnp.zeros((n,), jnp.int32)
         else:
             log_r = log_score(reward_params, state).astype(jnp.float32)
-            prm_tokens = state.length.astype(jnp.int32)
+            prm_tokens = prefix_tokens(state).astype(jnp.int32)
         return state, log_r, log_p, log_q, generated, prm_tokens
 
     return run
@@ -165,7 +165,7 @@ def _rollouts(program, n: int, key: jax.Array, reward, finish=None, name: str = 
     check_program(program, name)
     n = check_int("n", n, 1)
     check_key(key)
-    check_reward(reward, False, name)
+    check_reward(reward, False, name, program)
     cache_key = ("rollouts", program.static_key(), reward_key(reward), n)
     prompt_length = int(np.asarray(program.data["prompt_length"]))
 

@@ -116,7 +116,7 @@ def _search(method, program, num_beams, beam_width, key, reward, answer_fn, sele
     if n % m:
         raise ValueError(f"beam_width: num_beams={n} must be a multiple of beam_width={m}")
     check_key(key)
-    check_reward(reward, True, method)
+    check_reward(reward, True, method, program)
     check_select(select, ("argmax", "vote"), answer_fn)
     for name, flag in (("filter_duplicates", filter_duplicates), ("sort_completed", sort_completed)):
         if not isinstance(flag, bool):

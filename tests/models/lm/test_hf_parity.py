@@ -111,3 +111,44 @@ def test_save_pretrained_loads_in_transformers(family, tmp_path):
     with torch.no_grad():
         ref = model(torch.as_tensor(tokens, dtype=torch.long)).logits.numpy()
     np.testing.assert_allclose(_ours(lm, tokens), ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", [pytest.param("gpt2", marks=pytest.mark.slow), "qwen2",
+                                    pytest.param("llama3", marks=pytest.mark.slow), "mistral", "gemma2"])
+def test_left_padded_batch_matches_transformers_attention_mask(family, tmp_path):
+    """Prompts of lengths 9, 5 and 2 left-padded to one width: ``pad=`` (ours) against
+    transformers' ``attention_mask`` and ``position_ids`` — full forward, then KV decode of two
+    more tokens per row; logits compared at the real (unpadded) slots."""
+    model = _hf_model(family)
+    model.save_pretrained(tmp_path)
+    lm = load_pretrained(tmp_path)
+    tokens = _tokens()
+    pad = np.array([0, 4, 7], np.int32)
+    valid = np.arange(S)[None, :] >= pad[:, None]
+    tokens = np.where(valid, tokens, 0).astype(np.int32)
+    mask = valid.astype(np.int64)
+    with torch.no_grad():
+        ref = model(torch.as_tensor(tokens, dtype=torch.long), attention_mask=torch.as_tensor(mask),
+                    position_ids=torch.as_tensor(np.maximum(np.cumsum(mask, 1) - 1, 0))).logits.numpy()
+    slots = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+    ours = np.asarray(jax.jit(lm.apply)(lm.params, jnp.asarray(tokens), slots, None, pad=jnp.asarray(pad))[0])
+    np.testing.assert_allclose(ours[valid], ref[valid], atol=1e-4, rtol=1e-4)
+    # each row alone, unpadded, gives the same logits (the padding is invisible)
+    for b in range(B):
+        alone = np.asarray(lm.apply(lm.params, jnp.asarray(tokens[b:b + 1, pad[b]:]),
+                                    jnp.arange(S - pad[b], dtype=jnp.int32)[None], None)[0])
+        np.testing.assert_allclose(ours[b, pad[b]:], alone[0], atol=1e-4, rtol=1e-4)
+    # KV cache: prefill the padded batch, then decode two tokens per row at slots S and S + 1
+    extra = np.random.default_rng(1).integers(2, 29, (B, 2)).astype(np.int32)
+    full = np.concatenate([tokens, extra], 1)
+    full_mask = np.concatenate([mask, np.ones((B, 2), np.int64)], 1)
+    with torch.no_grad():
+        ref2 = model(torch.as_tensor(full, dtype=torch.long), attention_mask=torch.as_tensor(full_mask),
+                     position_ids=torch.as_tensor(np.maximum(np.cumsum(full_mask, 1) - 1, 0))).logits.numpy()
+    step = jax.jit(lm.apply)
+    cache = lm.init_cache(B, 16)
+    _, cache = step(lm.params, jnp.asarray(tokens), slots, cache, pad=jnp.asarray(pad))
+    for t in range(2):
+        at = jnp.full((B, 1), S + t, jnp.int32)
+        out, cache = step(lm.params, jnp.asarray(extra[:, t:t + 1]), at, cache, pad=jnp.asarray(pad))
+        np.testing.assert_allclose(np.asarray(out)[:, 0], ref2[:, S + t], atol=1e-4, rtol=1e-4)

@@ -30,11 +30,19 @@ def test_data_setup_prompts_delimiter_answers_and_memory(folders):
     ids = s.tokenizer.encode("So $x = \\boxed{0.5}$.", add_special_tokens=False).ids
     assert s.answer_fn(ids) == "0.5" and s.is_right(s.answer_fn(ids), s.problems[1])
     assert not s.is_right(None, s.problems[0]) and not s.is_right("2", s.problems[0])
+    # left-padded: every prompt ends at the padded width W and shares its W - 1 slots' cache
+    width = s.program.data["prompt"].shape[0]
+    assert s.program.padding == "left" and s.program.shared_prefix == width - 1
+    assert {s.program.with_prompt(p).static_key() for p in s.prompts} == {s.program.static_key()}
     est = memory_estimate(s, 16)
     c = s.lm.config
-    per_lm = 2 * c.num_layers * c.num_kv_heads * c.head_dim * s.program.max_length * 4
-    assert est["cache_per_particle"] == 2 * per_lm and est["fits"]  # the reward body has the LM's shape
-    assert est["total"] == est["lm_weights"] + est["reward_weights"] + 16 * est["cache_per_particle"]
+    slot = 2 * c.num_layers * c.num_kv_heads * c.head_dim * 4
+    T = s.program.max_length
+    # the reward body has the LM's shape and reads every slot; the LM's particles hold T - (W - 1)
+    assert est["cache_per_particle"] == slot * (T - width + 1) + slot * T and est["fits"]
+    assert est["prompt_cache"] == slot * (width - 1)
+    assert est["total"] == (est["lm_weights"] + est["reward_weights"] + est["prompt_cache"]
+                            + 16 * est["cache_per_particle"])
     with pytest.raises(ValueError, match="does not fit"):
         _check_memory(s, 10**9, log=lambda m: None)
 

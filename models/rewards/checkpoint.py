@@ -8,6 +8,11 @@ Three conventions, each a reward of ``ppl.scaling`` (``params``, ``log_score(par
   Qwen2.5-Math-PRM: a Qwen2 body, then ``score.0`` (:math:`D \to D`), ReLU, ``score.2``
   (:math:`D \to 2`)); the score of a prefix ending at a step separator is
   :math:`\mathrm{softmax}(z)_1`, the probability of the "good" class, read at its last token.
+  Qwen2.5-Math-PRM's convention is a separator token after each step (``<extra_0>``, with the
+  steps split at ``"\n\n"``): with ``separator`` and ``step_ends``, every generated token in
+  ``step_ends`` (the policy's step delimiter and end-of-sequence ids) is *read as* the separator,
+  so the reward reads ``step<extra_0>step<extra_0>...`` position for position with the policy's
+  buffer, and each step's score at its separator.
 * ``"lm-judge"`` — an LM read as a judge (the Math-Shepherd / RLHFlow convention): after a step,
   the probability of a "good" token against a "bad" one,
   :math:`p(\text{good}) / (p(\text{good}) + p(\text{bad}))` of the next-token distribution at the
@@ -55,12 +60,17 @@ class CheckpointReward(PrefixScore):
     chunk_size = 8
     left_padding = True  # reads a left-padded buffer: the body masks LMState.pad slots
 
-    def __init__(self, body, head: dict, kind: str, *, good: Optional[int] = None, bad: Optional[int] = None):
+    def __init__(self, body, head: dict, kind: str, *, good: Optional[int] = None, bad: Optional[int] = None,
+                 separator: Optional[int] = None, step_ends: tuple = ()):
         if kind not in REWARD_KINDS:
             raise ValueError(f"kind: expected one of {REWARD_KINDS}, got {kind!r}")
         if kind == "lm-judge" and (good is None or bad is None):
             raise ValueError("an 'lm-judge' reward needs the token ids good= and bad=")
+        if (separator is None) != (not step_ends):
+            raise ValueError("separator and step_ends: give both (the separator token id, and the ids it replaces) "
+                             "or neither")
         self.body, self.kind, self.good, self.bad = body, kind, good, bad
+        self.separator, self.step_ends = separator, tuple(int(t) for t in step_ends)
         self.tokenizer = body.tokenizer
         self.params = {"body": body.params, "head": {k: jnp.asarray(v, jnp.float32) for k, v in head.items()}}
         self._jit_forward = jax.jit(self._forward)  # one compiled forward for scores(), not one per call
@@ -88,6 +98,14 @@ class CheckpointReward(PrefixScore):
         pair = jnp.stack([out[..., self.good], out[..., self.bad]], axis=-1)
         return jax.nn.log_softmax(pair, axis=-1)[..., 0]
 
+    def _read_as(self, state, tokens, positions):
+        """``tokens`` at ``positions`` of ``state``'s buffer as the reward reads them: a generated
+        token of ``step_ends`` becomes the separator."""
+        if self.separator is None:
+            return tokens
+        ends = jnp.isin(tokens, jnp.asarray(self.step_ends, jnp.int32)) & (positions >= state.prompt_length)
+        return jnp.where(ends, jnp.int32(self.separator), tokens)
+
     def _forward(self, body_params, tokens, positions, cache, pad=None):
         fn = self.body.apply if self.kind == "lm-judge" else self.body.apply_hidden
         return fn(body_params, tokens, positions, cache, pad=None if pad is None else jnp.reshape(pad, (1,)))
@@ -105,8 +123,8 @@ class CheckpointReward(PrefixScore):
 
     def log_score(self, params, state) -> jax.Array:
         """``log r`` of one particle's prefix (an :class:`ppl.lm.LMState`), read at its last token."""
-        tokens = state.tokens
-        pos = jnp.arange(tokens.shape[0], dtype=jnp.int32)
+        pos = jnp.arange(state.tokens.shape[0], dtype=jnp.int32)
+        tokens = self._read_as(state, state.tokens, pos)
         out, _ = self._forward(params["body"], tokens[None], pos[None], None, state.pad)
         last = jnp.clip(state.length - 1, 0, tokens.shape[0] - 1)
         return self.head_log_score(params["head"], out[0, last])
@@ -131,7 +149,7 @@ class CheckpointReward(PrefixScore):
 
         def chunk(r: RewardState) -> RewardState:
             pos = r.read + jnp.arange(size, dtype=jnp.int32)
-            toks = state.tokens[jnp.clip(pos, 0, width - 1)]
+            toks = self._read_as(state, state.tokens[jnp.clip(pos, 0, width - 1)], pos)
             n = jnp.clip(stop - r.read, 0, size)
             out, cache = self._forward(params["body"], toks[None], pos[None], r.cache, state.pad)
             score = self.head_log_score(params["head"], out[0, jnp.maximum(n - 1, 0)])
@@ -143,10 +161,11 @@ class CheckpointReward(PrefixScore):
 
 
 def load_reward(path, kind: str, *, good: Optional[str | int] = None, bad: Optional[str | int] = None,
-                dtype=jnp.float32) -> CheckpointReward:
+                dtype=jnp.float32, separator: Optional[str | int] = None, step_ends=()) -> CheckpointReward:
     """A :class:`CheckpointReward` from a Hugging Face folder (safetensors). ``good``/``bad``
-    (``"lm-judge"``): token ids, or strings the folder's tokenizer encodes as one token each.
-    Missing or mis-shaped head tensors are errors naming them."""
+    (``"lm-judge"``): token ids, or strings the folder's tokenizer encodes as one token each;
+    ``separator`` likewise (e.g. ``"<extra_0>"``), read in place of the generated ``step_ends``
+    ids. Missing or mis-shaped head tensors are errors naming them."""
     from safetensors import safe_open
 
     from ppl_models.lm import load_pretrained
@@ -156,9 +175,10 @@ def load_reward(path, kind: str, *, good: Optional[str | int] = None, bad: Optio
         raise ValueError(f"kind: expected one of {REWARD_KINDS}, got {kind!r}")
     folder = Path(os.fspath(path))
     body = load_pretrained(folder, dtype=dtype, lm_head=kind == "lm-judge")
+    sep = {} if separator is None else {"separator": _token_id(body, separator, "separator"), "step_ends": step_ends}
     if kind == "lm-judge":
         ids = [_token_id(body, t, name) for t, name in ((good, "good"), (bad, "bad"))]
-        return CheckpointReward(body, {}, kind, good=ids[0], bad=ids[1])
+        return CheckpointReward(body, {}, kind, good=ids[0], bad=ids[1], **sep)
     d = body.config.hidden_size
     want = ({"score.weight": (1, d)} if kind == "outcome" else
             {"score.0.weight": (d, d), "score.0.bias": (d,), "score.2.weight": (2, d), "score.2.bias": (2,)})
@@ -176,7 +196,7 @@ def load_reward(path, kind: str, *, good: Optional[str | int] = None, bad: Optio
         if head[name].shape != shape:
             raise ValueError(f"{folder}: tensor {name!r} has shape {head[name].shape}, expected {shape} "
                              f"({'one label' if kind == 'outcome' else 'two classes'})")
-    return CheckpointReward(body, head, kind)
+    return CheckpointReward(body, head, kind, **sep)
 
 
 def _token_id(body, token, name: str) -> int:
@@ -190,7 +210,7 @@ def _token_id(body, token, name: str) -> int:
             raise ValueError(f"{name}={token!r} encodes as {len(ids)} tokens {ids}; pass one token or its id")
         tid = ids[0]
     else:
-        raise ValueError(f"an 'lm-judge' reward needs {name}= (a token or its id)")
+        raise ValueError(f"{name}: expected a token or its id, got {token!r}")
     if not 0 <= tid < body.vocab_size:
         raise ValueError(f"{name}={token!r}: token id {tid} is outside the vocabulary [0, {body.vocab_size})")
     return tid

@@ -116,6 +116,9 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         "as a judge (good/bad token after each step), or an outcome reward model")
     g.add_argument("--judge-tokens", nargs=2, default=list(d.judge_tokens), metavar=("GOOD", "BAD"),
                    help="an lm-judge's good and bad tokens (default + -)")
+    g.add_argument("--prm-separator", default=d.prm_separator, metavar="auto|none|TOKEN",
+                   help="a classifier PRM reads this token after each step in place of the step delimiter and "
+                        "end-of-sequence (auto: <extra_0>, Qwen2.5-Math-PRM's convention, if its tokenizer has it)")
     g.add_argument("--chat-template", default=d.chat_template, metavar="auto|none|FILE",
                    help="the prompt's chat template: the checkpoint's (auto), none, or a jinja file")
     g.add_argument("--step-delimiter", default=d.step_delimiter,
@@ -181,6 +184,7 @@ def config_from_args(args):
         prm_type=getattr(args, "prm_type", d.prm_type),
         judge_tokens=tuple(getattr(args, "judge_tokens", d.judge_tokens)),
         chat_template=getattr(args, "chat_template", d.chat_template),
+        prm_separator=getattr(args, "prm_separator", d.prm_separator),
         step_delimiter=getattr(args, "step_delimiter", d.step_delimiter),
         dtype=getattr(args, "dtype", d.dtype), max_new_tokens=getattr(args, "max_new_tokens", None))
     return dataclasses.replace(cfg).validate()
@@ -302,6 +306,8 @@ def run(args: argparse.Namespace) -> int:
                   "run the same command with --resume to continue", file=sys.stderr)
             return 130
         except (OSError, ValueError) as e:
+            if not kept[0]:  # refused before any problem finished (setup, memory): leave no stale header behind
+                samples.unlink(missing_ok=True)
             return _err(str(e))
     print(format_table(res, x=args.x))
     meta = run_meta(_checkpoint_folders(cfg), cfg.to_json())

@@ -78,6 +78,10 @@ class ScaleConfig:
     prm_type: str = "classifier"
     #: an ``lm-judge`` reward's good and bad tokens
     judge_tokens: tuple = ("+", "-")
+    #: the token a ``classifier`` reward reads after each step in place of the step delimiter and
+    #: end-of-sequence: ``"auto"`` (``<extra_0>``, Qwen2.5-Math-PRM's, if its tokenizer has it),
+    #: ``"none"`` (read at the delimiter itself) or a token of the reward's tokenizer
+    prm_separator: str = "auto"
     #: ``"auto"`` (the checkpoint's chat template, if any), ``"none"`` or a jinja file
     chat_template: str = "auto"
     #: what ends a reasoning step (one token of the checkpoint's tokenizer)
@@ -116,6 +120,8 @@ class ScaleConfig:
                     raise ValueError(f"{name}: expected one of {choices}, got {getattr(self, name)!r}")
             if not self.step_delimiter:
                 raise ValueError("step_delimiter: expected a non-empty string")
+            if not self.prm_separator:
+                raise ValueError("prm_separator: expected 'auto', 'none' or a token")
             if self.max_new_tokens is not None and (isinstance(self.max_new_tokens, bool) or int(self.max_new_tokens) < 1):
                 raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens!r}")
             if self.bounds_particles:

@@ -11,7 +11,8 @@ task:
   (``padding="left"``: every prompt ends at slot :math:`W - 1`, so all share one compiled program
   and the LM stores each prompt's keys and values once, not per particle); a step ends at the
   ``step_delimiter`` token (``"\n\n"`` by default), at most ``max_new_tokens`` tokens in all;
-* the reward (:func:`ppl_models.rewards.checkpoint.load_reward`, read at the end of each step);
+* the reward (:func:`ppl_models.rewards.checkpoint.load_reward`, read at the end of each step; a
+  ``classifier`` reads its separator there, ``<extra_0>`` for Qwen2.5-Math-PRM: ``prm_separator``);
 * ``answer_fn``: the final answer of a generation (the last ``\boxed{}``, else ``####``), and
   ``is_right``: its equivalence with the reference by ``math-verify``.
 
@@ -28,6 +29,9 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 __all__ = ["setup", "DataProblem", "memory_estimate", "INSTRUCTION"]
+
+#: Qwen2.5-Math-PRM's step separator, read after each step when the reward's tokenizer has it.
+AUTO_SEPARATOR = "<extra_0>"
 
 #: Appended to each problem (the Qwen2.5-Math evaluation's instruction).
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -103,8 +107,9 @@ def setup(cfg):
     program = ppl.lm.LMProgram(lm, longest, None, max_steps=cfg.max_steps, step_delimiter=delim[0],
                                max_step_tokens=cfg.max_step_tokens, max_length=width + new_tokens + 1,
                                temperature=cfg.temperature, padding="left")
+    separator = _separator(cfg)
     reward = load_reward(cfg.prm_checkpoint, cfg.prm_type, good=cfg.judge_tokens[0], bad=cfg.judge_tokens[1],
-                         dtype=dtype)
+                         dtype=dtype, separator=separator, step_ends=(delim[0], *lm.eos_token_ids))
     if reward.body.vocab_size < lm.vocab_size:
         raise ValueError(f"prm_checkpoint: its vocabulary ({reward.body.vocab_size}) is smaller than the LM's "
                          f"({lm.vocab_size}); the reward must read the LM's tokens")
@@ -122,6 +127,20 @@ def setup(cfg):
 
     problems = [DataProblem(r.problem, r.answer, r.id) for r in rows]
     return Setup(lm, tok, program, problems, prompts, lambda problem: reward, answer_fn, is_right)
+
+
+def _separator(cfg) -> Optional[str]:
+    """The classifier's step separator (``prm_separator``): ``auto`` is ``<extra_0>`` when the
+    reward's tokenizer has it as one token (Qwen2.5-Math-PRM's convention), else none."""
+    if cfg.prm_type != "classifier" or cfg.prm_separator == "none":
+        return None
+    if cfg.prm_separator != "auto":
+        return cfg.prm_separator
+    from tokenizers import Tokenizer
+
+    path = Path(os.fspath(cfg.prm_checkpoint)) / "tokenizer.json"
+    found = Tokenizer.from_file(str(path)).token_to_id(AUTO_SEPARATOR) if path.is_file() else None
+    return None if found is None else AUTO_SEPARATOR
 
 
 def _device_bytes() -> tuple[int, str]:

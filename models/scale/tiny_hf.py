@@ -1,5 +1,5 @@
 """Tiny random Hugging Face checkpoints (for the tests and `examples/own_model.py`): a Qwen2 LM with a byte-level BPE
-tokenizer and a ChatML chat template, a Qwen2 PRM with a classification head, and a 4-problem
+tokenizer (with Qwen's ``<extra_0>`` step separator) and a ChatML chat template, a Qwen2 PRM with a classification head, and a 4-problem
 MATH-style JSON-lines file."""
 
 import json
@@ -25,7 +25,7 @@ def tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     corpus = [json.dumps(p) for p in PROBLEMS] + [p["solution"] for p in PROBLEMS] * 20 + ["step one\n\nstep two\n\n"] * 50
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<extra_0>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus, trainer)
     return tok

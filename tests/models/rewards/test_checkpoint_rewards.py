@@ -4,6 +4,7 @@ and their incremental path against the full re-read."""
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -75,6 +76,52 @@ def test_classifier_prm_matches_a_torch_module_on_qwen2(tmp_path):
     save_np(t, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="'score.2.weight' has shape"):
         load_reward(tmp_path, "classifier")
+
+
+def test_classifier_prm_reads_each_step_at_its_separator(tmp_path):
+    """Qwen2.5-Math-PRM's convention: every step followed by a separator (``<extra_0>``), read
+    there. The policy's buffer ends a step with its delimiter (the last with end-of-sequence); with
+    ``separator``/``step_ends`` the reward reads those as the separator, so its score at each
+    step's end equals the torch module's at the separators of ``prompt step<sep> step<sep> ...``
+    (full re-read and incremental); a delimiter inside the prompt is read as itself."""
+    from safetensors.torch import save_file
+
+    from ppl.lm import LMState
+
+    cfg = transformers.Qwen2Config(**KW)
+    model = _randomize(_PRM(cfg))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({**cfg.to_dict(), "architectures": ["Qwen2ForProcessRewardModel"]}))
+    SEP, DELIM, EOS = 27, 7, 1
+    reward = load_reward(tmp_path, "classifier", separator=SEP, step_ends=(DELIM, EOS))
+    plain = load_reward(tmp_path, "classifier")
+    prompt, steps = [2, 3, DELIM, 4], [[5, 6, DELIM], [8, 9, 10, DELIM], [11, EOS]]
+    gen = [t for step in steps for t in step]
+    qwen = prompt + [SEP if t in (DELIM, EOS) else t for t in gen]
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.as_tensor([qwen])), dim=-1)[0, :, 1].numpy()
+    buf = np.zeros(24, np.int32)
+    buf[:len(prompt) + len(gen)] = prompt + gen
+    z = jnp.zeros((), jnp.float32)
+
+    def state(length):
+        return LMState(tokens=jnp.asarray(buf), length=jnp.asarray(length, jnp.int32), cache=(),
+                       num_steps=jnp.asarray(0, jnp.int32), step_start=jnp.asarray(len(prompt), jnp.int32),
+                       prompt_length=jnp.asarray(len(prompt), jnp.int32), done=jnp.asarray(False),
+                       step_log_p=z, step_log_q=z)
+
+    rstate, _ = reward.init_state(reward.params, state(len(prompt)))
+    end = len(prompt)
+    for step in steps:
+        end += len(step)
+        full = float(np.exp(reward.log_score(reward.params, state(end))))
+        log_r, rstate, _ = reward.extend(reward.params, rstate, state(end))
+        assert full == pytest.approx(ref[end - 1], abs=1e-5)
+        assert float(np.exp(log_r)) == pytest.approx(ref[end - 1], abs=1e-5)
+        # without the convention the head reads the delimiter / end-of-sequence token itself
+        assert float(np.exp(plain.log_score(plain.params, state(end)))) != pytest.approx(ref[end - 1], abs=1e-3)
+    with pytest.raises(ValueError, match="separator and step_ends"):
+        load_reward(tmp_path, "classifier", separator=SEP)
 
 
 def test_lm_judge_reads_good_against_bad(tmp_path):

@@ -1,6 +1,7 @@
 """ppl scale on your own Hugging Face LM, reward model and JSON-lines data (tiny random checkpoints
 written by the test, tests/models/scale/hf_fixtures.py)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -30,6 +31,11 @@ def test_data_setup_prompts_delimiter_answers_and_memory(folders):
     ids = s.tokenizer.encode("So $x = \\boxed{0.5}$.", add_special_tokens=False).ids
     assert s.answer_fn(ids) == "0.5" and s.is_right(s.answer_fn(ids), s.problems[1])
     assert not s.is_right(None, s.problems[0]) and not s.is_right("2", s.problems[0])
+    # the classifier reads Qwen2.5-Math-PRM's <extra_0> after each step (auto: its tokenizer has it)
+    reward = s.reward_for(s.problems[0])
+    assert reward.separator == s.tokenizer.token_to_id("<extra_0>")
+    assert reward.step_ends == (s.program.config.delimiter[0], *s.lm.eos_token_ids)
+    assert setup(dataclasses.replace(cfg, prm_separator="none")).reward_for(s.problems[0]).separator is None
     # left-padded: every prompt ends at the padded width W and shares its W - 1 slots' cache
     width = s.program.data["prompt"].shape[0]
     assert s.program.padding == "left" and s.program.shared_prefix == width - 1
@@ -47,7 +53,7 @@ def test_data_setup_prompts_delimiter_answers_and_memory(folders):
         _check_memory(s, 10**9, log=lambda m: None)
 
 
-def test_data_options_are_checked_before_compute(folders, capsys):
+def test_data_options_are_checked_before_compute(folders, capsys, tmp_path):
     from ppl_models.cli import main
 
     lm_dir, prm_dir, data = folders
@@ -58,6 +64,15 @@ def test_data_options_are_checked_before_compute(folders, capsys):
     assert main(["scale", "--data", str(data) + ".missing", "--checkpoint", str(lm_dir), "--prm-checkpoint",
                  str(prm_dir), "--quiet"]) == 2
     assert "not a file" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="prm_separator"):
+        ScaleConfig(data=str(data), checkpoint="a", prm_checkpoint="b", prm_separator="").validate()
+    args = ["scale", "--data", str(data), "--checkpoint", str(lm_dir), "--prm-checkpoint", str(prm_dir),
+            "--problems", "4", "--prm-separator", "<no such token>", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 2
+    assert "separator='<no such token>' encodes as" in capsys.readouterr().err
+    # refused before any problem ran: no stale samples.jsonl, so the same command is refused the same way
+    assert not (tmp_path / "samples.jsonl").exists()
+    assert main(args) == 2 and "separator=" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # 2-3 min: six methods compiled at three budgets on a tiny model

@@ -146,8 +146,9 @@ class LMProgram:
         self.padding = padding
         cfg = StepConfig(delimiter=step_delimiter, max_step_tokens=max_step_tokens,
                          temperature=temperature, top_k=top_k, top_p=top_p)
-        if max_length is None:
-            max_length = len(prompt) + int(max_steps) * cfg.max_step_tokens + 1
+        if max_length is None:  # the generation starts after the prompt (left-padded: after its padded width)
+            start = -(-len(prompt) // 16) * 16 if padding == "left" else len(prompt)
+            max_length = start + int(max_steps) * cfg.max_step_tokens + 1
         padded, length = pad_prompt(prompt, max_length=max_length, vocab_size=lm.vocab_size, left=padding == "left")
         if frozen is not None and not callable(frozen):
             raise TypeError(f"frozen: expected a callable x -> bool[N] or None, got {type(frozen).__name__}")

@@ -134,8 +134,8 @@ def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None, wid
     if max_length is not None and p >= int(max_length):
         raise ValueError(f"max_length={max_length} leaves no room after a prompt of {p} tokens")
     p_pad = -(-p // multiple) * multiple
-    if max_length is not None:
-        p_pad = min(p_pad, int(max_length))
+    if max_length is not None:  # left-padded, the generation starts at p_pad: leave it a slot
+        p_pad = min(p_pad, int(max_length) - 1 if left else int(max_length))
     if width is not None and p <= int(width):
         p_pad = int(width)
     at = p_pad - p if left else 0

@@ -69,6 +69,11 @@ def test_left_padded_program_layout(lm):
         assert ppl.lm.text_of(state, include_prompt=True) == prompt.tolist()
         # no particle carries any of its prompt's cache: its own cache starts at slot 15
         assert state.cache[0].k.shape[1] == base.max_length - 15  # [H_kv, slots, D_h]
+    # the default buffer leaves max_steps * max_step_tokens after the padded width; a short buffer
+    # narrows the padding so that the generation keeps a slot
+    assert ppl.lm.LMProgram(lm, PROMPTS[0], max_steps=T, max_step_tokens=S, padding="left").max_length == 16 + T * S + 1
+    short = ppl.lm.LMProgram(lm, PROMPTS[-1], max_steps=T, max_length=14, padding="left")
+    assert short.data["prompt"].shape == (13,) and int(short.prompt_state(short.data).length) == 13
     # unpadded, each prompt lowers the shared prefix (and so changes the compiled program)
     right = _program(lm, PROMPTS[-1], "right")
     assert right.with_prompt(PROMPTS[0]).shared_prefix == 0

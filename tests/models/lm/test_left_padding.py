@@ -79,6 +79,7 @@ def test_left_padded_program_layout(lm):
     assert right.with_prompt(PROMPTS[0]).shared_prefix == 0
 
 
+@pytest.mark.slow  # the batch test below compares the generations too (default suite)
 def test_left_padded_rollouts_equal_unpadded(lm):
     """Same key, same LM: the same tokens and log-probabilities, padded or not."""
     base = _program(lm, PROMPTS[-1], "left")

@@ -95,8 +95,10 @@ def test_ppl_scale_on_checkpoints_and_data_writes_the_bundled_schema(folders, tm
     assert sum(r["kind"] == "pool" for r in lines) == 4
 
 
+@pytest.mark.slow  # 15-20 s, two whole runs; the engine-level check is in the default suite
+# (tests/models/lm/test_left_padding.py::test_left_padded_batch_equals_each_prompt_alone)
 def test_prompts_of_different_lengths_run_in_one_compiled_batch(folders):
-    """The four prompts differ in length; padded to the longest, they run as one vmapped batch
+    """The four prompts differ in length; left-padded to the longest, they run as one vmapped batch
     (ppl.scaling.batched, one compiled call) and give the one-by-one run's tokens and outcomes."""
     import dataclasses
 

@@ -148,7 +148,7 @@ def setup(num_problems: int, *, difficulty: str = "hard", split: str = "test", s
     problems = arithmetic.generate(num_problems, difficulty, split, seed=seed)
     prompts = [np.asarray(encode(tok, p.prompt), np.int32) for p in problems]
     width = max(len(p) for p in prompts)
-    max_length = -(-width // 16) * 16 + max_steps * max_step_tokens + 1
+    max_length = ppl.lm.state.padded_width(width) + max_steps * max_step_tokens + 1
     # The prompts' first min-length-minus-one positions are cached once per prompt and shared by its
     # particles; every prompt has at least that many, so all share one compiled program.
     program = ppl.lm.LMProgram(lm, prompts[0], None, max_steps=max_steps, step_delimiter=newline_id(tok),

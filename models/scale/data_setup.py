@@ -100,7 +100,7 @@ def setup(cfg):
         raise ValueError(f"step_delimiter: {cfg.step_delimiter!r} is {len(delim)} tokens {delim} of the checkpoint's "
                          "tokenizer; give a string that is one token")
     new_tokens = cfg.max_new_tokens or cfg.max_steps * cfg.max_step_tokens
-    width = -(-max(len(p) for p in prompts) // 16) * 16
+    width = ppl.lm.state.padded_width(max(len(p) for p in prompts))
     # built on the longest prompt and left-padded: every prompt ends at slot width - 1, so all share one
     # compiled program and a shared prefix of width - 1 slots (no particle carries its prompt's cache)
     longest = max(prompts, key=len)
@@ -170,10 +170,10 @@ def memory_estimate(s, num_particles: int) -> dict:
 
     reward = s.reward_for(s.problems[0])
     length, shared = s.program.max_length, s.program.shared_prefix
+    lm_w, rm_w, prompt = weights(s.lm.params), weights(reward.params), cache(s.lm, shared)
     per = cache(s.lm, length - shared) + cache(reward.body, length)
-    total = weights(s.lm.params) + weights(reward.params) + cache(s.lm, shared) + num_particles * per
+    total = lm_w + rm_w + prompt + num_particles * per
     have, where = _device_bytes()
-    return {"lm_weights": weights(s.lm.params), "reward_weights": weights(reward.params),
-            "prompt_cache": cache(s.lm, shared), "cache_per_particle": per, "num_particles": int(num_particles),
-            "total": int(total),
-            "available": have, "where": where, "fits": total <= 0.9 * have}
+    return {"lm_weights": lm_w, "reward_weights": rm_w, "prompt_cache": prompt, "cache_per_particle": per,
+            "num_particles": int(num_particles), "total": int(total), "available": have, "where": where,
+            "fits": total <= 0.9 * have}

@@ -49,7 +49,8 @@ from ppl.core.checks import check_int
 from ppl.core.trees import broadcast
 from ppl.lm.potentials import MemoryPotential, Potential, _as_potential
 from ppl.lm.sampling import StepConfig, sample_step, score_step
-from ppl.lm.state import LMState, check_lm, pad_prompt, prefill, prompt_prefix, shares_prefix, takes_pad
+from ppl.lm.state import (LMState, check_lm, pad_prompt, padded_width, prefill, prompt_prefix, shares_prefix,
+                          takes_pad)
 
 __all__ = ["LMProgram", "LMStep", "RestrictedSupportWarning", "prompt_state", "check_program"]
 
@@ -147,7 +148,7 @@ class LMProgram:
         cfg = StepConfig(delimiter=step_delimiter, max_step_tokens=max_step_tokens,
                          temperature=temperature, top_k=top_k, top_p=top_p)
         if max_length is None:  # the generation starts after the prompt (left-padded: after its padded width)
-            start = -(-len(prompt) // 16) * 16 if padding == "left" else len(prompt)
+            start = padded_width(len(prompt)) if padding == "left" else len(prompt)
             max_length = start + int(max_steps) * cfg.max_step_tokens + 1
         padded, length = pad_prompt(prompt, max_length=max_length, vocab_size=lm.vocab_size, left=padding == "left")
         if frozen is not None and not callable(frozen):

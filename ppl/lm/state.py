@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LMState", "apply_lm", "check_lm", "generated", "pad_prompt", "prefill", "prefix_tokens", "prompt_prefix",
+__all__ = ["LMState", "apply_lm", "check_lm", "generated", "pad_prompt", "padded_width", "prefill", "prefix_tokens", "prompt_prefix",
            "step_tokens", "takes_pad", "text_of"]
 
 
@@ -112,6 +112,12 @@ def check_lm(lm) -> None:
             "(see ppl.lm.state)")
 
 
+def padded_width(length: int, multiple: int = 16) -> int:
+    """The padded width of a prompt of ``length`` tokens: ``length`` rounded up to a multiple of
+    ``multiple`` (what :func:`pad_prompt` pads to, before any cap)."""
+    return -(-int(length) // multiple) * multiple
+
+
 def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None, width=None, left: bool = False):
     """``(padded int32[P_pad], length)``: the prompt padded with zeros to a multiple of ``multiple``
     (capped at ``max_length``), or to ``width`` if given and the prompt fits it; with ``left``, the
@@ -133,7 +139,7 @@ def pad_prompt(prompt, multiple: int = 16, max_length=None, vocab_size=None, wid
     p = int(prompt.shape[0])
     if max_length is not None and p >= int(max_length):
         raise ValueError(f"max_length={max_length} leaves no room after a prompt of {p} tokens")
-    p_pad = -(-p // multiple) * multiple
+    p_pad = padded_width(p, multiple)
     if max_length is not None:  # left-padded, the generation starts at p_pad: leave it a slot
         p_pad = min(p_pad, int(max_length) - 1 if left else int(max_length))
     if width is not None and p <= int(width):

@@ -158,6 +158,7 @@ def test_parallel_tempering_coldest_chain_and_swap_rate(exact):
     assert runs[0].budget == 2 * 8 * 600 and runs[0].diagnostics["temperatures"] == temps
 
 
+@pytest.mark.slow  # 11-14 s; each method against the enumerated target stays in the default suite
 def test_gibbs_tempering_and_the_particle_filter_target_one_model(exact):
     """With the same options (prefix log-odds over tau, finished generations absorbing: the
     defaults of all three), particle Gibbs, parallel tempering's coldest chain and the particle

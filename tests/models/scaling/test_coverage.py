@@ -61,6 +61,7 @@ def test_beta_binomial_recovers_known_parameters():
     assert np.all((band.lo < truth) & (truth < band.hi)), (band, truth)
 
 
+@pytest.mark.slow  # 10-13 s: a NUTS fit compared with the unbiased estimator
 def test_benchmark_coverage_agrees_with_pass_at_k_within_samples():
     fit = _bb_fit(0)
     k = np.array([1, 4, 16])
